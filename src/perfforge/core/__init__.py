@@ -1,0 +1,1 @@
+"""Core utilities shared by every part of perfforge: units, errors, registries, dtypes."""

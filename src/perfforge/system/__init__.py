@@ -1,0 +1,1 @@
+"""Hardware descriptions: devices, nodes, networks and the shipped catalog."""

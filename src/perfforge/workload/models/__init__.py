@@ -1,0 +1,1 @@
+"""Model builders. ``perfforge.workload.zoo`` registers the named models."""

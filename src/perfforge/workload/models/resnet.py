@@ -1,0 +1,67 @@
+"""ResNet v1.5 (torchvision layout: the stride of a downsampling bottleneck sits on its 3x3 conv).
+
+He et al. 2016, "Deep Residual Learning", Table 1; v1.5 as in torchvision ``resnet50`` and NVIDIA
+DeepLearningExamples. Reference totals for 224x224 and 1000 classes: 25,557,032 parameters and
+about 4.1 G multiply-accumulates per image (torchvision model card: 4.09 GFLOPS counted as MACs).
+"""
+
+from __future__ import annotations
+
+from perfforge.core.dtypes import DType
+from perfforge.workload import layers as L
+from perfforge.workload.graph import Workload
+from perfforge.workload.op import Op
+
+EXPANSION = 4
+WIDTHS = (64, 128, 256, 512)
+
+
+def _conv_bn(ops: list[Op], name: str, batch: int, cin: int, hw: tuple[int, int], cout: int, k: int, dtype: DType,
+             *, stride: int = 1, layer: str, relu: bool, save_input: bool = True, input_grad: bool = True) -> tuple[int, int]:
+    conv, out_hw = L.conv2d(f"{name}.conv", batch, cin, hw, cout, k, dtype, stride=stride, padding=k // 2,
+                            layer=layer, save_input=save_input)
+    if not input_grad:
+        conv = conv.with_(attrs={**conv.attrs, "input_grad": False})
+    ops.append(conv)
+    shape = (batch, cout, *out_hw)
+    ops.append(L.batch_norm(f"{name}.bn", shape, dtype, layer=layer))
+    if relu:
+        # the ReLU's output is saved once, by the conv (or pool) that consumes it
+        ops.append(L.elementwise(f"{name}.relu", shape, dtype, fn="relu", layer=layer, saved_bytes=0.0))
+    return out_hw
+
+
+def resnet(depths: tuple[int, ...], *, batch: int, dtype: DType, image: int = 224, classes: int = 1000,
+           name: str = "resnet50") -> Workload:
+    ops: list[Op] = []
+    hw = _conv_bn(ops, "stem", batch, 3, (image, image), 64, 7, dtype, stride=2, layer="stem", relu=True,
+                  input_grad=False)
+    pool_op, hw = L.pool("stem.maxpool", batch, 64, hw, 3, 2, 1, dtype, fn="max", layer="stem")
+    ops.append(pool_op)
+    cin = 64
+    for stage, (width, depth) in enumerate(zip(WIDTHS, depths), start=1):
+        for block in range(depth):
+            layer = f"layer{stage}.{block}"
+            stride = 2 if (block == 0 and stage > 1) else 1
+            cout = width * EXPANSION
+            in_hw = hw
+            h1 = _conv_bn(ops, f"{layer}.1", batch, cin, in_hw, width, 1, dtype, layer=layer, relu=True)
+            h2 = _conv_bn(ops, f"{layer}.2", batch, width, h1, width, 3, dtype, stride=stride, layer=layer, relu=True)
+            h3 = _conv_bn(ops, f"{layer}.3", batch, width, h2, cout, 1, dtype, layer=layer, relu=False)
+            if block == 0:
+                # projection shortcut reads the same input tensor conv1 already saved
+                _conv_bn(ops, f"{layer}.downsample", batch, cin, in_hw, cout, 1, dtype, stride=stride, layer=layer,
+                         relu=False, save_input=False)
+            shape = (batch, cout, *h3)
+            ops.append(L.elementwise(f"{layer}.add", shape, dtype, fn="add", n_inputs=2, layer=layer))
+            ops.append(L.elementwise(f"{layer}.relu", shape, dtype, fn="relu", layer=layer, saved_bytes=0.0))
+            hw, cin = h3, cout
+    ops.append(L.reduction("head.avgpool", (batch, cin, *hw), (batch, cin), dtype, fn="mean", layer="head"))
+    ops.append(L.linear("head.fc", batch, cin, classes, dtype, bias=True, layer="head"))
+    return Workload(name=name, ops=tuple(ops), dtype=dtype, batch=batch, seq=1,
+                    meta={"family": "resnet", "image": image, "classes": classes, "depths": depths,
+                          "loss_rows": batch, "loss_classes": classes})
+
+
+def resnet50(*, batch: int = 1, dtype: DType = DType.FP32, image: int = 224, **_: object) -> Workload:
+    return resnet((3, 4, 6, 3), batch=batch, dtype=dtype, image=image, name="resnet50")

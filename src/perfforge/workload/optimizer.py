@@ -1,0 +1,66 @@
+"""Optimizers: state bytes per parameter and the cost of the update step.
+
+Mixed-precision convention (Megatron-LM / ZeRO paper, Rajbhandari et al. 2020, Sec. 3.1): weights and
+gradients are kept in the compute dtype and the optimizer holds an fp32 master copy plus its states.
+With fp32 compute there is no separate master copy. Adam in mixed precision is therefore
+2 + 2 + (4 + 4 + 4) = 16 bytes per parameter, the ZeRO paper's "K = 12" optimizer term plus 4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perfforge.core.dtypes import DType
+from perfforge.core.errors import ConfigError
+from perfforge.workload.op import Op, OpKind, Phase
+
+FP32_BYTES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class OptimizerSpec:
+    name: str
+    states: int               # fp32 state tensors per parameter (Adam: m and v)
+    flops_per_param: int      # arithmetic of one update per parameter
+
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "sgd": OptimizerSpec("sgd", states=0, flops_per_param=2),
+    "sgd_momentum": OptimizerSpec("sgd_momentum", states=1, flops_per_param=4),
+    "adam": OptimizerSpec("adam", states=2, flops_per_param=12),
+    "adamw": OptimizerSpec("adamw", states=2, flops_per_param=14),
+    "lion": OptimizerSpec("lion", states=1, flops_per_param=8),
+}
+
+
+def get_optimizer(name: str) -> OptimizerSpec:
+    key = name.lower().replace("-", "_")
+    if key not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer '{name}' (allowed: {', '.join(OPTIMIZERS)})")
+    return OPTIMIZERS[key]
+
+
+def has_master_copy(dtype: DType) -> bool:
+    return dtype.bytes < FP32_BYTES
+
+
+def optimizer_state_bytes_per_param(opt: OptimizerSpec, dtype: DType) -> int:
+    """fp32 states plus the fp32 master weights when training in a narrower dtype."""
+    return FP32_BYTES * opt.states + (FP32_BYTES if has_master_copy(dtype) else 0)
+
+
+def optimizer_op(opt: OptimizerSpec, params: int, dtype: DType) -> Op:
+    """One fused (multi-tensor) update over all parameters: memory-bound, streaming every byte once.
+
+    Reads gradient, master weights and states; writes master weights, states and the compute-dtype copy.
+    """
+    b = dtype.bytes
+    master = FP32_BYTES if has_master_copy(dtype) else 0
+    weights = FP32_BYTES if master else b
+    read = params * (b + weights + FP32_BYTES * opt.states)
+    written = params * (weights + FP32_BYTES * opt.states + (b if master else 0))
+    return Op(
+        name=f"optimizer.{opt.name}", kind=OpKind.OPTIMIZER, dtype=DType.FP32,
+        flops=float(opt.flops_per_param * params), bytes_read=float(read), bytes_written=float(written),
+        layer="optimizer", phase=Phase.OPTIMIZER, attrs={"params": params, "optimizer": opt.name, "numel": params},
+    )

@@ -1,0 +1,132 @@
+"""The model zoo: named, weight-free builders parametrised by batch, sequence length and dtype.
+
+Architecture numbers come from the papers and the models' published ``config.json`` files cited on each
+entry. ``get_model(name, batch=..., seq=..., dtype=...)`` returns a ``Workload``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from perfforge.core.dtypes import DType
+from perfforge.core.errors import ConfigError
+from perfforge.core.registry import Registry
+from perfforge.workload.graph import Workload
+from perfforge.workload.models.resnet import resnet50
+from perfforge.workload.models.transformer import TransformerConfig, build_transformer
+from perfforge.workload.models.vit import vit
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    name: str
+    kind: str                      # "cnn", "encoder", "decoder", "vision-transformer"
+    default_seq: int
+    build: Callable[..., Workload]
+    description: str
+    config: TransformerConfig | None = None
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+_GPT2_SRC = "Radford et al. 2019 (GPT-2) and the openai-community/gpt2* config.json files (n_layer, n_embd, n_head, n_ctx=1024, vocab 50257)"
+_GPT3_SRC = "Brown et al. 2020, 'Language Models are Few-Shot Learners', Table 2.1 (n_layers, d_model, n_heads, d_head; n_ctx 2048)"
+_BERT_SRC = "Devlin et al. 2019 (BERT) and google-bert/bert-*-uncased config.json (vocab 30522, 512 positions, 2 token types)"
+_LLAMA2_SRC = "Touvron et al. 2023 (Llama 2) and meta-llama/Llama-2-*-hf config.json (vocab 32000, intermediate_size, num_key_value_heads)"
+_LLAMA3_SRC = "meta-llama/Meta-Llama-3-*/config.json (vocab 128256, num_key_value_heads 8, intermediate_size)"
+_MIXTRAL_SRC = "Jiang et al. 2024 (Mixtral of Experts), Table 1, and mistralai/Mixtral-8x7B-v0.1 config.json"
+
+
+def _register_transformer(cfg: TransformerConfig, kind: str, default_seq: int, description: str) -> None:
+    def build(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, phase: str = "prefill",
+              attention_impl: str = "fused") -> Workload:
+        return build_transformer(cfg, batch=batch, seq=seq or default_seq, dtype=dtype, phase=phase,
+                                 attention_impl=attention_impl)
+
+    MODELS.add(cfg.name, ModelEntry(cfg.name, kind, default_seq, build, description, cfg))
+
+
+def _gpt2(name: str, layers: int, hidden: int, heads: int, params: str) -> None:
+    cfg = TransformerConfig(name=name, layers=layers, hidden=hidden, heads=heads, ffn=4 * hidden, vocab=50257,
+                            max_positions=1024, norm="layer", activation="gelu", tied_embeddings=True, source=_GPT2_SRC)
+    _register_transformer(cfg, "decoder", 1024, f"GPT-2 {params} (tied embeddings)")
+
+
+def _gpt3(name: str, layers: int, hidden: int, heads: int, params: str) -> None:
+    cfg = TransformerConfig(name=name, layers=layers, hidden=hidden, heads=heads, ffn=4 * hidden, vocab=50257,
+                            max_positions=2048, norm="layer", activation="gelu", tied_embeddings=True, source=_GPT3_SRC)
+    _register_transformer(cfg, "decoder", 2048, f"GPT-3 {params} (paper's nominal size)")
+
+
+def _bert(name: str, layers: int, hidden: int, heads: int) -> None:
+    cfg = TransformerConfig(name=name, layers=layers, hidden=hidden, heads=heads, ffn=4 * hidden, vocab=30522,
+                            arch="encoder", max_positions=512, type_vocab=2, embedding_norm=True, final_norm=False,
+                            post_norm=True, lm_head=False, pooler=True, source=_BERT_SRC)
+    _register_transformer(cfg, "encoder", 512, f"BERT {name.split('-')[1]} (BertModel with pooler)")
+
+
+def _llama(name: str, layers: int, hidden: int, heads: int, kv: int, ffn: int, vocab: int, src: str, desc: str,
+           experts: int = 0, top_k: int = 0, default_seq: int = 4096) -> None:
+    cfg = TransformerConfig(name=name, layers=layers, hidden=hidden, heads=heads, kv_heads=kv, ffn=ffn, vocab=vocab,
+                            norm="rms", activation="swiglu", qkv_bias=False, out_bias=False, mlp_bias=False,
+                            tied_embeddings=False, rotary=True, num_experts=experts, top_k=top_k, source=src)
+    _register_transformer(cfg, "decoder", default_seq, desc)
+
+
+_gpt2("gpt2", 12, 768, 12, "124M")
+_gpt2("gpt2-medium", 24, 1024, 16, "355M")
+_gpt2("gpt2-large", 36, 1280, 20, "774M")
+_gpt2("gpt2-xl", 48, 1600, 25, "1.5B")
+_gpt3("gpt3-125m", 12, 768, 12, "Small 125M")
+_gpt3("gpt3-350m", 24, 1024, 16, "Medium 350M")
+_gpt3("gpt3-760m", 24, 1536, 16, "Large 760M")
+_gpt3("gpt3-1.3b", 24, 2048, 16, "XL 1.3B")  # Table 2.1 lists 24 heads of d_head 128 with d_model 2048; 16x128 = 2048
+_gpt3("gpt3-2.7b", 32, 2560, 32, "2.7B")
+_gpt3("gpt3-6.7b", 32, 4096, 32, "6.7B")
+_gpt3("gpt3-13b", 40, 5120, 40, "13B")  # Table 2.1 prints d_model 5140; 40 heads x d_head 128 = 5120
+_gpt3("gpt3-175b", 96, 12288, 96, "175B")
+_bert("bert-base", 12, 768, 12)
+_bert("bert-large", 24, 1024, 16)
+_llama("llama-2-7b", 32, 4096, 32, 32, 11008, 32000, _LLAMA2_SRC, "Llama-2 7B")
+_llama("llama-2-13b", 40, 5120, 40, 40, 13824, 32000, _LLAMA2_SRC, "Llama-2 13B")
+_llama("llama-2-70b", 80, 8192, 64, 8, 28672, 32000, _LLAMA2_SRC, "Llama-2 70B (GQA, 8 KV heads)")
+_llama("llama-3-8b", 32, 4096, 32, 8, 14336, 128256, _LLAMA3_SRC, "Llama-3 8B (GQA)", default_seq=8192)
+_llama("llama-3-70b", 80, 8192, 64, 8, 28672, 128256, _LLAMA3_SRC, "Llama-3 70B (GQA)", default_seq=8192)
+_llama("mixtral-8x7b", 32, 4096, 32, 8, 14336, 32000, _MIXTRAL_SRC, "Mixtral 8x7B (8 experts, top-2)",
+       experts=8, top_k=2, default_seq=4096)
+
+_VIT_B16 = TransformerConfig(name="vit-b-16", layers=12, hidden=768, heads=12, ffn=3072, vocab=1, arch="encoder",
+                             source="Dosovitskiy et al. 2021, Table 1 (ViT-Base)")
+
+
+def _vit_b16(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, **_: object) -> Workload:
+    if seq not in (None, 197):
+        raise ConfigError("vit-b-16 has a fixed sequence of 197 tokens at 224x224; do not set --seq")
+    return vit(_VIT_B16, patch=16, batch=batch, dtype=dtype)
+
+
+def _resnet50(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, **_: object) -> Workload:
+    if seq not in (None, 1):
+        raise ConfigError("resnet50 takes images, not sequences; do not set --seq")
+    return resnet50(batch=batch, dtype=dtype)
+
+
+MODELS.add("resnet50", ModelEntry("resnet50", "cnn", 1, _resnet50, "ResNet-50 v1.5, 224x224, 1000 classes"))
+MODELS.add("vit-b-16", ModelEntry("vit-b-16", "vision-transformer", 197, _vit_b16, "ViT-B/16, 224x224", _VIT_B16))
+
+ALIASES = {"bert-large-uncased": "bert-large", "bert-base-uncased": "bert-base", "gpt2-small": "gpt2",
+           "vit-b16": "vit-b-16", "vit_b_16": "vit-b-16", "resnet-50": "resnet50"}
+
+
+def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType | str = DType.FP16,
+              phase: str = "prefill", attention_impl: str = "fused") -> Workload:
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
+        raise ConfigError(f"batch must be a positive integer, got {batch!r}")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq <= 0):
+        raise ConfigError(f"seq must be a positive integer, got {seq!r}")
+    entry = MODELS.get(ALIASES.get(name, name))
+    kwargs = {"batch": batch, "seq": seq, "dtype": DType.parse(dtype)}
+    if entry.config is not None and entry.kind in ("decoder", "encoder"):
+        kwargs.update(phase=phase, attention_impl=attention_impl)
+    return entry.build(**kwargs)
