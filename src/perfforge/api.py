@@ -1,0 +1,74 @@
+"""The Python API: ``predict``, ``from_hf_config``, ``from_torch``, and the model/hardware resolvers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from perfforge.core.dtypes import DType
+from perfforge.core.errors import ConfigError
+import perfforge.engines.analytical  # noqa: F401  (registers the analytical engine)
+from perfforge.engines.base import ENGINES
+from perfforge.result import Result
+from perfforge.scenario import Scenario, make_scenario
+from perfforge.system.catalog import get_device
+from perfforge.system.system import System
+from perfforge.workload.graph import Workload
+from perfforge.workload.importers.hf_config import load_hf_config
+from perfforge.workload.models.transformer import build_transformer
+from perfforge.workload.zoo import MODELS, get_model
+
+
+def from_hf_config(path: str | Path, *, batch: int = 1, seq: int = 128, dtype: DType | str = DType.FP16,
+                   phase: str = "prefill", attention_impl: str = "fused") -> Workload:
+    """Build a transformer workload from a HuggingFace ``config.json`` on disk."""
+    cfg = load_hf_config(path)
+    return build_transformer(cfg, batch=batch, seq=seq, dtype=DType.parse(dtype), phase=phase,
+                             attention_impl=attention_impl)
+
+
+def from_torch(module: Any, *example_inputs: Any, name: str | None = None, dtype: DType | str | None = None,
+               batch: int | None = None, seq: int | None = None) -> Workload:
+    """Trace an ``nn.Module`` on PyTorch's meta device into a workload (needs the ``torch`` extra)."""
+    from perfforge.workload.importers.torch_trace import trace_module
+
+    return trace_module(module, *example_inputs, name=name, dtype=dtype, batch=batch, seq=seq)
+
+
+def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: int = 1, seq: int | None = None,
+                     dtype: DType | str = DType.FP16, attention_impl: str = "fused") -> Workload:
+    """A zoo id, a path to an HF ``config.json``, or an already built Workload."""
+    if isinstance(model, Workload):
+        return model
+    phase = "decode" if mode == "decode" else "prefill"
+    if model.endswith(".json") or Path(model).is_dir():
+        return from_hf_config(model, batch=batch, seq=seq or 128, dtype=dtype, phase=phase,
+                              attention_impl=attention_impl)
+    entry = MODELS.get(model) if model in MODELS else None
+    if mode == "decode" and entry is not None and entry.kind != "decoder":
+        raise ConfigError(f"mode 'decode' needs a decoder model; {model} is a {entry.kind}")
+    return get_model(model, batch=batch, seq=seq, dtype=dtype, phase=phase, attention_impl=attention_impl)
+
+
+def run_scenario(scenario: Scenario, workload: Workload | None = None) -> Result:
+    if workload is None:
+        workload = resolve_workload(scenario.model, mode=scenario.mode, batch=scenario.batch, seq=scenario.seq,
+                                    dtype=scenario.dtype, attention_impl=scenario.attention_impl)
+    device = get_device(scenario.hardware)
+    system = System(device=device)
+    engine = ENGINES.get(scenario.engine)()
+    return engine.run(workload, system, scenario)
+
+
+def predict(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, mode: str = "inference",
+            dtype: DType | str = DType.FP16, batch: int = 1, seq: int | None = None, optimizer: str = "adamw",
+            recompute: bool = False, attention_impl: str = "fused", engine: str = "analytical",
+            calibration: str | None = None) -> Result:
+    """Predict one step of ``model`` on one ``hardware`` device. See ``Result`` for the fields."""
+    if isinstance(model, Workload):
+        batch, seq, dtype = model.batch, model.seq, model.dtype
+    scenario = make_scenario(model=model.name if isinstance(model, Workload) else model, hardware=hardware,
+                             mode=mode, dtype=dtype, batch=batch, seq=seq, optimizer=optimizer,
+                             recompute=recompute, attention_impl=attention_impl, engine=engine,
+                             calibration=calibration)
+    return run_scenario(scenario, model if isinstance(model, Workload) else None)

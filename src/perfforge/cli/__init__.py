@@ -1,0 +1,1 @@
+"""The ``perfforge`` command line."""

@@ -1,0 +1,192 @@
+"""``perfforge`` CLI. Every user error becomes one line on stderr and exit status 2; never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from perfforge.core.errors import PerfforgeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="Predict how fast ML models train and serve on given hardware.")
+console = Console()
+EXIT_USER_ERROR = 2
+
+
+@app.command()
+def predict(
+    model: str = typer.Option(..., "--model", "-m", help="zoo id, HF config.json path, or scenario YAML"),
+    hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help="catalog id or device YAML path"),
+    mode: Optional[str] = typer.Option(None, help="train | inference | decode"),
+    batch: Optional[int] = typer.Option(None, help="samples per step (per device)"),
+    seq: Optional[int] = typer.Option(None, help="sequence length (context length for decode)"),
+    dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | fp16 | bf16 | fp8 | int8"),
+    optimizer: Optional[str] = typer.Option(None, help="sgd | sgd_momentum | adam | adamw | lion"),
+    recompute: Optional[bool] = typer.Option(None, "--recompute/--no-recompute", help="full activation recomputation"),
+    attention: Optional[str] = typer.Option(None, "--attention", help="fused | unfused"),
+    calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="write the per-op breakdown as CSV"),
+    trace_path: Optional[Path] = typer.Option(None, "--trace", help="write a Chrome trace (Perfetto) JSON"),
+    all_layers: bool = typer.Option(False, "--all-layers", help="show every layer in the table"),
+) -> None:
+    """Predict one training step or inference pass on one device."""
+    from perfforge.api import run_scenario
+    from perfforge.cli.output import breakdown_csv, chrome_trace_json, print_result, write_atomic
+    from perfforge.scenario import load_scenario, make_scenario
+
+    given = {"hardware": hardware, "mode": mode, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
+             "recompute": recompute, "attention_impl": attention, "calibration": calibration}
+    given = {k: v for k, v in given.items() if v is not None}
+    if model.endswith((".yaml", ".yml")):
+        base = load_scenario(model).model_dump(exclude_unset=False)
+        base.update(given)
+        scenario = make_scenario(**base)
+    else:
+        if "hardware" not in given:
+            raise PerfforgeError("--hardware is required (see `perfforge hardware` for ids)")
+        scenario = make_scenario(model=model, **given)
+    result = run_scenario(scenario)
+    if csv_path:
+        write_atomic(csv_path, breakdown_csv(result))
+    if trace_path:
+        write_atomic(trace_path, chrome_trace_json(result))
+    if as_json:
+        print(result.to_json())
+    else:
+        print_result(result, console, layer_limit=None if all_layers else 20)
+
+
+@app.command("run")
+def run_cmd(
+    scenario_file: Path = typer.Argument(..., help="scenario YAML"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Run a validated scenario file."""
+    from perfforge.api import run_scenario
+    from perfforge.cli.output import print_result
+    from perfforge.scenario import load_scenario
+
+    result = run_scenario(load_scenario(scenario_file))
+    if as_json:
+        print(result.to_json())
+    else:
+        print_result(result, console)
+
+
+@app.command()
+def models(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List the model zoo."""
+    from perfforge.workload.zoo import MODELS, get_model
+
+    rows = []
+    for name in MODELS.names():
+        entry = MODELS.get(name)
+        w = get_model(name, batch=1)
+        rows.append({"id": name, "kind": entry.kind, "params": w.params, "default_seq": entry.default_seq,
+                     "description": entry.description})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("id", "kind", "parameters", "default seq", "description")
+    for r in rows:
+        table.add_row(r["id"], r["kind"], f"{r['params']:,}", str(r["default_seq"]), r["description"])
+    console.print(table)
+
+
+@app.command()
+def hardware(
+    device_id: Optional[str] = typer.Argument(None, help="show one device with its sources"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List the hardware catalog, or show one device's figures and sources."""
+    from perfforge.system.catalog import get_device, list_devices
+
+    if device_id is None:
+        devices = [get_device(d) for d in list_devices()]
+        if as_json:
+            print(json.dumps([d.model_dump(mode="json") for d in devices], indent=2))
+            return
+        table = Table("id", "name", "bf16/fp16 TFLOP/s", "fp32 TFLOP/s", "memory", "bandwidth")
+        for d in devices:
+            half = d.peak_flops.get("bf16") or d.peak_flops.get("fp16")  # type: ignore[call-overload]
+            fp32 = d.peak_flops.get("fp32")  # type: ignore[call-overload]
+            table.add_row(d.id, d.name, f"{half.value / 1e12:.1f}" if half else "-",
+                          f"{fp32.value / 1e12:.1f}" if fp32 else "-", f"{d.memory_bytes / 1e9:.0f} GB",
+                          f"{d.memory_bytes_per_s / 1e9:,.0f} GB/s")
+        console.print(table)
+        return
+    d = get_device(device_id)
+    if as_json:
+        print(json.dumps(d.model_dump(mode="json"), indent=2))
+        return
+    table = Table("figure", "value", "source", "note", title=f"{d.name} ({d.id})", title_justify="left")
+    for dtype, fig in d.peak_flops.items():
+        table.add_row(f"peak {dtype.value} (dense)", f"{fig.value / 1e12:g} TFLOP/s", fig.source, fig.note or "")
+    for dtype, fig in d.sparse_flops.items():
+        table.add_row(f"sparse {dtype.value} (never a peak)", f"{fig.value / 1e12:g} TFLOP/s", fig.source, fig.note or "")
+    for name in ("memory_capacity", "memory_bandwidth", "sm_count", "l2_cache", "boost_clock", "tdp",
+                 "scale_up_bandwidth", "pcie_bandwidth"):
+        fig = getattr(d, name)
+        if fig is not None:
+            table.add_row(name, f"{fig.value:g}", fig.source, fig.note or "")
+    console.print(table)
+    for key, text in d.sources.items():
+        console.print(f"  [{key}] {text}")
+
+
+def _register_optional_commands() -> None:
+    """Commands that live in their own modules (profiling, and later engines) attach themselves here."""
+    from perfforge.cli import profile_cmd  # noqa: F401
+
+
+def _click_modules() -> list[object]:
+    """Typer >= 0.26 vendors click as ``typer._click``; older releases use click itself. Handle both."""
+    mods: list[object] = [click.exceptions]
+    try:
+        from typer._click import exceptions as vendored  # type: ignore[import-not-found]
+
+        mods.append(vendored)
+    except ImportError:
+        pass
+    return mods
+
+
+def _types(name: str) -> tuple[type[BaseException], ...]:
+    return tuple(getattr(m, name) for m in _click_modules() if hasattr(m, name))
+
+
+def main(argv: list[str] | None = None) -> int:
+    _register_optional_commands()
+    try:
+        app(args=argv, standalone_mode=False, prog_name="perfforge")
+    except PerfforgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except _types("Exit") as exc:
+        return int(getattr(exc, "exit_code", 0))
+    except _types("Abort"):
+        print("error: aborted", file=sys.stderr)
+        return 130
+    except _types("NoArgsIsHelpError") as exc:
+        ctx = getattr(exc, "ctx", None)
+        print(ctx.get_help() if ctx else str(exc))
+        return 0
+    except _types("ClickException") as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)  # type: ignore[attr-defined]
+        return EXIT_USER_ERROR
+    except FileNotFoundError as exc:
+        print(f"error: file not found: {exc.filename}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""``perfforge profile``: measure operators and models on the local device (needs PyTorch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from perfforge.cli.main import app
+from perfforge.core.errors import ConfigError
+
+
+@app.command()
+def profile(
+    out: Path = typer.Option(Path("data/ground_truth/local"), "--out", help="output folder (appended, resumable)"),
+    suite: str = typer.Option("standard", help="tiny | smoke | standard"),
+    device: Optional[str] = typer.Option(None, help="cuda | cpu (default: cuda if present)"),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="stop starting new cases after this"),
+    only: Optional[str] = typer.Option(None, help="comma list of: ceilings, models, kernels"),
+    repeats: Optional[int] = typer.Option(None, help="timed repeats per case"),
+) -> None:
+    """Measure operators and whole models; write ground-truth records (JSONL) under --out."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConfigError("perfforge profile needs PyTorch: pip install 'perfforge[torch]'") from None
+    from perfforge.profiling.runner import run_profile
+
+    run_profile(suite, out, device=device, max_seconds=max_seconds,
+                only=only.split(",") if only else None, repeats=repeats)

@@ -1,0 +1,80 @@
+"""Calibration constants of the analytical engine: shipped per architecture, overridable by the user."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from perfforge.core.errors import ConfigError, suggest
+
+SHIPPED = "data/calibration/analytical.yaml"
+
+
+class Calibration(BaseModel):
+    """Efficiency ceilings and overheads. All fractions are in (0, 1]; times in s; sizes in bytes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gemm_max_efficiency: float = Field(gt=0, le=1)
+    conv_efficiency: float = Field(gt=0, le=1.5)
+    attention_efficiency: float = Field(gt=0, le=1)
+    attention_backward_efficiency: float = Field(gt=0, le=1)
+    k_half: float = Field(ge=0)
+    memory_max_efficiency: float = Field(gt=0, le=1)
+    memory_half_bytes: float = Field(ge=0)
+    kernel_overhead_s: float = Field(ge=0)
+    vector_efficiency: float = Field(gt=0, le=1)
+    optimizer_kernels: int = Field(ge=1)
+    usable_memory_fraction: float = Field(gt=0, le=1)
+    framework_overhead_bytes: float = Field(ge=0)
+    tile_shapes: list[tuple[int, int]]
+    tile_efficiency: dict[str, float]
+    source: str = "shipped"
+
+
+def _read_yaml(path: Path | str, text: str | None = None) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text if text is not None else Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"calibration file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} malformed YAML") from None
+    if not isinstance(data, dict) or not isinstance(data.get("architectures"), dict):
+        raise ConfigError(f"{path}: expected a mapping with an 'architectures' section")
+    return data
+
+
+def _shipped() -> dict[str, Any]:
+    text = resources.files("perfforge").joinpath(SHIPPED).read_text()
+    return _read_yaml(SHIPPED, text)
+
+
+def load_calibration(architecture: str, override: str | Path | None = None) -> Calibration:
+    """Merge ``default``, the architecture's block and, last, the user's override file."""
+    archs = _shipped()["architectures"]
+    merged: dict[str, Any] = dict(archs["default"])
+    merged.update(archs.get(architecture) or {})
+    source = f"perfforge/{SHIPPED} [{architecture if architecture in archs else 'default'}]"
+    if override is not None:
+        user = _read_yaml(override)["architectures"]
+        for block in ("default", architecture):
+            extra = user.get(block) or {}
+            unknown = set(extra) - set(Calibration.model_fields)
+            if unknown:
+                key = sorted(unknown)[0]
+                raise ConfigError(f"{override}: unknown calibration key '{key}'{suggest(key, Calibration.model_fields)}")
+            merged.update(extra)
+        source += f" + {override}"
+    merged["source"] = source
+    try:
+        return Calibration.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"calibration {loc}: {err['msg']}") from None

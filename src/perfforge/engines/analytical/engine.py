@@ -1,0 +1,101 @@
+"""AnalyticalEngine: sums per-op roofline times over one device's stream."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import ClassVar
+
+from perfforge import __version__
+from perfforge.core.dtypes import DType
+from perfforge.core.errors import UnmodelledOpError
+from perfforge.engines.analytical.calibration import Calibration, load_calibration
+from perfforge.engines.analytical.memory import footprint
+from perfforge.engines.analytical.roofline import op_time
+from perfforge.engines.base import ENGINES
+from perfforge.result import OpRecord, Result
+from perfforge.scenario import Scenario
+from perfforge.system.system import System
+from perfforge.workload.graph import Workload
+from perfforge.workload.op import Op, Phase
+from perfforge.workload.optimizer import get_optimizer
+
+
+@ENGINES.register("analytical")
+class AnalyticalEngine:
+    """Roofline with shape-aware efficiency. One device, one stream, ops back to back."""
+
+    name: ClassVar[str] = "analytical"
+
+    def __init__(self, calibration: Calibration | None = None) -> None:
+        self._calibration = calibration
+
+    def supports(self, workload: Workload, system: System, scenario: Scenario) -> tuple[bool, str]:
+        if system.num_devices != 1:
+            return False, "the analytical engine models one device; use a distributed engine for more"
+        return True, ""
+
+    def calibration_for(self, system: System, scenario: Scenario) -> Calibration:
+        if self._calibration is not None:
+            return self._calibration
+        return load_calibration(system.device.architecture, scenario.calibration)
+
+    def run(self, workload: Workload, system: System, scenario: Scenario) -> Result:
+        ok, reason = self.supports(workload, system, scenario)
+        if not ok:
+            raise ValueError(reason)
+        device = system.device
+        cal = self.calibration_for(system, scenario)
+        mode = scenario.mode
+        optimizer = get_optimizer(scenario.optimizer) if mode == "train" else None
+        if optimizer is not None:
+            ops: tuple[Op, ...] = workload.training_ops(optimizer)
+            if scenario.recompute:
+                # full recomputation replays every block's forward before its backward
+                recomputed = tuple(op.with_(name=f"recompute.{op.name}", phase=Phase.FORWARD) for op in workload.ops)
+                ops = ops + recomputed
+        else:
+            ops = workload.ops
+        compute_dtype = workload.dtype
+        records: list[OpRecord] = []
+        unmodelled: list[str] = []
+        clock = 0.0
+        for op in ops:
+            try:
+                t = op_time(op, device, cal, compute_dtype)
+            except UnmodelledOpError:
+                unmodelled.append(op.name)
+                continue
+            phase = "recompute" if op.name.startswith("recompute.") else op.phase.value
+            records.append(OpRecord(op.name, op.kind.value, op.layer, phase, t.time_s, op.flops, op.bytes,
+                                    t.bound, start_s=clock))
+            clock += t.time_s
+        step_time = clock
+        flops_per_step = sum(r.flops for r in records)
+        if mode == "train":
+            loss = workload.loss_op
+            model_flops = workload.forward_flops + workload.backward_flops + (3 * loss.flops if loss else 0.0)
+        else:
+            model_flops = workload.forward_flops
+        memory = footprint(workload, device, cal, mode="train" if mode == "train" else "inference",
+                           optimizer=optimizer, recompute=scenario.recompute)
+        samples = workload.batch
+        tokens = workload.batch * (1 if workload.meta.get("phase") == "decode" else workload.seq)
+        return Result(
+            model=workload.name, hardware=device.id, engine=self.name, mode=mode, dtype=workload.dtype.value,
+            batch=workload.batch, seq=workload.seq, step_time_s=step_time, samples_per_step=samples,
+            tokens_per_step=tokens, params=workload.params, flops_per_step=flops_per_step,
+            model_flops_per_step=model_flops, peak_flop_per_s=device.peak_flop_per_s(DType(compute_dtype)),
+            memory=memory, breakdown=tuple(records), unmodelled=tuple(unmodelled),
+            provenance={
+                "engine": self.name, "perfforge_version": __version__, "calibration": cal.source,
+                "device_sources": dict(device.sources), "inputs_sha256": _digest(workload, device.id, scenario),
+            },
+        )
+
+
+def _digest(workload: Workload, device_id: str, scenario: Scenario) -> str:
+    payload = json.dumps({"workload": workload.name, "batch": workload.batch, "seq": workload.seq,
+                          "dtype": workload.dtype.value, "ops": len(workload.ops), "device": device_id,
+                          "scenario": scenario.model_dump(mode="json")}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

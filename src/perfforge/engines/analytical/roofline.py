@@ -1,0 +1,66 @@
+"""Per-op time: a roofline with shape-aware compute efficiency, size-aware bandwidth and launch overhead.
+
+    time = max(flops / (peak_dtype * eff_compute(shape)), bytes / (bandwidth * eff_memory(bytes)))
+           + kernels * kernel_overhead
+
+Matrix ops (GEMM, conv, attention) run on the dtype's matrix-unit peak; everything else on the vector peak.
+An op kind with no rule raises ``UnmodelledOpError``: nothing is silently costed at zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perfforge.core.dtypes import DType
+from perfforge.core.errors import UnmodelledOpError
+from perfforge.engines.analytical.calibration import Calibration
+from perfforge.engines.analytical.efficiency import attention_efficiency, gemm_efficiency, memory_efficiency
+from perfforge.system.device import DeviceSpec
+from perfforge.workload.op import Op, OpKind, Phase
+
+VECTOR_KINDS = frozenset({
+    OpKind.ELEMENTWISE, OpKind.LAYER_NORM, OpKind.RMS_NORM, OpKind.BATCH_NORM, OpKind.SOFTMAX,
+    OpKind.EMBEDDING, OpKind.POOL, OpKind.REDUCTION, OpKind.MOE_ROUTER, OpKind.OPTIMIZER,
+})
+
+
+@dataclass(frozen=True, slots=True)
+class OpTiming:
+    time_s: float
+    compute_s: float
+    memory_s: float
+    overhead_s: float
+    compute_efficiency: float
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+def _compute_peak_and_eff(op: Op, device: DeviceSpec, cal: Calibration, compute_dtype: DType) -> tuple[float, float]:
+    a = op.attrs
+    if op.kind in (OpKind.MATMUL, OpKind.BMM, OpKind.CONV2D):
+        eff = gemm_efficiency(int(a["m"]), int(a["n"]), int(a["k"]), int(a.get("batch", 1)), device.sms, cal).efficiency
+        if op.kind is OpKind.CONV2D:
+            eff *= cal.conv_efficiency
+        return device.peak_flop_per_s(compute_dtype), eff
+    if op.kind is OpKind.ATTENTION:
+        backward = op.phase is not Phase.FORWARD
+        group = max(1, int(a["heads"]) // int(a["kv_heads"]))
+        eff = attention_efficiency(int(a["seq_q"]), int(a["seq_kv"]), int(a["head_dim"]), group, backward, cal)
+        return device.peak_flop_per_s(compute_dtype), eff
+    if op.kind in VECTOR_KINDS:
+        return device.vector_flop_per_s(op.dtype), cal.vector_efficiency
+    raise UnmodelledOpError(f"analytical engine has no rule for op kind '{getattr(op.kind, 'value', op.kind)}' ({op.name})")
+
+
+def op_time(op: Op, device: DeviceSpec, cal: Calibration, compute_dtype: DType | None = None) -> OpTiming:
+    """Time of one op on one device. ``compute_dtype`` lets fp32 storage run on TF32 matrix units."""
+    dtype = compute_dtype or op.dtype
+    peak, eff = _compute_peak_and_eff(op, device, cal, dtype if op.kind not in VECTOR_KINDS else op.dtype)
+    compute_s = op.flops / (peak * eff) if op.flops else 0.0
+    nbytes = op.bytes
+    memory_s = nbytes / (device.memory_bytes_per_s * memory_efficiency(nbytes, cal)) if nbytes else 0.0
+    kernels = cal.optimizer_kernels if op.kind is OpKind.OPTIMIZER else 1
+    overhead_s = kernels * cal.kernel_overhead_s
+    return OpTiming(max(compute_s, memory_s) + overhead_s, compute_s, memory_s, overhead_s, eff)

@@ -1,0 +1,35 @@
+"""CLI: ``python -m perfforge.profiling --suite standard --out DIR [--max-seconds N]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from perfforge.profiling.kernels import SUITES
+from perfforge.profiling.runner import GROUPS, run_profile
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m perfforge.profiling",
+                                 description="Measure kernels, ceilings and models (ground truth).")
+    ap.add_argument("--suite", choices=SUITES, default="standard")
+    ap.add_argument("--out", required=True, help="output folder (measurements.jsonl, device.json)")
+    ap.add_argument("--device", choices=("cuda", "cpu"), default=None,
+                    help="default: cuda when available, else cpu")
+    ap.add_argument("--max-seconds", type=float, default=None,
+                    help="global budget; no new case starts after it")
+    ap.add_argument("--only", default=None, help=f"comma list of groups: {','.join(GROUPS)}")
+    ap.add_argument("--repeats", type=int, default=None, help="override timed repeats per case")
+    args = ap.parse_args(argv)
+    only = [g.strip() for g in args.only.split(",") if g.strip()] if args.only else None
+    try:
+        summary = run_profile(args.suite, args.out, device=args.device,
+                              max_seconds=args.max_seconds, only=only, repeats=args.repeats)
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 130 if summary.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

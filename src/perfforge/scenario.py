@@ -1,0 +1,91 @@
+"""Scenario: what to run (mode, batch, sequence, dtype, optimizer, recomputation), validated from user input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from perfforge.core.dtypes import DType
+from perfforge.core.errors import ConfigError
+from perfforge.workload.optimizer import OPTIMIZERS
+
+Mode = Literal["train", "inference", "decode"]
+
+
+class Scenario(BaseModel):
+    """A single-device prediction request. ``decode`` is one generated token per sequence with ``seq``
+    tokens of context in the KV cache; ``inference`` is one forward pass (a prefill for decoders)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="zoo id, path to an HF config.json, or path to a scenario YAML")
+    hardware: str = Field(description="catalog id or path to a device YAML")
+    mode: Mode = "inference"
+    batch: int = Field(1, gt=0)
+    seq: int | None = Field(None, gt=0)
+    dtype: DType = DType.FP16
+    optimizer: str = "adamw"
+    recompute: bool = False
+    attention_impl: Literal["fused", "unfused"] = "fused"
+    engine: str = "analytical"
+    calibration: str | None = None
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype(cls, v: object) -> DType:
+        return DType.parse(v)  # type: ignore[arg-type]
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, v: str) -> str:
+        key = v.lower().replace("-", "_")
+        if key not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer '{v}' (allowed: {', '.join(OPTIMIZERS)})")
+        return key
+
+
+def validation_message(exc: ValidationError, where: str = "scenario") -> str:
+    """One line naming each failing field and what is allowed."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field (allowed: {', '.join(Scenario.model_fields)})"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        parts.append(f"{loc}: {msg}")
+    return f"{where}: " + "; ".join(parts)
+
+
+def make_scenario(**fields: object) -> Scenario:
+    try:
+        return Scenario(**fields)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc)) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario YAML; relative model/hardware/calibration paths resolve against the file's folder."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"scenario file not found: {p}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}:{where} malformed YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a scenario must be a mapping of fields (model, hardware, mode, ...)")
+    for key in ("model", "hardware", "calibration"):
+        val = data.get(key)
+        if isinstance(val, str) and (val.endswith((".json", ".yaml", ".yml"))) and not Path(val).is_absolute():
+            data[key] = str(p.parent / val)
+    try:
+        return Scenario(**data)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, where=str(p))) from None

@@ -1,0 +1,1 @@
+"""Importers: HuggingFace config.json and PyTorch modules into perfforge workloads."""

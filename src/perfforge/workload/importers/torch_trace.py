@@ -1,0 +1,220 @@
+"""PyTorch ``nn.Module`` -> Workload, traced on the meta device (no weights, no memory, no GPU).
+
+The module runs once through ``torch.func.functional_call`` with meta copies of its parameters, buffers
+and inputs (the user's module is never modified), under a ``TorchDispatchMode`` that sees every aten op.
+Forward hooks on leaf modules name each op's layer and attribute each parameter to the first op of the
+module that owns it (a tied parameter is counted once). Aten ops are mapped to perfforge op kinds with
+the same FLOP and byte formulas as the zoo; view and metadata ops are free; anything else is listed in
+``meta["unmodelled"]`` rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from perfforge.core.dtypes import DType
+from perfforge.core.errors import ConfigError
+from perfforge.workload import layers as L
+from perfforge.workload.graph import Workload
+from perfforge.workload.op import Op
+
+aten = torch.ops.aten
+
+_TORCH_DTYPES = {torch.float32: DType.FP32, torch.float16: DType.FP16, torch.bfloat16: DType.BF16,
+                 torch.float64: DType.FP64, torch.int8: DType.INT8}
+_POINTWISE = {
+    "relu": "relu", "relu_": "relu", "gelu": "gelu", "silu": "silu", "silu_": "silu", "tanh": "tanh",
+    "sigmoid": "sigmoid", "add": "add", "add_": "add", "mul": "mul", "mul_": "mul", "sub": "add", "div": "mul",
+    "neg": "add", "rsqrt": "mul", "pow": "mul", "exp": "mul", "where": "add", "masked_fill": "add",
+    "dropout": "mul", "native_dropout": "mul", "clamp": "relu", "hardtanh": "relu", "hardtanh_": "relu",
+}
+# Metadata and allocation ops: no kernel does arithmetic or moves tensor data for them.
+_FREE = {
+    "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "unsqueeze", "squeeze", "slice",
+    "select", "split", "split_with_sizes", "chunk", "unbind", "detach", "alias", "as_strided", "empty",
+    "empty_like", "zeros", "ones", "full", "arange", "lift_fresh", "_to_copy", "clone", "contiguous",
+    "new_empty", "new_zeros", "new_ones", "zeros_like", "ones_like", "flatten", "sym_size", "sym_stride",
+    "scalar_tensor", "_local_scalar_dense", "tril", "triu", "copy_", "fill_", "lift_fresh_copy", "embedding_backward",
+}
+
+
+def _dtype(t: torch.Tensor) -> DType:
+    return _TORCH_DTYPES.get(t.dtype, DType.FP32)
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[Op] = []
+        self.unmodelled: list[str] = []
+        self.module_stack: list[tuple[str, int]] = []  # (qualified name, pending param count)
+        self.suppress = 0  # >0 while a fused op recorded at the torch-function level runs its decomposition
+
+    # -- layer bookkeeping ------------------------------------------------------------------
+    def _layer(self) -> str:
+        return self.module_stack[-1][0] if self.module_stack else ""
+
+    def _take_params(self) -> int:
+        if not self.module_stack:
+            return 0
+        name, pending = self.module_stack[-1]
+        self.module_stack[-1] = (name, 0)
+        return pending
+
+    def _emit(self, op: Op, owns_params: bool) -> None:
+        params = self._take_params() if owns_params else 0
+        self.ops.append(op.with_(params=params, name=f"{self._layer() or 'op'}.{len(self.ops)}:{op.name}",
+                                 layer=self._layer()))
+
+    # -- aten dispatch ----------------------------------------------------------------------
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.suppress:
+            return out
+        name = func.__name__.split(".")[0]
+        try:
+            self._record(name, args, kwargs, out)
+        except (IndexError, TypeError, ValueError):
+            self.unmodelled.append(name)
+        return out
+
+    def _record(self, name: str, args: tuple, kwargs: dict, out: Any) -> None:
+        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        if name in _FREE or first is None:
+            return
+        if isinstance(out, torch.Tensor) and out.numel() <= 1 and name in _POINTWISE:
+            return  # scalar bookkeeping such as BatchNorm's num_batches_tracked += 1
+        dt = _dtype(first)
+        if name in ("mm", "addmm"):
+            a, b = (args[1], args[2]) if name == "addmm" else (args[0], args[1])
+            m, k = a.shape
+            n = b.shape[1]
+            self._emit(L.linear(name, m, k, n, dt, bias=False), owns_params=True)
+        elif name in ("bmm", "baddbmm"):
+            a, b = (args[1], args[2]) if name == "baddbmm" else (args[0], args[1])
+            bsz, m, k = a.shape
+            owns = bool(self.module_stack and self.module_stack[-1][1])
+            if owns:
+                self._emit(L.linear(name, m, k, b.shape[2], dt, bias=False, batch=bsz), owns_params=True)
+            else:
+                self._emit(L.bmm(name, bsz, m, b.shape[2], k, dt), owns_params=False)
+        elif name == "convolution":
+            x, w = args[0], args[1]
+            stride, padding, groups = args[3], args[4], args[8]
+            op, _ = L.conv2d(name, x.shape[0], x.shape[1], (x.shape[2], x.shape[3]), w.shape[0], w.shape[2], dt,
+                             stride=stride[0], padding=padding[0], groups=groups, bias=args[2] is not None)
+            self._emit(op, owns_params=True)
+        elif "scaled_dot_product" in name:
+            q, k = args[0], args[1]
+            causal = bool(kwargs.get("is_causal", args[4] if len(args) > 4 and isinstance(args[4], bool) else False))
+            bsz, heads, sq, d = q.shape
+            self._emit(L.attention(name, bsz, heads, k.shape[1], sq, k.shape[2], d, dt, causal=causal), False)
+        elif name in ("native_layer_norm", "layer_norm"):
+            self._emit(L.layer_norm(name, tuple(first.shape), dt), owns_params=True)
+        elif name in ("_fused_rms_norm", "rms_norm"):
+            self._emit(L.rms_norm(name, tuple(first.shape), dt), owns_params=True)
+        elif "batch_norm" in name:
+            self._emit(L.batch_norm(name, tuple(first.shape), dt), owns_params=True)
+        elif name in ("_softmax", "softmax", "_log_softmax"):
+            self._emit(L.softmax(name, tuple(first.shape), dt), owns_params=False)
+        elif name == "embedding":
+            weight, idx = args[0], args[1]
+            self._emit(L.embedding(name, idx.numel(), weight.shape[0], weight.shape[1], _dtype(weight)), True)
+        elif name in ("max_pool2d_with_indices", "avg_pool2d"):
+            kernel, stride = args[1], (args[2] or args[1])
+            padding = args[3] if len(args) > 3 else [0]
+            op, _ = L.pool(name, first.shape[0], first.shape[1], (first.shape[2], first.shape[3]), kernel[0],
+                           stride[0], padding[0], dt, fn="max" if "max" in name else "avg")
+            self._emit(op, owns_params=False)
+        elif name in ("_adaptive_avg_pool2d", "mean", "sum", "amax"):
+            self._emit(L.reduction(name, tuple(first.shape), tuple(out.shape), dt), owns_params=False)
+        elif name in _POINTWISE:
+            tensors = sum(isinstance(a, torch.Tensor) and a.numel() > 1 for a in args)
+            self._emit(L.elementwise(name, tuple(out.shape), dt, fn=_POINTWISE[name], n_inputs=max(1, tensors)),
+                       owns_params=True)
+        else:
+            self.unmodelled.append(name)
+
+
+class _FusedOps(TorchFunctionMode):
+    """Records scaled_dot_product_attention as one fused op: on the meta device it decomposes into the math
+    path (bmm, softmax, bmm), which is not what a GPU runs."""
+
+    def __init__(self, recorder: _Recorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is not torch.nn.functional.scaled_dot_product_attention or self.recorder.suppress:
+            return func(*args, **kwargs)
+        q, k = args[0], args[1]
+        causal = bool(kwargs.get("is_causal", args[4] if len(args) > 4 else False))
+        bsz, heads, sq, d = q.shape
+        self.recorder._emit(L.attention("sdpa", bsz, heads, k.shape[1], sq, k.shape[2], d, _dtype(q), causal=causal),
+                            owns_params=False)
+        self.recorder.suppress += 1
+        try:
+            return func(*args, **kwargs)
+        finally:
+            self.recorder.suppress -= 1
+
+
+def trace_module(module: torch.nn.Module, *example_inputs: Any, name: str | None = None,
+                 dtype: DType | str | None = None, batch: int | None = None, seq: int | None = None) -> Workload:
+    """Trace ``module(*example_inputs)`` on the meta device into a forward Workload."""
+    if not isinstance(module, torch.nn.Module):
+        raise ConfigError(f"from_torch expects an nn.Module, got {type(module).__name__}")
+
+    def to_meta(x: Any) -> Any:
+        return torch.empty_like(x, device="meta") if isinstance(x, torch.Tensor) else x
+
+    state: dict[str, torch.Tensor] = {}
+    for pname, p in module.named_parameters():
+        state[pname] = to_meta(p)
+    for bname, b in module.named_buffers():
+        state[bname] = to_meta(b)
+    inputs = tuple(to_meta(x) for x in example_inputs)
+    recorder = _Recorder()
+    seen: set[int] = set()
+    hooks = []
+    for qname, sub in module.named_modules():
+        own = [p for p in sub.parameters(recurse=False) if id(p) not in seen]
+        seen.update(id(p) for p in own)
+        count = sum(p.numel() for p in own)
+
+        def pre(_m: Any, _a: Any, qname: str = qname, count: int = count) -> None:
+            recorder.module_stack.append((qname, count))
+
+        def post(_m: Any, _a: Any, _o: Any) -> None:
+            recorder.module_stack.pop()
+
+        hooks.append(sub.register_forward_pre_hook(pre))
+        hooks.append(sub.register_forward_hook(post))
+    try:
+        with torch.no_grad(), recorder, _FusedOps(recorder):
+            torch.func.functional_call(module, state, inputs, tie_weights=True, strict=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    total = sum(p.numel() for p in module.parameters())
+    attributed = sum(op.params for op in recorder.ops)
+    first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+    ops = tuple(recorder.ops)
+    if ops:
+        ops = (ops[0].with_(attrs={**ops[0].attrs, "input_grad": False}),) + ops[1:]
+    wdtype = DType.parse(dtype) if dtype else (ops[0].dtype if ops else DType.FP32)
+    return Workload(
+        name=name or type(module).__name__, ops=ops, dtype=wdtype,
+        batch=batch or (int(first.shape[0]) if first is not None and first.dim() else 1),
+        seq=seq or (int(first.shape[1]) if first is not None and first.dim() == 2 else 1),
+        meta={"family": "torch", "unmodelled": sorted(set(recorder.unmodelled)), "kv_layers": 0},
+        extra_params=total - attributed,
+    )
+
+

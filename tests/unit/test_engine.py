@@ -1,0 +1,84 @@
+"""Model-level predictions: totals, memory footprint and the does-not-fit verdict."""
+
+import json
+
+import pytest
+
+import perfforge
+from perfforge.core.errors import ConfigError
+
+
+def test_result_contract_fields():
+    r = perfforge.predict("resnet50", "a100-sxm4-80gb", mode="train", batch=32, dtype="fp16")
+    d = r.to_dict()
+    for key in ("step_time_s", "throughput_samples_per_s", "params", "flops_per_step", "mfu", "memory_bytes",
+                "fits", "breakdown"):
+        assert key in d
+    assert {"name", "kind", "time_s", "flops", "bytes"} <= set(d["breakdown"][0])
+    assert d["step_time_s"] == pytest.approx(sum(row["time_s"] for row in d["breakdown"]))
+    json.dumps(d)  # serialisable
+    assert r.unmodelled == ()
+
+
+def test_training_memory_adam_mixed_precision():
+    r = perfforge.predict("gpt2", "a100-sxm4-80gb", mode="train", batch=1, seq=128, dtype="bf16", optimizer="adam")
+    p = r.params
+    # bf16 weights (2) + bf16 grads (2) + fp32 master, m, v (12) = 16 bytes per parameter
+    assert r.memory.weights + r.memory.gradients + r.memory.optimizer_states == pytest.approx(16 * p)
+
+
+def test_recompute_saves_memory_and_costs_time():
+    base = perfforge.predict("gpt2-large", "a100-sxm4-80gb", mode="train", batch=8, seq=1024)
+    rc = perfforge.predict("gpt2-large", "a100-sxm4-80gb", mode="train", batch=8, seq=1024, recompute=True)
+    assert rc.memory.activations < base.memory.activations / 3
+    assert rc.step_time_s > base.step_time_s
+    assert rc.mfu < base.mfu  # recomputed FLOPs are not useful FLOPs
+
+
+def test_does_not_fit_verdict():
+    r = perfforge.predict("llama-2-70b", "a100-sxm4-80gb", mode="train", batch=1, seq=4096, dtype="bf16")
+    assert not r.fits and r.memory_bytes > 70e9 * 16
+    small = perfforge.predict("gpt2", "a100-sxm4-80gb", mode="inference", batch=1, seq=128)
+    assert small.fits
+
+
+def test_decode_is_memory_bound_on_weights():
+    r = perfforge.predict("llama-2-7b", "a100-sxm4-80gb", mode="decode", batch=1, seq=512, dtype="fp16")
+    weights_time = 6.74e9 * 2 / 2039e9  # every weight read once per token at datasheet bandwidth
+    assert weights_time < r.step_time_s < 3 * weights_time
+    assert r.memory.kv_cache == pytest.approx(2 * 32 * 512 * 32 * 128 * 2)
+
+
+def test_inference_ops_are_forward_only():
+    r = perfforge.predict("bert-large", "a100-sxm4-80gb", mode="inference", batch=8, seq=384)
+    assert {rec.phase for rec in r.breakdown} == {"forward"}
+    assert r.memory.gradients == 0 and r.memory.optimizer_states == 0
+
+
+def test_chrome_trace_is_sequential():
+    r = perfforge.predict("gpt2", "h100-sxm5-80gb", mode="inference", batch=1, seq=64)
+    ev = [e for e in r.to_chrome_trace()["traceEvents"] if e["ph"] == "X"]
+    assert len(ev) == len(r.breakdown)
+    for a, b in zip(ev, ev[1:]):
+        assert b["ts"] == pytest.approx(a["ts"] + a["dur"])
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"hardware": "a100"}, "unknown hardware"),
+        ({"batch": -1}, "batch"),
+        ({"mode": "serve"}, "mode"),
+        ({"optimizer": "adamm"}, "optimizer"),
+        ({"dtype": "fp13"}, "dtype"),
+    ],
+)
+def test_bad_inputs(kwargs, match):
+    args = {"hardware": "a100-sxm4-80gb", **kwargs}
+    with pytest.raises(ConfigError, match=match):
+        perfforge.predict("gpt2", **args)
+
+
+def test_decode_needs_a_decoder():
+    with pytest.raises(ConfigError, match="decoder"):
+        perfforge.predict("bert-base", "a100-sxm4-80gb", mode="decode")

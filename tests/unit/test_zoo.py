@@ -1,0 +1,92 @@
+"""Zoo parameter and FLOP counts against independent references (model cards, configs, papers)."""
+
+import pytest
+
+from perfforge.core.errors import ConfigError
+from perfforge.workload.op import OpKind
+from perfforge.workload.zoo import MODELS, get_model
+
+# Exact parameter counts from the reference implementations (torchvision / HF transformers,
+# counting each tied tensor once).
+EXACT_PARAMS = {
+    "resnet50": 25_557_032,        # torchvision resnet50 model card
+    "gpt2": 124_439_808,           # openai-community/gpt2
+    "gpt2-medium": 354_823_168,
+    "gpt2-large": 774_030_080,
+    "gpt2-xl": 1_557_611_200,
+    "bert-base": 109_482_240,      # BertModel (with pooler), bert-base-uncased
+    "bert-large": 335_141_888,     # BertModel (with pooler), bert-large-uncased
+    "llama-2-7b": 6_738_415_616,   # meta-llama/Llama-2-7b-hf
+    "llama-2-13b": 13_015_864_320,
+    "llama-2-70b": 68_976_648_192,
+    "llama-3-8b": 8_030_261_248,   # meta-llama/Meta-Llama-3-8B
+    "llama-3-70b": 70_553_706_496,
+    "mixtral-8x7b": 46_702_792_704,  # mistralai/Mixtral-8x7B-v0.1
+    "vit-b-16": 86_567_656,        # torchvision vit_b_16 model card
+}
+
+# GPT-3 paper (Brown et al. 2020, Table 2.1) gives nominal sizes; ours must be within 3% of them.
+GPT3_NOMINAL = {"gpt3-125m": 125e6, "gpt3-350m": 350e6, "gpt3-760m": 760e6, "gpt3-1.3b": 1.3e9,
+                "gpt3-2.7b": 2.7e9, "gpt3-6.7b": 6.7e9, "gpt3-13b": 13e9, "gpt3-175b": 175e9}
+
+
+@pytest.mark.parametrize("name,expected", sorted(EXACT_PARAMS.items()))
+def test_exact_params(name, expected):
+    assert get_model(name, batch=1).params == expected
+
+
+@pytest.mark.parametrize("name,nominal", sorted(GPT3_NOMINAL.items()))
+def test_gpt3_nominal_params(name, nominal):
+    assert abs(get_model(name).params / nominal - 1) < 0.03
+
+
+def test_every_registered_model_builds():
+    for name in MODELS.names():
+        w = get_model(name, batch=2, seq=None)
+        assert w.params > 0 and w.forward_flops > 0 and w.backward_flops > w.forward_flops
+
+
+def test_resnet50_macs():
+    # torchvision model card: 4.09 GFLOPS (multiply-accumulates) at 224x224
+    assert get_model("resnet50", batch=1).forward_macs == pytest.approx(4.089e9, rel=1e-3)
+
+
+def test_gpt2_flops_by_hand():
+    s = 1024
+    w = get_model("gpt2", batch=1, seq=s)
+    h, layers, vocab = 768, 12, 50257
+    per_layer_weights = h * 3 * h + h * h + 2 * h * 4 * h  # qkv, out, fc1, fc2
+    matmul = 2 * s * (layers * per_layer_weights + h * vocab)  # 2*m*n*k per GEMM, plus the LM head
+    attention = layers * 2 * 2 * 12 * (s * (s + 1) / 2) * 64  # QK^T and PV over the causal triangle
+    flops = w.flops_by_kind()
+    assert flops[OpKind.MATMUL] == pytest.approx(matmul)
+    assert flops[OpKind.ATTENTION] == pytest.approx(attention)
+
+
+def test_llama_decode_reads_kv_cache_and_weights():
+    w = get_model("llama-2-7b", batch=1, seq=4096, phase="decode")
+    assert w.tokens == 4096 and w.kv_cache_bytes() == pytest.approx(2 * 32 * 4096 * 32 * 128 * 2)
+    attn = [op for op in w.ops if op.kind is OpKind.ATTENTION][0]
+    assert attn.attrs["seq_q"] == 1 and attn.attrs["seq_kv"] == 4096
+
+
+def test_unfused_attention_materialises_scores():
+    fused = get_model("gpt2", seq=512)
+    eager = get_model("gpt2", seq=512, attention_impl="unfused")
+    assert eager.params == fused.params
+    assert sum(o.bytes for o in eager.ops) > sum(o.bytes for o in fused.ops)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"batch": 0}, "batch must be a positive"), ({"batch": -4}, "batch must be a positive"),
+     ({"seq": 4096}, "exceeds its 1024 learned positions"), ({"dtype": "fp12"}, "unknown dtype")],
+)
+def test_bad_inputs(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        get_model("gpt2", **kwargs)
+
+
+def test_unknown_model_suggests():
+    with pytest.raises(Exception, match="did you mean 'llama-2-7b'"):
+        get_model("llama-2-7")
