@@ -23,9 +23,12 @@ _LLM_NK = [(2304, 768), (3072, 768), (768, 3072), (50257, 768),
 MATMUL_GRID: dict[str, list[tuple[int, int, int]]] = {
     "tiny": [(16, 16, 16), (33, 17, 9)],
     "smoke": [(256, 256, 256), (1024, 1024, 1024), (1, 4096, 4096), (2048, 3072, 768)],
-    "standard": [(s, s, s) for s in _SQUARE] + _ODD
-    + [(m, n, k) for m in (1, 8, 16, 32) for n, k in _LLM_NK]
-    + [(m, n, k) for m in (512, 2048, 8192) for n, k in _LLM_NK],
+    "standard": [(s, s, s) for s in _SQUARE] + _ODD,
+}
+# Decode (m <= 32) and prefill GEMMs of real LLM layers, half precision only.
+LLM_MATMUL_GRID: dict[str, list[tuple[int, int, int]]] = {
+    "tiny": [], "smoke": [],
+    "standard": [(m, n, k) for m in (1, 8, 16, 32, 512, 2048, 8192) for n, k in _LLM_NK],
 }
 MATMUL_DTYPES = {"tiny": ("fp32",), "smoke": ("fp16", "bf16", "tf32"),
                  "standard": ("fp16", "bf16", "fp32", "tf32")}
@@ -83,12 +86,13 @@ def torch_dtype(name: str) -> Any:
 
 
 def set_precision_flags(dtype: str) -> None:
-    """fp32 means strict fp32; "tf32" enables TF32 tensor-core math for matmul and cuDNN."""
+    """"fp32" is strict fp32 and "tf32" enables TF32 math, for both matmul and cuDNN; fp16 and
+    bf16 cases get PyTorch's defaults (matmul TF32 off, cuDNN TF32 on) for their fp32 parts."""
     import torch
 
     tf32 = dtype == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32 or dtype not in ("fp32", "tf32")
 
 
 Setup = Callable[[Any], tuple[Callable[[], object], dict[str, Any]]]
@@ -173,7 +177,7 @@ def _sdpa(batch: int, heads: int, kv_heads: int, sq: int, skv: int, hd: int, cau
 
         q = _rand(dev, dtype, batch, heads, sq, hd)
         k, v = _rand(dev, dtype, batch, kv_heads, skv, hd), _rand(dev, dtype, batch, kv_heads, skv, hd)
-        kw = {"enable_gqa": True} if kv_heads != heads else {}
+        kw: dict[str, Any] = {"enable_gqa": True} if kv_heads != heads else {}
         return (lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, **kw)), {}
 
     params = {"batch": batch, "heads": heads, "kv_heads": kv_heads, "seq_q": sq, "seq_kv": skv,
@@ -276,6 +280,7 @@ def _each(suite: str, dtypes: dict[str, tuple[str, ...]], grid: Iterable[Any],
 def kernel_cases(suite: str) -> list[Case]:
     """Operator cases in priority order: GEMMs, attention, row/elementwise ops, then convs."""
     cases = _each(suite, MATMUL_DTYPES, MATMUL_GRID[suite], matmul_case)
+    cases += _each(suite, HALF_DTYPES, LLM_MATMUL_GRID[suite], matmul_case)
     cases += _each(suite, HALF_DTYPES, LINEAR_GRID[suite], _linear)
     cases += _each(suite, MATMUL_DTYPES, BMM_GRID[suite], _bmm)
     heads, hd = ATTN_HEADS[suite]

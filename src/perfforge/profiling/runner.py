@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -66,10 +66,12 @@ def build_cases(suite: str, only: Iterable[str] | None = None,
 
 
 def _run(cmd: list[str]) -> str:
+    """stdout of ``cmd``, or "" when it is missing, fails or hangs."""
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=15, check=False).stdout
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=15, check=False)
     except (OSError, subprocess.SubprocessError):
         return ""
+    return res.stdout if res.returncode == 0 else ""
 
 
 def device_info(torch: Any, dev: Any) -> dict[str, Any]:
@@ -86,12 +88,14 @@ def device_info(torch: Any, dev: Any) -> dict[str, Any]:
                 info[attr] = str(getattr(p, attr)) if attr == "uuid" else getattr(p, attr)
         fields_ = ["driver_version", "clocks.max.sm", "clocks.max.memory", "clocks.sm",
                    "clocks.mem", "power.limit", "pstate", "pcie.link.gen.max", "pcie.link.width.max"]
-        out = _run(["nvidia-smi", f"--id={dev.index or 0}", f"--query-gpu={','.join(fields_)}",
-                    "--format=csv,noheader,nounits"]).strip().splitlines()
-        if out:
-            vals = [v.strip() for v in out[0].split(",")]
-            info.update({"driver" if f == "driver_version" else f.replace(".", "_"): v
-                         for f, v in zip(fields_, vals)})
+        for query in (fields_, fields_[:1]):  # fall back to the driver alone
+            out = _run(["nvidia-smi", f"--id={dev.index or 0}", f"--query-gpu={','.join(query)}",
+                        "--format=csv,noheader,nounits"]).strip().splitlines()
+            vals = [v.strip() for v in out[0].split(",")] if out else []
+            if len(vals) == len(query):
+                info.update({"driver" if f == "driver_version" else f.replace(".", "_"): v
+                             for f, v in zip(query, vals, strict=True)})
+                break
         return info
     name = platform.processor() or platform.machine()
     try:
@@ -117,7 +121,9 @@ def software_info(torch: Any) -> dict[str, Any]:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "cuda": torch.version.cuda, "cudnn": cudnn, "torchvision": ver("torchvision"),
             "transformers": ver("transformers"), "platform": platform.platform(),
-            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "fp16_reduced_precision_reduction":
+                bool(torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction)}
 
 
 def _fmt(rec: Measurement) -> str:
@@ -153,7 +159,7 @@ def measure_case(case: Case, dev: Any, base: Measurement, plan: TimingPlan,
     rec = replace(base, key=case.key, kind=case.kind, op=case.op, params=dict(case.params),
                   dtype=case.dtype, group=case.group, flop=case.flop, bytes=case.bytes,
                   l2_flush=case.l2_flush and cuda, timer="cuda_event" if cuda else "wall",
-                  extra=dict(case.extra))
+                  extra=dict(case.extra), date=utc_now_iso())
     fn = None
     try:
         kernels.set_precision_flags(case.dtype)
@@ -181,10 +187,17 @@ def measure_case(case: Case, dev: Any, base: Measurement, plan: TimingPlan,
         rec.error = msg if isinstance(exc, models.MissingDependency) else f"{type(exc).__name__}: {msg}"
     del fn
     if rec.error or case.kind == "model":
-        gc.collect()
-        if cuda:
-            torch.cuda.empty_cache()
+        _free_memory(torch, cuda)
     return rec
+
+
+def _free_memory(torch: Any, cuda: bool) -> None:
+    gc.collect()
+    if cuda:
+        try:
+            torch.cuda.empty_cache()
+        except RuntimeError:  # a sticky CUDA error: later cases will record it
+            pass
 
 
 def run_profile(suite: str = "standard", out_dir: str | os.PathLike[str] = ".",
@@ -210,7 +223,7 @@ def run_profile(suite: str = "standard", out_dir: str | os.PathLike[str] = ".",
     todo = list(cases) if cases is not None else build_cases(suite, only, dev.type)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
     dinfo, sinfo = device_info(torch, dev), software_info(torch)
     flush_bytes = 2 * int(dinfo.get("l2_bytes") or 0) or 256 * 1024 * 1024
     summary = ProfileSummary(suite=suite, run_id=run_id, device=str(dinfo["name"]),

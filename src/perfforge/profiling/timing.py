@@ -129,15 +129,14 @@ def time_callable(
 
 def _time_wall(fn: Callable[[], object], warmup: int, repeats: int, min_time_s: float,
                max_time_s: float, min_repeats: int) -> TimingResult:
-    fn()  # first call may compile / allocate: not part of the estimate
     t0 = time.perf_counter()
-    for _ in range(warmup - 1):
-        fn()
-    est = (time.perf_counter() - t0) / (warmup - 1) if warmup > 1 else 0.0
-    if est == 0.0:
+    fn()  # the first call may compile / allocate: it estimates only when it is the sole warmup
+    est = time.perf_counter() - t0
+    if warmup > 1:
         t0 = time.perf_counter()
-        fn()
-        est = time.perf_counter() - t0
+        for _ in range(warmup - 1):
+            fn()
+        est = (time.perf_counter() - t0) / (warmup - 1)
     n = _plan_repeats(est, repeats, min_repeats, max_time_s, min_time_s)
     samples: list[float] = []
     start = time.perf_counter()
@@ -181,6 +180,6 @@ def _time_cuda(fn: Callable[[], object], device: Any, warmup: int, repeats: int,
         fn()
         ends[i].record()
     torch.cuda.synchronize(device)
-    samples = [s.elapsed_time(e) / 1e3 for s, e in zip(starts, ends)]
+    samples = [s.elapsed_time(e) / 1e3 for s, e in zip(starts, ends, strict=True)]
     del buf
     return _summarise(samples, warmup, "cuda_event", flush)

@@ -9,6 +9,7 @@ tiles reuse less data. A library picks the best tile, and splits K when too few 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass
 
 from perfforge.engines.analytical.calibration import Calibration
@@ -24,9 +25,15 @@ class GemmEfficiency:
 
 def gemm_efficiency(m: int, n: int, k: int, batch: int, sms: int, cal: Calibration) -> GemmEfficiency:
     """Best predicted fraction of peak over the calibrated tile shapes (and split-K factors)."""
+    tiles = tuple((int(tm), int(tn), float(cal.tile_efficiency.get(f"{tm}x{tn}", 1.0))) for tm, tn in cal.tile_shapes)
+    return _gemm_efficiency(m, n, k, batch, sms, tiles, cal.gemm_max_efficiency, cal.k_half)
+
+
+@lru_cache(maxsize=65536)
+def _gemm_efficiency(m: int, n: int, k: int, batch: int, sms: int, tile_shapes: tuple[tuple[int, int, float], ...],
+                     max_eff: float, k_half: float) -> GemmEfficiency:
     best = GemmEfficiency(0.0, (0, 0), 0, 1)
-    for tm, tn in cal.tile_shapes:
-        tile_factor = cal.tile_efficiency.get(f"{tm}x{tn}", 1.0)
+    for tm, tn, tile_factor in tile_shapes:
         tiles_m, tiles_n = math.ceil(m / tm), math.ceil(n / tn)
         tiles = batch * tiles_m * tiles_n
         pad = (m * n) / (tiles_m * tm * tiles_n * tn)
@@ -37,10 +44,10 @@ def gemm_efficiency(m: int, n: int, k: int, batch: int, sms: int, cal: Calibrati
             waves = math.ceil(work / sms)
             wave = work / (waves * sms)
             k_part = k / split
-            k_factor = k_part / (k_part + cal.k_half)
+            k_factor = k_part / (k_part + k_half)
             # partial sums of a split-K GEMM are reduced through memory: charge one extra K-slice's worth
             split_penalty = 1.0 if split == 1 else split / (split + 1)
-            eff = cal.gemm_max_efficiency * tile_factor * pad * wave * k_factor * split_penalty
+            eff = max_eff * tile_factor * pad * wave * k_factor * split_penalty
             if eff > best.efficiency:
                 best = GemmEfficiency(eff, (tm, tn), waves, split)
     return best
