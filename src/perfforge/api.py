@@ -63,12 +63,12 @@ def run_scenario(scenario: Scenario, workload: Workload | None = None) -> Result
 def predict(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, mode: str = "inference",
             dtype: DType | str = DType.FP16, batch: int = 1, seq: int | None = None, optimizer: str = "adamw",
             recompute: bool = False, attention_impl: str = "fused", engine: str = "analytical",
-            calibration: str | None = None) -> Result:
+            calibration: str | None = None, execution: str = "eager") -> Result:
     """Predict one step of ``model`` on one ``hardware`` device. See ``Result`` for the fields."""
     if isinstance(model, Workload):
         batch, seq, dtype = model.batch, model.seq, model.dtype
     scenario = make_scenario(model=model.name if isinstance(model, Workload) else model, hardware=hardware,
                              mode=mode, dtype=dtype, batch=batch, seq=seq, optimizer=optimizer,
                              recompute=recompute, attention_impl=attention_impl, engine=engine,
-                             calibration=calibration)
+                             calibration=calibration, execution=execution)
     return run_scenario(scenario, model if isinstance(model, Workload) else None)

@@ -71,6 +71,12 @@ class Result:
     breakdown: tuple[OpRecord, ...]
     unmodelled: tuple[str, ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)
+    host_time_s: float = 0.0        # CPU time to issue the step's ops (eager execution)
+
+    @property
+    def host_bound(self) -> bool:
+        """True when the device waits on the host: the step takes the host's issue time."""
+        return self.host_time_s > sum(r.time_s for r in self.breakdown if r.stream == "compute")
 
     @property
     def throughput_samples_per_s(self) -> float:
@@ -117,6 +123,7 @@ class Result:
             "params": self.params, "flops_per_step": self.flops_per_step,
             "model_flops_per_step": self.model_flops_per_step, "mfu": self.mfu,
             "memory_bytes": self.memory_bytes, "fits": self.fits, "memory": self.memory.to_dict(),
+            "host_time_s": self.host_time_s, "host_bound": self.host_bound,
             "by_kind": self.group_by("kind"), "by_phase": self.group_by("phase"),
             "unmodelled": list(self.unmodelled), "provenance": self.provenance,
         }

@@ -30,6 +30,8 @@ class Scenario(BaseModel):
     optimizer: str = "adamw"
     recompute: bool = False
     attention_impl: Literal["fused", "unfused"] = "fused"
+    execution: Literal["eager", "graph"] = Field(
+        "eager", description="eager: the host issues every op (a CPU floor per op); graph: CUDA-graph replay")
     engine: str = "analytical"
     calibration: str | None = None
 

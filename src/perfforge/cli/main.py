@@ -32,6 +32,7 @@ def predict(
     recompute: Optional[bool] = typer.Option(None, "--recompute/--no-recompute", help="full activation recomputation"),
     attention: Optional[str] = typer.Option(None, "--attention", help="fused | unfused"),
     calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
+    execution: Optional[str] = typer.Option(None, help="eager (host issues each op) | graph (CUDA graphs)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="write the per-op breakdown as CSV"),
     trace_path: Optional[Path] = typer.Option(None, "--trace", help="write a Chrome trace (Perfetto) JSON"),
@@ -43,7 +44,8 @@ def predict(
     from perfforge.scenario import load_scenario, make_scenario
 
     given = {"hardware": hardware, "mode": mode, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
-             "recompute": recompute, "attention_impl": attention, "calibration": calibration}
+             "recompute": recompute, "attention_impl": attention, "calibration": calibration,
+             "execution": execution}
     given = {k: v for k, v in given.items() if v is not None}
     if model.endswith((".yaml", ".yml")):
         base = load_scenario(model).model_dump(exclude_unset=False)
@@ -144,7 +146,7 @@ def hardware(
 
 def _register_optional_commands() -> None:
     """Commands that live in their own modules (profiling, and later engines) attach themselves here."""
-    from perfforge.cli import profile_cmd  # noqa: F401
+    from perfforge.cli import calibrate_cmd, profile_cmd  # noqa: F401
 
 
 def _click_modules() -> list[object]:

@@ -49,7 +49,7 @@ def linear(
         params=params,
         saved_bytes=batch * m * k * b if save_input else 0.0,
         layer=layer,
-        attrs={"m": m, "n": n, "k": k, "batch": batch, "has_weight": True},
+        attrs={"m": m, "n": n, "k": k, "batch": batch, "has_weight": True, "ld_dims": (n, k)},
     )
 
 
@@ -64,7 +64,7 @@ def bmm(name: str, batch: int, m: int, n: int, k: int, dtype: DType, *, layer: s
         inputs=((batch, m, k), (batch, k, n)), outputs=((batch, m, n),),
         saved_bytes=batch * (m * k + k * n) * b if save_inputs else 0.0,
         layer=layer,
-        attrs={"m": m, "n": n, "k": k, "batch": batch, "has_weight": False},
+        attrs={"m": m, "n": n, "k": k, "batch": batch, "has_weight": False, "ld_dims": (n, k)},
     )
 
 

@@ -70,6 +70,16 @@ class AnalyticalEngine:
             records.append(OpRecord(op.name, op.kind.value, op.layer, phase, t.time_s, op.flops, op.bytes,
                                     t.bound, start_s=clock))
             clock += t.time_s
+        # Eager frameworks issue ops from the CPU, which runs ahead of the GPU while the GPU is the
+        # bottleneck; when kernels are shorter than their issue time the GPU idles: step = max(both).
+        # Only forward ops are charged: the backward is issued by autograd's C++ engine without the
+        # Python-level dispatch that dominates the per-op host cost.
+        forward_ops = sum(1 for r in records if r.phase in ("forward", "recompute"))
+        host_time = forward_ops * cal.host_overhead_s if scenario.execution == "eager" else 0.0
+        if host_time > clock:
+            records.append(OpRecord("host-bound idle", "idle", "host", "host", host_time - clock, 0.0, 0.0,
+                                    "host", start_s=clock, stream="idle"))
+            clock = host_time
         step_time = clock
         flops_per_step = sum(r.flops for r in records)
         if mode == "train":
@@ -86,7 +96,7 @@ class AnalyticalEngine:
             batch=workload.batch, seq=workload.seq, step_time_s=step_time, samples_per_step=samples,
             tokens_per_step=tokens, params=workload.params, flops_per_step=flops_per_step,
             model_flops_per_step=model_flops, peak_flop_per_s=device.peak_flop_per_s(DType(compute_dtype)),
-            memory=memory, breakdown=tuple(records), unmodelled=tuple(unmodelled),
+            memory=memory, breakdown=tuple(records), unmodelled=tuple(unmodelled), host_time_s=host_time,
             provenance={
                 "engine": self.name, "perfforge_version": __version__, "calibration": cal.source,
                 "device_sources": dict(device.sources), "inputs_sha256": _digest(workload, device.id, scenario),

@@ -37,12 +37,28 @@ class OpTiming:
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
+TENSOR_CORE_DTYPES = frozenset({DType.TF32, DType.FP16, DType.BF16, DType.FP8, DType.INT8})
+ALIGNMENT_BYTES = 16  # tensor-core GEMM kernels (and Hopper's TMA) need 16-byte aligned leading dimensions
+
+
+def gemm_aligned(n: int, k: int, dtype: DType) -> bool:
+    """Row-major ``[m,k] x [k,n]``: the leading dimensions are ``k`` and ``n``; ``m`` never misaligns.
+
+    Backward GEMMs keep their forward op's ``ld_dims``: dgrad and wgrad of a linear layer read the same
+    ``[n,k]`` weight and ``[m,n]`` gradient, so a vocabulary of 50257 misaligns all three.
+    """
+    return (n * dtype.bytes) % ALIGNMENT_BYTES == 0 and (k * dtype.bytes) % ALIGNMENT_BYTES == 0
+
+
 def _compute_peak_and_eff(op: Op, device: DeviceSpec, cal: Calibration, compute_dtype: DType) -> tuple[float, float]:
     a = op.attrs
     if op.kind in (OpKind.MATMUL, OpKind.BMM, OpKind.CONV2D):
         eff = gemm_efficiency(int(a["m"]), int(a["n"]), int(a["k"]), int(a.get("batch", 1)), device.sms, cal).efficiency
         if op.kind is OpKind.CONV2D:
             eff *= cal.conv_efficiency
+        elif compute_dtype in TENSOR_CORE_DTYPES and not gemm_aligned(*a.get("ld_dims", (int(a["n"]), int(a["k"]))),
+                                                                      compute_dtype):
+            eff *= cal.misaligned_efficiency
         return device.peak_flop_per_s(compute_dtype), eff
     if op.kind is OpKind.ATTENTION:
         backward = op.phase is not Phase.FORWARD

@@ -1,0 +1,1 @@
+"""Accuracy evaluation: measured ground truth, published figures, metrics and reports."""

@@ -1,0 +1,133 @@
+"""Fit the analytical engine's calibration constants to measured kernels.
+
+Coordinate descent in log space over a named subset of constants, minimising the mean absolute log
+error |ln(predicted / measured)| over kernel records (a symmetric, scale-free error: 2x too slow and 2x
+too fast cost the same). Deterministic: no random restarts, fixed multiplier schedule.
+The host (CPU issue) overhead cannot be seen in queued kernel timings; ``fit_host_overhead`` takes it
+from whole-model runs that are bound by the host, which the caller must then leave out of evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from perfforge.engines.analytical.calibration import Calibration
+from perfforge.engines.analytical.roofline import op_time
+from perfforge.evaluation.measured import KernelCase
+from perfforge.system.device import DeviceSpec
+
+# constant -> (lower bound, upper bound)
+FITTABLE: dict[str, tuple[float, float]] = {
+    "gemm_max_efficiency": (0.3, 1.0),
+    "k_half": (0.0, 1024.0),
+    "misaligned_efficiency": (0.02, 1.0),
+    "conv_efficiency": (0.2, 1.5),
+    "attention_efficiency": (0.1, 1.0),
+    "memory_max_efficiency": (0.3, 1.0),
+    "memory_half_bytes": (1e3, 1e8),
+    "kernel_overhead_s": (0.0, 2e-5),
+    "vector_efficiency": (0.05, 1.0),
+}
+_SCHEDULE = (2.0, 1.5, 1.25, 1.1, 1.05)
+
+
+@dataclass(frozen=True)
+class FitReport:
+    calibration: Calibration
+    before: float          # mean |ln(pred/meas)| with the starting constants
+    after: float
+    cases: int
+    fitted: dict[str, float]
+
+
+def mean_abs_log_error(cases: list[KernelCase], device: DeviceSpec, cal: Calibration) -> float:
+    errs = []
+    for case in cases:
+        pred = op_time(case.op, device, cal, case.compute_dtype).time_s
+        errs.append(abs(math.log(pred / case.record["latency_s"])))
+    return sum(errs) / len(errs)
+
+
+def fit_kernels(cases: list[KernelCase], device: DeviceSpec, start: Calibration,
+                params: tuple[str, ...] = tuple(FITTABLE)) -> FitReport:
+    if not cases:
+        raise ValueError("no kernel cases to fit")
+    unknown = set(params) - set(FITTABLE)
+    if unknown:
+        raise ValueError(f"cannot fit {sorted(unknown)} (fittable: {', '.join(FITTABLE)})")
+    values: dict[str, Any] = start.model_dump()
+    best = before = mean_abs_log_error(cases, device, start)
+    for mult in _SCHEDULE:
+        for _ in range(3):
+            improved = False
+            for name in params:
+                lo, hi = FITTABLE[name]
+                current = values[name]
+                candidates = [current * mult, current / mult] if current > 0 else [lo + (hi - lo) * 1e-3]
+                for cand in candidates:
+                    cand = min(hi, max(lo, cand))
+                    trial = Calibration.model_validate({**values, name: cand})
+                    err = mean_abs_log_error(cases, device, trial)
+                    if err < best - 1e-6:
+                        best, values[name], improved = err, cand, True
+            if not improved:
+                break
+    fitted = {name: values[name] for name in params}
+    return FitReport(Calibration.model_validate(values), before, best, len(cases), fitted)
+
+
+def fit_host_overhead(host_bound: list[tuple[float, int]]) -> float:
+    """Median of measured step time / ops issued, over (measured_s, ops) pairs of host-bound runs."""
+    if not host_bound:
+        raise ValueError("no host-bound runs to fit the host overhead")
+    return statistics.median(t / n for t, n in host_bound)
+
+
+# Whole-model runs small enough that the GPU waits on the host: they calibrate the host overhead and
+# are therefore excluded from model-level evaluation (see ``is_host_calibration_record``).
+HOST_CALIBRATION_RUNS = (
+    ("resnet50", "inference", 1, None),
+    ("gpt2", "inference", 1, 128),
+    ("bert-base", "inference", 1, 128),
+)
+
+
+def is_host_calibration_record(rec: dict[str, Any]) -> bool:
+    p = rec.get("params", {})
+    return (p.get("model"), p.get("mode"), p.get("batch"), p.get("seq")) in HOST_CALIBRATION_RUNS
+
+
+def calibrate(measurements: str, architecture: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit an architecture's constants to one profile run. Returns (calibration block, report)."""
+    from perfforge.api import resolve_workload
+    from perfforge.engines.analytical.calibration import load_calibration
+    from perfforge.evaluation.measured import device_id, kernel_cases, read_measurements
+    from perfforge.system.catalog import get_device
+
+    records = read_measurements(measurements)
+    if not records:
+        raise ValueError(f"{measurements}: no successful measurements")
+    device = get_device(device_id(records[0]))
+    arch = architecture or device.architecture
+    cases, unmapped = kernel_cases(records)
+    report = fit_kernels(cases, device, load_calibration(arch))
+    host_runs = []
+    for rec in records:
+        if rec.get("kind") == "model" and is_host_calibration_record(rec):
+            p = rec["params"]
+            w = resolve_workload(p["model"], mode="inference", batch=p["batch"], seq=p.get("seq"), dtype=rec["dtype"])
+            host_runs.append((rec["latency_s"], len(w.ops)))
+    block = dict(report.fitted)
+    if host_runs:
+        block["host_overhead_s"] = fit_host_overhead(host_runs)
+    summary = {
+        "measurements": str(measurements), "device": device.id, "architecture": arch,
+        "device_name": records[0]["device"].get("name"), "run_id": records[0].get("run_id"),
+        "software": records[0].get("software"), "kernel_cases": report.cases, "unmapped": unmapped,
+        "mean_abs_log_error_before": report.before, "mean_abs_log_error_after": report.after,
+        "host_calibration_runs": [list(r) for r in HOST_CALIBRATION_RUNS], "fitted": block,
+    }
+    return block, summary

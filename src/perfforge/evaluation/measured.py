@@ -1,0 +1,136 @@
+"""Read the profiler's measurement records and turn each into what an engine can predict.
+
+A kernel record becomes one ``Op`` built with the same constructors as the zoo (so a matmul record is
+costed exactly as a zoo matmul would be); a model record becomes ``predict`` arguments. Records this
+module cannot map are returned as unmapped with a reason, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from perfforge.core.dtypes import DType
+from perfforge.core.errors import ConfigError
+from perfforge.workload import layers as L
+from perfforge.workload.op import Op
+
+# The profiler's device names -> catalog ids. The H200 in the catalog is the SXM board.
+DEVICE_IDS = {
+    "NVIDIA H100 80GB HBM3": "h100-sxm5-80gb",
+    "NVIDIA H200": "h200-sxm-141gb",
+    "NVIDIA A100-SXM4-80GB": "a100-sxm4-80gb",
+    "NVIDIA A100-SXM4-40GB": "a100-sxm4-40gb",
+    "NVIDIA A100-PCIE-40GB": "a100-pcie-40gb",
+    "Tesla V100-SXM2-16GB": "v100-sxm2-16gb",
+    "Tesla T4": "t4",
+    "NVIDIA L4": "l4",
+}
+
+
+def read_measurements(path: str | Path) -> list[dict[str, Any]]:
+    """All successful records of a ``measurements.jsonl`` (optionally gzipped); torn last lines skipped."""
+    p = Path(path)
+    opener = gzip.open if p.suffix == ".gz" else open
+    out: list[dict[str, Any]] = []
+    try:
+        with opener(p, "rt") as fh:  # type: ignore[operator]
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a run killed mid-write leaves a torn final line
+                if rec.get("latency_s") and not rec.get("error"):
+                    out.append(rec)
+    except FileNotFoundError:
+        raise ConfigError(f"measurements not found: {p}") from None
+    return out
+
+
+def device_id(record: dict[str, Any]) -> str:
+    name = record.get("device", {}).get("name", "")
+    if name not in DEVICE_IDS:
+        raise ConfigError(f"no catalog id for measured device '{name}' (known: {', '.join(DEVICE_IDS)})")
+    return DEVICE_IDS[name]
+
+
+@dataclass(frozen=True, slots=True)
+class KernelCase:
+    record: dict[str, Any]
+    op: Op
+    compute_dtype: DType
+
+
+def _dtype(rec: dict[str, Any]) -> tuple[DType, DType]:
+    """(storage dtype, compute dtype): tf32 records store fp32 and compute on TF32 tensor cores."""
+    d = DType.parse(rec["dtype"])
+    return (DType.FP32, DType.TF32) if d is DType.TF32 else (d, d)
+
+
+def kernel_op(rec: dict[str, Any]) -> Op | None:
+    """The perfforge op for one kernel record, or None for kinds that are not single ops (ceilings)."""
+    p, op = rec["params"], rec["op"]
+    dt, _ = _dtype(rec)
+    if op in ("matmul", "gemm_peak"):
+        return L.linear(op, p["m"], p["k"], p["n"], dt, bias=False)
+    if op == "linear":
+        return L.linear(op, p["m"], p["k"], p["n"], dt, bias=bool(p.get("bias", True)))
+    if op == "bmm":
+        return L.bmm(op, p["b"], p["m"], p["n"], p["k"], dt)
+    if op == "conv2d":
+        conv, _ = L.conv2d(op, p["batch"], p["in_ch"], (p["h"], p["w"]), p["out_ch"], p["kernel"], dt,
+                           stride=p["stride"], padding=p["padding"])
+        return conv
+    if op == "sdpa":
+        return L.attention(op, p["batch"], p["heads"], p["kv_heads"], p["seq_q"], p["seq_kv"], p["head_dim"], dt,
+                           causal=bool(p["causal"]))
+    if op == "layer_norm":
+        return L.layer_norm(op, (p["rows"], p["cols"]), dt)
+    if op == "rms_norm":
+        return L.rms_norm(op, (p["rows"], p["cols"]), dt)
+    if op == "softmax":
+        return L.softmax(op, (p["rows"], p["cols"]), dt)
+    if op in ("gelu", "add", "mul"):
+        return L.elementwise(op, (p["numel"],), dt, fn=op, n_inputs=2 if op in ("add", "mul") else 1)
+    if op == "embedding":
+        return L.embedding(op, p["tokens"], p["vocab"], p["dim"], dt)
+    if op == "memcpy_d2d":
+        # a copy reads and writes every byte: an identity pointwise op over bytes/4 fp32 elements
+        return L.elementwise(op, (p["bytes"] // 4,), DType.FP32, fn="copy")
+    return None
+
+
+def kernel_cases(records: list[dict[str, Any]]) -> tuple[list[KernelCase], list[tuple[str, str]]]:
+    """Map kernel records to ops; return (cases, [(key, reason) for unmapped records])."""
+    cases, unmapped = [], []
+    for rec in records:
+        if rec.get("kind") != "kernel":
+            continue
+        op = kernel_op(rec)
+        if op is None:
+            unmapped.append((rec["key"], f"no op mapping for '{rec['op']}'"))
+            continue
+        cases.append(KernelCase(rec, op, _dtype(rec)[1]))
+    return cases, unmapped
+
+
+def model_predict_kwargs(rec: dict[str, Any]) -> dict[str, Any]:
+    """``perfforge.predict`` arguments matching a model record (same model id, mode, batch, seq, dtype)."""
+    p = rec["params"]
+    kw: dict[str, Any] = {"mode": p["mode"], "batch": p["batch"], "dtype": rec["dtype"]}
+    if p.get("seq"):
+        kw["seq"] = p["seq"]
+    if p["mode"] == "train":
+        kw["optimizer"] = "sgd_momentum" if p.get("optimizer") == "sgd_momentum" else "adamw"
+    return kw
+
+
+def model_records(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    return (r for r in records if r.get("kind") == "model")
