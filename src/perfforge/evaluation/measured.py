@@ -107,6 +107,10 @@ def kernel_op(rec: dict[str, Any]) -> Op | None:
     return None
 
 
+NOT_DEVICE_OPS = {"memcpy_h2d": "host-to-device copy over PCIe: not a device op; PCIe links belong to the distributed engine",
+                  "memcpy_d2h": "device-to-host copy over PCIe: not a device op; PCIe links belong to the distributed engine"}
+
+
 def kernel_cases(records: list[dict[str, Any]]) -> tuple[list[KernelCase], list[tuple[str, str]]]:
     """Map kernel records to ops; return (cases, [(key, reason) for unmapped records])."""
     cases, unmapped = [], []
@@ -115,7 +119,7 @@ def kernel_cases(records: list[dict[str, Any]]) -> tuple[list[KernelCase], list[
             continue
         op = kernel_op(rec)
         if op is None:
-            unmapped.append((rec["key"], f"no op mapping for '{rec['op']}'"))
+            unmapped.append((rec["key"], NOT_DEVICE_OPS.get(rec["op"], f"no op mapping for '{rec['op']}'")))
             continue
         cases.append(KernelCase(rec, op, _dtype(rec)[1]))
     return cases, unmapped

@@ -25,7 +25,10 @@ RMS_NORM_FLOPS_PER_ELEMENT = 5
 BATCH_NORM_FLOPS_PER_ELEMENT = 8
 SOFTMAX_FLOPS_PER_ELEMENT = 5
 # GELU's tanh approximation is about 8 FLOPs per element; SiLU about 4 (exp, add, div, mul).
-ACTIVATION_FLOPS = {"relu": 1, "gelu": 8, "silu": 4, "swiglu": 5, "geglu": 9, "tanh": 4, "sigmoid": 4}
+ACTIVATION_FLOPS = {"relu": 1, "gelu": 8, "silu": 4, "swiglu": 5, "geglu": 9, "tanh": 4, "sigmoid": 4,
+                    "copy": 0, "fill": 0}
+# Pointwise functions whose backward needs a saved tensor (their input or output).
+SAVES_FOR_BACKWARD = frozenset({"relu", "gelu", "silu", "swiglu", "geglu", "tanh", "sigmoid"})
 
 
 def numel(shape: Sequence[int]) -> int:
@@ -155,7 +158,7 @@ def elementwise(
         name=name, kind=OpKind.ELEMENTWISE, dtype=dtype, flops=flops_per * n,
         bytes_read=n_inputs * n * b, bytes_written=n * b,
         inputs=tuple(tuple(shape) for _ in range(n_inputs)), outputs=(tuple(shape),),
-        saved_bytes=(n * b if fn not in ("add", "mul") else 0.0) if saved_bytes is None else saved_bytes,
+        saved_bytes=(n * b if fn in SAVES_FOR_BACKWARD else 0.0) if saved_bytes is None else saved_bytes,
         layer=layer, attrs={"fn": fn, "numel": n},
     )
 

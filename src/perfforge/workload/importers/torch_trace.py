@@ -26,19 +26,28 @@ aten = torch.ops.aten
 
 _TORCH_DTYPES = {torch.float32: DType.FP32, torch.float16: DType.FP16, torch.bfloat16: DType.BF16,
                  torch.float64: DType.FP64, torch.int8: DType.INT8}
+_TORCH_OF = {v: k for k, v in _TORCH_DTYPES.items()}
+_TORCH_OF[DType.TF32] = torch.float32
 _POINTWISE = {
     "relu": "relu", "relu_": "relu", "gelu": "gelu", "silu": "silu", "silu_": "silu", "tanh": "tanh",
     "sigmoid": "sigmoid", "add": "add", "add_": "add", "mul": "mul", "mul_": "mul", "sub": "add", "div": "mul",
     "neg": "add", "rsqrt": "mul", "pow": "mul", "exp": "mul", "where": "add", "masked_fill": "add",
     "dropout": "mul", "native_dropout": "mul", "clamp": "relu", "hardtanh": "relu", "hardtanh_": "relu",
+    "div_": "mul", "sub_": "add", "bernoulli": "mul", "bernoulli_": "mul", "erf": "mul", "sqrt": "mul",
+    "reciprocal": "mul", "log": "mul", "abs": "relu", "minimum": "add", "maximum": "add", "eq": "add",
+    "ne": "add", "lt": "add", "gt": "add", "logical_not": "add", "bitwise_not": "add", "masked_fill_": "add",
+    "gelu_": "gelu", "tanh_": "tanh", "sigmoid_": "sigmoid", "exp_": "mul", "rsub": "add",
 }
+# Ops that move or fill memory without arithmetic: a copy reads its input once and writes once; a fill
+# only writes. They are real kernels, so they are costed (as "copy"/"fill" pointwise ops), not dropped.
+_COPIES = {"clone", "copy_", "_to_copy", "lift_fresh_copy"}
+_FILLS = {"fill_", "zero_", "zeros", "ones", "full", "zeros_like", "ones_like", "new_zeros", "new_ones", "full_like"}
 # Metadata and allocation ops: no kernel does arithmetic or moves tensor data for them.
 _FREE = {
     "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "unsqueeze", "squeeze", "slice",
     "select", "split", "split_with_sizes", "chunk", "unbind", "detach", "alias", "as_strided", "empty",
-    "empty_like", "zeros", "ones", "full", "arange", "lift_fresh", "_to_copy", "clone", "contiguous",
-    "new_empty", "new_zeros", "new_ones", "zeros_like", "ones_like", "flatten", "sym_size", "sym_stride",
-    "scalar_tensor", "_local_scalar_dense", "tril", "triu", "copy_", "fill_", "lift_fresh_copy", "embedding_backward",
+    "empty_like", "arange", "lift_fresh", "new_empty", "flatten", "sym_size", "sym_stride", "scalar_tensor",
+    "_local_scalar_dense", "empty_strided", "expand_as", "view_as", "_reshape_alias", "unflatten",
 }
 
 
@@ -78,17 +87,27 @@ class _Recorder(TorchDispatchMode):
             return out
         name = func.__name__.split(".")[0]
         try:
-            self._record(name, args, kwargs, out)
-        except (IndexError, TypeError, ValueError):
+            first_out = out[0] if isinstance(out, (tuple, list)) and out else out
+            self._record(name, args, kwargs, first_out)
+        except (IndexError, TypeError, ValueError, AttributeError):
             self.unmodelled.append(name)
         return out
 
     def _record(self, name: str, args: tuple, kwargs: dict, out: Any) -> None:
         first = next((a for a in args if isinstance(a, torch.Tensor)), None)
-        if name in _FREE or first is None:
+        if name in _FREE:
             return
-        if isinstance(out, torch.Tensor) and out.numel() <= 1 and name in _POINTWISE:
+        if first is None and not (name in _FILLS and isinstance(out, torch.Tensor)):
+            return
+        if isinstance(out, torch.Tensor) and out.numel() <= 1 and (name in _POINTWISE or name in _COPIES
+                                                                    or name in _FILLS):
             return  # scalar bookkeeping such as BatchNorm's num_batches_tracked += 1
+        if name in _COPIES and isinstance(out, torch.Tensor):
+            self._emit(L.elementwise(name, tuple(out.shape), _dtype(out), fn="copy"), owns_params=False)
+            return
+        if name in _FILLS and isinstance(out, torch.Tensor):
+            self._emit(L.elementwise(name, tuple(out.shape), _dtype(out), fn="fill", n_inputs=0), owns_params=False)
+            return
         dt = _dtype(first)
         if name in ("mm", "addmm"):
             a, b = (args[1], args[2]) if name == "addmm" else (args[0], args[1])
@@ -131,7 +150,8 @@ class _Recorder(TorchDispatchMode):
             op, _ = L.pool(name, first.shape[0], first.shape[1], (first.shape[2], first.shape[3]), kernel[0],
                            stride[0], padding[0], dt, fn="max" if "max" in name else "avg")
             self._emit(op, owns_params=False)
-        elif name in ("_adaptive_avg_pool2d", "mean", "sum", "amax"):
+        elif name in ("_adaptive_avg_pool2d", "mean", "sum", "amax", "nll_loss_forward", "nll_loss2d_forward",
+                      "argmax", "max", "min", "var_mean", "std_mean", "norm", "linalg_vector_norm"):
             self._emit(L.reduction(name, tuple(first.shape), tuple(out.shape), dt), owns_params=False)
         elif name in _POINTWISE:
             tensors = sum(isinstance(a, torch.Tensor) and a.numel() > 1 for a in args)
@@ -166,13 +186,20 @@ class _FusedOps(TorchFunctionMode):
 
 
 def trace_module(module: torch.nn.Module, *example_inputs: Any, name: str | None = None,
-                 dtype: DType | str | None = None, batch: int | None = None, seq: int | None = None) -> Workload:
-    """Trace ``module(*example_inputs)`` on the meta device into a forward Workload."""
+                 dtype: DType | str | None = None, batch: int | None = None, seq: int | None = None,
+                 example_kwargs: dict[str, Any] | None = None) -> Workload:
+    """Trace ``module(*example_inputs, **example_kwargs)`` on the meta device into a forward Workload."""
     if not isinstance(module, torch.nn.Module):
         raise ConfigError(f"from_torch expects an nn.Module, got {type(module).__name__}")
 
+    target = _TORCH_OF.get(DType.parse(dtype)) if dtype else None
+
     def to_meta(x: Any) -> Any:
-        return torch.empty_like(x, device="meta") if isinstance(x, torch.Tensor) else x
+        if not isinstance(x, torch.Tensor):
+            return x
+        # like model.half(): floating tensors take the requested dtype, integer ones (token ids) stay
+        cast = target if (target is not None and x.is_floating_point()) else x.dtype
+        return torch.empty_like(x, device="meta", dtype=cast)
 
     state: dict[str, torch.Tensor] = {}
     for pname, p in module.named_parameters():
@@ -198,7 +225,8 @@ def trace_module(module: torch.nn.Module, *example_inputs: Any, name: str | None
         hooks.append(sub.register_forward_hook(post))
     try:
         with torch.no_grad(), recorder, _FusedOps(recorder):
-            torch.func.functional_call(module, state, inputs, tie_weights=True, strict=False)
+            kw = {k: to_meta(v) for k, v in (example_kwargs or {}).items()}
+            torch.func.functional_call(module, state, inputs, kw, tie_weights=True, strict=False)
     finally:
         for h in hooks:
             h.remove()

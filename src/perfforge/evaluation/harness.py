@@ -1,0 +1,152 @@
+"""Run an experiment suite: every case x engine x variant, predicted against its ground truth."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from perfforge import __version__
+from perfforge.api import predict
+from perfforge.core.errors import PerfforgeError
+from perfforge.engines.analytical.calibration import load_calibration
+from perfforge.engines.analytical.roofline import op_time
+from perfforge.evaluation.calibrate import is_host_calibration_record
+from perfforge.evaluation.measured import device_id, kernel_op, model_predict_kwargs, read_measurements
+from perfforge.evaluation.published import load_published
+from perfforge.evaluation.suite import MeasuredSource, PublishedSource, Suite
+from perfforge.evaluation.variants import VariantUnavailable, build
+from perfforge.system.catalog import get_device
+
+
+@dataclass
+class Row:
+    """One prediction of one ground-truth case. ``predicted_s`` is None when the case was not run."""
+
+    case_id: str
+    source: str
+    kind: str               # "model" | "kernel" | "published"
+    subject: str            # model id or kernel op
+    hardware: str
+    mode: str
+    dtype: str
+    batch: int
+    seq: int | None
+    measured_s: float
+    engine: str
+    variant: str
+    predicted_s: float | None = None
+    status: str = "ok"      # ok | not run | failed
+    reason: str = ""
+    in_sample: bool = False  # the measurement was used to fit the calibration
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def error(self) -> float | None:
+        return None if self.predicted_s is None else self.predicted_s / self.measured_s - 1
+
+
+@dataclass(frozen=True)
+class Task:
+    """A picklable unit of work for a worker process."""
+
+    row: Row
+    params: dict[str, Any]
+
+
+def _predict_model(task: Task) -> Row:
+    row, p = task.row, task.params
+    try:
+        workload = build(row.variant, row.subject, mode=row.mode, batch=row.batch, seq=row.seq, dtype=row.dtype,
+                         head=p.get("head"))
+        res = predict(workload, row.hardware, mode=row.mode, optimizer=p.get("optimizer", "adamw"))
+        row.predicted_s = res.step_time_s
+        row.extra.update(host_bound=res.host_bound, ops=len(workload.ops))
+    except VariantUnavailable as exc:
+        row.status, row.reason = "not run", str(exc)
+    except (PerfforgeError, ValueError, KeyError, RuntimeError) as exc:
+        # one broken case is reported as failed with its reason; it must not stop the other cases
+        row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}"
+    return row
+
+
+def _predict_kernel(task: Task) -> Row:
+    row, rec = task.row, task.params["record"]
+    op = kernel_op(rec)
+    if op is None:
+        from perfforge.evaluation.measured import NOT_DEVICE_OPS
+
+        row.status, row.reason = "not run", NOT_DEVICE_OPS.get(rec["op"], f"no op mapping for '{rec['op']}'")
+        return row
+    device = get_device(row.hardware)
+    cal = load_calibration(device.architecture)
+    from perfforge.evaluation.measured import _dtype  # storage vs compute dtype (tf32)
+
+    row.predicted_s = op_time(op, device, cal, _dtype(rec)[1]).time_s
+    return row
+
+
+def _run(task: Task) -> Row:
+    return _predict_kernel(task) if task.row.kind == "kernel" else _predict_model(task)
+
+
+def plan(suite: Suite, root: Path) -> list[Task]:
+    """Expand the suite's sources into tasks, one per case x engine x variant."""
+    tasks: list[Task] = []
+    for src in suite.sources:
+        if isinstance(src, PublishedSource):
+            for rec in load_published(root / src.published):
+                if any(getattr(rec, k) != v for k, v in src.select.items()):
+                    continue
+                for engine in suite.engines:
+                    for variant in suite.variants:
+                        row = Row(rec.id, src.published, "published", rec.model, rec.hardware, rec.mode, rec.dtype,
+                                  rec.batch, rec.seq, rec.step_time_s, engine, variant,
+                                  extra={"published_value": rec.value, "unit": rec.unit, "citation": rec.source})
+                        tasks.append(Task(row, {"optimizer": "sgd_momentum" if rec.model == "resnet50" else "adamw"}))
+            continue
+        assert isinstance(src, MeasuredSource)
+        for rec in read_measurements(root / src.measured):
+            kind = rec.get("kind")
+            if kind not in src.kinds:
+                continue
+            hw = device_id(rec)
+            run = f"{rec['device']['name']} run {rec.get('run_id')}"
+            if kind == "kernel":
+                row = Row(f"{run}/{rec['key']}", src.measured, "kernel", rec["op"], hw, "kernel", rec["dtype"], 1, None,
+                          rec["latency_s"], "analytical", "op", in_sample=src.calibration_run)
+                tasks.append(Task(row, {"record": rec}))
+                continue
+            if src.exclude_host_calibration and is_host_calibration_record(rec):
+                continue
+            kw = model_predict_kwargs(rec)
+            p = rec["params"]
+            for engine in suite.engines:
+                for variant in suite.variants:
+                    row = Row(f"{run}/{rec['key']}", src.measured, "model", p["model"], hw, p["mode"], rec["dtype"],
+                              p["batch"], p.get("seq"), rec["latency_s"], engine, variant)
+                    tasks.append(Task(row, {"optimizer": kw.get("optimizer", "adamw"), "head": p.get("head")}))
+    return tasks
+
+
+def run_suite(suite: Suite, root: Path, *, jobs: int = 1,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run every task (in ``jobs`` processes) and return rows plus run metadata."""
+    tasks = plan(suite, root)
+    t0 = time.perf_counter()
+    rows: list[Row] = []
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for i, row in enumerate(pool.map(_run, tasks, chunksize=16), 1):
+                rows.append(row)
+                if progress:
+                    progress(i, len(tasks))
+    else:
+        for i, task in enumerate(tasks, 1):
+            rows.append(_run(task))
+            if progress:
+                progress(i, len(tasks))
+    return {"suite": suite.model_dump(), "perfforge_version": __version__, "rows": [asdict(r) for r in rows],
+            "wall_s": time.perf_counter() - t0, "jobs": jobs}

@@ -1,0 +1,54 @@
+"""Published measurements (papers, vendor READMEs), each with its exact source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from perfforge.core.errors import ConfigError
+
+
+class PublishedRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    model: str
+    hardware: str
+    mode: Literal["train", "inference", "decode"]
+    dtype: str
+    batch: int = Field(gt=0)
+    seq: int | None = None
+    metric: Literal["throughput_samples_per_s", "step_time_s"]
+    value: float = Field(gt=0)
+    unit: str
+    source: str = Field(min_length=20)
+
+    @property
+    def step_time_s(self) -> float:
+        return self.batch / self.value if self.metric == "throughput_samples_per_s" else self.value
+
+
+def load_published(path: str | Path) -> list[PublishedRecord]:
+    p = Path(path)
+    try:
+        data: Any = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"published records not found: {p}") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{p}: malformed YAML") from None
+    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+        raise ConfigError(f"{p}: expected a mapping with a 'records' list")
+    out = []
+    for i, raw in enumerate(data["records"]):
+        try:
+            out.append(PublishedRecord.model_validate(raw))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ConfigError(f"{p}: records[{i}].{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    ids = [r.id for r in out]
+    if len(ids) != len(set(ids)):
+        raise ConfigError(f"{p}: duplicate record ids")
+    return out

@@ -1,0 +1,191 @@
+"""Write an evaluation: results (JSON, CSV), a Markdown report and a self-contained HTML page with plots."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from perfforge.cli.output import write_atomic
+from perfforge.evaluation.metrics import accuracy
+
+CSV_FIELDS = ["case_id", "kind", "subject", "hardware", "mode", "dtype", "batch", "seq", "engine", "variant",
+              "measured_s", "predicted_s", "error", "status", "reason", "in_sample", "source"]
+
+
+def _error(row: dict[str, Any]) -> float | None:
+    p = row.get("predicted_s")
+    return None if p is None else p / row["measured_s"] - 1
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Accuracy per (kind, hardware, engine, variant, sample) group, plus not-run counts."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        key = (r["kind"], r["hardware"], r["engine"], r["variant"], "in-sample" if r["in_sample"] else "out-of-sample")
+        groups[key].append(r)
+    out = []
+    for key, members in sorted(groups.items()):
+        ok = [r for r in members if r["predicted_s"] is not None]
+        entry: dict[str, Any] = dict(zip(("kind", "hardware", "engine", "variant", "sample"), key))
+        entry["cases"] = len(members)
+        entry["not_run"] = len(members) - len(ok)
+        if ok:
+            entry.update(accuracy([r["predicted_s"] for r in ok], [r["measured_s"] for r in ok]).to_dict())
+        reasons = sorted({r["reason"] for r in members if r["predicted_s"] is None})
+        if reasons:
+            entry["not_run_reasons"] = reasons
+        out.append(entry)
+    return out
+
+
+def _pct(x: Any) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.1f}%"
+
+
+def _num(x: Any) -> str:
+    return "-" if x is None or x != x else f"{x:.3f}"
+
+
+def markdown(result: dict[str, Any], summary: list[dict[str, Any]]) -> str:
+    suite = result["suite"]
+    lines = [f"# Evaluation: {suite['name']}", "", suite["description"].strip(), "",
+             f"perfforge {result['perfforge_version']}; {len(result['rows'])} predictions; "
+             f"regenerate with `perfforge evaluate {suite['name']}`.", "",
+             "Errors are predicted/measured - 1 on time (negative = predicted too fast). "
+             "In-sample rows were used to fit the calibration and say little about accuracy.", "",
+             "| kind | hardware | engine | variant | sample | n | not run | MAPE | median APE | p90 APE | max APE "
+             "| bias | within 10% | Spearman |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(f"| {s['kind']} | {s['hardware']} | {s['engine']} | {s['variant']} | {s['sample']} | "
+                     f"{s['cases']} | {s['not_run']} | {_pct(s.get('mape'))} | {_pct(s.get('median_ape'))} | "
+                     f"{_pct(s.get('p90_ape'))} | {_pct(s.get('max_ape'))} | {_pct(s.get('bias'))} | "
+                     f"{_pct(s.get('within_10pct'))} | {_num(s.get('spearman'))} |")
+    not_run = [s for s in summary if s.get("not_run_reasons")]
+    if not_run:
+        lines += ["", "## Not run", ""]
+        for s in not_run:
+            lines.append(f"- {s['kind']} / {s['hardware']} / {s['variant']}: {'; '.join(s['not_run_reasons'])}")
+    pub = [r for r in result["rows"] if r["kind"] == "published"]
+    if pub:
+        lines += ["", "## Published measurements", "",
+                  "| case | model | hardware | mode | dtype | batch | variant | measured | predicted | error |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in pub:
+            meas = r["extra"]["published_value"]
+            pred = r["batch"] / r["predicted_s"] if r["predicted_s"] else None
+            lines.append(f"| {r['case_id']} | {r['subject']} | {r['hardware']} | {r['mode']} | {r['dtype']} | "
+                         f"{r['batch']} | {r['variant']} | {meas:,.0f} {r['extra']['unit']} | "
+                         f"{'-' if pred is None else f'{pred:,.0f}'} | {_pct(_error(r))} |")
+        lines += ["", "Sources:", ""]
+        for r in {r["case_id"]: r for r in pub}.values():
+            lines.append(f"- `{r['case_id']}`: {r['extra']['citation']}")
+    models = [r for r in result["rows"] if r["kind"] == "model" and r["predicted_s"] is not None]
+    if models:
+        lines += ["", "## Whole-model steps", "",
+                  "| hardware | model | mode | dtype | batch | seq | variant | measured (ms) | predicted (ms) | error |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in models:
+            lines.append(f"| {r['hardware']} | {r['subject']} | {r['mode']} | {r['dtype']} | {r['batch']} | "
+                         f"{r['seq'] or '-'} | {r['variant']} | {1e3 * r['measured_s']:.2f} | "
+                         f"{1e3 * r['predicted_s']:.2f} | {_pct(_error(r))} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plots(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(title, base64 PNG) pairs; empty when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    ok = [r for r in rows if r["predicted_s"] is not None]
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in ok:
+        series[f"{r['kind']} / {r['variant']}"].append(r)
+    figs = []
+    fig, ax = plt.subplots(figsize=(6, 6))
+    for label, members in sorted(series.items()):
+        ax.scatter([m["measured_s"] for m in members], [m["predicted_s"] for m in members], s=10, label=label, alpha=0.7)
+    lo = min(min(r["measured_s"], r["predicted_s"]) for r in ok)
+    hi = max(max(r["measured_s"], r["predicted_s"]) for r in ok)
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set(xscale="log", yscale="log", xlabel="measured (s)", ylabel="predicted (s)", title="Predicted vs measured")
+    ax.legend(fontsize=7)
+    figs.append(("Predicted vs measured", fig))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, members in sorted(series.items()):
+        errs = sorted(abs(m["predicted_s"] / m["measured_s"] - 1) * 100 for m in members)
+        ax.step(errs, [(i + 1) / len(errs) for i in range(len(errs))], where="post", label=label)
+    ax.set(xscale="log", xlabel="|error| (%)", ylabel="share of cases", title="Error CDF")
+    ax.legend(fontsize=7)
+    figs.append(("Error CDF", fig))
+    out = []
+    for title, f in figs:
+        buf = io.BytesIO()
+        f.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        plt.close(f)
+        out.append((title, base64.b64encode(buf.getvalue()).decode()))
+    return out
+
+
+def html_page(md: str, rows: list[dict[str, Any]]) -> str:
+    """Self-contained page: the Markdown tables as preformatted text-free HTML tables, and embedded plots."""
+    body: list[str] = []
+    table: list[str] = []
+
+    def flush() -> None:
+        if table:
+            cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in table if not set(ln) <= set("|-: ")]
+            body.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells[0]) + "</tr>"
+                        + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                                  for row in cells[1:]) + "</table>")
+            table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("- "):
+            body.append(f"<p>&bull; {html.escape(line[2:])}</p>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    for title, png in _plots(rows):
+        body.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:12px}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#eee}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>perfforge evaluation</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+
+
+def write_outputs(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    rows = result["rows"]
+    for r in rows:
+        r["error"] = _error(r)
+    summary = summarise(rows)
+    result = {**result, "summary": summary}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / name for name in ("results.json", "results.csv", "report.md", "report.html")}
+    write_atomic(paths["results.json"], json.dumps(result, separators=(",", ":"), default=str))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(paths["results.csv"], buf.getvalue())
+    md = markdown(result, summary)
+    write_atomic(paths["report.md"], md)
+    write_atomic(paths["report.html"], html_page(md, rows))
+    return paths

@@ -1,0 +1,74 @@
+"""Experiment suites: declarative YAML naming ground-truth sources, engines and graph variants."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from perfforge.core.errors import ConfigError, suggest
+
+
+class MeasuredSource(BaseModel):
+    """The project's own profile run (``perfforge profile`` output)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    measured: str
+    kinds: list[Literal["kernel", "model"]] = ["model", "kernel"]
+    exclude_host_calibration: bool = True
+    calibration_run: bool = False  # True when this run's kernels fitted the shipped calibration
+
+
+class PublishedSource(BaseModel):
+    """Published figures (``data/ground_truth/published.yaml`` layout), optionally filtered by field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    published: str
+    select: dict[str, Any] = {}
+
+
+class Suite(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str
+    engines: list[str] = ["analytical"]
+    variants: list[Literal["zoo", "hf-trace"]] = ["zoo"]
+    sources: list[Union[MeasuredSource, PublishedSource]] = Field(min_length=1)
+
+
+BUILTIN_DIR = "data/suites"
+
+
+def builtin_suites() -> list[str]:
+    folder = resources.files("perfforge").joinpath(BUILTIN_DIR)
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A built-in suite name (``perfforge evaluate core``) or a path to a suite YAML."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        try:
+            text = p.read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"suite file not found: {p}") from None
+        where = str(p)
+    else:
+        names = builtin_suites()
+        if name_or_path not in names:
+            raise ConfigError(f"unknown suite '{name_or_path}'{suggest(name_or_path, names)} (built in: {', '.join(names)})")
+        text = resources.files("perfforge").joinpath(f"{BUILTIN_DIR}/{name_or_path}.yaml").read_text()
+        where = f"suite '{name_or_path}'"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"{where}: malformed YAML") from None
+    try:
+        return Suite.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"{where}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None

@@ -1,0 +1,69 @@
+"""Graph variants an experiment can predict with.
+
+- ``zoo``: perfforge's own graph of the architecture (fused attention and activations, no dropout):
+  what an efficient implementation runs.
+- ``hf-trace``: the exact HuggingFace module the profiler measured, traced on the meta device with
+  ``perfforge.from_torch`` (needs torch and transformers): every kernel that implementation launches,
+  unfused GELU, dropout and dtype casts included.
+A variant that cannot run says why; the harness reports it as not run, never as a number.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from perfforge.api import resolve_workload
+from perfforge.workload.graph import Workload
+
+VARIANTS = ("zoo", "hf-trace")
+# Architectures the profiler builds from transformers configs (perfforge.profiling.models); kept equal.
+_GPT2 = {"gpt2": (12, 768, 12), "gpt2-medium": (24, 1024, 16), "gpt2-large": (36, 1280, 20)}
+_BERT = {"bert-base": (12, 768, 12, 3072), "bert-large": (24, 1024, 16, 4096)}
+
+
+class VariantUnavailable(RuntimeError):
+    """This variant cannot build the workload here (missing library, unsupported model)."""
+
+
+def build(variant: str, model: str, *, mode: str, batch: int, seq: int | None, dtype: str,
+          head: str | None = None) -> Workload:
+    if variant == "zoo":
+        return resolve_workload(model, mode=mode, batch=batch, seq=seq, dtype=dtype)
+    if variant == "hf-trace":
+        return _hf_trace(model, mode=mode, batch=batch, seq=seq or 128, dtype=dtype, head=head)
+    raise ValueError(f"unknown variant '{variant}' (known: {', '.join(VARIANTS)})")
+
+
+def _hf_trace(model: str, *, mode: str, batch: int, seq: int, dtype: str, head: str | None) -> Workload:
+    if model not in _GPT2 and model not in _BERT:
+        raise VariantUnavailable(f"hf-trace covers {', '.join([*_GPT2, *_BERT])}; not {model}")
+    try:
+        import torch
+        import transformers as tf
+    except ImportError as exc:
+        raise VariantUnavailable(f"hf-trace needs torch and transformers ({exc.name} not installed)") from None
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    train = mode == "train"
+    if model in _GPT2:
+        n_layer, n_embd, n_head = _GPT2[model]
+        cfg: Any = tf.GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab_size=50257, n_positions=1024)
+        cls = tf.GPT2LMHeadModel if (head or "lm") == "lm" else tf.GPT2Model
+    else:
+        layers, hidden, heads, inter = _BERT[model]
+        cfg = tf.BertConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
+                            intermediate_size=inter, vocab_size=30522, max_position_embeddings=512)
+        cls = tf.BertForMaskedLM if head == "mlm" else tf.BertModel
+    cfg._attn_implementation = "sdpa"  # what the profiler's runs used (recorded in their `extra`)
+    with torch.device("meta"):
+        module = cls(cfg)
+    module.train(train)
+    ids = torch.zeros(batch, seq, dtype=torch.long, device="meta")
+    kwargs = {"labels": ids} if train and cls is not tf.BertModel else {}
+    from perfforge.api import from_torch
+
+    try:
+        return from_torch(module, ids, name=f"{model} (hf-trace)", dtype=dtype, batch=batch, seq=seq,
+                          example_kwargs=kwargs)
+    except RuntimeError as exc:  # a data-dependent branch (e.g. .item()) cannot run on the meta device
+        raise VariantUnavailable(f"tracing {model} on the meta device failed: {str(exc)[:120]}") from None
