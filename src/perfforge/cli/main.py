@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -151,11 +150,17 @@ def _register_optional_commands() -> None:
 
 def _click_modules() -> list[object]:
     """Typer >= 0.26 vendors click as ``typer._click``; older releases use click itself. Handle both."""
-    mods: list[object] = [click.exceptions]
+    mods: list[object] = []
     try:
         from typer._click import exceptions as vendored  # type: ignore[import-not-found]
 
         mods.append(vendored)
+    except ImportError:
+        pass
+    try:
+        import click.exceptions
+
+        mods.append(click.exceptions)
     except ImportError:
         pass
     return mods
