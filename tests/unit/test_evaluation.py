@@ -88,8 +88,8 @@ def test_harness_end_to_end(tmp_path):
     md = paths["report.md"].read_text()
     assert "| kernel | h100-sxm5-80gb |" in md and "NVIDIA DeepLearningExamples" in md
     assert "<table>" in paths["report.html"].read_text()
-    assert paths["results.csv"].read_text().count("\n") == len(rows) + 1
-    saved = json.loads(paths["results.json"].read_text())
+    assert gzip.open(paths["results.csv.gz"], "rt").read().count("\n") == len(rows) + 1
+    saved = json.loads(gzip.open(paths["results.json.gz"], "rt").read())
     assert all(math.isfinite(s.get("mape", 0)) for s in saved["summary"])
 
 

@@ -10,13 +10,17 @@ from typing import Any, Callable
 
 from perfforge import __version__
 from perfforge.api import predict
+import perfforge.engines.analytical  # noqa: F401  (registers the analytical engine)
 from perfforge.core.errors import PerfforgeError
+from perfforge.engines.base import ENGINES
 from perfforge.engines.analytical.calibration import load_calibration
 from perfforge.engines.analytical.roofline import op_time
 from perfforge.evaluation.calibrate import is_host_calibration_record
 from perfforge.evaluation.measured import device_id, kernel_op, model_predict_kwargs, read_measurements
 from perfforge.evaluation.published import load_published
-from perfforge.evaluation.suite import MeasuredSource, PublishedSource, Suite
+from perfforge.evaluation.neusight import read_kernels as neusight_kernels
+from perfforge.evaluation.neusight import read_labels as neusight_labels
+from perfforge.evaluation.suite import MeasuredSource, NeuSightSource, PublishedSource, Suite
 from perfforge.evaluation.variants import VariantUnavailable, build
 from perfforge.system.catalog import get_device
 
@@ -58,11 +62,18 @@ class Task:
 
 def _predict_model(task: Task) -> Row:
     row, p = task.row, task.params
+    if not row.subject:
+        row.status, row.reason = "not run", f"model '{p.get('source_model')}' is not in the perfforge zoo"
+        return row
     try:
         workload = build(row.variant, row.subject, mode=row.mode, batch=row.batch, seq=row.seq, dtype=row.dtype,
                          head=p.get("head"))
-        res = predict(workload, row.hardware, mode=row.mode, optimizer=p.get("optimizer", "adamw"))
+        res = predict(workload, row.hardware, mode=row.mode, optimizer=p.get("optimizer", "adamw"),
+                      engine=row.engine)
         row.predicted_s = res.step_time_s
+        if p.get("exclude_optimizer"):
+            # the ground truth times forward + backward only (NeuSight's training labels)
+            row.predicted_s -= sum(r.time_s for r in res.breakdown if r.phase == "optimizer")
         row.extra.update(host_bound=res.host_bound, ops=len(workload.ops))
     except VariantUnavailable as exc:
         row.status, row.reason = "not run", str(exc)
@@ -89,6 +100,10 @@ def _predict_kernel(task: Task) -> Row:
 
 
 def _run(task: Task) -> Row:
+    if task.row.engine not in ENGINES:
+        task.row.status = "not run"
+        task.row.reason = f"engine '{task.row.engine}' is not available in this perfforge (known: {', '.join(ENGINES.names())})"
+        return task.row
     return _predict_kernel(task) if task.row.kind == "kernel" else _predict_model(task)
 
 
@@ -107,27 +122,46 @@ def plan(suite: Suite, root: Path) -> list[Task]:
                                   extra={"published_value": rec.value, "unit": rec.unit, "citation": rec.source})
                         tasks.append(Task(row, {"optimizer": "sgd_momentum" if rec.model == "resnet50" else "adamw"}))
             continue
+        if isinstance(src, NeuSightSource):
+            records = []
+            if "kernel" in src.kinds:
+                records += neusight_kernels(root / src.neusight, ops=src.ops, per_file=src.per_file)
+            if "model" in src.kinds:
+                records += neusight_labels(root / src.neusight)
+            tasks += _measured_tasks(suite, records, src.neusight, kinds=src.kinds, in_sample=False,
+                                     exclude_host=False)
+            continue
         assert isinstance(src, MeasuredSource)
-        for rec in read_measurements(root / src.measured):
-            kind = rec.get("kind")
-            if kind not in src.kinds:
-                continue
-            hw = device_id(rec)
-            run = f"{rec['device']['name']} run {rec.get('run_id')}"
-            if kind == "kernel":
-                row = Row(f"{run}/{rec['key']}", src.measured, "kernel", rec["op"], hw, "kernel", rec["dtype"], 1, None,
-                          rec["latency_s"], "analytical", "op", in_sample=src.calibration_run)
-                tasks.append(Task(row, {"record": rec}))
-                continue
-            if src.exclude_host_calibration and is_host_calibration_record(rec):
-                continue
-            kw = model_predict_kwargs(rec)
-            p = rec["params"]
-            for engine in suite.engines:
-                for variant in suite.variants:
-                    row = Row(f"{run}/{rec['key']}", src.measured, "model", p["model"], hw, p["mode"], rec["dtype"],
-                              p["batch"], p.get("seq"), rec["latency_s"], engine, variant)
-                    tasks.append(Task(row, {"optimizer": kw.get("optimizer", "adamw"), "head": p.get("head")}))
+        tasks += _measured_tasks(suite, read_measurements(root / src.measured), src.measured, kinds=src.kinds,
+                                 in_sample=src.calibration_run, exclude_host=src.exclude_host_calibration)
+    return tasks
+
+
+def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *, kinds: list[str], in_sample: bool,
+                    exclude_host: bool) -> list[Task]:
+    tasks: list[Task] = []
+    for rec in records:
+        kind = rec.get("kind")
+        if kind not in kinds:
+            continue
+        hw = device_id(rec)
+        run = f"{rec['device']['name']} run {rec.get('run_id')}"
+        if kind == "kernel":
+            row = Row(f"{run}/{rec['key']}", source, "kernel", rec["op"], hw, "kernel", rec["dtype"], 1, None,
+                      rec["latency_s"], "analytical", "op", in_sample=in_sample)
+            tasks.append(Task(row, {"record": rec}))
+            continue
+        if exclude_host and is_host_calibration_record(rec):
+            continue
+        kw = model_predict_kwargs(rec)
+        p = rec["params"]
+        for engine in suite.engines:
+            for variant in suite.variants:
+                row = Row(f"{run}/{rec['key']}", source, "model", p["model"] or "", hw, p["mode"], rec["dtype"],
+                          p["batch"], p.get("seq"), rec["latency_s"], engine, variant)
+                tasks.append(Task(row, {"optimizer": kw.get("optimizer", "adamw"), "head": p.get("head"),
+                                        "exclude_optimizer": p.get("exclude_optimizer", False),
+                                        "source_model": p.get("neusight_model", p["model"])}))
     return tasks
 
 

@@ -27,6 +27,10 @@ DEVICE_IDS = {
     "NVIDIA A100-SXM4-40GB": "a100-sxm4-40gb",
     "NVIDIA A100-PCIE-40GB": "a100-pcie-40gb",
     "Tesla V100-SXM2-16GB": "v100-sxm2-16gb",
+    "Tesla V100-PCIE-32GB": "v100-pcie-32gb",
+    "Tesla P100-PCIE-16GB": "p100-pcie-16gb",
+    "Tesla P4": "p4",
+    "NVIDIA A100 80GB PCIe": "a100-pcie-80gb",
     "Tesla T4": "t4",
     "NVIDIA L4": "l4",
 }
@@ -97,8 +101,10 @@ def kernel_op(rec: dict[str, Any]) -> Op | None:
         return L.rms_norm(op, (p["rows"], p["cols"]), dt)
     if op == "softmax":
         return L.softmax(op, (p["rows"], p["cols"]), dt)
-    if op in ("gelu", "add", "mul"):
-        return L.elementwise(op, (p["numel"],), dt, fn=op, n_inputs=2 if op in ("add", "mul") else 1)
+    if op in ("gelu", "add", "mul", "div", "pow", "relu", "tanh"):
+        return L.elementwise(op, (p["numel"],), dt, fn=op, n_inputs=2 if op in ("add", "mul", "div", "pow") else 1)
+    if op in ("add_scalar", "mul_scalar", "div_scalar", "pow_scalar"):
+        return L.elementwise(op, (p["numel"],), dt, fn=op.removesuffix("_scalar"), n_inputs=1)
     if op == "embedding":
         return L.embedding(op, p["tokens"], p["vocab"], p["dim"], dt)
     if op == "memcpy_d2d":

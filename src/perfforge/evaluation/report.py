@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import gzip
 import html
 import io
 import json
@@ -171,6 +172,14 @@ def html_page(md: str, rows: list[dict[str, Any]]) -> str:
     return f"<!doctype html><html><head><meta charset='utf-8'><title>perfforge evaluation</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
 
 
+def _write_gz(path: Path, text: str) -> None:
+    """Compressed, deterministic (no timestamp in the gzip header), written atomically via rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        gz.write(text.encode())
+    tmp.replace(path)
+
+
 def write_outputs(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     rows = result["rows"]
     for r in rows:
@@ -178,13 +187,13 @@ def write_outputs(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     summary = summarise(rows)
     result = {**result, "summary": summary}
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: out_dir / name for name in ("results.json", "results.csv", "report.md", "report.html")}
-    write_atomic(paths["results.json"], json.dumps(result, separators=(",", ":"), default=str))
+    paths = {name: out_dir / name for name in ("results.json.gz", "results.csv.gz", "report.md", "report.html")}
+    _write_gz(paths["results.json.gz"], json.dumps(result, separators=(",", ":"), default=str))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(paths["results.csv"], buf.getvalue())
+    _write_gz(paths["results.csv.gz"], buf.getvalue())
     md = markdown(result, summary)
     write_atomic(paths["report.md"], md)
     write_atomic(paths["report.html"], html_page(md, rows))

@@ -30,14 +30,24 @@ class PublishedSource(BaseModel):
     select: dict[str, Any] = {}
 
 
+class NeuSightSource(BaseModel):
+    """NeuSight's public FP32 kernel latencies and end-to-end labels (``data/ground_truth/neusight``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    neusight: str
+    kinds: list[Literal["kernel", "model"]] = ["model", "kernel"]
+    ops: list[str] | None = None
+    per_file: int = Field(100, gt=0, description="evenly spaced kernel rows per (op, GPU) file")
+
+
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str
     engines: list[str] = ["analytical"]
-    variants: list[Literal["zoo", "hf-trace"]] = ["zoo"]
-    sources: list[Union[MeasuredSource, PublishedSource]] = Field(min_length=1)
+    variants: list[Literal["zoo", "zoo-unfused", "hf-trace"]] = ["zoo"]
+    sources: list[Union[MeasuredSource, PublishedSource, NeuSightSource]] = Field(min_length=1)
 
 
 BUILTIN_DIR = "data/suites"

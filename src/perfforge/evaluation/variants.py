@@ -2,6 +2,8 @@
 
 - ``zoo``: perfforge's own graph of the architecture (fused attention and activations, no dropout):
   what an efficient implementation runs.
+- ``zoo-unfused``: the same graph with eager attention (QK^T, softmax, PV as separate kernels), which is
+  what HuggingFace models ran before PyTorch's fused SDPA became their default.
 - ``hf-trace``: the exact HuggingFace module the profiler measured, traced on the meta device with
   ``perfforge.from_torch`` (needs torch and transformers): every kernel that implementation launches,
   unfused GELU, dropout and dtype casts included.
@@ -16,7 +18,7 @@ from typing import Any
 from perfforge.api import resolve_workload
 from perfforge.workload.graph import Workload
 
-VARIANTS = ("zoo", "hf-trace")
+VARIANTS = ("zoo", "zoo-unfused", "hf-trace")
 # Architectures the profiler builds from transformers configs (perfforge.profiling.models); kept equal.
 _GPT2 = {"gpt2": (12, 768, 12), "gpt2-medium": (24, 1024, 16), "gpt2-large": (36, 1280, 20)}
 _BERT = {"bert-base": (12, 768, 12, 3072), "bert-large": (24, 1024, 16, 4096)}
@@ -28,8 +30,9 @@ class VariantUnavailable(RuntimeError):
 
 def build(variant: str, model: str, *, mode: str, batch: int, seq: int | None, dtype: str,
           head: str | None = None) -> Workload:
-    if variant == "zoo":
-        return resolve_workload(model, mode=mode, batch=batch, seq=seq, dtype=dtype)
+    if variant in ("zoo", "zoo-unfused"):
+        impl = "unfused" if variant == "zoo-unfused" else "fused"
+        return resolve_workload(model, mode=mode, batch=batch, seq=seq, dtype=dtype, attention_impl=impl)
     if variant == "hf-trace":
         return _hf_trace(model, mode=mode, batch=batch, seq=seq or 128, dtype=dtype, head=head)
     raise ValueError(f"unknown variant '{variant}' (known: {', '.join(VARIANTS)})")

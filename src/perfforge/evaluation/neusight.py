@@ -1,0 +1,104 @@
+"""NeuSight's public measurements as perfforge ground-truth records.
+
+Kernel CSVs (``kernels/<op>/<GPU>.csv.gz``; latency in ms; FP32; shape columns B,M,N,K or B,H or conv
+geometry) and end-to-end labels (``labels/<GPU>/<model>-<inf|train>-<seq>-<batch>.json``; ms). Records come
+out in the same dict layout as ``perfforge profile`` output, with ``source`` naming NeuSight, so the harness
+treats both alike. Sampling is deterministic (every k-th row) to bound evaluation time.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from perfforge.core.errors import ConfigError
+
+SOURCE = "NeuSight (sitar-lab/NeuSight, MIT): FP32 measurements, PyTorch 2.1 / CUDA 12.1"
+# NeuSight model names -> perfforge zoo ids (None: not in the zoo, reported as not run)
+MODELS = {"bert_large": "bert-large", "gpt2_large": "gpt2-large", "gpt3_xl": "gpt3-1.3b", "gpt3_27": "gpt3-2.7b",
+          "opt_13": None, "switchxl4": None}
+_BINARY = {"add", "mul", "div", "pow"}
+_UNARY = {"addu", "mulu", "divu", "powu", "gelu", "relu", "tanh"}
+_LABEL = re.compile(r"^(?P<model>[a-z0-9_]+)-(?P<mode>inf|train)-(?P<seq>\d+)-(?P<batch>\d+)\.json$")
+
+
+def _params(op: str, row: dict[str, str]) -> dict[str, Any] | None:
+    g = lambda k: int(row[k])  # noqa: E731
+    if op == "bmm":
+        return {"b": g("B"), "m": g("M"), "n": g("N"), "k": g("K")}
+    if op == "linear":
+        # torch.nn.Linear on a [B, M, K] input: B*M rows
+        return {"m": g("B") * g("M"), "n": g("N"), "k": g("K"), "bias": True}
+    if op == "ln":
+        return {"rows": g("B"), "cols": g("H")}
+    if op == "softmax":
+        return {"rows": g("B"), "cols": g("H")}
+    if op in _BINARY or op in _UNARY:
+        return {"numel": g("B") * g("H")}
+    if op == "conv":
+        return {"batch": g("B"), "in_ch": g("Input_Channel"), "out_ch": g("Output_Channel"),
+                "kernel": g("Kernel_Szie"), "h": g("Input_Size"), "w": g("Input_Size"), "stride": g("Stride"),
+                "padding": g("Padding")}
+    return None
+
+
+_OP_NAMES = {"ln": "layer_norm", "conv": "conv2d", "addu": "add_scalar", "mulu": "mul_scalar",
+             "divu": "div_scalar", "powu": "pow_scalar"}
+
+
+def read_kernels(folder: str | Path, *, ops: list[str] | None = None, per_file: int | None = 200) -> list[dict[str, Any]]:
+    """Kernel records from ``folder/kernels``; at most ``per_file`` evenly spaced rows per (op, GPU) file."""
+    root = Path(folder) / "kernels"
+    if not root.is_dir():
+        raise ConfigError(f"NeuSight kernels folder not found: {root}")
+    out: list[dict[str, Any]] = []
+    for path in sorted(root.glob("*/*.csv.gz")):
+        op = path.parent.name
+        if ops and op not in ops:
+            continue
+        with gzip.open(path, "rt", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        step = max(1, len(rows) // per_file) if per_file else 1
+        for i, row in enumerate(rows[::step][: per_file or None]):
+            params = _params(op, row)
+            if params is None:
+                continue
+            name = _OP_NAMES.get(op, op)
+            out.append({
+                "kind": "kernel", "group": "neusight", "op": name, "dtype": "fp32", "params": params,
+                "latency_s": float(row["Latency"]) * 1e-3, "device": {"name": row["Device"]},
+                "key": f"neusight/{op}/{path.stem}/{i * step}", "run_id": f"neusight:{path.parent.name}/{path.name}",
+                "source": SOURCE, "extra": {"kernel_name": row.get("Kernel Name", "")[:120]},
+            })
+    return out
+
+
+def read_labels(folder: str | Path) -> list[dict[str, Any]]:
+    """End-to-end model latencies. Training labels are forward + backward with no optimizer step."""
+    root = Path(folder) / "labels"
+    if not root.is_dir():
+        raise ConfigError(f"NeuSight labels folder not found: {root}")
+    configs = {json.loads(p.read_text())["Device"]: p.stem for p in (Path(folder) / "device_configs").glob("*.json")}
+    by_folder = {v: k for k, v in configs.items()}
+    out = []
+    for path in sorted(root.glob("*/*.json")):
+        m = _LABEL.match(path.name)
+        if not m:
+            continue
+        data = json.loads(path.read_text())
+        device = by_folder.get(path.parent.name, path.parent.name.replace("_", " "))
+        mode = "train" if m["mode"] == "train" else "inference"
+        out.append({
+            "kind": "model", "group": "neusight", "op": f"{m['model']}_{mode}", "dtype": "fp32",
+            "params": {"model": MODELS.get(m["model"]), "neusight_model": m["model"], "mode": mode,
+                       "batch": int(m["batch"]), "seq": int(m["seq"]), "optimizer": "adamw",
+                       "exclude_optimizer": mode == "train"},
+            "latency_s": float(data["e2e_latency"]) * 1e-3, "device": {"name": device},
+            "key": f"neusight/{path.parent.name}/{path.stem}", "run_id": f"neusight:{path.parent.name}",
+            "source": SOURCE,
+        })
+    return out
