@@ -182,5 +182,33 @@ def run_suite(suite: Suite, root: Path, *, jobs: int = 1,
             rows.append(_run(task))
             if progress:
                 progress(i, len(tasks))
-    return {"suite": suite.model_dump(), "perfforge_version": __version__, "rows": [asdict(r) for r in rows],
-            "wall_s": time.perf_counter() - t0, "jobs": jobs}
+    row_dicts = [asdict(r) for r in rows]
+    return {"suite": suite.model_dump(), "perfforge_version": __version__, "rows": row_dicts,
+            "claims": check_claims(suite, root, row_dicts), "wall_s": time.perf_counter() - t0, "jobs": jobs}
+
+
+def check_claims(suite: Suite, root: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each listed claim with its verdict and perfforge's own accuracy on the rows ``compare`` selects."""
+    if not suite.claims:
+        return []
+    from perfforge.evaluation.claims import Verdict, load_claims
+    from perfforge.evaluation.metrics import accuracy
+
+    registry = {c.id: c for c in load_claims(root / suite.claims_file)}
+    out = []
+    for check in suite.claims:
+        if check.id not in registry:
+            raise PerfforgeError(f"suite '{suite.name}': claim '{check.id}' is not in {suite.claims_file}")
+        claim = registry[check.id]
+        selected = [r for r in rows if check.compare and r["predicted_s"] is not None
+                    and all(r.get(k) == v for k, v in check.compare.items())]
+        ours = accuracy([r["predicted_s"] for r in selected], [r["measured_s"] for r in selected]) if selected else None
+        ran_tool = any(r["engine"] == claim.tool and r["predicted_s"] is not None for r in rows)
+        reason = "" if ran_tool else (f"{claim.tool} did not run in this suite; needs: {claim.testable_with}")
+        out.append({
+            "id": claim.id, "tool": claim.tool, "metric": claim.metric, "value": claim.value, "unit": claim.unit,
+            "setting": claim.scope.setting, "quote": claim.quote, "verdict": Verdict.NOT_TESTABLE.value,
+            "reason": reason, "compare": check.compare,
+            "perfforge_on_scope": ours.to_dict() if ours else None,
+        })
+    return out

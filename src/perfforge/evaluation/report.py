@@ -73,6 +73,18 @@ def markdown(result: dict[str, Any], summary: list[dict[str, Any]]) -> str:
         lines += ["", "## Not run", ""]
         for s in not_run:
             lines.append(f"- {s['kind']} / {s['hardware']} / {s['variant']}: {'; '.join(s['not_run_reasons'])}")
+    if result.get("claims"):
+        lines += ["", "## Claims", "",
+                  "Claims other tools make, as the registry (`data/claims/claims.yaml`) quotes them. A claim is "
+                  "judged only when its tool ran here; perfforge's own error on the nearest scope is shown beside "
+                  "it for comparison, not as a test of the claim.", "",
+                  "| claim | tool | claimed | setting | verdict | perfforge MAPE on scope (n) | why |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in result["claims"]:
+            ours = c["perfforge_on_scope"]
+            mine = f"{_pct(ours['mape'])} ({ours['n']})" if ours else "-"
+            lines.append(f"| {c['id']} | {c['tool']} | {c['metric']} {c['value']:g} {c['unit']} | {c['setting']} | "
+                         f"{c['verdict']} | {mine} | {c['reason']} |")
     pub = [r for r in result["rows"] if r["kind"] == "published"]
     if pub:
         lines += ["", "## Published measurements", "",

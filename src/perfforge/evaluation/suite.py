@@ -40,6 +40,16 @@ class NeuSightSource(BaseModel):
     per_file: int = Field(100, gt=0, description="evenly spaced kernel rows per (op, GPU) file")
 
 
+class ClaimCheck(BaseModel):
+    """A registry claim this suite reports on. ``compare`` selects the suite's rows whose accuracy is shown
+    beside the claim (perfforge's own error on the closest scope). A claim about another tool is judged only
+    when that tool ran in the suite; otherwise its verdict is ``not_testable`` with the reason."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    compare: dict[str, Any] = {}
+
+
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -48,6 +58,8 @@ class Suite(BaseModel):
     engines: list[str] = ["analytical"]
     variants: list[Literal["zoo", "zoo-unfused", "hf-trace"]] = ["zoo"]
     sources: list[Union[MeasuredSource, PublishedSource, NeuSightSource]] = Field(min_length=1)
+    claims_file: str = "data/claims/claims.yaml"
+    claims: list[ClaimCheck] = []
 
 
 BUILTIN_DIR = "data/suites"
