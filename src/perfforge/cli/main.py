@@ -145,7 +145,7 @@ def hardware(
 
 def _register_optional_commands() -> None:
     """Commands that live in their own modules (profiling, and later engines) attach themselves here."""
-    from perfforge.cli import calibrate_cmd, evaluate_cmd, profile_cmd  # noqa: F401
+    from perfforge.cli import calibrate_cmd, evaluate_cmd, profile_cmd, sweep_cmd  # noqa: F401
 
 
 def _click_modules() -> list[object]:

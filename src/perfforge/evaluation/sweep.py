@@ -1,0 +1,204 @@
+"""Parameter sweeps: a grid of scenarios predicted in parallel, appended to a resumable SQLite store.
+
+Every point is keyed by a hash of its scenario; a point already in the store is never recomputed, so an
+interrupted sweep resumes where it stopped. Each result is committed in its own transaction (SQLite's
+journal makes a killed process leave the store consistent: a row is there whole or not at all).
+Executors: local processes (default) or Ray (``executor="ray"``, needs the ``ray`` package).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import sqlite3
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from perfforge.core.errors import ConfigError, PerfforgeError
+from perfforge.scenario import Scenario
+
+SCENARIO_FIELDS = set(Scenario.model_fields)
+
+
+class SweepSpec(BaseModel):
+    """``grid`` maps scenario fields to lists of values (cartesian product); ``fixed`` sets the rest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    grid: dict[str, list[Any]] = Field(min_length=1)
+    fixed: dict[str, Any] = {}
+
+    @field_validator("grid", "fixed")
+    @classmethod
+    def _known_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(v) - SCENARIO_FIELDS
+        if unknown:
+            raise ValueError(f"unknown scenario field(s) {sorted(unknown)} (allowed: {', '.join(sorted(SCENARIO_FIELDS))})")
+        for key, values in v.items():
+            if isinstance(values, list) and not values:
+                raise ValueError(f"'{key}' has no values")
+        return v
+
+    def points(self) -> list[dict[str, Any]]:
+        keys = sorted(self.grid)
+        return [{**self.fixed, **dict(zip(keys, combo))} for combo in itertools.product(*(self.grid[k] for k in keys))]
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"sweep file not found: {p}") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{p}: malformed YAML") from None
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"{p}: {'.'.join(map(str, err['loc']))}: {err['msg'].removeprefix('Value error, ')}") from None
+
+
+def point_key(point: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(point, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY, sweep TEXT NOT NULL, point TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
+    step_time_s REAL, throughput_samples_per_s REAL, throughput_tokens_per_s REAL, mfu REAL,
+    memory_bytes REAL, fits INTEGER, host_bound INTEGER, elapsed_s REAL
+)"""
+COLUMNS = ("key", "sweep", "point", "status", "error", "step_time_s", "throughput_samples_per_s",
+           "throughput_tokens_per_s", "mfu", "memory_bytes", "fits", "host_bound", "elapsed_s")
+
+
+class SweepStore:
+    """Append-only result store in one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+            self._db.commit()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{self.path}: not a perfforge sweep store ({exc})") from None
+
+    def done_keys(self, sweep: str) -> set[str]:
+        return {k for (k,) in self._db.execute("SELECT key FROM results WHERE sweep = ?", (sweep,))}
+
+    def add(self, row: dict[str, Any]) -> None:
+        with self._db:  # one transaction per row: all of it or none of it
+            self._db.execute(f"INSERT OR IGNORE INTO results ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                             [row.get(c) for c in COLUMNS])
+
+    def rows(self, sweep: str | None = None) -> list[dict[str, Any]]:
+        query = f"SELECT {', '.join(COLUMNS)} FROM results" + (" WHERE sweep = ?" if sweep else "") + " ORDER BY rowid"
+        out = []
+        for values in self._db.execute(query, (sweep,) if sweep else ()):
+            row = dict(zip(COLUMNS, values))
+            row["point"] = json.loads(row["point"])
+            out.append(row)
+        return out
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def evaluate_point(sweep: str, point: dict[str, Any]) -> dict[str, Any]:
+    """Predict one point; a bad point becomes an error row, not an exception (the sweep goes on)."""
+    from perfforge.api import run_scenario
+    from perfforge.scenario import make_scenario
+
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {"key": point_key(point), "sweep": sweep, "point": json.dumps(point, sort_keys=True, default=str)}
+    try:
+        res = run_scenario(make_scenario(**point))
+        row.update(status="ok", step_time_s=res.step_time_s, throughput_samples_per_s=res.throughput_samples_per_s,
+                   throughput_tokens_per_s=res.throughput_tokens_per_s, mfu=res.mfu, memory_bytes=res.memory_bytes,
+                   fits=int(res.fits), host_bound=int(res.host_bound))
+    except (PerfforgeError, ValueError) as exc:
+        row.update(status="error", error=str(exc))
+    row["elapsed_s"] = time.perf_counter() - t0
+    return row
+
+
+def _evaluate_batch(sweep: str, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [evaluate_point(sweep, p) for p in points]
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    total: int
+    skipped: int
+    computed: int
+    errors: int
+    wall_s: float
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def run_sweep(spec: SweepSpec, store: SweepStore, *, executor: str = "local", jobs: int = 2, chunk: int = 8,
+              progress: Callable[[int, int], None] | None = None) -> SweepSummary:
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"unknown executor '{executor}' (allowed: local, ray)")
+    points = spec.points()
+    done = store.done_keys(spec.name)
+    pending = [p for p in points if point_key(p) not in done]
+    t0 = time.perf_counter()
+    computed = errors = 0
+
+    def record(rows: list[dict[str, Any]]) -> None:
+        nonlocal computed, errors
+        for row in rows:
+            store.add(row)
+            computed += 1
+            errors += row["status"] != "ok"
+        if progress:
+            progress(computed, len(pending))
+
+    batches = list(_chunks(pending, chunk))
+    if executor == "ray":
+        _run_ray(spec.name, batches, jobs, record)
+    elif jobs <= 1:
+        for batch in batches:
+            record(_evaluate_batch(spec.name, batch))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(_evaluate_batch, spec.name, b) for b in batches]
+            for fut in as_completed(futures):
+                record(fut.result())
+    return SweepSummary(len(points), len(points) - len(pending), computed, errors, time.perf_counter() - t0)
+
+
+def _run_ray(sweep: str, batches: list[list[dict[str, Any]]], jobs: int,
+             record: Callable[[list[dict[str, Any]]], None]) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs the ray package: pip install 'ray>=2.9'") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(_evaluate_batch)
+        pending = [remote.remote(sweep, b) for b in batches]
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            record(ray.get(ready[0]))
+    finally:
+        if started:
+            ray.shutdown()
