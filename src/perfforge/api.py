@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import perfforge.engines.analytical  # noqa: F401  (registers the analytical engine)
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
-import perfforge.engines.analytical  # noqa: F401  (registers the analytical engine)
 from perfforge.engines.base import ENGINES
 from perfforge.result import Result
 from perfforge.scenario import Scenario, make_scenario

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
+from perfforge.core.files import read_yaml
 from perfforge.workload.optimizer import OPTIMIZERS
 
 Mode = Literal["train", "inference", "decode"]
@@ -73,14 +73,7 @@ def make_scenario(**fields: object) -> Scenario:
 def load_scenario(path: str | Path) -> Scenario:
     """Read a scenario YAML; relative model/hardware/calibration paths resolve against the file's folder."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"scenario file not found: {p}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{p}:{where} malformed YAML") from None
+    data = read_yaml(p, "scenario file")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a scenario must be a mapping of fields (model, hardware, mode, ...)")
     for key in ("model", "hardware", "calibration"):

@@ -5,7 +5,13 @@ import sqlite3
 import pytest
 
 from perfforge.core.errors import ConfigError
-from perfforge.evaluation.sweep import SweepSpec, SweepStore, load_sweep, point_key, run_sweep
+from perfforge.evaluation.sweep import (
+    SweepSpec,
+    SweepStore,
+    load_sweep,
+    point_key,
+    run_sweep,
+)
 
 SPEC = SweepSpec(name="t", grid={"hardware": ["a100-sxm4-80gb", "h100-sxm5-80gb"], "batch": [8, 16, 32]},
                  fixed={"model": "resnet50", "mode": "train", "optimizer": "sgd_momentum"})

@@ -39,7 +39,12 @@ def predict(
 ) -> None:
     """Predict one training step or inference pass on one device."""
     from perfforge.api import run_scenario
-    from perfforge.cli.output import breakdown_csv, chrome_trace_json, print_result, write_atomic
+    from perfforge.cli.output import (
+        breakdown_csv,
+        chrome_trace_json,
+        print_result,
+        write_atomic,
+    )
     from perfforge.scenario import load_scenario, make_scenario
 
     given = {"hardware": hardware, "mode": mode, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,

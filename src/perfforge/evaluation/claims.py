@@ -13,10 +13,17 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from perfforge.core.errors import ConfigError
+from perfforge.core.files import read_yaml
 
 SCHEMA = "perfforge.claims/1"
 _KEBAB = r"^[a-z0-9]+(-[a-z0-9]+)*$"
@@ -146,12 +153,7 @@ def _one_line(text: str) -> str:
 def load_claims(path: str | Path) -> list[Claim]:
     """Read and validate a claims file; any problem raises ``ConfigError`` naming the entry and field."""
     p = Path(path)
-    try:
-        data: Any = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"claims file not found: {p}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(_one_line(f"{p}: malformed YAML: {exc}")) from None
+    data: Any = read_yaml(p, "claims file")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping with 'schema' and 'claims'")
     extra = sorted(set(data) - {"schema", "claims"})

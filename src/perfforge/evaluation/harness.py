@@ -8,19 +8,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import perfforge.engines.analytical  # noqa: F401  (registers the analytical engine)
 from perfforge import __version__
 from perfforge.api import predict
-import perfforge.engines.analytical  # noqa: F401  (registers the analytical engine)
 from perfforge.core.errors import PerfforgeError
-from perfforge.engines.base import ENGINES
 from perfforge.engines.analytical.calibration import load_calibration
 from perfforge.engines.analytical.roofline import op_time
+from perfforge.engines.base import ENGINES
 from perfforge.evaluation.calibrate import is_host_calibration_record
-from perfforge.evaluation.measured import device_id, kernel_op, model_predict_kwargs, read_measurements
-from perfforge.evaluation.published import load_published
+from perfforge.evaluation.measured import (
+    device_id,
+    kernel_op,
+    model_predict_kwargs,
+    read_measurements,
+)
 from perfforge.evaluation.neusight import read_kernels as neusight_kernels
 from perfforge.evaluation.neusight import read_labels as neusight_labels
-from perfforge.evaluation.suite import MeasuredSource, NeuSightSource, PublishedSource, Suite
+from perfforge.evaluation.published import load_published
+from perfforge.evaluation.suite import (
+    MeasuredSource,
+    NeuSightSource,
+    PublishedSource,
+    Suite,
+)
 from perfforge.evaluation.variants import VariantUnavailable, build
 from perfforge.system.catalog import get_device
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from perfforge.core.errors import ConfigError
+from perfforge.core.files import read_yaml
 
 
 class PublishedRecord(BaseModel):
@@ -33,12 +33,7 @@ class PublishedRecord(BaseModel):
 
 def load_published(path: str | Path) -> list[PublishedRecord]:
     p = Path(path)
-    try:
-        data: Any = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"published records not found: {p}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"{p}: malformed YAML") from None
+    data: Any = read_yaml(p, "published records")
     if not isinstance(data, dict) or not isinstance(data.get("records"), list):
         raise ConfigError(f"{p}: expected a mapping with a 'records' list")
     out = []

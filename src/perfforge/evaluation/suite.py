@@ -6,10 +6,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from perfforge.core.errors import ConfigError, suggest
+from perfforge.core.files import first_error, load_yaml_text
 
 
 class MeasuredSource(BaseModel):
@@ -86,11 +86,6 @@ def load_suite(name_or_path: str) -> Suite:
         text = resources.files("perfforge").joinpath(f"{BUILTIN_DIR}/{name_or_path}.yaml").read_text()
         where = f"suite '{name_or_path}'"
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ConfigError(f"{where}: malformed YAML") from None
-    try:
-        return Suite.model_validate(data)
+        return Suite.model_validate(load_yaml_text(text, where))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(f"{where}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        raise ConfigError(first_error(exc, where)) from None

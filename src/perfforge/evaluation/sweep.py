@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from perfforge.core.errors import ConfigError, PerfforgeError
+from perfforge.core.files import first_error, read_yaml
 from perfforge.scenario import Scenario
 
 SCENARIO_FIELDS = set(Scenario.model_fields)
@@ -52,18 +52,10 @@ class SweepSpec(BaseModel):
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
-    p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"sweep file not found: {p}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"{p}: malformed YAML") from None
-    try:
-        return SweepSpec.model_validate(data)
+        return SweepSpec.model_validate(read_yaml(path, "sweep file"))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(f"{p}: {'.'.join(map(str, err['loc']))}: {err['msg'].removeprefix('Value error, ')}") from None
+        raise ConfigError(first_error(exc, str(path))) from None
 
 
 def point_key(point: dict[str, Any]) -> str:

@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from perfforge.profiling import kernels, models
-from perfforge.profiling.records import Measurement, append_jsonl, read_jsonl, utc_now_iso
+from perfforge.profiling.records import (
+    Measurement,
+    append_jsonl,
+    read_jsonl,
+    utc_now_iso,
+)
 from perfforge.profiling.timing import Case, TimingPlan, time_callable
 
 GROUPS = ("ceilings", "models", "kernels")

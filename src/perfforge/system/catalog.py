@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from perfforge.core.errors import ConfigError, suggest
+from perfforge.core.files import load_yaml_text
 from perfforge.system.device import DeviceSpec
 from perfforge.system.network import NetworkSpec, NodeSpec
 
@@ -169,13 +169,7 @@ def _read_yaml(p: Path) -> dict[str, Any]:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p.name}: cannot read file ({exc})") from None
-    try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{p.name}: malformed YAML{where}: {problem}") from None
+    data = load_yaml_text(text, p.name)
     if not isinstance(data, dict):
         raise ConfigError(f"{p.name}: expected a mapping of fields at the top level, got {type(data).__name__}")
     return data

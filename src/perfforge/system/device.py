@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import ConfigDict, model_validator
 
 from perfforge.core.dtypes import DType
 from perfforge.system.figures import Figure, Sourced, parse_figure

@@ -7,13 +7,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from perfforge.core.errors import ConfigError, suggest
+from perfforge.core.files import load_yaml_text, read_yaml
 
 SHIPPED = "data/calibration/analytical.yaml"
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: ~10x faster
 
 
 class Calibration(BaseModel):
@@ -41,14 +40,7 @@ class Calibration(BaseModel):
 
 
 def _read_yaml(path: Path | str, text: str | None = None) -> dict[str, Any]:
-    try:
-        data = yaml.load(text if text is not None else Path(path).read_text(), Loader=_LOADER)
-    except FileNotFoundError:
-        raise ConfigError(f"calibration file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} malformed YAML") from None
+    data = load_yaml_text(text, str(path)) if text is not None else read_yaml(path, "calibration file")
     if not isinstance(data, dict) or not isinstance(data.get("architectures"), dict):
         raise ConfigError(f"{path}: expected a mapping with an 'architectures' section")
     return data

@@ -9,8 +9,8 @@ tiles reuse less data. A library picks the best tile, and splits K when too few 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 
 from perfforge.engines.analytical.calibration import Calibration
 

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import UnmodelledOpError
 from perfforge.engines.analytical.calibration import Calibration
-from perfforge.engines.analytical.efficiency import attention_efficiency, gemm_efficiency, memory_efficiency
+from perfforge.engines.analytical.efficiency import (
+    attention_efficiency,
+    gemm_efficiency,
+    memory_efficiency,
+)
 from perfforge.system.device import DeviceSpec
 from perfforge.workload.op import Op, OpKind, Phase
 

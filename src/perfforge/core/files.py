@@ -1,0 +1,42 @@
+"""Reading user files (YAML) and turning validation failures into one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from perfforge.core.errors import ConfigError
+
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: about 10x faster
+
+
+def load_yaml_text(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=LOADER)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: malformed YAML{at}: {problem}") from None
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """Parse a YAML file; a missing file or bad syntax is a ConfigError naming the file (and line)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read {what} ({exc})") from None
+    return load_yaml_text(text, str(p))
+
+
+def first_error(exc: ValidationError, where: str) -> str:
+    """``where: field.path: message`` for the first failing field of a pydantic error."""
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"]) or "(root)"
+    return f"{where}: {loc}: {err['msg'].removeprefix('Value error, ')}"
