@@ -131,3 +131,13 @@ def test_cli_evaluate_and_calibrate(tmp_path, capsys):
     # GEMM ceiling and K ramp trade off against each other; what must hold is that the fit reproduces the data
     assert mean_abs_log_error(cases, get_device("h100-sxm5-80gb"), fitted) < 0.05
     assert main(["evaluate", "nonexistent-suite"]) == 2
+
+
+def test_ray_executor_gives_same_rows(tmp_path):
+    pytest.importorskip("ray", reason="the ray executor needs the ray package")
+    path = tmp_path / "m.jsonl.gz"
+    _write_records(path, _truth_calibration())
+    suite = Suite(name="t", description="synthetic", sources=[{"measured": path.name}])
+    local = run_suite(suite, tmp_path, jobs=1)["rows"]
+    remote = run_suite(suite, tmp_path, jobs=2, executor="ray")["rows"]
+    assert [(r["case_id"], r["predicted_s"]) for r in local] == [(r["case_id"], r["predicted_s"]) for r in remote]

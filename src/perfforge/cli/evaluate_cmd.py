@@ -16,6 +16,7 @@ def evaluate(
     out: Path = typer.Option(Path("data/evaluation"), "--out", help="results go to OUT/<suite>/"),
     root: Path = typer.Option(Path("."), "--root", help="folder the suite's data paths are relative to"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="worker processes"),
+    executor: str = typer.Option("local", "--executor", help="local | ray"),
 ) -> None:
     """Predict every ground-truth case of a suite; write results.json/csv, report.md and report.html."""
     from perfforge.evaluation.harness import run_suite
@@ -25,7 +26,8 @@ def evaluate(
     spec = load_suite(suite)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"evaluate {spec.name}", total=None)
-        result = run_suite(spec, root, jobs=jobs, progress=lambda i, n: bar.update(task, completed=i, total=n))
+        result = run_suite(spec, root, jobs=jobs, executor=executor,
+                           progress=lambda i, n: bar.update(task, completed=i, total=n))
     paths = write_outputs(result, out / spec.name)
     rows = result["rows"]
     ok = sum(r["predicted_s"] is not None for r in rows)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +15,7 @@ from perfforge.engines.analytical.calibration import load_calibration
 from perfforge.engines.analytical.roofline import op_time
 from perfforge.engines.base import ENGINES
 from perfforge.evaluation.calibrate import is_host_calibration_record
+from perfforge.evaluation.executors import map_unordered
 from perfforge.evaluation.measured import (
     device_id,
     kernel_op,
@@ -30,8 +30,10 @@ from perfforge.evaluation.suite import (
     NeuSightSource,
     PublishedSource,
     Suite,
+    VidurSource,
 )
 from perfforge.evaluation.variants import VariantUnavailable, build
+from perfforge.evaluation.vidur import read_mlp_profiles
 from perfforge.system.catalog import get_device
 
 
@@ -95,6 +97,8 @@ def _predict_model(task: Task) -> Row:
 
 def _predict_kernel(task: Task) -> Row:
     row, rec = task.row, task.params["record"]
+    if task.params.get("missing"):
+        return row
     op = kernel_op(rec)
     if op is None:
         from perfforge.evaluation.measured import NOT_DEVICE_OPS
@@ -132,6 +136,10 @@ def plan(suite: Suite, root: Path) -> list[Task]:
                                   extra={"published_value": rec.value, "unit": rec.unit, "citation": rec.source})
                         tasks.append(Task(row, {"optimizer": "sgd_momentum" if rec.model == "resnet50" else "adamw"}))
             continue
+        if isinstance(src, VidurSource):
+            tasks += _measured_tasks(suite, read_mlp_profiles(root / src.vidur, per_file=src.per_file), src.vidur,
+                                     kinds=["kernel"], in_sample=False, exclude_host=False)
+            continue
         if isinstance(src, NeuSightSource):
             records = []
             if "kernel" in src.kinds:
@@ -154,12 +162,17 @@ def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *,
         kind = rec.get("kind")
         if kind not in kinds:
             continue
-        hw = device_id(rec)
+        try:
+            hw, missing = device_id(rec), ""
+        except PerfforgeError as exc:  # a measured GPU the catalog lacks: reported, not dropped
+            hw, missing = rec["device"].get("name", "?"), str(exc)
         run = f"{rec['device']['name']} run {rec.get('run_id')}"
         if kind == "kernel":
             row = Row(f"{run}/{rec['key']}", source, "kernel", rec["op"], hw, "kernel", rec["dtype"], 1, None,
                       rec["latency_s"], "analytical", "op", in_sample=in_sample)
-            tasks.append(Task(row, {"record": rec}))
+            if missing:
+                row.status, row.reason = "not run", missing
+            tasks.append(Task(row, {"record": rec, "missing": missing}))
             continue
         if exclude_host and is_host_calibration_record(rec):
             continue
@@ -175,26 +188,34 @@ def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *,
     return tasks
 
 
-def run_suite(suite: Suite, root: Path, *, jobs: int = 1,
+def _run_chunk(tasks: list[Task]) -> list[Row]:
+    return [_run(t) for t in tasks]
+
+
+def run_suite(suite: Suite, root: Path, *, jobs: int = 1, executor: str = "local",
               progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run every task (in ``jobs`` processes) and return rows plus run metadata."""
+    """Run every task (in ``jobs`` local processes, or on Ray) and return rows plus run metadata.
+
+    Rows come back in plan order whatever the executor, so reports are reproducible.
+    """
     tasks = plan(suite, root)
     t0 = time.perf_counter()
-    rows: list[Row] = []
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for i, row in enumerate(pool.map(_run, tasks, chunksize=16), 1):
-                rows.append(row)
-                if progress:
-                    progress(i, len(tasks))
-    else:
-        for i, task in enumerate(tasks, 1):
-            rows.append(_run(task))
-            if progress:
-                progress(i, len(tasks))
+    chunks = [tasks[i:i + 32] for i in range(0, len(tasks), 32)]
+    done: list[Row] = []
+    for rows_chunk in map_unordered(_run_chunk, chunks, executor=executor, jobs=jobs):
+        done.extend(rows_chunk)
+        if progress:
+            progress(len(done), len(tasks))
+    rows = _in_plan_order(tasks, done)
     row_dicts = [asdict(r) for r in rows]
     return {"suite": suite.model_dump(), "perfforge_version": __version__, "rows": row_dicts,
             "claims": check_claims(suite, root, row_dicts), "wall_s": time.perf_counter() - t0, "jobs": jobs}
+
+
+def _in_plan_order(tasks: list[Task], rows: list[Row]) -> list[Row]:
+    """Worker processes return copies; put rows back in the order the plan listed their cases."""
+    rank = {(t.row.case_id, t.row.engine, t.row.variant): i for i, t in enumerate(tasks)}
+    return sorted(rows, key=lambda r: rank[(r.case_id, r.engine, r.variant)])
 
 
 def check_claims(suite: Suite, root: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -103,6 +103,9 @@ def kernel_op(rec: dict[str, Any]) -> Op | None:
         return L.softmax(op, (p["rows"], p["cols"]), dt)
     if op in ("gelu", "add", "mul", "div", "pow", "relu", "tanh"):
         return L.elementwise(op, (p["numel"],), dt, fn=op, n_inputs=2 if op in ("add", "mul", "div", "pow") else 1)
+    if op == "swiglu":
+        # silu(gate) * up over the gate/up halves of a fused projection: reads 2 tensors, writes 1
+        return L.elementwise(op, (p["numel"],), dt, fn="swiglu", n_inputs=2)
     if op in ("add_scalar", "mul_scalar", "div_scalar", "pow_scalar"):
         return L.elementwise(op, (p["numel"],), dt, fn=op.removesuffix("_scalar"), n_inputs=1)
     if op == "embedding":

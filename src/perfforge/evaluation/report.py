@@ -141,6 +141,16 @@ def _plots(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     ax.set(xscale="log", xlabel="|error| (%)", ylabel="share of cases", title="Error CDF")
     ax.legend(fontsize=7)
     figs.append(("Error CDF", fig))
+    groups: dict[str, list[float]] = defaultdict(list)
+    for r in ok:
+        groups[f"{r['hardware']} / {r['kind']} / {r['engine']} / {r['variant']}"].append(
+            abs(r["predicted_s"] / r["measured_s"] - 1) * 100)
+    labels = sorted(groups)
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(labels) + 1))
+    ax.barh(labels, [sum(groups[k]) / len(groups[k]) for k in labels])
+    ax.set(xlabel="MAPE (%)", title="Per engine, variant and hardware")
+    ax.tick_params(axis="y", labelsize=7)
+    figs.append(("Per-engine comparison", fig))
     out = []
     for title, f in figs:
         buf = io.BytesIO()

@@ -50,6 +50,14 @@ class ClaimCheck(BaseModel):
     compare: dict[str, Any] = {}
 
 
+class VidurSource(BaseModel):
+    """Vidur's FP16 operator profiles (``data/ground_truth/vidur``): one layer's GEMMs, norms, pointwise ops."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    vidur: str
+    per_file: int = Field(60, gt=0, description="evenly spaced rows per (GPU, model) profile")
+
+
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,7 +65,7 @@ class Suite(BaseModel):
     description: str
     engines: list[str] = ["analytical"]
     variants: list[Literal["zoo", "zoo-unfused", "hf-trace"]] = ["zoo"]
-    sources: list[Union[MeasuredSource, PublishedSource, NeuSightSource]] = Field(min_length=1)
+    sources: list[Union[MeasuredSource, PublishedSource, NeuSightSource, VidurSource]] = Field(min_length=1)
     claims_file: str = "data/claims/claims.yaml"
     claims: list[ClaimCheck] = []
 

@@ -3,7 +3,7 @@
 Every point is keyed by a hash of its scenario; a point already in the store is never recomputed, so an
 interrupted sweep resumes where it stopped. Each result is committed in its own transaction (SQLite's
 journal makes a killed process leave the store consistent: a row is there whole or not at all).
-Executors: local processes (default) or Ray (``executor="ray"``, needs the ``ray`` package).
+Executors (``perfforge.evaluation.executors``): local processes (default) or Ray (``executor="ray"``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import itertools
 import json
 import sqlite3
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from perfforge.core.errors import ConfigError, PerfforgeError
 from perfforge.core.files import first_error, read_yaml
+from perfforge.evaluation.executors import EXECUTORS, map_unordered
 from perfforge.scenario import Scenario
 
 SCENARIO_FIELDS = set(Scenario.model_fields)
@@ -143,54 +143,25 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[i:i + size]
 
 
+def _evaluate_chunk(args: tuple[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return _evaluate_batch(*args)
+
+
 def run_sweep(spec: SweepSpec, store: SweepStore, *, executor: str = "local", jobs: int = 2, chunk: int = 8,
               progress: Callable[[int, int], None] | None = None) -> SweepSummary:
-    if executor not in ("local", "ray"):
-        raise ConfigError(f"unknown executor '{executor}' (allowed: local, ray)")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor '{executor}' (allowed: {', '.join(EXECUTORS)})")
     points = spec.points()
     done = store.done_keys(spec.name)
     pending = [p for p in points if point_key(p) not in done]
     t0 = time.perf_counter()
     computed = errors = 0
-
-    def record(rows: list[dict[str, Any]]) -> None:
-        nonlocal computed, errors
+    work = [(spec.name, batch) for batch in _chunks(pending, chunk)]
+    for rows in map_unordered(_evaluate_chunk, work, executor=executor, jobs=jobs):
         for row in rows:
-            store.add(row)
+            store.add(row)  # committed one by one: an interruption keeps every finished row
             computed += 1
             errors += row["status"] != "ok"
         if progress:
             progress(computed, len(pending))
-
-    batches = list(_chunks(pending, chunk))
-    if executor == "ray":
-        _run_ray(spec.name, batches, jobs, record)
-    elif jobs <= 1:
-        for batch in batches:
-            record(_evaluate_batch(spec.name, batch))
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_evaluate_batch, spec.name, b) for b in batches]
-            for fut in as_completed(futures):
-                record(fut.result())
     return SweepSummary(len(points), len(points) - len(pending), computed, errors, time.perf_counter() - t0)
-
-
-def _run_ray(sweep: str, batches: list[list[dict[str, Any]]], jobs: int,
-             record: Callable[[list[dict[str, Any]]], None]) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--executor ray needs the ray package: pip install 'ray>=2.9'") from None
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
-    try:
-        remote = ray.remote(_evaluate_batch)
-        pending = [remote.remote(sweep, b) for b in batches]
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            record(ray.get(ready[0]))
-    finally:
-        if started:
-            ray.shutdown()
