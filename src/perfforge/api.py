@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import perfforge.distributed.engine  # noqa: F401  (registers the distributed engine)
 import perfforge.engines.analytical  # noqa: F401  (registers the analytical engine)
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
@@ -61,7 +62,7 @@ def run_scenario(scenario: Scenario, workload: Workload | None = None) -> Result
         workload = resolve_workload(scenario.model, mode=scenario.mode, batch=scenario.batch, seq=scenario.seq,
                                     dtype=scenario.dtype, attention_impl=scenario.attention_impl)
     device = get_device(scenario.hardware)
-    system = System(device=device)
+    system = System(device=device, num_devices=scenario.gpus)
     engine = ENGINES.get(scenario.engine)()
     return engine.run(workload, system, scenario)
 
@@ -77,4 +78,18 @@ def predict(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, mode: st
                              mode=mode, dtype=dtype, batch=batch, seq=seq, optimizer=optimizer,
                              recompute=recompute, attention_impl=attention_impl, engine=engine,
                              calibration=calibration, execution=execution)
+    return run_scenario(scenario, model if isinstance(model, Workload) else None)
+
+
+def train(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, gpus: int = 1, batch: int = 1,
+          seq: int | None = None, dtype: DType | str = DType.FP16, optimizer: str = "adamw", node: str | None = None,
+          collective_algorithm: str = "ring", overlap: bool = True, recompute: bool = False,
+          calibration: str | None = None, execution: str = "eager") -> Result:
+    """Predict one data-parallel training step on ``gpus`` devices; ``batch`` is per device."""
+    if isinstance(model, Workload):
+        batch, seq, dtype = model.batch, model.seq, model.dtype
+    scenario = make_scenario(model=model.name if isinstance(model, Workload) else model, hardware=hardware,
+                             mode="train", dtype=dtype, batch=batch, seq=seq, optimizer=optimizer, gpus=gpus,
+                             node=node, collective_algorithm=collective_algorithm, overlap=overlap,
+                             recompute=recompute, calibration=calibration, execution=execution, engine="distributed")
     return run_scenario(scenario, model if isinstance(model, Workload) else None)

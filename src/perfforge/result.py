@@ -72,6 +72,7 @@ class Result:
     unmodelled: tuple[str, ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)
     host_time_s: float = 0.0        # CPU time to issue the step's ops (eager execution)
+    extra: dict[str, Any] = field(default_factory=dict)  # engine-specific totals (e.g. exposed communication)
 
     @property
     def host_bound(self) -> bool:
@@ -125,7 +126,7 @@ class Result:
             "memory_bytes": self.memory_bytes, "fits": self.fits, "memory": self.memory.to_dict(),
             "host_time_s": self.host_time_s, "host_bound": self.host_bound,
             "by_kind": self.group_by("kind"), "by_phase": self.group_by("phase"),
-            "unmodelled": list(self.unmodelled), "provenance": self.provenance,
+            "unmodelled": list(self.unmodelled), "provenance": self.provenance, **self.extra,
         }
         if with_breakdown:
             out["breakdown"] = [

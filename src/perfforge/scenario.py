@@ -34,6 +34,10 @@ class Scenario(BaseModel):
         "eager", description="eager: the host issues every op (a CPU floor per op); graph: CUDA-graph replay")
     engine: str = "analytical"
     calibration: str | None = None
+    gpus: int = Field(1, gt=0, description="data-parallel devices (batch is per device)")
+    node: str | None = Field(None, description="catalog node preset (default: the device's usual server)")
+    collective_algorithm: Literal["ring", "direct", "halving_doubling", "double_binary_tree"] = "ring"
+    overlap: bool = Field(True, description="overlap gradient all-reduce with backward compute")
 
     @field_validator("dtype", mode="before")
     @classmethod

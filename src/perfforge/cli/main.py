@@ -150,7 +150,7 @@ def hardware(
 
 def _register_optional_commands() -> None:
     """Commands that live in their own modules (profiling, and later engines) attach themselves here."""
-    from perfforge.cli import calibrate_cmd, evaluate_cmd, profile_cmd, sweep_cmd  # noqa: F401
+    from perfforge.cli import calibrate_cmd, evaluate_cmd, profile_cmd, sweep_cmd, train_cmd  # noqa: F401
 
 
 def _click_modules() -> list[object]:
@@ -201,4 +201,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m perfforge.cli.main`: dispatch through the importable module so that commands defined
+    # in other modules register on the same app object.
+    from perfforge.cli.main import main as _main
+
+    sys.exit(_main())

@@ -21,6 +21,7 @@ def sweep(
     executor: str = typer.Option("local", "--executor", help="local | ray"),
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="parallel workers"),
     export: Optional[Path] = typer.Option(None, "--export", help="write this sweep's rows as CSV"),
+    report: Optional[Path] = typer.Option(None, "--report", help="write this sweep's rows as a Markdown table"),
 ) -> None:
     """Run every grid point not already in the store; print the best points."""
     from perfforge.cli.output import write_atomic
@@ -33,7 +34,10 @@ def sweep(
             task = bar.add_task(f"sweep {spec.name}", total=None)
             summary = run_sweep(spec, db, executor=executor, jobs=jobs,
                                 progress=lambda i, n: bar.update(task, completed=i, total=n))
-        rows = db.rows(spec.name)
+        from perfforge.evaluation.sweep import point_key
+
+        order = {point_key(p): i for i, p in enumerate(spec.points())}
+        rows = sorted(db.rows(spec.name), key=lambda r: order.get(r["key"], len(order)))
     finally:
         db.close()
     console.print(f"{spec.name}: {summary.total} points, {summary.skipped} already stored, {summary.computed} computed "
@@ -44,6 +48,23 @@ def sweep(
         table.add_row(", ".join(f"{k}={r['point'][k]}" for k in sorted(spec.grid)), f"{r['step_time_s'] * 1e3:.2f} ms",
                       f"{r['throughput_samples_per_s']:,.1f}", f"{100 * r['mfu']:.1f}%", f"{r['memory_bytes'] / 1e9:.1f}")
     console.print(table)
+    if report:
+        fields = sorted(spec.grid)
+        lines = [f"# Sweep {spec.name}", "", f"Fixed: {', '.join(f'{k}={v}' for k, v in sorted(spec.fixed.items()))}.",
+                 f"Regenerate: `perfforge sweep {spec_file} --store STORE --report {report}`. The grid's points are "
+                 "predictions of perfforge's distributed engine, not measurements.", "",
+                 "| " + " | ".join(fields) + " | step (ms) | samples/s | MFU | exposed comm (ms) | comm share | fits |",
+                 "|" + "---|" * (len(fields) + 6)]
+        for r in rows:
+            if r["status"] != "ok":
+                lines.append("| " + " | ".join(str(r["point"].get(f)) for f in fields) + f" | error: {r['error']} |")
+                continue
+            x = r.get("extra") or {}
+            lines.append("| " + " | ".join(str(r["point"].get(f)) for f in fields)
+                         + f" | {r['step_time_s'] * 1e3:.2f} | {r['throughput_samples_per_s']:,.0f} | {100 * r['mfu']:.1f}% | "
+                         f"{1e3 * x.get('exposed_comm_s', 0.0):.3f} | {100 * x.get('comm_share', 0.0):.1f}% | "
+                         f"{'yes' if r['fits'] else 'no'} |")
+        write_atomic(report, "\n".join(lines) + "\n")
     if export:
         buf = io.StringIO()
         fields = sorted({k for r in rows for k in r["point"]})

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import perfforge.engines.analytical  # noqa: F401  (registers the analytical engine)
 from perfforge import __version__
-from perfforge.api import predict
+from perfforge.api import run_scenario
 from perfforge.core.errors import PerfforgeError
 from perfforge.engines.analytical.calibration import load_calibration
 from perfforge.engines.analytical.roofline import op_time
@@ -34,7 +34,9 @@ from perfforge.evaluation.suite import (
 )
 from perfforge.evaluation.variants import VariantUnavailable, build
 from perfforge.evaluation.vidur import read_mlp_profiles
+from perfforge.scenario import make_scenario
 from perfforge.system.catalog import get_device
+from perfforge.system.system import System
 
 
 @dataclass
@@ -80,8 +82,19 @@ def _predict_model(task: Task) -> Row:
     try:
         workload = build(row.variant, row.subject, mode=row.mode, batch=row.batch, seq=row.seq, dtype=row.dtype,
                          head=p.get("head"))
-        res = predict(workload, row.hardware, mode=row.mode, optimizer=p.get("optimizer", "adamw"),
-                      engine=row.engine)
+        gpus = int(p.get("gpus", 1))
+        if row.engine == "analytical" and gpus > 1:
+            row.status, row.reason = "not run", "the analytical engine models one device; the distributed engine covers multi-GPU rows"
+            return row
+        scenario = make_scenario(model=workload.name, hardware=row.hardware, mode=row.mode, dtype=workload.dtype,
+                                 batch=workload.batch, seq=workload.seq, optimizer=p.get("optimizer", "adamw"),
+                                 engine=row.engine, gpus=gpus, node=p.get("node"))
+        engine = ENGINES.get(row.engine)()
+        ok, why = engine.supports(workload, System(device=get_device(row.hardware), num_devices=gpus), scenario)
+        if not ok:
+            row.status, row.reason = "not run", f"{row.engine}: {why}"
+            return row
+        res = run_scenario(scenario, workload)
         row.predicted_s = res.step_time_s
         if p.get("exclude_optimizer"):
             # the ground truth times forward + backward only (NeuSight's training labels)
@@ -133,8 +146,10 @@ def plan(suite: Suite, root: Path) -> list[Task]:
                     for variant in suite.variants:
                         row = Row(rec.id, src.published, "published", rec.model, rec.hardware, rec.mode, rec.dtype,
                                   rec.batch, rec.seq, rec.step_time_s, engine, variant,
-                                  extra={"published_value": rec.value, "unit": rec.unit, "citation": rec.source})
-                        tasks.append(Task(row, {"optimizer": "sgd_momentum" if rec.model == "resnet50" else "adamw"}))
+                                  extra={"published_value": rec.value, "unit": rec.unit, "citation": rec.source,
+                                         "gpus": rec.gpus})
+                        tasks.append(Task(row, {"optimizer": "sgd_momentum" if rec.model == "resnet50" else "adamw",
+                                                "gpus": rec.gpus, "node": rec.node}))
             continue
         if isinstance(src, VidurSource):
             tasks += _measured_tasks(suite, read_mlp_profiles(root / src.vidur, per_file=src.per_file), src.vidur,

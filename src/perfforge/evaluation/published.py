@@ -19,8 +19,10 @@ class PublishedRecord(BaseModel):
     hardware: str
     mode: Literal["train", "inference", "decode"]
     dtype: str
-    batch: int = Field(gt=0)
+    batch: int = Field(gt=0, description="per device")
     seq: int | None = None
+    gpus: int = Field(1, gt=0)
+    node: str | None = None
     metric: Literal["throughput_samples_per_s", "step_time_s"]
     value: float = Field(gt=0)
     unit: str
@@ -28,7 +30,8 @@ class PublishedRecord(BaseModel):
 
     @property
     def step_time_s(self) -> float:
-        return self.batch / self.value if self.metric == "throughput_samples_per_s" else self.value
+        """Step time implied by the figure: throughput counts every GPU's ``batch`` samples."""
+        return self.gpus * self.batch / self.value if self.metric == "throughput_samples_per_s" else self.value
 
 
 def load_published(path: str | Path) -> list[PublishedRecord]:

@@ -88,13 +88,15 @@ def markdown(result: dict[str, Any], summary: list[dict[str, Any]]) -> str:
     pub = [r for r in result["rows"] if r["kind"] == "published"]
     if pub:
         lines += ["", "## Published measurements", "",
-                  "| case | model | hardware | mode | dtype | batch | variant | measured | predicted | error |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| case | model | hardware | GPUs | mode | dtype | batch/GPU | engine | variant | measured | predicted "
+                  "| error (time) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in pub:
             meas = r["extra"]["published_value"]
-            pred = r["batch"] / r["predicted_s"] if r["predicted_s"] else None
-            lines.append(f"| {r['case_id']} | {r['subject']} | {r['hardware']} | {r['mode']} | {r['dtype']} | "
-                         f"{r['batch']} | {r['variant']} | {meas:,.0f} {r['extra']['unit']} | "
+            gpus = r["extra"].get("gpus", 1)
+            pred = gpus * r["batch"] / r["predicted_s"] if r["predicted_s"] else None
+            lines.append(f"| {r['case_id']} | {r['subject']} | {r['hardware']} | {gpus} | {r['mode']} | {r['dtype']} | "
+                         f"{r['batch']} | {r['engine']} | {r['variant']} | {meas:,.0f} {r['extra']['unit']} | "
                          f"{'-' if pred is None else f'{pred:,.0f}'} | {_pct(_error(r))} |")
         lines += ["", "Sources:", ""]
         for r in {r["case_id"]: r for r in pub}.values():

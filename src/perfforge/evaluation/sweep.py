@@ -66,10 +66,10 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     key TEXT PRIMARY KEY, sweep TEXT NOT NULL, point TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
     step_time_s REAL, throughput_samples_per_s REAL, throughput_tokens_per_s REAL, mfu REAL,
-    memory_bytes REAL, fits INTEGER, host_bound INTEGER, elapsed_s REAL
+    memory_bytes REAL, fits INTEGER, host_bound INTEGER, elapsed_s REAL, extra TEXT
 )"""
 COLUMNS = ("key", "sweep", "point", "status", "error", "step_time_s", "throughput_samples_per_s",
-           "throughput_tokens_per_s", "mfu", "memory_bytes", "fits", "host_bound", "elapsed_s")
+           "throughput_tokens_per_s", "mfu", "memory_bytes", "fits", "host_bound", "elapsed_s", "extra")
 
 
 class SweepStore:
@@ -100,6 +100,7 @@ class SweepStore:
         for values in self._db.execute(query, (sweep,) if sweep else ()):
             row = dict(zip(COLUMNS, values))
             row["point"] = json.loads(row["point"])
+            row["extra"] = json.loads(row["extra"]) if row["extra"] else {}
             out.append(row)
         return out
 
@@ -118,7 +119,8 @@ def evaluate_point(sweep: str, point: dict[str, Any]) -> dict[str, Any]:
         res = run_scenario(make_scenario(**point))
         row.update(status="ok", step_time_s=res.step_time_s, throughput_samples_per_s=res.throughput_samples_per_s,
                    throughput_tokens_per_s=res.throughput_tokens_per_s, mfu=res.mfu, memory_bytes=res.memory_bytes,
-                   fits=int(res.fits), host_bound=int(res.host_bound))
+                   fits=int(res.fits), host_bound=int(res.host_bound),
+                   extra=json.dumps({k: v for k, v in res.extra.items() if isinstance(v, (int, float, str))}))
     except (PerfforgeError, ValueError) as exc:
         row.update(status="error", error=str(exc))
     row["elapsed_s"] = time.perf_counter() - t0

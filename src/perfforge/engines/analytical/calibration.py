@@ -30,6 +30,7 @@ class Calibration(BaseModel):
     kernel_overhead_s: float = Field(ge=0)
     host_overhead_s: float = Field(ge=0)
     misaligned_efficiency: float = Field(gt=0, le=1)
+    collective_efficiency: float = Field(gt=0, le=1)
     vector_efficiency: float = Field(gt=0, le=1)
     optimizer_kernels: int = Field(ge=1)
     usable_memory_fraction: float = Field(gt=0, le=1)

@@ -32,7 +32,7 @@ class AnalyticalEngine:
 
     def supports(self, workload: Workload, system: System, scenario: Scenario) -> tuple[bool, str]:
         if system.num_devices != 1:
-            return False, "the analytical engine models one device; use a distributed engine for more"
+            return False, "the analytical engine models one device; use the distributed engine (perfforge train)"
         return True, ""
 
     def calibration_for(self, system: System, scenario: Scenario) -> Calibration:

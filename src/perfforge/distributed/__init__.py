@@ -1,0 +1,1 @@
+"""Distributed training: collectives over multi-dimensional topologies and step simulation."""

@@ -1,0 +1,82 @@
+"""Topologies as a list of dimensions, innermost first (NVLink/NVSwitch inside a node x InfiniBand across).
+
+A dimension has ``npus`` members, a per-NPU bandwidth per direction, a per-step latency, and a kind that
+decides which collective algorithms fit it (``ring`` links, a ``switch``, or ``fully_connected`` point-to-
+point links). Built from the catalog's node and network presets, or written by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from perfforge.core.errors import ConfigError
+from perfforge.system.catalog import get_network, get_node
+from perfforge.system.network import NodeSpec
+
+DimKind = Literal["ring", "switch", "fully_connected"]
+
+# The catalog node a device's multi-GPU jobs run on unless the user names one (--node).
+DEFAULT_NODE = {
+    "a100-sxm4-80gb": "dgx-a100", "a100-sxm4-40gb": "dgx-a100", "h100-sxm5-80gb": "dgx-h100",
+    "h200-sxm-141gb": "hgx-h100", "v100-sxm2-16gb": "dgx-1-v100", "v100-sxm2-32gb": "dgx-1-v100",
+    "a100-pcie-80gb": "pcie-a100-8x", "a100-pcie-40gb": "pcie-a100-8x", "h100-pcie-80gb": "pcie-h100-8x",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Dimension:
+    name: str
+    kind: DimKind
+    npus: int
+    bytes_per_s: float      # per NPU, per direction
+    latency_s: float        # per algorithm step (link + endpoint)
+
+    def __post_init__(self) -> None:
+        if self.npus < 1 or self.bytes_per_s <= 0 or self.latency_s < 0:
+            raise ConfigError(f"dimension {self.name}: npus >= 1, bandwidth > 0 and latency >= 0 required")
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    dims: tuple[Dimension, ...]
+
+    @property
+    def npus(self) -> int:
+        return math.prod(d.npus for d in self.dims)
+
+    def active(self) -> tuple[Dimension, ...]:
+        """Dimensions with more than one member (a size-1 dimension moves nothing)."""
+        return tuple(d for d in self.dims if d.npus > 1)
+
+
+def _fabric_kind(node: NodeSpec) -> DimKind:
+    return "switch" if node.fabric_kind in ("nvswitch",) else "ring"
+
+
+def cluster_topology(node_id: str, gpus: int) -> Topology:
+    """``gpus`` devices on nodes of type ``node_id``: one node dimension, plus a network dimension when the job
+    spans nodes. Each GPU reaches the network through ``nics_per_node / devices_per_node`` NICs (rail design)."""
+    node = get_node(node_id)
+    per_node = node.devices_per_node
+    if gpus < 1:
+        raise ConfigError(f"gpus must be >= 1, got {gpus}")
+    if gpus <= per_node:
+        return Topology((Dimension("node", _fabric_kind(node), gpus, node.fabric_bytes_per_s, node.fabric_latency_s),))
+    if gpus % per_node:
+        raise ConfigError(f"{gpus} GPUs do not fill whole {node.id} nodes of {per_node} GPUs")
+    if not node.network or not node.nics_per_node:
+        raise ConfigError(f"node {node.id} has no inter-node network in the catalog")
+    net = get_network(node.network)
+    per_gpu = net.link_bytes_per_s * node.nics_per_node / per_node
+    return Topology((
+        Dimension("node", _fabric_kind(node), per_node, node.fabric_bytes_per_s, node.fabric_latency_s),
+        Dimension("network", "switch", gpus // per_node, per_gpu, net.latency_s),
+    ))
+
+
+def default_node(hardware: str) -> str:
+    if hardware not in DEFAULT_NODE:
+        raise ConfigError(f"no default node for '{hardware}'; name one with --node (see `perfforge hardware`)")
+    return DEFAULT_NODE[hardware]

@@ -1,0 +1,72 @@
+"""Data-parallel step: overlap, symmetry, buckets, and the CLI/API contract."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import perfforge
+from perfforge.core.errors import ConfigError
+from perfforge.distributed.data_parallel import BUCKET_BYTES, FIRST_BUCKET_BYTES, gradient_producers
+from perfforge.workload.zoo import get_model
+
+
+def test_every_parameter_gradient_is_produced_once():
+    w = get_model("resnet50", batch=2)
+    assert sum(gradient_producers(w).values()) == w.params == 25_557_032
+
+
+def test_one_gpu_has_no_communication_and_matches_predict():
+    one = perfforge.train("resnet50", "a100-sxm4-80gb", gpus=1, batch=64, optimizer="sgd_momentum")
+    single = perfforge.predict("resnet50", "a100-sxm4-80gb", mode="train", batch=64, optimizer="sgd_momentum")
+    assert one.extra["comm_s"] == 0 and one.step_time_s == pytest.approx(single.step_time_s)
+
+
+def test_scaling_is_symmetric_and_communication_grows():
+    r8 = perfforge.train("resnet50", "h100-sxm5-80gb", gpus=8, batch=128)
+    r64 = perfforge.train("resnet50", "h100-sxm5-80gb", gpus=64, batch=128)
+    assert r8.extra["compute_s"] == pytest.approx(r64.extra["compute_s"])  # the per-device work is the same
+    assert r64.extra["comm_s"] > r8.extra["comm_s"]  # a second (network) dimension
+    assert r64.throughput_samples_per_s > 7 * r8.throughput_samples_per_s
+    assert r64.flops_per_step == pytest.approx(8 * r8.flops_per_step)
+    # buckets: 1 MiB first, then 25 MiB, of fp32 gradients
+    expected = 1 + -(-(25_557_032 * 4 - FIRST_BUCKET_BYTES) // BUCKET_BYTES)
+    assert abs(r8.extra["gradient_buckets"] - expected) <= 1
+
+
+def test_overlap_hides_communication():
+    kw = dict(gpus=16, batch=32, dtype="fp16")
+    with_overlap = perfforge.train("bert-large", "a100-sxm4-80gb", seq=128, **kw)
+    without = perfforge.train("bert-large", "a100-sxm4-80gb", seq=128, overlap=False, **kw)
+    assert without.extra["exposed_comm_s"] == pytest.approx(without.extra["comm_s"], rel=1e-6)
+    assert with_overlap.extra["exposed_comm_s"] < without.extra["exposed_comm_s"]
+    assert with_overlap.step_time_s < without.step_time_s
+    # exposed communication never exceeds total communication
+    assert with_overlap.extra["exposed_comm_s"] <= with_overlap.extra["comm_s"] + 1e-12
+
+
+def test_trace_has_both_streams(tmp_path):
+    out = tmp_path / "t.json"
+    p = subprocess.run([sys.executable, "-m", "perfforge.cli.main", "train", "--model", "resnet50", "--hardware",
+                        "a100-sxm4-80gb", "--gpus", "8", "--batch", "64", "--json", "--trace", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    for key in ("step_time_s", "throughput_samples_per_s", "compute_s", "exposed_comm_s", "memory_bytes_per_device",
+                "fits"):
+        assert key in d
+    streams = {e.get("tid") for e in json.loads(out.read_text())["traceEvents"]}
+    assert {"compute", "comm"} <= streams
+
+
+def test_bad_inputs():
+    with pytest.raises(ConfigError, match="whole"):
+        perfforge.train("resnet50", "a100-sxm4-80gb", gpus=12)
+    with pytest.raises(ConfigError, match="gpus"):
+        perfforge.train("resnet50", "a100-sxm4-80gb", gpus=0)
+    with pytest.raises(ConfigError, match="no default node"):
+        perfforge.train("resnet50", "t4", gpus=2)
+    p = subprocess.run([sys.executable, "-m", "perfforge.cli.main", "train", "--model", "resnet50", "--hardware",
+                        "a100-sxm4-80gb", "--gpus", "8", "--pp", "4"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "not modelled yet" in p.stderr and "Traceback" not in p.stderr
