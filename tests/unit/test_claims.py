@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from perfforge.core.errors import ConfigError
 from perfforge.evaluation.claims import (
@@ -163,7 +164,7 @@ def test_judge_on_a_shipped_claim(by_id):
 
 def test_claim_is_frozen():
     c = _claim("mape", 5)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         c.value = 1  # type: ignore[misc]
 
 

@@ -18,7 +18,7 @@ class MeasuredSource(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     measured: str
     kinds: list[Literal["kernel", "model"]] = ["model", "kernel"]
-    exclude_host_calibration: bool = True
+    exclude_host_calibration: bool = False  # True for the run whose host-bound models fitted host_overhead_s
     calibration_run: bool = False  # True when this run's kernels fitted the shipped calibration
 
 
