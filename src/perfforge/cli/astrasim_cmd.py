@@ -1,0 +1,53 @@
+"""``perfforge astra-sim simulate``: ASTRA-sim's inputs in, its analytical backend's numbers out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from perfforge.cli.main import app, console
+from perfforge.core.errors import ConfigError
+
+astra = typer.Typer(help="ASTRA-sim-compatible mode (reads ASTRA-sim's own input files).", no_args_is_help=True)
+app.add_typer(astra, name="astra-sim")
+
+
+@astra.command()
+def simulate(
+    workload: Optional[Path] = typer.Option(None, "--workload", help="ASTRA-sim 1.0 text workload (DATA)"),
+    network: Path = typer.Option(..., "--network", help="analytical backend network YAML"),
+    system: Path = typer.Option(..., "--system", help="system JSON"),
+    compute_unit: str = typer.Option("us", "--compute-unit", help="us (Chakra converter) | ns (ASTRA-sim 1.0)"),
+    collective_size: Optional[int] = typer.Option(None, "--all-reduce-bytes",
+                                                  help="instead of a workload: one all-reduce of this many bytes"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Simulate like ASTRA-sim's congestion-unaware analytical backend; print finish and exposed communication."""
+    from perfforge.distributed.astrasim.inputs import read_network, read_system, read_text_workload
+    from perfforge.distributed.astrasim.simulate import all_reduce_ns
+    from perfforge.distributed.astrasim.simulate import simulate as run
+
+    dims, sys_cfg = read_network(network), read_system(system)
+    if (workload is None) == (collective_size is None):
+        raise ConfigError("give exactly one of --workload FILE or --all-reduce-bytes N")
+    if collective_size is not None:
+        if collective_size <= 0:
+            raise ConfigError(f"--all-reduce-bytes must be > 0, got {collective_size}")
+        t = all_reduce_ns(collective_size, dims, sys_cfg)
+        out = {"finish_ns": t, "exposed_comm_ns": t, "compute_ns": 0.0, "comm_ns": t, "collectives": 1}
+    else:
+        res = run(read_text_workload(workload), dims, sys_cfg, compute_unit=compute_unit)  # type: ignore[arg-type]
+        out = {"finish_ns": res.finish_ns, "exposed_comm_ns": res.exposed_comm_ns, "compute_ns": res.compute_ns,
+               "comm_ns": res.comm_ns, "collectives": res.collectives}
+    npus = 1
+    for d in dims:
+        npus *= d.npus
+    out.update(npus=npus, compute_unit=compute_unit, engine="perfforge astra-sim compatible (analytical, congestion-unaware)")
+    if as_json:
+        print(json.dumps(out, indent=2))
+        return
+    console.print(f"finish {out['finish_ns']:,.0f} ns, exposed communication {out['exposed_comm_ns']:,.0f} ns "
+                  f"on {npus} NPUs ({out['collectives']} collectives)")
