@@ -30,6 +30,7 @@ from perfforge.evaluation.suite import (
     NeuSightSource,
     PublishedSource,
     Suite,
+    AstraSimReferenceSource,
     VidurSource,
 )
 from perfforge.evaluation.variants import VariantUnavailable, build
@@ -127,10 +128,12 @@ def _predict_kernel(task: Task) -> Row:
 
 
 def _run(task: Task) -> Row:
-    if task.row.engine not in ENGINES:
+    if task.row.engine not in ENGINES and task.row.kind != "simulator":
         task.row.status = "not run"
         task.row.reason = f"engine '{task.row.engine}' is not available in this perfforge (known: {', '.join(ENGINES.names())})"
         return task.row
+    if task.row.kind == "simulator":
+        return _predict_astrasim(task)
     return _predict_kernel(task) if task.row.kind == "kernel" else _predict_model(task)
 
 
@@ -151,6 +154,9 @@ def plan(suite: Suite, root: Path) -> list[Task]:
                         tasks.append(Task(row, {"optimizer": "sgd_momentum" if rec.model == "resnet50" else "adamw",
                                                 "gpus": rec.gpus, "node": rec.node}))
             continue
+        if isinstance(src, AstraSimReferenceSource):
+            tasks += _astrasim_tasks(root / src.astra_sim_reference, src.astra_sim_reference)
+            continue
         if isinstance(src, VidurSource):
             tasks += _measured_tasks(suite, read_mlp_profiles(root / src.vidur, per_file=src.per_file), src.vidur,
                                      kinds=["kernel"], in_sample=False, exclude_host=False)
@@ -168,6 +174,48 @@ def plan(suite: Suite, root: Path) -> list[Task]:
         tasks += _measured_tasks(suite, read_measurements(root / src.measured), src.measured, kinds=src.kinds,
                                  in_sample=src.calibration_run, exclude_host=src.exclude_host_calibration)
     return tasks
+
+
+def _astrasim_tasks(path: Path, source: str) -> list[Task]:
+    """Rows comparing perfforge's ASTRA-sim-compatible mode with the real ASTRA-sim's printed results."""
+    from perfforge.core.files import read_yaml
+
+    doc = read_yaml(path, "ASTRA-sim reference outputs")
+    tasks = []
+    for case in doc["cases"]:
+        for metric in ("finish_ns", "exposed_comm_ns"):
+            if metric not in case:
+                continue
+            row = Row(f"{case['id']}/{metric}", source, "simulator", case["id"], "astra-sim-reference", metric, "-",
+                      case["workload"].get("npus", 1), None, case[metric] * 1e-9, "astra-sim-compat", "astra-sim-inputs",
+                      extra={"tool": doc.get("tool_version", "")})
+            tasks.append(Task(row, {"case": case, "folder": str(path.parent), "metric": metric}))
+    return tasks
+
+
+def _predict_astrasim(task: Task) -> Row:
+    from perfforge.distributed.astrasim.inputs import read_network, read_system, read_text_workload
+    from perfforge.distributed.astrasim.simulate import all_reduce_ns, simulate
+
+    row, case, folder = task.row, task.params["case"], Path(task.params["folder"])
+    dims, system = read_network(folder / case["network"]), read_system(folder / case["system"])
+    w = case["workload"]
+    if "collective" in w:
+        value = all_reduce_ns(w["size_bytes"], dims, system)
+    else:
+        workload = read_text_workload(folder / w["text"])
+        if w.get("compute_divisor"):
+            from dataclasses import replace
+
+            div = w["compute_divisor"]
+            workload = replace(workload, layers=tuple(
+                replace(layer, fwd_compute=max(1, round(layer.fwd_compute / div)),
+                        ig_compute=max(1, round(layer.ig_compute / div)),
+                        wg_compute=max(1, round(layer.wg_compute / div))) for layer in workload.layers))
+        res = simulate(workload, dims, system, compute_unit=w.get("compute_unit", "us"))
+        value = res.finish_ns if task.params["metric"] == "finish_ns" else res.exposed_comm_ns
+    row.predicted_s = value * 1e-9
+    return row
 
 
 def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *, kinds: list[str], in_sample: bool,

@@ -101,14 +101,26 @@ def markdown(result: dict[str, Any], summary: list[dict[str, Any]]) -> str:
         lines += ["", "Sources:", ""]
         for r in {r["case_id"]: r for r in pub}.values():
             lines.append(f"- `{r['case_id']}`: {r['extra']['citation']}")
+    sims = [r for r in result["rows"] if r["kind"] == "simulator"]
+    if sims:
+        lines += ["", "## ASTRA-sim compatibility", "",
+                  "perfforge's ASTRA-sim-compatible mode (`perfforge astra-sim simulate`) on ASTRA-sim's own input files, "
+                  "against what the real ASTRA-sim printed (" + sims[0]["extra"].get("tool", "") + ").", "",
+                  "| case | metric | NPUs | ASTRA-sim (ns) | perfforge (ns) | error |", "|---|---|---|---|---|---|"]
+        for r in sims:
+            pred = "-" if r["predicted_s"] is None else f"{r['predicted_s'] * 1e9:,.0f}"
+            err = _error(r)
+            lines.append(f"| {r['subject']} | {r['mode']} | {r['batch']} | {r['measured_s'] * 1e9:,.0f} | {pred} | "
+                         f"{'-' if err is None else f'{100 * err:+.3f}%'} |")
     models = [r for r in result["rows"] if r["kind"] == "model" and r["predicted_s"] is not None]
     if models:
         lines += ["", "## Whole-model steps", "",
-                  "| hardware | model | mode | dtype | batch | seq | variant | measured (ms) | predicted (ms) | error |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| hardware | model | mode | dtype | batch | seq | engine | variant | measured (ms) | predicted (ms) "
+                  "| error |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in models:
             lines.append(f"| {r['hardware']} | {r['subject']} | {r['mode']} | {r['dtype']} | {r['batch']} | "
-                         f"{r['seq'] or '-'} | {r['variant']} | {1e3 * r['measured_s']:.2f} | "
+                         f"{r['seq'] or '-'} | {r['engine']} | {r['variant']} | {1e3 * r['measured_s']:.2f} | "
                          f"{1e3 * r['predicted_s']:.2f} | {_pct(_error(r))} |")
     return "\n".join(lines) + "\n"
 

@@ -58,6 +58,13 @@ class VidurSource(BaseModel):
     per_file: int = Field(60, gt=0, description="evenly spaced rows per (GPU, model) profile")
 
 
+class AstraSimReferenceSource(BaseModel):
+    """Outputs of the real ASTRA-sim on its own inputs; perfforge's compatible mode is compared with them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    astra_sim_reference: str
+
+
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -65,7 +72,8 @@ class Suite(BaseModel):
     description: str
     engines: list[str] = ["analytical"]
     variants: list[Literal["zoo", "zoo-unfused", "hf-trace"]] = ["zoo"]
-    sources: list[Union[MeasuredSource, PublishedSource, NeuSightSource, VidurSource]] = Field(min_length=1)
+    sources: list[Union[MeasuredSource, PublishedSource, NeuSightSource, VidurSource,
+                        AstraSimReferenceSource]] = Field(min_length=1)
     claims_file: str = "data/claims/claims.yaml"
     claims: list[ClaimCheck] = []
 
