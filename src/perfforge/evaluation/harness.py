@@ -26,11 +26,11 @@ from perfforge.evaluation.neusight import read_kernels as neusight_kernels
 from perfforge.evaluation.neusight import read_labels as neusight_labels
 from perfforge.evaluation.published import load_published
 from perfforge.evaluation.suite import (
+    AstraSimReferenceSource,
     MeasuredSource,
     NeuSightSource,
     PublishedSource,
     Suite,
-    AstraSimReferenceSource,
     VidurSource,
 )
 from perfforge.evaluation.variants import VariantUnavailable, build
