@@ -84,12 +84,17 @@ def predict(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, mode: st
 def train(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, gpus: int = 1, batch: int = 1,
           seq: int | None = None, dtype: DType | str = DType.FP16, optimizer: str = "adamw", node: str | None = None,
           collective_algorithm: str = "ring", overlap: bool = True, recompute: bool = False,
-          calibration: str | None = None, execution: str = "eager") -> Result:
-    """Predict one data-parallel training step on ``gpus`` devices; ``batch`` is per device."""
+          calibration: str | None = None, execution: str = "eager", tp: int = 1, pp: int = 1, zero: int = 0,
+          microbatches: int = 1, schedule: str = "1f1b", virtual_stages: int = 1,
+          sequence_parallel: bool = False) -> Result:
+    """Predict one training step on ``gpus`` devices: ``batch`` samples per data-parallel replica per step,
+    with ``tp`` x ``pp`` GPUs per replica (``gpus = tp * pp * dp``) and an optional ZeRO stage."""
     if isinstance(model, Workload):
         batch, seq, dtype = model.batch, model.seq, model.dtype
     scenario = make_scenario(model=model.name if isinstance(model, Workload) else model, hardware=hardware,
                              mode="train", dtype=dtype, batch=batch, seq=seq, optimizer=optimizer, gpus=gpus,
                              node=node, collective_algorithm=collective_algorithm, overlap=overlap,
-                             recompute=recompute, calibration=calibration, execution=execution, engine="distributed")
+                             recompute=recompute, calibration=calibration, execution=execution, engine="distributed",
+                             tp=tp, pp=pp, zero=zero, microbatches=microbatches, schedule=schedule,
+                             virtual_stages=virtual_stages, sequence_parallel=sequence_parallel)
     return run_scenario(scenario, model if isinstance(model, Workload) else None)

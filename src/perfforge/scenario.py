@@ -38,6 +38,13 @@ class Scenario(BaseModel):
     node: str | None = Field(None, description="catalog node preset (default: the device's usual server)")
     collective_algorithm: Literal["ring", "direct", "halving_doubling", "double_binary_tree"] = "ring"
     overlap: bool = Field(True, description="overlap gradient all-reduce with backward compute")
+    tp: int = Field(1, gt=0, description="tensor-parallel degree (transformers)")
+    pp: int = Field(1, gt=0, description="pipeline-parallel stages (transformers)")
+    zero: int = Field(0, ge=0, le=3, description="ZeRO stage; 3 is FSDP")
+    microbatches: int = Field(1, gt=0, description="microbatches per step (pipeline / gradient accumulation)")
+    schedule: Literal["1f1b", "gpipe", "interleaved"] = "1f1b"
+    virtual_stages: int = Field(1, gt=0, description="model chunks per stage for the interleaved schedule")
+    sequence_parallel: bool = False
 
     @field_validator("dtype", mode="before")
     @classmethod

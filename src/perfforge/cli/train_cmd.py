@@ -24,9 +24,13 @@ def train(
     node: Optional[str] = typer.Option(None, help="node preset (default: the device's usual server)"),
     algorithm: Optional[str] = typer.Option(None, "--algorithm", help="ring | direct | halving_doubling | double_binary_tree"),
     no_overlap: bool = typer.Option(False, "--no-overlap", help="all-reduce after backward instead of during it"),
-    tp: int = typer.Option(1, "--tp", help="tensor parallel degree (not modelled yet: must be 1)"),
-    pp: int = typer.Option(1, "--pp", help="pipeline parallel degree (not modelled yet: must be 1)"),
-    zero: int = typer.Option(0, "--zero", help="ZeRO stage (not modelled yet: must be 0)"),
+    tp: Optional[int] = typer.Option(None, "--tp", help="tensor-parallel degree (transformers)"),
+    pp: Optional[int] = typer.Option(None, "--pp", help="pipeline-parallel stages (transformers)"),
+    zero: Optional[int] = typer.Option(None, "--zero", help="ZeRO stage 0-3 (3 = FSDP)"),
+    microbatches: Optional[int] = typer.Option(None, "--microbatches", help="microbatches per step"),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="1f1b | gpipe | interleaved"),
+    virtual_stages: Optional[int] = typer.Option(None, "--virtual-stages", help="chunks per stage (interleaved)"),
+    sequence_parallel: bool = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism"),
     recompute: Optional[bool] = typer.Option(None, "--recompute/--no-recompute"),
     calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
@@ -37,12 +41,12 @@ def train(
     from perfforge.cli.output import chrome_trace_json, print_result, write_atomic
     from perfforge.scenario import load_scenario, make_scenario
 
-    for name, value, ok in (("--tp", tp, 1), ("--pp", pp, 1), ("--zero", zero, 0)):
-        if value != ok:
-            raise ConfigError(f"{name} {value}: tensor, pipeline and ZeRO parallelism are not modelled yet "
-                              "(data parallelism only)")
     given = {"hardware": hardware, "gpus": gpus, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
-             "node": node, "collective_algorithm": algorithm, "recompute": recompute, "calibration": calibration}
+             "node": node, "collective_algorithm": algorithm, "recompute": recompute, "calibration": calibration,
+             "tp": tp, "pp": pp, "zero": zero, "microbatches": microbatches, "schedule": schedule,
+             "virtual_stages": virtual_stages}
+    if sequence_parallel:
+        given["sequence_parallel"] = True
     given = {k: v for k, v in given.items() if v is not None}
     if no_overlap:
         given["overlap"] = False
@@ -60,12 +64,21 @@ def train(
     if as_json:
         print(result.to_json())
         return
-    print_result(result, console)
     e = result.extra
-    table = Table(show_header=False, title=f"Data parallel on {e['gpus']} GPUs ({e['node']})", title_justify="left")
-    for label, value in (("compute per step", f"{e['compute_s'] * 1e3:.2f} ms"),
-                         ("all-reduce time", f"{e['comm_s'] * 1e3:.2f} ms in {e['gradient_buckets']} buckets"),
-                         ("exposed communication", f"{e['exposed_comm_s'] * 1e3:.3f} ms"),
-                         ("memory per device", f"{e['memory_bytes_per_device'] / 1e9:.2f} GB")):
+    if result.breakdown:
+        print_result(result, console)
+    title = (f"{e['gpus']} GPUs ({e['node']}): tp {e.get('tp', 1)} x pp {e.get('pp', 1)} x dp "
+             f"{e.get('dp', e['gpus'])}, ZeRO {e.get('zero', 0)}")
+    table = Table(show_header=False, title=title, title_justify="left")
+    rows = [("step time", f"{result.step_time_s * 1e3:.2f} ms"),
+            ("throughput", f"{result.throughput_samples_per_s:,.1f} samples/s"),
+            ("MFU", f"{100 * result.mfu:.1f}%"),
+            ("compute per step", f"{e['compute_s'] * 1e3:.2f} ms"),
+            ("communication", f"{e['comm_s'] * 1e3:.2f} ms, exposed {e['exposed_comm_s'] * 1e3:.3f} ms")]
+    if "pipeline_bubble_s" in e:
+        rows.append(("pipeline bubble", f"{e['pipeline_bubble_s'] * 1e3:.2f} ms"))
+    rows.append(("memory per device", f"{e['memory_bytes_per_device'] / 1e9:.2f} GB"
+                 + ("" if result.fits else "  (DOES NOT FIT)")))
+    for label, value in rows:
         table.add_row(label, value)
     console.print(table)

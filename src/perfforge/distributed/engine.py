@@ -36,6 +36,8 @@ class DistributedEngine:
         ok, reason = self.supports(workload, system, scenario)
         if not ok:
             raise ValueError(reason)
+        if scenario.tp > 1 or scenario.pp > 1 or scenario.zero > 0 or scenario.microbatches > 1:
+            return self._run_hybrid(workload, system, scenario)
         single = AnalyticalEngine()
         cal = single.calibration_for(system, scenario)
         one = single.run(workload, System(device=system.device), scenario)
@@ -69,4 +71,49 @@ class DistributedEngine:
             breakdown=timeline.records, unmodelled=one.unmodelled,
             provenance={**one.provenance, "engine": self.name, "node": node_id}, host_time_s=one.host_time_s,
             extra=extra,
+        )
+
+    def _run_hybrid(self, workload: Workload, system: System, scenario: Scenario) -> Result:
+        from perfforge.core.errors import ConfigError
+        from perfforge.distributed.hybrid import ParallelConfig, simulate_hybrid
+        from perfforge.system.catalog import get_network, get_node
+        from perfforge.workload.zoo import MODELS
+
+        entry = MODELS.get(workload.name) if workload.name in MODELS else None
+        if entry is None or entry.config is None or entry.kind != "decoder":
+            raise ConfigError(f"tensor/pipeline parallelism and ZeRO need a zoo decoder transformer, not {workload.name}")
+        n = scenario.gpus
+        if n % (scenario.tp * scenario.pp):
+            raise ConfigError(f"gpus {n} is not a multiple of tp x pp = {scenario.tp * scenario.pp}")
+        par = ParallelConfig(tp=scenario.tp, pp=scenario.pp, dp=n // (scenario.tp * scenario.pp), zero=scenario.zero,
+                             microbatches=scenario.microbatches, schedule=scenario.schedule,
+                             virtual_stages=scenario.virtual_stages, sequence_parallel=scenario.sequence_parallel,
+                             recompute=scenario.recompute, overlap=scenario.overlap)
+        node = get_node(scenario.node or default_node(system.device.id))
+        net = get_network(node.network) if node.network else None
+        net_bw = net.link_bytes_per_s * node.nics_per_node / node.devices_per_node if net else node.fabric_bytes_per_s
+        net_lat = net.latency_s if net else node.fabric_latency_s
+        cal = AnalyticalEngine().calibration_for(system, scenario)
+        step = simulate_hybrid(entry.config, device=system.device, node=node, net_bw=net_bw, net_lat=net_lat, cal=cal,
+                               par=par, batch=workload.batch, seq=workload.seq, dtype=workload.dtype,
+                               optimizer=scenario.optimizer)
+        mem = MemoryFootprint(weights=step.memory["weights"], gradients=step.memory["gradients"],
+                              optimizer_states=step.memory["optimizer_states"], activations=step.memory["activations"],
+                              kv_cache=0.0, overhead=cal.framework_overhead_bytes, capacity=system.device.memory_bytes,
+                              usable=system.device.memory_bytes * cal.usable_memory_fraction)
+        samples = workload.batch * par.dp
+        extra = {"gpus": n, "node": node.id, "tp": par.tp, "pp": par.pp, "dp": par.dp, "zero": par.zero,
+                 "microbatches": par.microbatches, "schedule": par.schedule, "compute_s": step.compute_s,
+                 "tp_comm_s": step.tp_comm_s, "pp_comm_s": step.pp_comm_s, "pipeline_bubble_s": step.bubble_s,
+                 "comm_s": step.tp_comm_s + step.pp_comm_s + step.dp_comm_s, "dp_comm_s": step.dp_comm_s,
+                 "exposed_comm_s": step.tp_comm_s + step.pp_comm_s + step.exposed_dp_s,
+                 "optimizer_s": step.optimizer_s, "memory_bytes_per_device": mem.total, **step.detail}
+        return Result(
+            model=workload.name, hardware=system.device.id, engine=self.name, mode="train",
+            dtype=workload.dtype.value, batch=workload.batch, seq=workload.seq, step_time_s=step.step_time_s,
+            samples_per_step=samples, tokens_per_step=samples * workload.seq, params=workload.params,
+            flops_per_step=step.model_flops, model_flops_per_step=step.model_flops,
+            peak_flop_per_s=system.device.peak_flop_per_s(DType(workload.dtype)) * n, memory=mem, breakdown=(),
+            provenance={"engine": self.name, "mode": "tensor x pipeline x data parallel", "node": node.id,
+                        "calibration": cal.source}, extra=extra,
         )

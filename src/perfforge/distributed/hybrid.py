@@ -1,0 +1,220 @@
+"""Tensor x pipeline x data parallel training of transformers (Megatron-LM style), with ZeRO stages.
+
+One training step of one GPU, composed from per-op analytical times of a tensor-parallel shard:
+
+- **Tensor parallelism** (Shoeybi et al. 2019): attention heads, MLP width and the vocabulary split over
+  ``tp`` GPUs of a node; two all-reduces of the layer's activations in the forward and two in the backward
+  (with sequence parallelism, Korthikanti et al. 2022, each becomes a reduce-scatter plus an all-gather of
+  the same bytes, and norms/dropout run on 1/tp of the tokens). TP collectives sit on the critical path.
+- **Pipeline parallelism** (Narayanan et al. 2021): layers split over ``pp`` stages, ``m`` microbatches;
+  1F1B and GPipe take (m + pp - 1) microbatch slots, interleaved 1F1B with ``v`` chunks per stage
+  m + (pp - 1)/v slots. Activations cross stage boundaries point to point.
+- **Data parallelism** over ``dp`` replicas: fp32 gradients all-reduced (ZeRO-2/3: reduce-scattered, then
+  parameters all-gathered), overlapped with the last microbatch's backward when ``overlap``.
+- **ZeRO** (Rajbhandari et al. 2020): stage 1 shards optimizer state, 2 also gradients, 3 also parameters
+  (all-gathered per layer in forward and backward, prefetched behind compute). FSDP is ZeRO-3.
+Ranks are ordered tensor-fastest, then data, then pipeline (Megatron-LM's default), which decides whether a
+group's links are NVLink or the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from perfforge.core.dtypes import DType
+from perfforge.core.errors import ConfigError, InfeasibleError
+from perfforge.distributed.collectives import collective_time
+from perfforge.distributed.topology import Dimension, Topology
+from perfforge.engines.analytical.calibration import Calibration
+from perfforge.engines.analytical.roofline import op_time
+from perfforge.system.device import DeviceSpec
+from perfforge.system.network import NodeSpec
+from perfforge.workload.backward import backward_ops
+from perfforge.workload.models.transformer import TransformerConfig, build_transformer
+from perfforge.workload.op import Op, OpKind
+from perfforge.workload.optimizer import get_optimizer, optimizer_op, optimizer_state_bytes_per_param
+
+FP32_BYTES = 4
+SCHEDULES = ("1f1b", "gpipe", "interleaved")
+
+
+@dataclass(frozen=True, slots=True)
+class ParallelConfig:
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    zero: int = 0
+    microbatches: int = 1
+    schedule: str = "1f1b"
+    virtual_stages: int = 1
+    sequence_parallel: bool = False
+    recompute: bool = False
+    overlap: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "pp", "dp", "microbatches", "virtual_stages"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.zero not in (0, 1, 2, 3):
+            raise ConfigError(f"zero must be 0, 1, 2 or 3, got {self.zero}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule '{self.schedule}' (allowed: {', '.join(SCHEDULES)})")
+        if self.schedule != "interleaved" and self.virtual_stages != 1:
+            raise ConfigError("virtual_stages > 1 needs schedule 'interleaved'")
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dp
+
+
+def shard_config(cfg: TransformerConfig, tp: int) -> TransformerConfig:
+    """The per-GPU slice of a tensor-parallel transformer: heads, KV heads, MLP width, vocabulary / tp."""
+    if cfg.heads % tp:
+        raise InfeasibleError(f"tp {tp} does not divide {cfg.name}'s {cfg.heads} attention heads")
+    if cfg.ffn % tp:
+        raise InfeasibleError(f"tp {tp} does not divide {cfg.name}'s MLP width {cfg.ffn}")
+    kv = cfg.n_kv_heads
+    kv_shard = kv // tp if kv >= tp else 1  # fewer KV heads than ranks: each rank keeps one (replicated)
+    if kv >= tp and kv % tp:
+        raise InfeasibleError(f"tp {tp} does not divide {cfg.name}'s {kv} KV heads")
+    return replace(cfg, heads=cfg.heads // tp, kv_heads=kv_shard, head_dim=cfg.d_head, ffn=cfg.ffn // tp,
+                   vocab=-(-cfg.vocab // tp), name=f"{cfg.name} (tp={tp} shard)")
+
+
+@dataclass(frozen=True)
+class HybridStep:
+    step_time_s: float
+    compute_s: float
+    tp_comm_s: float
+    pp_comm_s: float
+    bubble_s: float
+    dp_comm_s: float
+    exposed_dp_s: float
+    optimizer_s: float
+    memory: dict[str, float]
+    model_flops: float
+    detail: dict[str, float]
+
+
+def _times(ops: list[Op], device: DeviceSpec, cal: Calibration, dtype: DType) -> tuple[float, float]:
+    fwd = sum(op_time(op, device, cal, dtype).time_s for op in ops)
+    bwd = sum(op_time(b, device, cal, dtype).time_s for op in ops for b in backward_ops(op))
+    return fwd, bwd
+
+
+def _groups(node: NodeSpec, net_bw: float, net_lat: float, par: ParallelConfig) -> tuple[Topology, Topology, Dimension]:
+    per_node = node.devices_per_node
+    kind = "switch" if node.fabric_kind == "nvswitch" else "ring"
+    if par.tp > per_node:
+        raise InfeasibleError(f"tp {par.tp} exceeds the {per_node} GPUs of a {node.id} node")
+    tp_topo = Topology((Dimension("tp", kind, par.tp, node.fabric_bytes_per_s, node.fabric_latency_s),))
+    dp_in = max(1, min(par.dp, per_node // par.tp))
+    while par.dp % dp_in:
+        dp_in -= 1
+    dims = [Dimension("dp-node", kind, dp_in, node.fabric_bytes_per_s, node.fabric_latency_s)]
+    if par.dp // dp_in > 1:
+        dims.append(Dimension("dp-network", "switch", par.dp // dp_in, net_bw, net_lat))
+    dp_topo = Topology(tuple(dims))
+    intra_pp = par.tp * par.dp < per_node
+    pp_link = (Dimension("pp", kind, 2, node.fabric_bytes_per_s, node.fabric_latency_s) if intra_pp
+               else Dimension("pp", "switch", 2, net_bw, net_lat))
+    return tp_topo, dp_topo, pp_link
+
+
+def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpec, net_bw: float, net_lat: float,
+                    cal: Calibration, par: ParallelConfig, batch: int, seq: int, dtype: DType,
+                    optimizer: str = "adamw") -> HybridStep:
+    """One step; ``batch`` is sequences per data-parallel replica per step (microbatch size x microbatches)."""
+    if batch % par.microbatches:
+        raise ConfigError(f"batch {batch} is not a multiple of microbatches {par.microbatches}")
+    if cfg.layers % (par.pp * par.virtual_stages):
+        raise InfeasibleError(f"{cfg.layers} layers do not split into pp {par.pp} x virtual stages {par.virtual_stages}")
+    if par.pp > 1 and par.microbatches < par.pp and par.schedule != "gpipe":
+        raise InfeasibleError(f"1F1B needs at least pp ({par.pp}) microbatches, got {par.microbatches}")
+    mbs = batch // par.microbatches
+    shard = shard_config(cfg, par.tp)
+    wl = build_transformer(shard, batch=mbs, seq=seq, dtype=dtype)
+    layer0 = [op for op in wl.ops if op.layer == "layers.0"]
+    edge = [op for op in wl.ops if op.layer in ("embed", "head")]
+    if wl.loss_op is not None:
+        edge.append(wl.loss_op)
+    if par.sequence_parallel and par.tp > 1:
+        # norms, residual adds and pointwise ops run on 1/tp of the tokens
+        layer0 = [op.with_(flops=op.flops / par.tp, bytes_read=op.bytes_read / par.tp,
+                           bytes_written=op.bytes_written / par.tp, saved_bytes=op.saved_bytes / par.tp)
+                  if op.kind not in (OpKind.MATMUL, OpKind.ATTENTION, OpKind.BMM) else op for op in layer0]
+    lf, lb = _times(layer0, device, cal, dtype)
+    embed_ops = [op for op in edge if op.layer == "embed"]
+    head_ops = [op for op in edge if op.layer != "embed"]  # final norm, LM head, loss
+    (emb_f, emb_b), (head_f, head_b) = _times(embed_ops, device, cal, dtype), _times(head_ops, device, cal, dtype)
+    emb_params, head_params = sum(op.params for op in embed_ops), sum(op.params for op in head_ops)
+    if par.pp == 1:
+        ef, eb, edge_params = emb_f + head_f, emb_b + head_b, emb_params + head_params
+    else:  # the slowest stage sets the pace: the last one holds the head and the loss
+        ef, eb, edge_params = max(emb_f, head_f), max(emb_b, head_b), max(emb_params, head_params)
+    tp_topo, dp_topo, pp_link = _groups(node, net_bw, net_lat, par)
+    act_bytes = mbs * seq * cfg.hidden * dtype.bytes
+    tp_ar = collective_time("all_reduce", act_bytes, tp_topo, efficiency=cal.collective_efficiency)
+    tp_f, tp_b = 2 * tp_ar, 2 * tp_ar
+    if par.recompute:
+        lb += lf
+        tp_b += tp_f
+    layer_params = sum(op.params for op in layer0)
+    z3_ag = 0.0
+    if par.zero == 3 and par.dp > 1:
+        z3_ag = collective_time("all_gather", layer_params * dtype.bytes, dp_topo, efficiency=cal.collective_efficiency)
+        lf, lb = max(lf, z3_ag), max(lb, 2 * z3_ag)  # prefetched gathers hide behind compute when shorter
+    layers_per_stage = cfg.layers // par.pp
+    p2p = 0.0
+    if par.pp > 1:
+        p2p_bytes = act_bytes / (par.tp if par.sequence_parallel else 1)
+        p2p = pp_link.latency_s + p2p_bytes / (pp_link.bytes_per_s * cal.collective_efficiency)
+    t_f = layers_per_stage * (lf + tp_f) + ef + p2p
+    t_b = layers_per_stage * (lb + tp_b) + eb + p2p
+    m, p, v = par.microbatches, par.pp, par.virtual_stages
+    slots = m + (p - 1) / v if par.schedule == "interleaved" else m + p - 1
+    pipeline = slots * (t_f + t_b)
+    bubble = pipeline - m * (t_f + t_b)
+    # data-parallel gradient sync of this GPU's parameters
+    params_gpu = layer_params * layers_per_stage + edge_params
+    grad_bytes = params_gpu * FP32_BYTES
+    dp_comm = 0.0
+    if par.dp > 1:
+        if par.zero >= 2:
+            dp_comm = (collective_time("reduce_scatter", grad_bytes, dp_topo, efficiency=cal.collective_efficiency)
+                       + collective_time("all_gather", params_gpu * dtype.bytes, dp_topo,
+                                         efficiency=cal.collective_efficiency))
+        else:
+            dp_comm = collective_time("all_reduce", grad_bytes, dp_topo, efficiency=cal.collective_efficiency)
+            if par.zero == 1:
+                dp_comm += collective_time("all_gather", params_gpu * dtype.bytes, dp_topo,
+                                           efficiency=cal.collective_efficiency)
+    exposed_dp = max(0.0, dp_comm - t_b) if par.overlap else dp_comm
+    opt = get_optimizer(optimizer)
+    shard_params = int(params_gpu / (par.dp if par.zero >= 1 else 1))
+    opt_s = op_time(optimizer_op(opt, shard_params, dtype), device, cal).time_s
+    step = pipeline + exposed_dp + opt_s
+    # memory per GPU
+    w_b = params_gpu * dtype.bytes
+    weights = w_b / (par.dp if par.zero >= 3 else 1)
+    grads = w_b / (par.dp if par.zero >= 2 else 1)
+    opt_states = params_gpu * optimizer_state_bytes_per_param(opt, dtype) / (par.dp if par.zero >= 1 else 1)
+    per_layer_act = sum(op.saved_bytes for op in layer0)
+    in_flight = m if par.schedule == "gpipe" else min(m, p)
+    if par.recompute:
+        ckpt = mbs * seq * cfg.hidden * dtype.bytes
+        activations = in_flight * layers_per_stage * ckpt + per_layer_act
+    else:
+        activations = in_flight * layers_per_stage * per_layer_act
+    activations += sum(op.saved_bytes for op in edge)
+    full = build_transformer(cfg, batch=batch * par.dp, seq=seq, dtype=dtype)
+    model_flops = full.forward_flops + full.backward_flops
+    compute = m * layers_per_stage * (lf + lb) + m * (ef + eb)
+    return HybridStep(
+        step_time_s=step, compute_s=compute, tp_comm_s=m * layers_per_stage * (tp_f + tp_b), pp_comm_s=2 * m * p2p,
+        bubble_s=bubble, dp_comm_s=dp_comm, exposed_dp_s=exposed_dp, optimizer_s=opt_s,
+        memory={"weights": weights, "gradients": grads, "optimizer_states": opt_states, "activations": activations},
+        model_flops=model_flops,
+        detail={"microbatch_size": mbs, "layer_fwd_s": lf, "layer_bwd_s": lb, "tp_allreduce_s": tp_ar,
+                "zero3_allgather_s": z3_ag, "params_per_gpu": params_gpu, "pipeline_slots": slots},
+    )

@@ -1,0 +1,86 @@
+"""Tensor x pipeline x data parallelism and ZeRO: formulas, invariants and errors."""
+
+import pytest
+
+import perfforge
+from perfforge.core.errors import ConfigError, InfeasibleError
+from perfforge.distributed.hybrid import ParallelConfig, shard_config
+from perfforge.workload.zoo import MODELS
+
+KW = dict(seq=1024, dtype="bf16")
+
+
+def test_shard_config_divides_heads_mlp_vocab():
+    cfg = MODELS.get("llama-2-70b").config
+    s = shard_config(cfg, 8)
+    assert (s.heads, s.n_kv_heads, s.ffn, s.d_head) == (8, 1, 3584, 128)
+    with pytest.raises(InfeasibleError, match="attention heads"):
+        shard_config(MODELS.get("gpt2").config, 5)
+
+
+def test_pipeline_bubble_formula():
+    # 1F1B: (m + p - 1) slots of (t_f + t_b); the bubble is (p - 1) slots
+    r = perfforge.train("gpt3-1.3b", "a100-sxm4-80gb", gpus=4, pp=4, batch=8, microbatches=8, **KW)
+    e = r.extra
+    slot = (e["compute_s"] / 8 + (e["tp_comm_s"] + e["pp_comm_s"]) / 8)
+    assert e["pipeline_slots"] == 8 + 4 - 1
+    assert e["pipeline_bubble_s"] == pytest.approx(3 * slot, rel=1e-6)
+    inter = perfforge.train("gpt3-1.3b", "a100-sxm4-80gb", gpus=4, pp=4, batch=8, microbatches=8,
+                            schedule="interleaved", virtual_stages=2, **KW)
+    assert inter.extra["pipeline_slots"] == pytest.approx(8 + 3 / 2)
+    assert inter.extra["pipeline_bubble_s"] < e["pipeline_bubble_s"]
+
+
+def test_tensor_parallel_adds_four_allreduces_per_layer():
+    r = perfforge.train("gpt3-1.3b", "h100-sxm5-80gb", gpus=8, tp=8, batch=8, microbatches=2, **KW)
+    e = r.extra
+    layers, m = 24, 2
+    assert e["tp_comm_s"] == pytest.approx(m * layers * 4 * e["tp_allreduce_s"])
+    one = perfforge.train("gpt3-1.3b", "h100-sxm5-80gb", gpus=8, tp=1, batch=8, microbatches=2, **KW)
+    assert one.extra["tp_comm_s"] == 0.0  # TP=1 moves no TP bytes
+    assert e["layer_fwd_s"] < one.extra["layer_fwd_s"]  # a shard does less work per layer
+
+
+def test_zero_stages_shrink_memory_not_flops():
+    base = dict(gpus=16, batch=4, microbatches=2, seq=2048, dtype="bf16")  # microbatches > 1: the hybrid path
+    mems = [perfforge.train("gpt3-6.7b", "a100-sxm4-80gb", zero=z, **base).memory for z in (0, 1, 2, 3)]
+    assert mems[1].optimizer_states == pytest.approx(mems[0].optimizer_states / 16)
+    assert mems[2].gradients == pytest.approx(mems[0].gradients / 16)
+    assert mems[3].weights == pytest.approx(mems[0].weights / 16)
+    assert all(a.total > b.total for a, b in zip(mems, mems[1:]))
+    flops = {perfforge.train("gpt3-6.7b", "a100-sxm4-80gb", zero=z, **base).flops_per_step for z in (0, 3)}
+    assert len(flops) == 1
+
+
+def test_more_gpus_never_add_flops_per_sample():
+    a = perfforge.train("gpt3-1.3b", "a100-sxm4-80gb", gpus=8, tp=2, pp=2, batch=4, microbatches=4, **KW)
+    b = perfforge.train("gpt3-1.3b", "a100-sxm4-80gb", gpus=16, tp=2, pp=2, batch=4, microbatches=4, **KW)
+    assert b.flops_per_step / b.samples_per_step == pytest.approx(a.flops_per_step / a.samples_per_step)
+
+
+def test_gpt3_175b_megatron_layout_fits_and_is_fast():
+    import time
+
+    t0 = time.perf_counter()
+    r = perfforge.train("gpt3-175b", "a100-sxm4-80gb", gpus=1024, tp=8, pp=8, batch=64, microbatches=64,
+                        seq=2048, dtype="bf16", recompute=True)
+    assert time.perf_counter() - t0 < 5  # generous here; benchmarks/bench_train.py reports the real figure
+    assert r.fits and 0 < r.mfu < 1 and r.extra["dp"] == 16
+    no_rc = perfforge.train("gpt3-175b", "a100-sxm4-80gb", gpus=1024, tp=8, pp=8, batch=64, microbatches=64,
+                            seq=2048, dtype="bf16")
+    assert no_rc.memory.activations > r.memory.activations
+
+
+def test_bad_parallel_configs():
+    with pytest.raises(ConfigError, match="multiple of tp x pp"):
+        perfforge.train("gpt3-1.3b", "a100-sxm4-80gb", gpus=12, tp=8, **KW)
+    with pytest.raises(InfeasibleError, match="exceeds the 8 GPUs"):
+        perfforge.train("gpt3-1.3b", "a100-sxm4-80gb", gpus=16, tp=16, **KW)
+    with pytest.raises(InfeasibleError, match="at least pp"):
+        perfforge.train("gpt3-1.3b", "a100-sxm4-80gb", gpus=8, pp=8, batch=2, microbatches=2, **KW)
+    with pytest.raises(ConfigError, match="zoo decoder"):
+        perfforge.train("resnet50", "a100-sxm4-80gb", gpus=8, tp=2)
+    with pytest.raises(ConfigError):
+        ParallelConfig(zero=4)
+    with pytest.raises(ConfigError, match="interleaved"):
+        ParallelConfig(virtual_stages=2)
