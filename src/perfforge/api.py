@@ -7,6 +7,7 @@ from typing import Any
 
 import perfforge.distributed.engine  # noqa: F401  (registers the distributed engine)
 import perfforge.engines.analytical  # noqa: F401  (registers the analytical engine)
+from perfforge.adapters.astrasim import AstraSimEngine
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
 from perfforge.engines.base import ENGINES
@@ -18,6 +19,9 @@ from perfforge.workload.graph import Workload
 from perfforge.workload.importers.hf_config import load_hf_config
 from perfforge.workload.models.transformer import build_transformer
 from perfforge.workload.zoo import MODELS, get_model
+
+if "astra-sim" not in ENGINES:
+    ENGINES.add("astra-sim", AstraSimEngine)
 
 
 def from_hf_config(path: str | Path, *, batch: int = 1, seq: int = 128, dtype: DType | str = DType.FP16,

@@ -51,3 +51,42 @@ def simulate(
         return
     console.print(f"finish {out['finish_ns']:,.0f} ns, exposed communication {out['exposed_comm_ns']:,.0f} ns "
                   f"on {npus} NPUs ({out['collectives']} collectives)")
+
+
+@astra.command("export")
+def export_cmd(
+    out: Path = typer.Option(..., "--out", help="folder for the ASTRA-sim inputs"),
+    model: str = typer.Option(..., "--model", "-m"),
+    hardware: str = typer.Option(..., "--hardware", "-H"),
+    gpus: int = typer.Option(8, "--gpus"),
+    batch: int = typer.Option(1, "--batch", help="per GPU"),
+    seq: Optional[int] = typer.Option(None, "--seq"),
+    dtype: str = typer.Option("fp16", "--dtype"),
+    optimizer: str = typer.Option("adamw", "--optimizer"),
+    node: Optional[str] = typer.Option(None, "--node"),
+) -> None:
+    """Write a data-parallel training scenario as ASTRA-sim inputs (Chakra traces, network, system, memory)."""
+    from perfforge.adapters.astrasim import export
+    from perfforge.scenario import make_scenario
+
+    scenario = make_scenario(model=model, hardware=hardware, mode="train", gpus=gpus, batch=batch, seq=seq,
+                             dtype=dtype, optimizer=optimizer, node=node, engine="distributed")
+    manifest = export(scenario, out)
+    console.print(f"wrote {manifest['npus']} Chakra traces of {manifest['nodes_per_trace']} nodes "
+                  f"({manifest['collectives']} all-reduces) and configs to {out}")
+
+
+@astra.command("run")
+def run_cmd(
+    folder: Path = typer.Argument(..., help="a folder written by `perfforge astra-sim export`"),
+    binary: Optional[str] = typer.Option(None, "--binary", help="ASTRA-sim analytical binary (or ASTRA_SIM_BIN)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run a user-provided ASTRA-sim binary on exported inputs and report its step time."""
+    from perfforge.adapters.astrasim import run
+
+    res = run(folder, binary)
+    if as_json:
+        print(json.dumps(res, indent=2))
+    else:
+        console.print(f"ASTRA-sim: finish {res['finish_ns']:,} ns, exposed communication {res['exposed_comm_ns']:,} ns")

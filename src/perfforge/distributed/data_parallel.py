@@ -44,15 +44,35 @@ def gradient_producers(workload: Workload) -> dict[str, int]:
     return out
 
 
+def bucket_plan(records: list[OpRecord], producers: dict[str, int], grad_bytes: int) -> list[tuple[int, float]]:
+    """DDP buckets as (index of the record that completes the bucket, bytes), in launch order."""
+    plan: list[tuple[int, float]] = []
+    bucket, cap, last = 0.0, float(FIRST_BUCKET_BYTES), -1
+    for i, rec in enumerate(records):
+        grads = producers.get(rec.name, 0)
+        if not grads:
+            continue
+        bucket += grads * grad_bytes
+        last = i
+        if bucket >= cap:
+            plan.append((i, bucket))
+            bucket, cap = 0.0, float(BUCKET_BYTES)
+    if bucket:
+        plan.append((last, bucket))
+    return plan
+
+
 def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad_bytes: int, topology: Topology,
                      algorithms: dict[str, str] | None, efficiency: float, overlap: bool = True) -> DPTimeline:
     """Place bucket all-reduces against a single-device compute timeline (``records`` in issue order)."""
     compute: list[OpRecord] = []
     comm: list[OpRecord] = []
     clock = comm_free = 0.0
-    bucket, cap, nbuckets = 0.0, float(FIRST_BUCKET_BYTES), 0
+    nbuckets = 0
     optimizer = [r for r in records if r.phase == "optimizer"]
-    pending: list[float] = []  # ready times of buckets that wait for the end of backward (no overlap)
+    body = [r for r in records if r.phase != "optimizer"]
+    launches = dict(bucket_plan(body, producers, grad_bytes))
+    pending: list[float] = []  # buckets that wait for the end of backward (no overlap)
 
     def launch(size: float, ready: float) -> None:
         nonlocal comm_free, nbuckets
@@ -63,26 +83,15 @@ def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad
         comm_free = start + t
         nbuckets += 1
 
-    for rec in records:
-        if rec.phase == "optimizer":
-            continue
+    for i, rec in enumerate(body):
         compute.append(OpRecord(rec.name, rec.kind, rec.layer, rec.phase, rec.time_s, rec.flops, rec.bytes,
                                 rec.bound, start_s=clock))
         clock += rec.time_s
-        grads = producers.get(rec.name, 0)
-        if grads:
-            bucket += grads * grad_bytes
-            if bucket >= cap:
-                if overlap:
-                    launch(bucket, clock)
-                else:
-                    pending.append(bucket)
-                bucket, cap = 0.0, float(BUCKET_BYTES)
-    if bucket:
-        if overlap:
-            launch(bucket, clock)
-        else:
-            pending.append(bucket)
+        if i in launches:
+            if overlap:
+                launch(launches[i], clock)
+            else:
+                pending.append(launches[i])
     for size in pending:
         launch(size, clock)
     backward_end = clock

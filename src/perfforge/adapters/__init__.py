@@ -1,0 +1,1 @@
+"""Adapters that drive external tools (ASTRA-sim, ...) from perfforge's own descriptions."""
