@@ -89,7 +89,7 @@ def _predict_model(task: Task) -> Row:
             return row
         scenario = make_scenario(model=workload.name, hardware=row.hardware, mode=row.mode, dtype=workload.dtype,
                                  batch=workload.batch, seq=workload.seq, optimizer=p.get("optimizer", "adamw"),
-                                 engine=row.engine, gpus=gpus, node=p.get("node"))
+                                 engine=row.engine, gpus=gpus, node=p.get("node"), **p.get("parallel", {}))
         engine = ENGINES.get(row.engine)()
         ok, why = engine.supports(workload, System(device=get_device(row.hardware), num_devices=gpus), scenario)
         if not ok:
@@ -152,7 +152,7 @@ def plan(suite: Suite, root: Path) -> list[Task]:
                                   extra={"published_value": rec.value, "unit": rec.unit, "citation": rec.source,
                                          "gpus": rec.gpus})
                         tasks.append(Task(row, {"optimizer": "sgd_momentum" if rec.model == "resnet50" else "adamw",
-                                                "gpus": rec.gpus, "node": rec.node}))
+                                                "gpus": rec.gpus, "node": rec.node, "parallel": rec.parallel}))
             continue
         if isinstance(src, AstraSimReferenceSource):
             tasks += _astrasim_tasks(root / src.astra_sim_reference, src.astra_sim_reference)

@@ -23,6 +23,7 @@ class PublishedRecord(BaseModel):
     seq: int | None = None
     gpus: int = Field(1, gt=0)
     node: str | None = None
+    parallel: dict[str, Any] = Field(default_factory=dict, description="tp, pp, microbatches, schedule, recompute...")
     metric: Literal["throughput_samples_per_s", "step_time_s"]
     value: float = Field(gt=0)
     unit: str

@@ -94,10 +94,14 @@ def markdown(result: dict[str, Any], summary: list[dict[str, Any]]) -> str:
         for r in pub:
             meas = r["extra"]["published_value"]
             gpus = r["extra"].get("gpus", 1)
-            pred = gpus * r["batch"] / r["predicted_s"] if r["predicted_s"] else None
+            digits = 3 if r["extra"]["unit"] == "s" else 0
+            if r["extra"]["unit"] == "s":  # a published step time: show times, not throughputs
+                pred = r["predicted_s"]
+            else:
+                pred = gpus * r["batch"] / r["predicted_s"] if r["predicted_s"] else None
             lines.append(f"| {r['case_id']} | {r['subject']} | {r['hardware']} | {gpus} | {r['mode']} | {r['dtype']} | "
-                         f"{r['batch']} | {r['engine']} | {r['variant']} | {meas:,.0f} {r['extra']['unit']} | "
-                         f"{'-' if pred is None else f'{pred:,.0f}'} | {_pct(_error(r))} |")
+                         f"{r['batch']} | {r['engine']} | {r['variant']} | {meas:,.{digits}f} {r['extra']['unit']} | "
+                         f"{'-' if pred is None else format(pred, f',.{digits}f')} | {_pct(_error(r))} |")
         lines += ["", "Sources:", ""]
         for r in {r["case_id"]: r for r in pub}.values():
             lines.append(f"- `{r['case_id']}`: {r['extra']['citation']}")
