@@ -42,26 +42,38 @@ def _p2p(size: float, dim: Dimension, eff: float) -> float:
     return dim.latency_s + size / (dim.bytes_per_s * eff)
 
 
-@ALGORITHMS.register("ring")
-def ring(collective: str, size: float, dim: Dimension, eff: float) -> float:
-    _check(collective, size)
-    n, bw = dim.npus, dim.bytes_per_s * eff
-    if n == 1 or size == 0:
-        return 0.0
-    if collective == "p2p":
-        return _p2p(size, dim, eff)
+def _algorithm(name: str) -> Callable[[Callable[[str, float, Dimension, float], float]], AlgorithmFn]:
+    """Register an algorithm; the wrapper validates input and handles the cases every algorithm shares
+    (a one-member dimension or an empty buffer costs nothing; point-to-point is one latency plus bytes/bw).
+    The body receives the effective bandwidth ``bw`` (link bandwidth x efficiency)."""
+
+    def wrap(body: Callable[[str, float, Dimension, float], float]) -> AlgorithmFn:
+        def algorithm(collective: str, size: float, dim: Dimension, eff: float) -> float:
+            _check(collective, size)
+            if dim.npus == 1 or size == 0:
+                return 0.0
+            if collective == "p2p":
+                return _p2p(size, dim, eff)
+            return body(collective, size, dim, dim.bytes_per_s * eff)
+
+        algorithm.__name__ = algorithm.__qualname__ = body.__name__
+        algorithm.__doc__ = body.__doc__
+        ALGORITHMS.add(name, algorithm)
+        return algorithm
+
+    return wrap
+
+
+@_algorithm("ring")
+def ring(collective: str, size: float, dim: Dimension, bw: float) -> float:
+    n = dim.npus
     steps = 2 * (n - 1) if collective == "all_reduce" else n - 1
     return steps * (dim.latency_s + size / n / bw)
 
 
-@ALGORITHMS.register("direct")
-def direct(collective: str, size: float, dim: Dimension, eff: float) -> float:
-    _check(collective, size)
-    n, bw = dim.npus, dim.bytes_per_s * eff
-    if n == 1 or size == 0:
-        return 0.0
-    if collective == "p2p":
-        return _p2p(size, dim, eff)
+@_algorithm("direct")
+def direct(collective: str, size: float, dim: Dimension, bw: float) -> float:
+    n = dim.npus
     phases = 2 if collective == "all_reduce" else 1
     if dim.kind == "fully_connected":
         # n-1 dedicated links carry the n-1 pieces at once: one piece's time per phase
@@ -69,33 +81,23 @@ def direct(collective: str, size: float, dim: Dimension, eff: float) -> float:
     return phases * (dim.latency_s + (n - 1) / n * size / bw)
 
 
-@ALGORITHMS.register("halving_doubling")
-def halving_doubling(collective: str, size: float, dim: Dimension, eff: float) -> float:
-    _check(collective, size)
-    n, bw = dim.npus, dim.bytes_per_s * eff
-    if n == 1 or size == 0:
-        return 0.0
-    if collective == "p2p":
-        return _p2p(size, dim, eff)
+@_algorithm("halving_doubling")
+def halving_doubling(collective: str, size: float, dim: Dimension, bw: float) -> float:
+    n = dim.npus
     if n & (n - 1):
         raise ConfigError(f"halving_doubling needs a power-of-two dimension, got {n} NPUs")
-    if collective == "all_to_all":
-        return ring(collective, size, dim, eff)  # no halving form: falls back to the ring schedule
-    log_n = int(math.log2(n))
+    if collective == "all_to_all":  # no halving form: the ring schedule
+        return (n - 1) * (dim.latency_s + size / n / bw)
     phases = 2 if collective == "all_reduce" else 1
-    return phases * (log_n * dim.latency_s + (n - 1) / n * size / bw)
+    return phases * (int(math.log2(n)) * dim.latency_s + (n - 1) / n * size / bw)
 
 
-@ALGORITHMS.register("double_binary_tree")
-def double_binary_tree(collective: str, size: float, dim: Dimension, eff: float) -> float:
-    _check(collective, size)
-    n, bw = dim.npus, dim.bytes_per_s * eff
-    if n == 1 or size == 0:
-        return 0.0
-    if collective != "all_reduce":
-        return ring(collective, size, dim, eff)  # NCCL runs trees for all-reduce only
-    depth = math.ceil(math.log2(n))
-    return 2 * depth * dim.latency_s + size / bw
+@_algorithm("double_binary_tree")
+def double_binary_tree(collective: str, size: float, dim: Dimension, bw: float) -> float:
+    n = dim.npus
+    if collective != "all_reduce":  # NCCL runs trees for all-reduce only: the ring schedule otherwise
+        return (n - 1) * (dim.latency_s + size / n / bw)
+    return 2 * math.ceil(math.log2(n)) * dim.latency_s + size / bw
 
 
 def collective_time(collective: str, size: float, topology: Topology, *, algorithms: dict[str, str] | None = None,
