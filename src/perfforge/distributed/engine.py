@@ -19,10 +19,12 @@ FP32_BYTES = 4
 
 @ENGINES.register("distributed")
 class DistributedEngine:
-    """Data parallelism with DDP-style gradient buckets over a node x network topology.
+    """Multi-GPU training over a node x network topology.
 
-    Gradients are reduced in fp32 (PyTorch AMP keeps fp32 parameters, so DDP all-reduces fp32 gradients).
-    Tensor, pipeline and ZeRO/FSDP parallelism are not modelled yet: ``supports`` says so.
+    Pure data parallelism (any model) simulates one device's timeline with DDP-style gradient buckets;
+    gradients are reduced in fp32 (PyTorch AMP keeps fp32 parameters, so DDP all-reduces fp32 gradients).
+    Tensor/pipeline parallelism, microbatching and ZeRO (zoo decoder transformers) go through
+    ``perfforge.distributed.hybrid``.
     """
 
     name: ClassVar[str] = "distributed"
