@@ -115,7 +115,8 @@ class DistributedEngine:
             dtype=workload.dtype.value, batch=workload.batch, seq=workload.seq, step_time_s=step.step_time_s,
             samples_per_step=samples, tokens_per_step=samples * workload.seq, params=workload.params,
             flops_per_step=step.model_flops, model_flops_per_step=step.model_flops,
-            peak_flop_per_s=system.device.peak_flop_per_s(DType(workload.dtype)) * n, memory=mem, breakdown=(),
+            peak_flop_per_s=system.device.peak_flop_per_s(DType(workload.dtype)) * n, memory=mem,
+            breakdown=step.records,
             provenance={"engine": self.name, "mode": "tensor x pipeline x data parallel", "node": node.id,
                         "calibration": cal.source}, extra=extra,
         )

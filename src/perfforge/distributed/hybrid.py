@@ -6,9 +6,11 @@ One training step of one GPU, composed from per-op analytical times of a tensor-
   ``tp`` GPUs of a node; two all-reduces of the layer's activations in the forward and two in the backward
   (with sequence parallelism, Korthikanti et al. 2022, each becomes a reduce-scatter plus an all-gather of
   the same bytes, and norms/dropout run on 1/tp of the tokens). TP collectives sit on the critical path.
-- **Pipeline parallelism** (Narayanan et al. 2021): layers split over ``pp`` stages, ``m`` microbatches;
-  1F1B and GPipe take (m + pp - 1) microbatch slots, interleaved 1F1B with ``v`` chunks per stage
-  m + (pp - 1)/v slots. Activations cross stage boundaries point to point.
+- **Pipeline parallelism** (Narayanan et al. 2021): layers split over ``pp`` stages, ``m`` microbatches.
+  GPipe and 1F1B are simulated stage by stage (``perfforge.distributed.pipeline``), the first stage also
+  running the embedding and the last the LM head and loss; interleaved 1F1B with ``v`` chunks per stage uses
+  the paper's closed form, m + (pp - 1)/v slots of the slowest stage (conservative: it does not simulate
+  unequal stages). Activations cross stage boundaries point to point.
 - **Data parallelism** over ``dp`` replicas: fp32 gradients all-reduced (ZeRO-2/3: reduce-scattered, then
   parameters all-gathered), overlapped with the last microbatch's backward when ``overlap``.
 - **ZeRO** (Rajbhandari et al. 2020): stage 1 shards optimizer state, 2 also gradients, 3 also parameters
@@ -24,6 +26,7 @@ from dataclasses import dataclass, replace
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError, InfeasibleError
 from perfforge.distributed.collectives import collective_time
+from perfforge.distributed.pipeline import simulate_pipeline
 from perfforge.distributed.topology import Dimension, Topology
 from perfforge.engines.analytical.calibration import Calibration
 from perfforge.engines.analytical.roofline import op_time
@@ -94,6 +97,7 @@ class HybridStep:
     memory: dict[str, float]
     model_flops: float
     detail: dict[str, float]
+    records: tuple = ()
 
 
 def _times(ops: list[Op], device: DeviceSpec, cal: Calibration, dtype: DType) -> tuple[float, float]:
@@ -173,8 +177,23 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
     t_b = layers_per_stage * (lb + tp_b) + eb + p2p
     m, p, v = par.microbatches, par.pp, par.virtual_stages
     slots = m + (p - 1) / v if par.schedule == "interleaved" else m + p - 1
-    pipeline = slots * (t_f + t_b)
-    bubble = pipeline - m * (t_f + t_b)
+    records: tuple = ()
+    if par.schedule == "interleaved" or p == 1:
+        # interleaved 1F1B: the closed form of Narayanan et al. 2021 (bubble (p-1)/v slots)
+        pipeline = slots * (t_f + t_b)
+        bubble = pipeline - m * (t_f + t_b)
+    else:
+        # stage by stage: the first stage carries the embedding, the last the LM head and loss
+        body_f = layers_per_stage * (lf + tp_f) + p2p
+        body_b = layers_per_stage * (lb + tp_b) + p2p
+        fs = [body_f] * p
+        bs = [body_b] * p
+        fs[0] += emb_f
+        bs[0] += emb_b
+        fs[-1] += head_f
+        bs[-1] += head_b
+        run = simulate_pipeline(fs, bs, m, par.schedule)
+        pipeline, bubble, records = run.makespan_s, run.bubble_s, run.records
     # data-parallel gradient sync of this GPU's parameters
     params_gpu = layer_params * layers_per_stage + edge_params
     grad_bytes = params_gpu * FP32_BYTES
@@ -217,4 +236,5 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
         model_flops=model_flops,
         detail={"microbatch_size": mbs, "layer_fwd_s": lf, "layer_bwd_s": lb, "tp_allreduce_s": tp_ar,
                 "zero3_allgather_s": z3_ag, "params_per_gpu": params_gpu, "pipeline_slots": slots},
+        records=records,
     )
