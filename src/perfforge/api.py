@@ -90,7 +90,7 @@ def train(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, gpus: int 
           collective_algorithm: str = "ring", overlap: bool = True, recompute: bool = False,
           calibration: str | None = None, execution: str = "eager", tp: int = 1, pp: int = 1, zero: int = 0,
           microbatches: int = 1, schedule: str = "1f1b", virtual_stages: int = 1,
-          sequence_parallel: bool = False) -> Result:
+          sequence_parallel: bool = False, comm_streams: int = 1, shared_links: bool = True) -> Result:
     """Predict one training step on ``gpus`` devices: ``batch`` samples per data-parallel replica per step,
     with ``tp`` x ``pp`` GPUs per replica (``gpus = tp * pp * dp``) and an optional ZeRO stage."""
     if isinstance(model, Workload):
@@ -100,5 +100,6 @@ def train(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, gpus: int 
                              node=node, collective_algorithm=collective_algorithm, overlap=overlap,
                              recompute=recompute, calibration=calibration, execution=execution, engine="distributed",
                              tp=tp, pp=pp, zero=zero, microbatches=microbatches, schedule=schedule,
-                             virtual_stages=virtual_stages, sequence_parallel=sequence_parallel)
+                             virtual_stages=virtual_stages, sequence_parallel=sequence_parallel,
+                             comm_streams=comm_streams, shared_links=shared_links)
     return run_scenario(scenario, model if isinstance(model, Workload) else None)

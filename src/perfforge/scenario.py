@@ -45,6 +45,8 @@ class Scenario(BaseModel):
     schedule: Literal["1f1b", "gpipe", "interleaved"] = "1f1b"
     virtual_stages: int = Field(1, gt=0, description="model chunks per stage for the interleaved schedule")
     sequence_parallel: bool = False
+    comm_streams: int = Field(1, gt=0, description="collectives that may run at once (data parallel buckets)")
+    shared_links: bool = Field(True, description="concurrent collectives share link bandwidth (else congestion-unaware)")
 
     @field_validator("dtype", mode="before")
     @classmethod

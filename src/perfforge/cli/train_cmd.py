@@ -31,6 +31,9 @@ def train(
     schedule: Optional[str] = typer.Option(None, "--schedule", help="1f1b | gpipe | interleaved"),
     virtual_stages: Optional[int] = typer.Option(None, "--virtual-stages", help="chunks per stage (interleaved)"),
     sequence_parallel: bool = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism"),
+    comm_streams: Optional[int] = typer.Option(None, "--comm-streams", help="collectives allowed to run at once"),
+    independent_links: bool = typer.Option(False, "--independent-links",
+                                           help="concurrent collectives do not share bandwidth (congestion-unaware)"),
     recompute: Optional[bool] = typer.Option(None, "--recompute/--no-recompute"),
     calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
@@ -47,6 +50,10 @@ def train(
              "virtual_stages": virtual_stages}
     if sequence_parallel:
         given["sequence_parallel"] = True
+    if comm_streams is not None:
+        given["comm_streams"] = comm_streams
+    if independent_links:
+        given["shared_links"] = False
     given = {k: v for k, v in given.items() if v is not None}
     if no_overlap:
         given["overlap"] = False

@@ -62,8 +62,47 @@ def bucket_plan(records: list[OpRecord], producers: dict[str, int], grad_bytes: 
     return plan
 
 
+def schedule_collectives(jobs: list[tuple[float, float]], *, streams: int = 1,
+                         shared_links: bool = True) -> list[tuple[float, float]]:
+    """(start, end) of collectives given as (ready time, stand-alone duration), in launch order.
+
+    At most ``streams`` run at once (NCCL communicators/streams); the rest queue in order. With
+    ``shared_links`` concurrent collectives share the same links fairly, so each progresses at 1/k of its
+    stand-alone speed while k run (a fluid processor-sharing model); without it they do not slow each other
+    (a congestion-unaware network, as ASTRA-sim's analytical backend).
+    """
+    if streams < 1:
+        raise ValueError("streams must be >= 1")
+    n = len(jobs)
+    start: list[float | None] = [None] * n
+    end: list[float | None] = [None] * n
+    remaining = [d for _, d in jobs]
+    active: list[int] = []
+    nxt, clock = 0, 0.0
+    while nxt < n or active:
+        while nxt < n and len(active) < streams and jobs[nxt][0] <= clock:
+            start[nxt] = clock
+            active.append(nxt)
+            nxt += 1
+        if not active:
+            clock = jobs[nxt][0]
+            continue
+        rate = 1.0 / len(active) if shared_links else 1.0
+        finish_in = min(remaining[i] for i in active) / rate
+        arrival_in = (jobs[nxt][0] - clock) if (nxt < n and len(active) < streams) else float("inf")
+        step = min(finish_in, arrival_in)
+        for i in active:
+            remaining[i] -= step * rate
+        clock += step
+        for i in [i for i in active if remaining[i] <= 1e-15]:
+            end[i] = clock
+            active.remove(i)
+    return [(s, e) for s, e in zip(start, end)]  # type: ignore[misc]
+
+
 def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad_bytes: int, topology: Topology,
-                     algorithms: dict[str, str] | None, efficiency: float, overlap: bool = True) -> DPTimeline:
+                     algorithms: dict[str, str] | None, efficiency: float, overlap: bool = True, streams: int = 1,
+                     shared_links: bool = True) -> DPTimeline:
     """Place bucket all-reduces against a single-device compute timeline (``records`` in issue order)."""
     compute: list[OpRecord] = []
     comm: list[OpRecord] = []
@@ -74,14 +113,11 @@ def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad
     launches = dict(bucket_plan(body, producers, grad_bytes))
     pending: list[float] = []  # buckets that wait for the end of backward (no overlap)
 
+    jobs: list[tuple[float, float, float]] = []  # (ready, stand-alone duration, bytes)
+
     def launch(size: float, ready: float) -> None:
-        nonlocal comm_free, nbuckets
         t = collective_time("all_reduce", size, topology, algorithms=algorithms, efficiency=efficiency)
-        start = max(ready, comm_free)
-        comm.append(OpRecord(f"allreduce.bucket{nbuckets}", "all_reduce", "comm", "communication", t, 0.0, size,
-                             "network", start_s=start, stream="comm"))
-        comm_free = start + t
-        nbuckets += 1
+        jobs.append((ready, t, size))
 
     for i, rec in enumerate(body):
         compute.append(OpRecord(rec.name, rec.kind, rec.layer, rec.phase, rec.time_s, rec.flops, rec.bytes,
@@ -94,6 +130,12 @@ def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad
                 pending.append(launches[i])
     for size in pending:
         launch(size, clock)
+    placed = schedule_collectives([(r, d) for r, d, _ in jobs], streams=streams, shared_links=shared_links)
+    for k, ((_, _, size), (begin, finish)) in enumerate(zip(jobs, placed)):
+        comm.append(OpRecord(f"allreduce.bucket{k}", "all_reduce", "comm", "communication", finish - begin, 0.0,
+                             size, "network", start_s=begin, stream="comm" if streams == 1 else f"comm{k % streams}"))
+        comm_free = max(comm_free, finish)
+    nbuckets = len(jobs)
     backward_end = clock
     start_opt = max(backward_end, comm_free)
     for rec in optimizer:

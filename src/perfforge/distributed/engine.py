@@ -49,7 +49,8 @@ class DistributedEngine:
         timeline = simulate_dp_step(
             records, gradient_producers(workload), grad_bytes=FP32_BYTES, topology=topology,
             algorithms={d.name: scenario.collective_algorithm for d in topology.dims},
-            efficiency=cal.collective_efficiency, overlap=scenario.overlap)
+            efficiency=cal.collective_efficiency, overlap=scenario.overlap, streams=scenario.comm_streams,
+            shared_links=scenario.shared_links)
         step = max(timeline.step_time_s, one.host_time_s)
         n = scenario.gpus
         mem = one.memory

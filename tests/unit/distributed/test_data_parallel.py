@@ -70,3 +70,20 @@ def test_bad_inputs():
     p = subprocess.run([sys.executable, "-m", "perfforge.cli.main", "train", "--model", "resnet50", "--hardware",
                         "a100-sxm4-80gb", "--gpus", "8", "--pp", "4"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "need a zoo decoder transformer" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_concurrent_collectives_share_links():
+    from perfforge.distributed.data_parallel import schedule_collectives
+
+    # two 1 s collectives ready together: one stream serialises them; two streams on shared links finish both
+    # at 2 s (each at half speed); on independent links both finish at 1 s
+    assert schedule_collectives([(0, 1), (0, 1)], streams=1) == [(0, 1), (1, 2)]
+    assert schedule_collectives([(0, 1), (0, 1)], streams=2, shared_links=True) == [(0, 2), (0, 2)]
+    assert schedule_collectives([(0, 1), (0, 1)], streams=2, shared_links=False) == [(0, 1), (0, 1)]
+    # a later arrival slows the running one only while both run: 0..0.5 alone, then shared
+    (s0, e0), (s1, e1) = schedule_collectives([(0, 1), (0.5, 1)], streams=2)
+    assert (s0, s1) == (0, 0.5) and e0 == pytest.approx(1.5) and e1 == pytest.approx(2.0)
+    kw = dict(gpus=64, batch=32)
+    shared = perfforge.train("bert-large", "h100-sxm5-80gb", seq=128, comm_streams=4, **kw)
+    free = perfforge.train("bert-large", "h100-sxm5-80gb", seq=128, comm_streams=4, shared_links=False, **kw)
+    assert free.step_time_s <= shared.step_time_s
