@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,20 @@ def read_yaml(path: str | Path, what: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read {what} ({exc})") from None
     return load_yaml_text(text, str(p))
+
+
+def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
+    """Parse a JSON file that must hold one object; errors name the file, line and problem."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {p}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{p}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a JSON object")
+    return data
 
 
 def first_error(exc: ValidationError, where: str) -> str:

@@ -8,13 +8,12 @@ Units as ASTRA-sim reads them: network bandwidth in GB/s with 1 GB = 2^30 bytes,
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from perfforge.core.errors import ConfigError
-from perfforge.core.files import read_yaml
+from perfforge.core.files import read_json_object, read_yaml
 
 COMM_TYPES = ("NONE", "ALLREDUCE", "ALLGATHER", "REDUCESCATTER", "ALLTOALL")
 GIB = 2**30
@@ -134,12 +133,7 @@ class SystemConfig:
 
 def read_system(path: str | Path) -> SystemConfig:
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"system file not found: {p}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{p}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+    data = read_json_object(p, "system file")
     unknown = set(data) - SYSTEM_KEYS
     if unknown:
         raise ConfigError(f"{p}: unknown key(s) {sorted(unknown)} (allowed: {', '.join(sorted(SYSTEM_KEYS))})")

@@ -6,11 +6,11 @@ architecture's ``configuration_*.py`` in huggingface/transformers.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 from perfforge.core.errors import ConfigError
+from perfforge.core.files import read_json_object
 from perfforge.workload.models.transformer import TransformerConfig
 
 
@@ -72,13 +72,6 @@ def load_hf_config(path: str | Path) -> TransformerConfig:
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"HF config not found: {p}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{p}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a JSON object")
+    data = read_json_object(p, "HF config")
     name = data.get("_name_or_path") or p.parent.name or "hf-model"
     return config_from_dict(data, name=str(name).split("/")[-1], path=str(p))
