@@ -101,3 +101,11 @@ def test_csv_not_half_written_on_error(tmp_path):
     out.write_text("previous content\n")
     p = run_cli("predict", "--model", "nope", "--hardware", "a100-sxm4-80gb", "--csv", str(out))
     assert p.returncode == 2 and out.read_text() == "previous content\n"
+
+
+def test_scenario_that_no_engine_supports_is_one_line(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("model: resnet50\nhardware: a100-sxm4-80gb\nmode: train\ngpus: 8\nengine: analytical\n")
+    p = run_cli("run", str(f))
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "distributed engine" in p.stderr and len(p.stderr.strip().splitlines()) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from perfforge.core.dtypes import DType
+from perfforge.core.errors import ConfigError
 from perfforge.distributed.data_parallel import gradient_producers, simulate_dp_step
 from perfforge.distributed.topology import cluster_topology, default_node
 from perfforge.engines.analytical.engine import AnalyticalEngine
@@ -37,7 +38,7 @@ class DistributedEngine:
     def run(self, workload: Workload, system: System, scenario: Scenario) -> Result:
         ok, reason = self.supports(workload, system, scenario)
         if not ok:
-            raise ValueError(reason)
+            raise ConfigError(reason)
         if scenario.tp > 1 or scenario.pp > 1 or scenario.zero > 0 or scenario.microbatches > 1:
             return self._run_hybrid(workload, system, scenario)
         single = AnalyticalEngine()

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from perfforge import __version__
 from perfforge.core.dtypes import DType
-from perfforge.core.errors import UnmodelledOpError
+from perfforge.core.errors import ConfigError, UnmodelledOpError
 from perfforge.engines.analytical.calibration import Calibration, load_calibration
 from perfforge.engines.analytical.memory import footprint
 from perfforge.engines.analytical.roofline import op_time
@@ -43,7 +43,7 @@ class AnalyticalEngine:
     def run(self, workload: Workload, system: System, scenario: Scenario) -> Result:
         ok, reason = self.supports(workload, system, scenario)
         if not ok:
-            raise ValueError(reason)
+            raise ConfigError(reason)
         device = system.device
         cal = self.calibration_for(system, scenario)
         mode = scenario.mode
