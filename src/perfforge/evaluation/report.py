@@ -225,7 +225,8 @@ def write_outputs(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     for r in rows:
         r["error"] = _error(r)
     summary = summarise(rows)
-    result = {**result, "summary": summary}
+    # wall time and worker count describe this machine's run, not the result: kept out so reruns are identical
+    result = {k: v for k, v in result.items() if k not in ("wall_s", "jobs")} | {"summary": summary}
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / name for name in ("results.json.gz", "results.csv.gz", "report.md", "report.html")}
     _write_gz(paths["results.json.gz"], json.dumps(result, separators=(",", ":"), default=str))
