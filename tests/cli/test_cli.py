@@ -109,3 +109,11 @@ def test_scenario_that_no_engine_supports_is_one_line(tmp_path):
     p = run_cli("run", str(f))
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "distributed engine" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,needle", [(["profile", "--suite", "huge"], "unknown suite 'huge'"),
+                                         (["profile", "--suite", "tiny", "--only", "kernelz"], "unknown group"),
+                                         (["profile", "--suite", "tiny", "--device", "tpu"], "--device 'tpu'")])
+def test_profile_bad_options(args, needle):
+    p = run_cli(*args)
+    assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr

@@ -21,11 +21,20 @@ def profile(
     repeats: Optional[int] = typer.Option(None, help="timed repeats per case"),
 ) -> None:
     """Measure operators and whole models; write ground-truth records (JSONL) under --out."""
+    from perfforge.profiling.kernels import SUITES
+    from perfforge.profiling.runner import GROUPS, run_profile
+
+    if suite not in SUITES:
+        raise ConfigError(f"unknown suite '{suite}' (allowed: {', '.join(SUITES)})")
+    groups = only.split(",") if only else None
+    bad = sorted(set(groups or []) - set(GROUPS))
+    if bad:
+        raise ConfigError(f"--only: unknown group(s) {bad} (allowed: {', '.join(GROUPS)})")
+    if device not in (None, "cuda", "cpu"):
+        raise ConfigError(f"--device '{device}' (allowed: cuda, cpu)")
     try:
         import torch  # noqa: F401
     except ImportError:
         raise ConfigError("perfforge profile needs PyTorch: pip install 'perfforge[torch]'") from None
-    from perfforge.profiling.runner import run_profile
 
-    run_profile(suite, out, device=device, max_seconds=max_seconds,
-                only=only.split(",") if only else None, repeats=repeats)
+    run_profile(suite, out, device=device, max_seconds=max_seconds, only=groups, repeats=repeats)
