@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from perfforge.core.errors import ConfigError
 from perfforge.engines.analytical.calibration import Calibration
 from perfforge.engines.analytical.roofline import op_time
 from perfforge.evaluation.measured import KernelCase
@@ -54,10 +55,10 @@ def mean_abs_log_error(cases: list[KernelCase], device: DeviceSpec, cal: Calibra
 def fit_kernels(cases: list[KernelCase], device: DeviceSpec, start: Calibration,
                 params: tuple[str, ...] = tuple(FITTABLE)) -> FitReport:
     if not cases:
-        raise ValueError("no kernel cases to fit")
+        raise ConfigError("no kernel measurements to fit (the file has no kernel records perfforge can map)")
     unknown = set(params) - set(FITTABLE)
     if unknown:
-        raise ValueError(f"cannot fit {sorted(unknown)} (fittable: {', '.join(FITTABLE)})")
+        raise ConfigError(f"cannot fit {sorted(unknown)} (fittable: {', '.join(FITTABLE)})")
     values: dict[str, Any] = start.model_dump()
     best = before = mean_abs_log_error(cases, device, start)
     for mult in _SCHEDULE:
@@ -82,7 +83,7 @@ def fit_kernels(cases: list[KernelCase], device: DeviceSpec, start: Calibration,
 def fit_host_overhead(host_bound: list[tuple[float, int]]) -> float:
     """Median of measured step time / ops issued, over (measured_s, ops) pairs of host-bound runs."""
     if not host_bound:
-        raise ValueError("no host-bound runs to fit the host overhead")
+        raise ConfigError("no host-bound model runs to fit the host overhead")
     return statistics.median(t / n for t, n in host_bound)
 
 
@@ -109,7 +110,7 @@ def calibrate(measurements: str, architecture: str | None = None) -> tuple[dict[
 
     records = read_measurements(measurements)
     if not records:
-        raise ValueError(f"{measurements}: no successful measurements")
+        raise ConfigError(f"{measurements}: no successful measurements")
     device = get_device(device_id(records[0]))
     arch = architecture or device.architecture
     cases, unmapped = kernel_cases(records)
