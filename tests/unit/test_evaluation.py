@@ -144,3 +144,17 @@ def test_ray_executor_gives_same_rows(tmp_path):
     local = run_suite(suite, tmp_path, jobs=1)["rows"]
     remote = run_suite(suite, tmp_path, jobs=2, executor="ray")["rows"]
     assert [(r["case_id"], r["predicted_s"]) for r in local] == [(r["case_id"], r["predicted_s"]) for r in remote]
+
+
+def test_vidur_collective_profiles_load():
+    from pathlib import Path
+
+    from perfforge.evaluation.vidur import read_collectives
+
+    recs = read_collectives(Path(__file__).parents[2] / "data/ground_truth/vidur")
+    assert recs and {r["op"] for r in recs} == {"all_reduce", "send_recv"}
+    assert all(r["latency_s"] > 0 and r["params"]["size_bytes"] > 0 and r["params"]["workers"] >= 1 for r in recs)
+    # bigger messages between the same workers never arrive faster than the smallest ones
+    ar = sorted((r for r in recs if r["op"] == "all_reduce" and r["device"]["name"] == "a100_pairwise_nvlink"
+                 and r["params"]["workers"] == 2), key=lambda r: r["params"]["size_bytes"])
+    assert ar[-1]["latency_s"] > ar[0]["latency_s"]

@@ -5,32 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from perfforge.core.files import write_atomic  # noqa: F401  (re-exported for the CLI commands)
 from perfforge.core.units import fmt_bytes, fmt_count, fmt_time
 from perfforge.result import Result
 
 BREAKDOWN_FIELDS = ["name", "kind", "layer", "phase", "time_s", "flops", "bytes", "bound", "start_s"]
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename: a crash never leaves a half-written file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def breakdown_csv(result: Result) -> str:

@@ -107,29 +107,21 @@ def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad
     compute: list[OpRecord] = []
     comm: list[OpRecord] = []
     clock = comm_free = 0.0
-    nbuckets = 0
     optimizer = [r for r in records if r.phase == "optimizer"]
     body = [r for r in records if r.phase != "optimizer"]
     launches = dict(bucket_plan(body, producers, grad_bytes))
-    pending: list[float] = []  # buckets that wait for the end of backward (no overlap)
-
-    jobs: list[tuple[float, float, float]] = []  # (ready, stand-alone duration, bytes)
-
-    def launch(size: float, ready: float) -> None:
-        t = collective_time("all_reduce", size, topology, algorithms=algorithms, efficiency=efficiency)
-        jobs.append((ready, t, size))
-
+    ready: list[float] = []  # when each bucket's last gradient exists
     for i, rec in enumerate(body):
         compute.append(OpRecord(rec.name, rec.kind, rec.layer, rec.phase, rec.time_s, rec.flops, rec.bytes,
                                 rec.bound, start_s=clock))
         clock += rec.time_s
         if i in launches:
-            if overlap:
-                launch(launches[i], clock)
-            else:
-                pending.append(launches[i])
-    for size in pending:
-        launch(size, clock)
+            ready.append(clock)
+    if not overlap:  # every bucket waits for the end of backward
+        ready = [clock] * len(ready)
+    sizes = [launches[i] for i in sorted(launches)]
+    jobs = [(r, collective_time("all_reduce", size, topology, algorithms=algorithms, efficiency=efficiency), size)
+            for r, size in zip(ready, sizes)]
     placed = schedule_collectives([(r, d) for r, d, _ in jobs], streams=streams, shared_links=shared_links)
     for k, ((_, _, size), (begin, finish)) in enumerate(zip(jobs, placed)):
         comm.append(OpRecord(f"allreduce.bucket{k}", "all_reduce", "comm", "communication", finish - begin, 0.0,

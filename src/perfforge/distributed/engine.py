@@ -80,7 +80,8 @@ class DistributedEngine:
     def _run_hybrid(self, workload: Workload, system: System, scenario: Scenario) -> Result:
         from perfforge.core.errors import ConfigError
         from perfforge.distributed.hybrid import ParallelConfig, simulate_hybrid
-        from perfforge.system.catalog import get_network, get_node
+        from perfforge.distributed.topology import network_link
+        from perfforge.system.catalog import get_node
         from perfforge.workload.zoo import MODELS
 
         entry = MODELS.get(workload.name) if workload.name in MODELS else None
@@ -94,9 +95,7 @@ class DistributedEngine:
                              virtual_stages=scenario.virtual_stages, sequence_parallel=scenario.sequence_parallel,
                              recompute=scenario.recompute, overlap=scenario.overlap)
         node = get_node(scenario.node or default_node(system.device.id))
-        net = get_network(node.network) if node.network else None
-        net_bw = net.link_bytes_per_s * node.nics_per_node / node.devices_per_node if net else node.fabric_bytes_per_s
-        net_lat = net.latency_s if net else node.fabric_latency_s
+        net_bw, net_lat = network_link(node)
         cal = AnalyticalEngine().calibration_for(system, scenario)
         step = simulate_hybrid(entry.config, device=system.device, node=node, net_bw=net_bw, net_lat=net_lat, cal=cal,
                                par=par, batch=workload.batch, seq=workload.seq, dtype=workload.dtype,

@@ -226,8 +226,8 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
     else:
         activations = in_flight * layers_per_stage * per_layer_act
     activations += sum(op.saved_bytes for op in edge)
-    full = build_transformer(cfg, batch=batch * par.dp, seq=seq, dtype=dtype)
-    model_flops = full.forward_flops + full.backward_flops
+    one = build_transformer(cfg, batch=1, seq=seq, dtype=dtype)  # FLOPs grow linearly with sequences
+    model_flops = (one.forward_flops + one.backward_flops) * batch * par.dp
     compute = m * layers_per_stage * (lf + lb) + m * (ef + eb)
     return HybridStep(
         step_time_s=step, compute_s=compute, tp_comm_s=m * layers_per_stage * (tp_f + tp_b), pp_comm_s=2 * m * p2p,

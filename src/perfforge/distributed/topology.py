@@ -55,6 +55,15 @@ def _fabric_kind(node: NodeSpec) -> DimKind:
     return "switch" if node.fabric_kind in ("nvswitch",) else "ring"
 
 
+def network_link(node: NodeSpec) -> tuple[float, float]:
+    """(bytes/s per direction, latency) one GPU of ``node`` gets on the inter-node network: its share of the
+    node's NICs (rail design); a node without a network uses its own fabric."""
+    if not node.network or not node.nics_per_node:
+        return node.fabric_bytes_per_s, node.fabric_latency_s
+    net = get_network(node.network)
+    return net.link_bytes_per_s * node.nics_per_node / node.devices_per_node, net.latency_s
+
+
 def cluster_topology(node_id: str, gpus: int) -> Topology:
     """``gpus`` devices on nodes of type ``node_id``: one node dimension, plus a network dimension when the job
     spans nodes. Each GPU reaches the network through ``nics_per_node / devices_per_node`` NICs (rail design)."""
@@ -68,11 +77,10 @@ def cluster_topology(node_id: str, gpus: int) -> Topology:
         raise ConfigError(f"{gpus} GPUs do not fill whole {node.id} nodes of {per_node} GPUs")
     if not node.network or not node.nics_per_node:
         raise ConfigError(f"node {node.id} has no inter-node network in the catalog")
-    net = get_network(node.network)
-    per_gpu = net.link_bytes_per_s * node.nics_per_node / per_node
+    per_gpu, latency = network_link(node)
     return Topology((
         Dimension("node", _fabric_kind(node), per_node, node.fabric_bytes_per_s, node.fabric_latency_s),
-        Dimension("network", "switch", gpus // per_node, per_gpu, net.latency_s),
+        Dimension("network", "switch", gpus // per_node, per_gpu, latency),
     ))
 
 

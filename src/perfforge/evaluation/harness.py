@@ -21,6 +21,7 @@ from perfforge.evaluation.measured import (
     kernel_op,
     model_predict_kwargs,
     read_measurements,
+    record_dtypes,
 )
 from perfforge.evaluation.neusight import read_kernels as neusight_kernels
 from perfforge.evaluation.neusight import read_labels as neusight_labels
@@ -121,9 +122,7 @@ def _predict_kernel(task: Task) -> Row:
         return row
     device = get_device(row.hardware)
     cal = load_calibration(device.architecture)
-    from perfforge.evaluation.measured import _dtype  # storage vs compute dtype (tf32)
-
-    row.predicted_s = op_time(op, device, cal, _dtype(rec)[1]).time_s
+    row.predicted_s = op_time(op, device, cal, record_dtypes(rec)[1]).time_s
     return row
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +71,7 @@ class KernelCase:
     compute_dtype: DType
 
 
-def _dtype(rec: dict[str, Any]) -> tuple[DType, DType]:
+def record_dtypes(rec: dict[str, Any]) -> tuple[DType, DType]:
     """(storage dtype, compute dtype): tf32 records store fp32 and compute on TF32 tensor cores."""
     d = DType.parse(rec["dtype"])
     return (DType.FP32, DType.TF32) if d is DType.TF32 else (d, d)
@@ -81,7 +80,7 @@ def _dtype(rec: dict[str, Any]) -> tuple[DType, DType]:
 def kernel_op(rec: dict[str, Any]) -> Op | None:
     """The perfforge op for one kernel record, or None for kinds that are not single ops (ceilings)."""
     p, op = rec["params"], rec["op"]
-    dt, _ = _dtype(rec)
+    dt, _ = record_dtypes(rec)
     if op in ("matmul", "gemm_peak"):
         return L.linear(op, p["m"], p["k"], p["n"], dt, bias=False)
     if op == "linear":
@@ -130,7 +129,7 @@ def kernel_cases(records: list[dict[str, Any]]) -> tuple[list[KernelCase], list[
         if op is None:
             unmapped.append((rec["key"], NOT_DEVICE_OPS.get(rec["op"], f"no op mapping for '{rec['op']}'")))
             continue
-        cases.append(KernelCase(rec, op, _dtype(rec)[1]))
+        cases.append(KernelCase(rec, op, record_dtypes(rec)[1]))
     return cases, unmapped
 
 
@@ -143,7 +142,3 @@ def model_predict_kwargs(rec: dict[str, Any]) -> dict[str, Any]:
     if p["mode"] == "train":
         kw["optimizer"] = "sgd_momentum" if p.get("optimizer") == "sgd_momentum" else "adamw"
     return kw
-
-
-def model_records(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    return (r for r in records if r.get("kind") == "model")

@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from perfforge.cli.output import write_atomic
+from perfforge.core.files import write_atomic
 from perfforge.evaluation.metrics import accuracy
 
 CSV_FIELDS = ["case_id", "kind", "subject", "hardware", "mode", "dtype", "batch", "seq", "engine", "variant",
@@ -213,11 +213,8 @@ def html_page(md: str, rows: list[dict[str, Any]]) -> str:
 
 
 def _write_gz(path: Path, text: str) -> None:
-    """Compressed, deterministic (no timestamp in the gzip header), written atomically via rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-        gz.write(text.encode())
-    tmp.replace(path)
+    """Compressed and deterministic (no timestamp in the gzip header), written atomically."""
+    write_atomic(path, gzip.compress(text.encode(), mtime=0))
 
 
 def write_outputs(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:

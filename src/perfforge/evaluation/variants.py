@@ -16,12 +16,12 @@ import os
 from typing import Any
 
 from perfforge.api import resolve_workload
+from perfforge.profiling.models import BERT_SIZES, GPT2_SIZES
 from perfforge.workload.graph import Workload
 
 VARIANTS = ("zoo", "zoo-unfused", "hf-trace")
-# Architectures the profiler builds from transformers configs (perfforge.profiling.models); kept equal.
-_GPT2 = {"gpt2": (12, 768, 12), "gpt2-medium": (24, 1024, 16), "gpt2-large": (36, 1280, 20)}
-_BERT = {"bert-base": (12, 768, 12, 3072), "bert-large": (24, 1024, 16, 4096)}
+# The same architectures the profiler built and measured (stdlib-only import: no torch here)
+_GPT2, _BERT = GPT2_SIZES, BERT_SIZES
 
 
 class VariantUnavailable(RuntimeError):
