@@ -1,0 +1,28 @@
+"""A batch on a replica: which requests, how many query tokens each, and for a decode run how many
+back-to-back iterations it stands for (the simulator's fast-forward)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Batch:
+    ids: np.ndarray              # request ids
+    q: np.ndarray                # query tokens per request in this iteration
+    kv: np.ndarray               # KV tokens per request after this iteration
+    pad: int = 0                 # finished sequences still occupying slots (static batching)
+    iterations: int = 1          # > 1: a fast-forwarded run of identical decode iterations
+    durations: np.ndarray | None = None   # per-iteration seconds of a fast-forwarded run
+    scheduled_at: float = 0.0
+    stage_times: list[float] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    @property
+    def decode_only(self) -> bool:
+        return bool((self.q == 1).all())

@@ -1,0 +1,105 @@
+"""Execution time of one serving batch on one pipeline stage of a replica, from an ``OperatorTable``.
+
+A stage runs ``layers`` transformer blocks over all the batch's tokens: token-parallel ops on the total query
+tokens, prefill attention per prefilling request (its cached context and its chunk), one decode-attention
+call over all decoding requests at their mean context (the shape Vidur profiles), and two tensor-parallel
+all-reduces per block. The first stage also embeds the tokens, the last runs the LM head on one position per
+sequence, and every stage but the last sends its activations on. Vidur 0.0.26 leaves the embedding and the
+LM head out; perfforge counts them (they are a few percent of a decode step).
+
+The token-indexed ops of a stage are summed once into one curve per stage position, so a batch costs two
+interpolations plus its attention terms.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from perfforge.core.errors import ConfigError
+from perfforge.serving.optable import OperatorTable
+
+_PER_LAYER_TOKEN_OPS = ("input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj",
+                        "post_attention_layernorm", "mlp_up_proj", "mlp_act", "mlp_down_proj", "add")
+
+
+@dataclass(frozen=True)
+class StageTimer:
+    table: OperatorTable
+    layers: int            # blocks on this stage
+    tp: int
+    pp: int
+    _curves: dict[int, np.ndarray] = field(init=False, repr=False, compare=False)
+    _grid: list[float] = field(init=False, repr=False, compare=False)
+    _lists: dict[int, list[float]] = field(init=False, repr=False, compare=False)
+    _head: list[float] = field(init=False, repr=False, compare=False)
+    _rows: dict[float, np.ndarray] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        t = self.table
+        if self.pp > 1 and "send_recv" in t.absent:
+            raise ConfigError("pipeline parallelism needs send/recv times; the operator table has none")
+        if self.tp > 1 and "all_reduce" in t.absent:
+            raise ConfigError("tensor parallelism needs all-reduce times; the operator table has none")
+        grid = t.tokens
+        per_layer = sum(t.token_time(op, grid) for op in _PER_LAYER_TOKEN_OPS)
+        if self.tp > 1:
+            per_layer = per_layer + 2 * t.token_time("all_reduce", grid)
+        curves = {}
+        for stage in {0, self.pp - 1} | ({1} if self.pp > 2 else set()):
+            c = self.layers * per_layer
+            if stage == 0:
+                c = c + t.token_time("emb", grid)
+            if stage != self.pp - 1:
+                c = c + t.token_time("send_recv", grid)
+            curves[stage] = c
+        object.__setattr__(self, "_curves", curves)
+        # plain lists for scalar lookups: a bisect is ~20x cheaper than a numpy call on one element
+        object.__setattr__(self, "_grid", grid.tolist())
+        object.__setattr__(self, "_lists", {k: v.tolist() for k, v in curves.items()})
+        object.__setattr__(self, "_head", t.token_time("lm_head", grid).tolist())
+        object.__setattr__(self, "_rows", {})
+
+    def _lookup(self, ys: list[float], x: float) -> float:
+        g = self._grid
+        if x <= g[0]:
+            return ys[0]
+        i = bisect_right(g, x) - 1
+        if i >= len(g) - 1:
+            i = len(g) - 2   # linear extrapolation past the grid
+        return ys[i] + (ys[i + 1] - ys[i]) * (x - g[i]) / (g[i + 1] - g[i])
+
+    def _decode_row(self, batch: float) -> np.ndarray:
+        """Decode attention versus context at one batch size (cached; batch sizes repeat)."""
+        row = self._rows.get(batch)
+        if row is None:
+            t = self.table
+            row = t.decode_attention(np.full(len(t.decode_context), batch), t.decode_context)
+            self._rows[batch] = row
+        return row
+
+    def _fixed(self, tokens: float, seqs: float, stage: int) -> float:
+        t = self._lookup(self._lists[stage if stage in (0, self.pp - 1) else 1], tokens)
+        if stage == self.pp - 1 and "lm_head" not in self.table.absent:
+            t += self._lookup(self._head, seqs)
+        return t
+
+    def batch_time(self, q: np.ndarray, kv: np.ndarray, stage: int = 0) -> float:
+        """``q``: query tokens per request this iteration; ``kv``: tokens in its KV cache after it."""
+        decode = q == 1
+        n_dec = int(decode.sum())
+        attn = 0.0
+        if n_dec:
+            ctx = float(kv[decode].mean())
+            attn += float(np.interp(ctx, self.table.decode_context, self._decode_row(float(n_dec))))
+        if n_dec < len(q):
+            chunk = q[~decode]
+            attn += float(self.table.prefill_attention(kv[~decode] - chunk, chunk).sum())
+        return self._fixed(float(q.sum()), float(len(q)), stage) + self.layers * attn
+
+    def decode_iterations(self, batch: int, mean_context: np.ndarray, stage: int = 0) -> np.ndarray:
+        """Times of successive decode-only iterations of ``batch`` requests, vectorised over iterations."""
+        attn = np.interp(mean_context, self.table.decode_context, self._decode_row(float(batch)))
+        return self._fixed(float(batch), float(batch), stage) + self.layers * attn

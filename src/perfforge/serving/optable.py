@@ -1,0 +1,189 @@
+"""Per-layer operator times of one replica stage, tabulated over the shapes a serving batch can take.
+
+The table has the operator breakdown Vidur profiles (``mlp.csv``, ``attention.csv``, ``all_reduce.csv``,
+``send_recv.csv``): token-indexed ops (projections, norms, activation, residual add, rotary embedding,
+tensor-parallel all-reduce, pipeline send/recv), prefill attention by (cached tokens, chunk) and decode
+attention by (batch size, mean context). Times are per layer, per device, in seconds. A table comes from
+perfforge's analytical model (``analytical_table``) or from measured profiles in Vidur's format
+(``serving.vidur_profiles``); the simulator interpolates it, linearly, vectorised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from perfforge.core.dtypes import DType
+from perfforge.core.errors import ConfigError
+from perfforge.workload.models.transformer import TransformerConfig
+
+TOKEN_OPS = ("input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "post_attention_layernorm",
+             "mlp_up_proj", "mlp_act", "mlp_down_proj", "add", "all_reduce", "send_recv", "emb", "lm_head")
+
+
+def _grid(points: list[np.ndarray]) -> np.ndarray:
+    return np.unique(np.concatenate(points)).astype(np.float64)
+
+
+# Shapes a batch takes: exact for small token counts, coarser where times are close to linear.
+TOKEN_GRID = _grid([np.arange(1, 65), np.arange(72, 1025, 8), np.arange(1088, 8193, 64),
+                    np.round(8192 * 2 ** (np.arange(1, 30) / 4))])
+CONTEXT_GRID = _grid([np.arange(0, 4097, 256), np.arange(4608, 16385, 512),
+                      np.round(16384 * 2 ** (np.arange(1, 27) / 4))])
+CHUNK_GRID = _grid([np.array([1, 2, 4, 8, 16]), np.arange(32, 1025, 32), np.arange(1088, 4097, 64),
+                    np.round(4096 * 2 ** (np.arange(1, 17) / 4))])
+BATCH_GRID = _grid([np.arange(1, 33), np.arange(40, 257, 8), np.arange(288, 1025, 32)])
+
+
+def interp1(grid: np.ndarray, values: np.ndarray, x: np.ndarray | float) -> np.ndarray:
+    """Piecewise-linear in x; linear extrapolation past the last point (times keep growing)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.interp(x, grid, values)
+    over = x > grid[-1]
+    if np.any(over):
+        slope = (values[-1] - values[-2]) / (grid[-1] - grid[-2])
+        y = np.where(over, values[-1] + slope * (x - grid[-1]), y)
+    return y
+
+
+def interp2(xg: np.ndarray, yg: np.ndarray, z: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear on a rectangular grid, clamped at the edges (``z[i, j]`` at ``xg[i], yg[j]``)."""
+    x = np.clip(np.asarray(x, dtype=np.float64), xg[0], xg[-1])
+    y = np.clip(np.asarray(y, dtype=np.float64), yg[0], yg[-1])
+    i = np.clip(np.searchsorted(xg, x, side="right") - 1, 0, len(xg) - 2)
+    j = np.clip(np.searchsorted(yg, y, side="right") - 1, 0, len(yg) - 2)
+    tx = (x - xg[i]) / (xg[i + 1] - xg[i])
+    ty = (y - yg[j]) / (yg[j + 1] - yg[j])
+    return ((1 - tx) * (1 - ty) * z[i, j] + tx * (1 - ty) * z[i + 1, j]
+            + (1 - tx) * ty * z[i, j + 1] + tx * ty * z[i + 1, j + 1])
+
+
+@dataclass(frozen=True)
+class OperatorTable:
+    """Seconds per layer per device. ``token_ops[name][k]`` is at ``tokens[k]`` tokens; missing ops cost 0
+    only when the model does not have them (``absent`` says which, so nothing is silently zero)."""
+
+    tokens: np.ndarray
+    token_ops: dict[str, np.ndarray]
+    prefill_context: np.ndarray          # tokens already cached before the chunk
+    prefill_chunk: np.ndarray
+    prefill_time: np.ndarray             # [context, chunk], one request
+    decode_batch: np.ndarray
+    decode_context: np.ndarray           # mean context per request (tokens attended)
+    decode_time: np.ndarray              # [batch, context]
+    source: str
+    absent: tuple[str, ...] = ()
+    meta: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = [op for op in TOKEN_OPS if op not in self.token_ops and op not in self.absent]
+        if missing:
+            raise ConfigError(f"operator table ({self.source}) lacks {', '.join(missing)}; "
+                              "profile them or list them as absent")
+
+    def token_time(self, op: str, tokens: np.ndarray | float) -> np.ndarray:
+        if op in self.absent:
+            return np.zeros_like(np.asarray(tokens, dtype=np.float64))
+        return interp1(self.tokens, self.token_ops[op], tokens)
+
+    def prefill_attention(self, context: np.ndarray, chunk: np.ndarray) -> np.ndarray:
+        return interp2(self.prefill_context, self.prefill_chunk, self.prefill_time, context, chunk)
+
+    def decode_attention(self, batch: np.ndarray, context: np.ndarray) -> np.ndarray:
+        return interp2(self.decode_batch, self.decode_context, self.decode_time, batch, context)
+
+
+def _ops_for(cfg: TransformerConfig, tp: int, tokens: int, dtype: DType) -> dict[str, object]:
+    """One layer's ops (one TP shard) at ``tokens`` tokens, as perfforge Ops, keyed by Vidur's names."""
+    from perfforge.workload import layers as L
+
+    h, d, nh, nkv = cfg.hidden, cfg.d_head, cfg.heads // tp, max(1, cfg.n_kv_heads // tp)
+    ffn = cfg.ffn // tp
+    up = 2 * ffn if cfg.activation == "swiglu" else ffn
+    norm = L.rms_norm if cfg.norm == "rms" else L.layer_norm
+    ops: dict[str, object] = {
+        "input_layernorm": norm("norm1", (tokens, h), dtype),
+        "attn_pre_proj": L.linear("qkv", tokens, h, (nh + 2 * nkv) * d, dtype, bias=cfg.qkv_bias),
+        "attn_post_proj": L.linear("out", tokens, nh * d, h, dtype, bias=cfg.out_bias),
+        "post_attention_layernorm": norm("norm2", (tokens, h), dtype),
+        "mlp_up_proj": L.linear("up", tokens, h, up, dtype, bias=cfg.mlp_bias),
+        "mlp_act": L.elementwise("act", (tokens, ffn), dtype, fn="swiglu" if cfg.activation == "swiglu"
+                                 else cfg.activation, n_inputs=2 if cfg.activation == "swiglu" else 1),
+        "mlp_down_proj": L.linear("down", tokens, ffn, h, dtype, bias=cfg.mlp_bias),
+        # two residual adds per block (after attention, after the MLP)
+        "add": L.elementwise("add", (2 * tokens, h), dtype, fn="add", n_inputs=2),
+        "emb": L.embedding("emb", tokens, max(1, cfg.vocab // tp), h, dtype),
+    }
+    if cfg.rotary:
+        ops["attn_rope"] = L.elementwise("rope", (tokens, (nh + nkv) * d), dtype, fn="mul", n_inputs=2)
+    return ops
+
+
+@lru_cache(maxsize=32)
+def analytical_table(model: str, hardware: str, tp: int = 1, dtype: str = "fp16", node: str | None = None,
+                     calibration: str | None = None) -> OperatorTable:
+    """The analytical engine's times for every shape in the grids (a few thousand op evaluations)."""
+    from perfforge.distributed.collectives import collective_time
+    from perfforge.distributed.topology import DEFAULT_NODE, cluster_topology
+    from perfforge.engines.analytical.calibration import load_calibration
+    from perfforge.engines.analytical.roofline import op_time
+    from perfforge.system.catalog import get_device
+    from perfforge.workload import layers as L
+    from perfforge.workload.zoo import ALIASES, MODELS
+
+    entry = MODELS.get(ALIASES.get(model, model))
+    cfg = entry.config
+    if cfg is None or entry.kind != "decoder":
+        raise ConfigError(f"serving simulates decoder LLMs; '{model}' is a {entry.kind} model")
+    if cfg.num_experts:
+        raise ConfigError(f"'{model}' is a mixture-of-experts model; serving does not model expert routing yet")
+    if cfg.heads % tp or cfg.ffn % tp:
+        raise ConfigError(f"tp={tp} must divide {model}'s heads ({cfg.heads}) and ffn ({cfg.ffn})")
+    dt = DType.parse(dtype)
+    device = get_device(hardware)
+    cal = load_calibration(device.architecture, calibration)
+    t = lambda op: op_time(op, device, cal, dt).time_s  # noqa: E731
+
+    token_ops: dict[str, list[float]] = {}
+    for n in TOKEN_GRID.astype(int):
+        ops = _ops_for(cfg, tp, int(n), dt)
+        for name, op in ops.items():
+            token_ops.setdefault(name, []).append(t(op))
+        # the LM head runs on the last position of each sequence; its rows are sequences, bounded by tokens
+        token_ops.setdefault("lm_head", []).append(
+            t(L.linear("lm_head", int(n), cfg.hidden, max(1, cfg.vocab // tp), dt, bias=False)))
+    absent: list[str] = [] if cfg.rotary else ["attn_rope"]
+    node_id = node or DEFAULT_NODE.get(hardware)
+    launch_s = 2e-5  # NCCL CPU launch overhead: Vidur 0.0.26's default nccl_cpu_launch_overhead_ms = 0.02
+    msg = TOKEN_GRID * cfg.hidden * dt.bytes
+    if node_id is None:
+        if tp > 1:
+            raise ConfigError(f"no default node for '{hardware}'; name one with --node for tp > 1")
+        absent += ["all_reduce", "send_recv"]  # a lone device: no collectives to model
+    else:
+        if tp > 1:
+            topo = cluster_topology(node_id, tp)
+            token_ops["all_reduce"] = [collective_time("all_reduce", m, topo, efficiency=cal.collective_efficiency)
+                                       + launch_s for m in msg]
+        else:
+            absent.append("all_reduce")
+        # pipeline stages hand activations to the next stage over the node fabric (one hop)
+        hop = cluster_topology(node_id, 2)
+        token_ops["send_recv"] = [collective_time("p2p", m, hop, efficiency=cal.collective_efficiency) + launch_s
+                                  for m in msg]
+
+    nh, nkv = cfg.heads // tp, max(1, cfg.n_kv_heads // tp)
+    pre = np.array([[t(L.attention("a", 1, nh, nkv, int(c), int(k + c), cfg.d_head, dt, causal=True))
+                     for c in CHUNK_GRID] for k in CONTEXT_GRID])
+    dec = np.array([[t(L.attention("a", int(b), nh, nkv, 1, max(1, int(k)), cfg.d_head, dt, causal=True))
+                     for k in CONTEXT_GRID] for b in BATCH_GRID])
+    return OperatorTable(
+        tokens=TOKEN_GRID, token_ops={k: np.asarray(v) for k, v in token_ops.items()},
+        prefill_context=CONTEXT_GRID, prefill_chunk=CHUNK_GRID, prefill_time=pre,
+        decode_batch=BATCH_GRID, decode_context=CONTEXT_GRID, decode_time=dec,
+        source=f"perfforge analytical ({cal.source}) on {hardware}, tp={tp}, {dt.value}", absent=tuple(absent),
+        meta={"model": cfg.name, "hardware": hardware, "tp": tp, "dtype": dt.value},
+    )
+

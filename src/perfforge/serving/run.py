@@ -1,0 +1,140 @@
+"""Run a ``ServeSpec``: operator table -> stage timer -> KV plan -> schedulers -> simulation -> metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from perfforge.core.dtypes import DType
+from perfforge.core.errors import ConfigError
+from perfforge.serving.batch_time import StageTimer
+from perfforge.serving.kv_cache import KVPlan, plan_kv
+from perfforge.serving.metrics import request_metrics, summarize
+from perfforge.serving.optable import OperatorTable, analytical_table
+from perfforge.serving.requests import RequestSet, generate
+from perfforge.serving.schedulers import SCHEDULERS, SchedulerLimits
+from perfforge.serving.simulator import SimulationOutput, Simulator
+from perfforge.serving.spec import ServeSpec
+
+
+@dataclass
+class ServingReport:
+    spec: ServeSpec
+    summary: dict[str, Any]
+    output: SimulationOutput = field(repr=False)
+    kv: KVPlan
+    table_source: str
+    wall_s: float
+
+    def to_json(self) -> str:
+        return json.dumps({"spec": self.spec.model_dump(mode="json"), **self.summary,
+                           "kv_capacity_tokens": self.kv.capacity_tokens, "operator_source": self.table_source,
+                           "simulation_wall_s": self.wall_s}, indent=2, default=_num)
+
+    def requests_csv(self) -> str:
+        m = request_metrics(self.output)
+        cols = ("arrival", "prefill", "decode", "replica", "ttft", "tpot", "e2e", "e2e_normalized",
+                "scheduling_delay", "restarts", "completed_at")
+        lines = ["request_id," + ",".join(c if c in ("prefill", "decode", "replica", "restarts") else f"{c}_s"
+                                          for c in cols)]
+        arrays = [getattr(m, c) for c in cols]
+        for i in range(len(m.arrival)):
+            lines.append(f"{i}," + ",".join(_fmt(a[i]) for a in arrays))
+        return "\n".join(lines) + "\n"
+
+    def chrome_trace(self, max_events: int = 200_000) -> str:
+        """Batches per replica as complete events (a fast-forwarded run is one event), plus KV use."""
+        log = self.output.log
+        ev: list[dict[str, Any]] = []
+        for i in range(min(len(log.start), max_events)):
+            ts, dur = log.start[i] * 1e6, (log.end[i] - log.start[i]) * 1e6
+            kind = "prefill" if log.prefill_tokens[i] and not log.decode_tokens[i] else \
+                "mixed" if log.prefill_tokens[i] else "decode"
+            ev.append({"name": f"{kind} x{log.size[i]}" + (f" ({log.iterations[i]} iters)" if log.iterations[i] > 1 else ""),
+                       "cat": kind, "ph": "X", "ts": ts, "dur": dur, "pid": log.replica[i], "tid": 0,
+                       "args": {"size": log.size[i], "prefill_tokens": log.prefill_tokens[i],
+                                "iterations": log.iterations[i]}})
+            ev.append({"name": "kv_blocks", "ph": "C", "ts": ts + dur, "pid": log.replica[i],
+                       "args": {"used": log.blocks_used[i]}})
+        return json.dumps({"traceEvents": ev, "displayTimeUnit": "ms"})
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, (np.floating, float)):
+        return "" if np.isnan(x) else f"{float(x):.6g}"
+    return str(int(x))
+
+
+def _num(x: Any) -> Any:
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    raise TypeError(type(x))
+
+
+def operator_table(spec: ServeSpec) -> OperatorTable:
+    if spec.profile_dir:
+        from perfforge.serving.vidur_profiles import read_profile_dir
+
+        return read_profile_dir(spec.profile_dir, model=spec.model, tp=spec.tp, block_size=spec.block_size)
+    if spec.backend == "learned":
+        from perfforge.serving.optable import learned_table
+
+        return learned_table(spec.model, spec.hardware, spec.tp, spec.dtype, spec.node)
+    return analytical_table(spec.model, spec.hardware, spec.tp, spec.dtype, spec.node, spec.calibration)
+
+
+def request_set(spec: ServeSpec) -> RequestSet:
+    return generate(requests=spec.requests, arrival=spec.arrival, qps=spec.qps, cv=spec.cv, length=spec.length,
+                    prefill=spec.prefill, decode=spec.decode, min_tokens=spec.min_tokens, max_tokens=spec.max_tokens,
+                    prefill_to_decode_ratio=spec.prefill_to_decode_ratio, zipf_theta=spec.zipf_theta,
+                    trace=spec.trace, seed=spec.seed)
+
+
+def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: OperatorTable | None = None, *,
+             exact: bool = False) -> ServingReport:
+    from perfforge.system.catalog import get_device
+    from perfforge.workload.zoo import ALIASES, MODELS, get_model
+
+    entry = MODELS.get(ALIASES.get(spec.model, spec.model))
+    cfg = entry.config
+    if cfg is None or entry.kind != "decoder":
+        raise ConfigError(f"serving simulates decoder LLMs; '{spec.model}' is a {entry.kind} model")
+    if cfg.layers % spec.pp:
+        raise ConfigError(f"pp={spec.pp} must divide {spec.model}'s {cfg.layers} layers")
+    device = get_device(spec.hardware)
+    dtype = DType.parse(spec.dtype)
+    params = get_model(spec.model, batch=1, seq=8, dtype=dtype).params
+    kv = plan_kv(params=params, layers=cfg.layers, kv_heads=cfg.n_kv_heads, head_dim=cfg.d_head, tp=spec.tp,
+                 pp=spec.pp, dtype=dtype, memory_bytes=device.memory_bytes, memory_fraction=spec.memory_fraction,
+                 block_size=spec.block_size)
+    table = table or operator_table(spec)
+    timer = StageTimer(table, cfg.layers // spec.pp, spec.tp, spec.pp)
+    reqs = requests or request_set(spec)
+    if int(reqs.total_tokens.max()) > kv.capacity_tokens:
+        raise ConfigError(f"a request of {int(reqs.total_tokens.max())} tokens exceeds the KV cache "
+                          f"({kv.capacity_tokens} tokens per replica)")
+    limits = SchedulerLimits(kv.num_blocks, spec.block_size, spec.max_batch_size, spec.max_tokens_per_batch,
+                             spec.chunk_size, spec.max_tokens, spec.watermark_fraction, spec.pp)
+    cls = SCHEDULERS.get(spec.scheduler)
+    t0 = time.perf_counter()
+    sim = Simulator(reqs, timer, lambda st: cls(st, limits, exact=exact), replicas=spec.replicas,
+                    routing=spec.routing, seed=spec.seed, fast_forward=spec.fast_forward and not exact)
+    out = sim.run()
+    wall = time.perf_counter() - t0
+    devices = spec.tp * spec.pp
+    per_layer_params = (params - cfg.vocab * cfg.hidden) / cfg.layers
+    summary = summarize(
+        out, ttft_slo_s=spec.ttft_slo_s, tbt_slo_s=spec.tbt_slo_s,
+        flops_per_token=2.0 * (params - cfg.vocab * cfg.hidden),
+        attn_flops_per_pair=4.0 * cfg.layers * cfg.heads * cfg.d_head,
+        weight_bytes=per_layer_params * cfg.layers * dtype.bytes,
+        kv_bytes_per_token=2.0 * cfg.layers * cfg.n_kv_heads * cfg.d_head * dtype.bytes,
+        peak_flop_per_s=device.peak_flop_per_s(dtype), peak_bytes_per_s=device.memory_bytes_per_s,
+        devices_per_replica=devices, replicas=spec.replicas)
+    return ServingReport(spec, summary, out, kv, table.source, wall)
