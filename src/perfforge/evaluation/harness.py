@@ -31,6 +31,8 @@ from perfforge.evaluation.suite import (
     MeasuredSource,
     NeuSightSource,
     PublishedSource,
+    ServingOpsSource,
+    ServingReferenceSource,
     Suite,
     VidurSource,
 )
@@ -126,8 +128,27 @@ def _predict_kernel(task: Task) -> Row:
     return row
 
 
+def _predict_serving(task: Task) -> Row:
+    from perfforge.evaluation.serving_cases import predict_serving_ops, predict_serving_sim
+
+    row = task.row
+    try:
+        if row.kind == "serving-ops":
+            row.predicted_s = predict_serving_ops(task.params["case"])
+        else:
+            row.predicted_s = predict_serving_sim(task.params["case"], row.mode, row.variant == "vidur-lookups")
+    except (PerfforgeError, ValueError, KeyError) as exc:
+        row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}"
+    return row
+
+
+SIMULATOR_KINDS = ("simulator", "serving-ops", "serving-sim")
+
+
 def _run(task: Task) -> Row:
-    if task.row.engine not in ENGINES and task.row.kind != "simulator":
+    if task.row.kind in ("serving-ops", "serving-sim"):
+        return _predict_serving(task)
+    if task.row.engine not in ENGINES and task.row.kind not in SIMULATOR_KINDS:
         task.row.status = "not run"
         task.row.reason = f"engine '{task.row.engine}' is not available in this perfforge (known: {', '.join(ENGINES.names())})"
         return task.row
@@ -155,6 +176,28 @@ def plan(suite: Suite, root: Path) -> list[Task]:
             continue
         if isinstance(src, AstraSimReferenceSource):
             tasks += _astrasim_tasks(root / src.astra_sim_reference, src.astra_sim_reference)
+            continue
+        if isinstance(src, ServingOpsSource):
+            from perfforge.evaluation.serving_cases import serving_op_cases
+
+            for case in serving_op_cases(root / src.serving_ops, src.serving_ops):
+                row = Row(case["id"], src.serving_ops, "serving-ops", case["model"], case["hardware"],
+                          f"layer-ops tp{case['tp']}", "fp16", case["tokens"], None, case["measured_s"], "serving",
+                          "analytical-table", extra={"device": case["device_name"], "ops": case["ops"]})
+                tasks.append(Task(row, {"case": case}))
+            continue
+        if isinstance(src, ServingReferenceSource):
+            from perfforge.evaluation.serving_cases import serving_sim_cases
+
+            meta, cases = serving_sim_cases(root / src.serving_reference)
+            for case in cases:
+                for metric, value in case["vidur"].items():
+                    for variant in ("as-shipped", "vidur-lookups"):
+                        row = Row(f"{case['id']}/{metric}", src.serving_reference, "serving-sim", case["id"],
+                                  case["spec"]["hardware"], metric, case["spec"].get("dtype", "fp16"),
+                                  case["spec"]["requests"], None, value, "serving", variant,
+                                  extra={"tool": meta.get("tool", ""), "scheduler": case["spec"]["scheduler"]})
+                        tasks.append(Task(row, {"case": case}))
             continue
         if isinstance(src, VidurSource):
             tasks += _measured_tasks(suite, read_mlp_profiles(root / src.vidur, per_file=src.per_file), src.vidur,

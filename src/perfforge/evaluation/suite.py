@@ -65,6 +65,20 @@ class AstraSimReferenceSource(BaseModel):
     astra_sim_reference: str
 
 
+class ServingOpsSource(BaseModel):
+    """Vidur's measured per-layer operator times against perfforge's serving operator table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    serving_ops: str
+
+
+class ServingReferenceSource(BaseModel):
+    """Recorded outputs of the real Vidur on scenarios perfforge's serving simulator re-runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    serving_reference: str
+
+
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -73,7 +87,7 @@ class Suite(BaseModel):
     engines: list[str] = ["analytical"]
     variants: list[Literal["zoo", "zoo-unfused", "hf-trace"]] = ["zoo"]
     sources: list[Union[MeasuredSource, PublishedSource, NeuSightSource, VidurSource,
-                        AstraSimReferenceSource]] = Field(min_length=1)
+                        AstraSimReferenceSource, ServingOpsSource, ServingReferenceSource]] = Field(min_length=1)
     claims_file: str = "data/claims/claims.yaml"
     claims: list[ClaimCheck] = []
 

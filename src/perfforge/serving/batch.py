@@ -18,11 +18,10 @@ class Batch:
     durations: np.ndarray | None = None   # per-iteration seconds of a fast-forwarded run
     scheduled_at: float = 0.0
     stage_times: list[float] = field(default_factory=list)
+    decode_only: bool = False   # every request adds exactly one token
 
     @property
     def size(self) -> int:
         return len(self.ids)
 
-    @property
-    def decode_only(self) -> bool:
-        return bool((self.q == 1).all())
+

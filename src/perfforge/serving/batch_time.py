@@ -31,11 +31,17 @@ class StageTimer:
     layers: int            # blocks on this stage
     tp: int
     pp: int
+    # Reproduce Vidur 0.0.26's lookup quantisation (tokens up to x8, decode context up to x256 of the truncated
+    # mean, prefill attention at (context incl. chunk, up to x256; chunk up to x32), +10% decode attention for
+    # grouped-query models): only to separate simulation differences from lookup differences in comparisons.
+    vidur_lookups: bool = False
+    gqa: bool = False
     _curves: dict[int, np.ndarray] = field(init=False, repr=False, compare=False)
     _grid: list[float] = field(init=False, repr=False, compare=False)
     _lists: dict[int, list[float]] = field(init=False, repr=False, compare=False)
     _head: list[float] = field(init=False, repr=False, compare=False)
     _rows: dict[float, np.ndarray] = field(init=False, repr=False, compare=False)
+    _pre: tuple[list[float], list[float], list[list[float]]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         t = self.table
@@ -61,6 +67,19 @@ class StageTimer:
         object.__setattr__(self, "_lists", {k: v.tolist() for k, v in curves.items()})
         object.__setattr__(self, "_head", t.token_time("lm_head", grid).tolist())
         object.__setattr__(self, "_rows", {})
+        object.__setattr__(self, "_pre", (t.prefill_context.tolist(), t.prefill_chunk.tolist(), t.prefill_time.tolist()))
+
+    def _prefill_one(self, ctx: float, chunk: float) -> float:
+        """Bilinear lookup of one request's prefill attention (clamped at the grid's edges)."""
+        xs, ys, z = self._pre
+        x = min(max(ctx, xs[0]), xs[-1])
+        y = min(max(chunk, ys[0]), ys[-1])
+        i = min(bisect_right(xs, x) - 1, len(xs) - 2)
+        j = min(bisect_right(ys, y) - 1, len(ys) - 2)
+        tx = (x - xs[i]) / (xs[i + 1] - xs[i])
+        ty = (y - ys[j]) / (ys[j + 1] - ys[j])
+        return ((1 - tx) * (1 - ty) * z[i][j] + tx * (1 - ty) * z[i + 1][j]
+                + (1 - tx) * ty * z[i][j + 1] + tx * ty * z[i + 1][j + 1])
 
     def _lookup(self, ys: list[float], x: float) -> float:
         g = self._grid
@@ -70,6 +89,10 @@ class StageTimer:
         if i >= len(g) - 1:
             i = len(g) - 2   # linear extrapolation past the grid
         return ys[i] + (ys[i + 1] - ys[i]) * (x - g[i]) / (g[i + 1] - g[i])
+
+    def decode_one(self, batch: int, mean_context: float, stage: int = 0) -> float:
+        """One decode-only iteration (scalar path of ``decode_iterations``)."""
+        return float(self.decode_iterations(batch, np.array([mean_context]), stage)[0])
 
     def _decode_row(self, batch: float) -> np.ndarray:
         """Decode attention versus context at one batch size (cached; batch sizes repeat)."""
@@ -89,17 +112,32 @@ class StageTimer:
     def batch_time(self, q: np.ndarray, kv: np.ndarray, stage: int = 0) -> float:
         """``q``: query tokens per request this iteration; ``kv``: tokens in its KV cache after it."""
         decode = q == 1
-        n_dec = int(decode.sum())
+        n_dec = int(np.count_nonzero(decode))
+        tokens = float(q.sum())
         attn = 0.0
         if n_dec:
-            ctx = float(kv[decode].mean())
-            attn += float(np.interp(ctx, self.table.decode_context, self._decode_row(float(n_dec))))
+            ctx = float(kv[decode].sum()) / n_dec
+            if self.vidur_lookups:
+                ctx = float(-(-int(ctx) // 256) * 256)
+            a = float(np.interp(ctx, self.table.decode_context, self._decode_row(float(n_dec))))
+            attn += a * (1.1 if self.vidur_lookups and self.gqa and n_dec > 1 else 1.0)
         if n_dec < len(q):
-            chunk = q[~decode]
-            attn += float(self.table.prefill_attention(kv[~decode] - chunk, chunk).sum())
-        return self._fixed(float(q.sum()), float(len(q)), stage) + self.layers * attn
+            for c, k in zip(q[~decode].tolist(), kv[~decode].tolist()):
+                if self.vidur_lookups:
+                    attn += self._prefill_one(-(-k // 256) * 256.0, -(-c // 32) * 32.0)
+                else:
+                    attn += self._prefill_one(float(k - c), float(c))
+        if self.vidur_lookups:
+            tokens = float(-(-int(tokens) // 8) * 8)
+        return self._fixed(tokens, float(len(q)), stage) + self.layers * attn
 
     def decode_iterations(self, batch: int, mean_context: np.ndarray, stage: int = 0) -> np.ndarray:
         """Times of successive decode-only iterations of ``batch`` requests, vectorised over iterations."""
+        tokens = float(batch)
+        if self.vidur_lookups:
+            mean_context = -(-np.floor(mean_context) // 256) * 256
+            tokens = float(-(-batch // 8) * 8)
         attn = np.interp(mean_context, self.table.decode_context, self._decode_row(float(batch)))
-        return self._fixed(float(batch), float(batch), stage) + self.layers * attn
+        if self.vidur_lookups and self.gqa and batch > 1:
+            attn = attn * 1.1
+        return self._fixed(tokens, float(batch), stage) + self.layers * attn

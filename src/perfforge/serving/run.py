@@ -97,7 +97,7 @@ def request_set(spec: ServeSpec) -> RequestSet:
 
 
 def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: OperatorTable | None = None, *,
-             exact: bool = False) -> ServingReport:
+             exact: bool = False, vidur_lookups: bool = False) -> ServingReport:
     from perfforge.system.catalog import get_device
     from perfforge.workload.zoo import ALIASES, MODELS, get_model
 
@@ -114,7 +114,8 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
                  pp=spec.pp, dtype=dtype, memory_bytes=device.memory_bytes, memory_fraction=spec.memory_fraction,
                  block_size=spec.block_size)
     table = table or operator_table(spec)
-    timer = StageTimer(table, cfg.layers // spec.pp, spec.tp, spec.pp)
+    timer = StageTimer(table, cfg.layers // spec.pp, spec.tp, spec.pp, vidur_lookups=vidur_lookups,
+                       gqa=cfg.n_kv_heads < cfg.heads)
     reqs = requests or request_set(spec)
     if int(reqs.total_tokens.max()) > kv.capacity_tokens:
         raise ConfigError(f"a request of {int(reqs.total_tokens.max())} tokens exceeds the KV cache "

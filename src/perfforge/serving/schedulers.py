@@ -143,12 +143,13 @@ class ReplicaScheduler:
         q.extend([1] * len(take))
         return True
 
-    def _batch(self, ids: list[int], q: list[int]) -> Batch | None:
+    def _batch(self, ids: list[int], q: list[int] | None, *, decode_only: bool = False) -> Batch | None:
+        """``q=None`` with ``decode_only``: every request is past its prompt and adds one token."""
         if not ids:
             return None
         a = np.asarray(ids, dtype=np.int64)
-        qa = np.asarray(q, dtype=np.int64)
-        return Batch(a, qa, self.s.processed[a] + qa)
+        qa = np.ones(len(ids), dtype=np.int64) if q is None else np.asarray(q, dtype=np.int64)
+        return Batch(a, qa, self.s.processed[a] + qa, decode_only=decode_only)
 
 
 SCHEDULERS: Registry[type[ReplicaScheduler]] = Registry("scheduler")
@@ -176,7 +177,7 @@ class VLLMScheduler(ReplicaScheduler):
         if ids:
             return self._batch(ids, q)
         self._decode_running(ids, q, self.max_micro)
-        return self._batch(ids, q)
+        return self._batch(ids, None, decode_only=True)
 
     def admission_blocked(self, batch: Batch) -> bool | None:
         if not self.queue:
@@ -219,6 +220,7 @@ class SarathiScheduler(ReplicaScheduler):
                     ids.append(r)
                     q.append(1)
         used = len(ids)
+        partial_used = False
         for r in partial:                      # continue chunked prefills (their blocks are already held)
             n = min(int(self.s.prefill[r] - self.s.processed[r]), budget - used)
             if n <= 0:
@@ -227,8 +229,10 @@ class SarathiScheduler(ReplicaScheduler):
             ids.append(r)
             q.append(n)
             used += n
+            partial_used = True
         if skipped:
             self.running = sorted(skipped + self.running)
+        admitted = False
         while self.queue:
             if self.n_alloc == self.lim.max_batch_size or len(ids) == self.max_micro:
                 break
@@ -243,7 +247,8 @@ class SarathiScheduler(ReplicaScheduler):
             ids.append(r)
             q.append(n)
             used += n
-        return self._batch(ids, q)
+            admitted = True
+        return self._batch(ids, q, decode_only=not partial_used and not admitted)
 
     def admission_blocked(self, batch: Batch) -> bool | None:
         if not self.queue:
@@ -284,12 +289,14 @@ class OrcaScheduler(ReplicaScheduler):
         del self.running[:len(take)]
         ids = list(take)
         q = [1] * len(ids)   # everything running has finished its prompt
+        decode_only = True
         while self.queue and len(ids) < self.max_batch and self.can_admit(self.queue[0]):
             r = self.queue.popleft()
             self.admit(r)
             ids.append(r)
             q.append(int(self.s.prefill[r]))
-        return self._batch(ids, q)
+            decode_only = False
+        return self._batch(ids, q, decode_only=decode_only)
 
     def admission_blocked(self, batch: Batch) -> bool | None:
         if not self.queue:
@@ -325,7 +332,7 @@ class StaticScheduler(OrcaScheduler):
         self.running.sort()
         ids = list(self.running)
         self.running.clear()
-        batch = self._batch(ids, [1] * len(ids))
+        batch = self._batch(ids, None, decode_only=True)
         assert batch is not None
         batch.pad = len(self.group) - len(ids)
         return batch

@@ -48,9 +48,13 @@ class BatchLog:
         self.end.append(end)
         self.iterations.append(batch.iterations)
         self.size.append(batch.size + batch.pad)
-        pre = int(batch.q[batch.q > 1].sum())
-        self.prefill_tokens.append(pre)
-        self.decode_tokens.append(int((batch.q == 1).sum()))
+        if batch.decode_only:
+            self.prefill_tokens.append(0)
+            self.decode_tokens.append(len(batch.q))
+        else:
+            dec = int((batch.q == 1).sum())
+            self.prefill_tokens.append(int(batch.q.sum()) - dec)
+            self.decode_tokens.append(dec)
         self.kv_tokens.append(kv_read)
         self.blocks_used.append(blocks)
 
@@ -92,8 +96,8 @@ class Simulator:
         self.rng = np.random.default_rng(seed)
         self.fast_forward = fast_forward and self.stages == 1
         self.log = BatchLog()
-        self._tbt_v: list[np.ndarray] = []
-        self._tbt_w: list[np.ndarray] = []
+        self._tbt_v: list[np.ndarray | float] = []   # gaps before tokens (s) ...
+        self._tbt_w: list[np.ndarray | float] = []   # ... and how many tokens had each (scalar: all)
         self._heap: list[tuple[float, int, int, int, Batch]] = []
         self._seq = 0
         self._rr = 0
@@ -115,7 +119,7 @@ class Simulator:
 
     # ---- the loop ----------------------------------------------------------------------------------------
     def run(self) -> SimulationOutput:
-        arrivals = self.state.arrival
+        arrivals = self.state.arrival.tolist()
         n = len(arrivals)
         ai = 0
         events = 0
@@ -138,8 +142,9 @@ class Simulator:
                 events += 1
             for rid in sorted(touched):
                 self._dispatch(touched[rid], t)
-        v = np.concatenate(self._tbt_v) if self._tbt_v else np.zeros(0)
-        w = np.concatenate(self._tbt_w) if self._tbt_w else np.zeros(0)
+        v = np.concatenate([np.atleast_1d(x) for x in self._tbt_v]) if self._tbt_v else np.zeros(0)
+        w = np.concatenate([np.full(np.size(x), wt) for x, wt in zip(self._tbt_v, self._tbt_w)]) \
+            if self._tbt_v else np.zeros(0)
         return SimulationOutput(self.state, self.log, v, w, sum(r.sched.preemptions for r in self.replicas),
                                 self.replicas[0].sched.lim.num_blocks, events)
 
@@ -153,12 +158,15 @@ class Simulator:
                 return
             rep.in_flight += 1
             batch.scheduled_at = t
-            s = self.state
-            first = np.isnan(s.scheduled_at[batch.ids])
-            if first.any():
-                s.scheduled_at[batch.ids[first]] = t
-            if self.fast_forward and batch.decode_only and s.prefill_done[batch.ids].all():
-                self._extend(rep, batch, t)
+            if batch.decode_only:
+                if self.fast_forward:
+                    self._extend(rep, batch, t)
+            else:                       # only prompts can be scheduled for the first time
+                s = self.state
+                sched_at = s.scheduled_at
+                for r in batch.ids[~s.prefill_done[batch.ids]].tolist():
+                    if sched_at[r] != sched_at[r]:   # NaN: first time
+                        sched_at[r] = t
             self._start(rep, 0, batch, t)
 
     def _start(self, rep: _Replica, stage: int, batch: Batch, t: float) -> None:
@@ -190,16 +198,18 @@ class Simulator:
         s = self.state
         ids = batch.ids
         p0 = s.processed[ids]
-        k = int(min((s.total[ids] - p0 - 1).min() + 1, MAX_FAST_FORWARD))
-        if blocked is False and np.isfinite(self._next_arrival):
+        k = min(int((s.total[ids] - p0).min()), MAX_FAST_FORWARD)
+        mean0 = float(p0.sum()) / len(p0) + 1.0
+        if blocked is False and k > 32 and self._next_arrival < np.inf:
             # iterations only get longer as contexts grow, so the first one bounds how many fit before
             # the next arrival: no need to build vectors past it
-            d0 = self.timer.decode_iterations(batch.size + batch.pad, np.array([p0.mean() + 1.0]))[0]
+            d0 = self.timer.decode_one(batch.size + batch.pad, mean0)
             k = min(k, int((self._next_arrival - t0) / d0) + 2)
         if k <= 1:
             return
-        if sched.step_allocates:
-            bs = sched.lim.block_size
+        bs = sched.lim.block_size
+        # blocks the run could need at most: one per request per block boundary crossed
+        if sched.step_allocates and sched.free_blocks <= len(ids) * (k // bs + 2):
             res0 = s.reserved[ids]
             first = res0 * bs - p0 + 1            # iteration at which each request first needs a new block
             steps = np.arange(0, k, bs)
@@ -211,7 +221,7 @@ class Simulator:
                 k = int(short[0])
             if k <= 1:
                 return
-        ctx = p0.mean() + 1.0 + np.arange(k)
+        ctx = mean0 + np.arange(k)
         d = self.timer.decode_iterations(batch.size + batch.pad, ctx)
         if blocked is False:
             ends = t0 + np.cumsum(d)
@@ -223,48 +233,86 @@ class Simulator:
 
     # ---- batch completion --------------------------------------------------------------------------------
     def _finish(self, rep: _Replica, batch: Batch, t: float) -> None:
+        if batch.decode_only:
+            self._finish_decode(rep, batch, t)
+        else:
+            self._finish_mixed(rep, batch, t)
+
+    def _finish_decode(self, rep: _Replica, batch: Batch, t: float) -> None:
+        """Every request was past its prompt and got one token per iteration (the common case, kept lean)."""
+        s = self.state
+        sched = rep.sched
+        ids = batch.ids
+        n = len(ids)
+        k = batch.iterations
+        tbt_v, tbt_w = self._tbt_v, self._tbt_w
+        proc = s.processed[ids] + k
+        s.processed[ids] = proc
+        if k > 1:
+            d = batch.durations
+            first_end = batch.scheduled_at + d[0]
+            tbt_v.append(first_end - s.last_token_at[ids])
+            tbt_w.append(1.0)
+            tbt_v.append(d[1:])
+            tbt_w.append(float(n))
+            kv_read = k * float(batch.kv.sum()) + n * k * (k - 1) / 2
+            if sched.step_allocates:
+                # blocks held for the last iteration: its tokens-before count overflowed what was held
+                res = s.reserved[ids]
+                need = -(-(proc - 1) // sched.lim.block_size)
+                grow = need - res
+                grow[grow < 0] = 0
+                s.reserved[ids] = res + grow
+                sched.free_blocks -= int(grow.sum())
+        else:
+            tbt_v.append(t - s.last_token_at[ids])
+            tbt_w.append(1.0)
+            kv_read = float(batch.kv.sum())
+        s.last_token_at[ids] = t
+        done = proc >= s.total[ids]
+        if np.count_nonzero(done):
+            self._complete(rep, ids[done], t)
+            sched.on_batch_end(batch, ids[~done])
+        else:
+            sched.on_batch_end(batch, ids)
+        self.log.add(rep.id, batch.scheduled_at, t, batch, kv_read, sched.lim.num_blocks - sched.free_blocks)
+
+    def _complete(self, rep: _Replica, finished: np.ndarray, t: float) -> None:
+        self.state.completed_at[finished] = t
+        release = rep.sched.release
+        for r in finished.tolist():
+            release(r)
+        rep.outstanding -= len(finished)
+
+    def _finish_mixed(self, rep: _Replica, batch: Batch, t: float) -> None:
         s = self.state
         sched = rep.sched
         ids = batch.ids
         kv_read = float(batch.kv.sum())
-        if batch.iterations > 1:
-            k, d = batch.iterations, batch.durations
-            ends = batch.scheduled_at + np.cumsum(d)
-            self._tbt_v.append(ends[0] - s.last_token_at[ids])
-            self._tbt_w.append(np.ones(len(ids)))
-            if k > 2:
-                self._tbt_v.append(d[1:k - 1])
-                self._tbt_w.append(np.full(k - 2, float(len(ids))))
-            kv_read = float(len(ids) * (k * (batch.kv.mean()) + k * (k - 1) / 2))
-            s.processed[ids] += k - 1
-            if sched.step_allocates:
-                need = -(-s.processed[ids] // sched.lim.block_size)
-                grow = np.maximum(need - s.reserved[ids], 0)
-                s.reserved[ids] += grow
-                sched.free_blocks -= int(grow.sum())
-            s.last_token_at[ids] = ends[k - 2]
-        was_decode = s.prefill_done[ids].copy()
-        s.processed[ids] += batch.q
-        prefilled = ~was_decode & (s.processed[ids] == s.prefill[ids])
-        if prefilled.any():
+        proc = s.processed[ids] + batch.q
+        was_decode = s.prefill_done[ids]
+        prefilled = ~was_decode & (proc == s.prefill[ids])
+        if np.count_nonzero(prefilled):
             pf = ids[prefilled]
             s.prefill_done[pf] = True
-            s.processed[pf] += 1                  # the prefill's forward pass yields the first token
-            fresh = pf[np.isnan(s.first_token_at[pf])]
-            s.first_token_at[fresh] = t
-        produced = was_decode | prefilled
-        out = ids[produced]
+            proc[prefilled] += 1              # the prefill's forward pass yields the first token
+            first = s.first_token_at[pf]
+            fresh = first != first            # NaN: the first time this request's prompt completed
+            if np.count_nonzero(fresh):
+                s.first_token_at[pf[fresh]] = t
+        s.processed[ids] = proc
+        out = ids[was_decode | prefilled]
         if len(out):
             prev = s.last_token_at[out]
-            has = ~np.isnan(prev)
-            if has.any():
+            has = prev == prev
+            if np.count_nonzero(has):
                 self._tbt_v.append(t - prev[has])
-                self._tbt_w.append(np.ones(int(has.sum())))
+                self._tbt_w.append(1.0)
             s.last_token_at[out] = t
-        done = s.processed[ids] >= s.total[ids]
-        for r in ids[done].tolist():
-            s.completed_at[r] = t
-            sched.release(r)
-        rep.outstanding -= int(done.sum())
-        sched.on_batch_end(batch, ids[~done])
+        done = proc >= s.total[ids]
+        if np.count_nonzero(done):
+            self._complete(rep, ids[done], t)
+            sched.on_batch_end(batch, ids[~done])
+        else:
+            sched.on_batch_end(batch, ids)
         self.log.add(rep.id, batch.scheduled_at, t, batch, kv_read, sched.lim.num_blocks - sched.free_blocks)

@@ -1,0 +1,29 @@
+import pytest
+
+from perfforge.core.errors import ConfigError
+from perfforge.serving.search import SLO, capacity, search_configs
+from perfforge.serving.spec import make_spec
+
+SPEC = make_spec(model="llama-2-7b", requests=80, prefill=256, decode=32)
+
+
+def test_looser_slo_never_lowers_capacity():
+    tight = capacity(SPEC, SLO(ttft_s=0.2))
+    loose = capacity(SPEC, SLO(ttft_s=2.0))
+    assert 0 < tight.qps <= loose.qps * 1.02
+    assert tight.upper_qps > tight.qps
+
+
+def test_search_ranks_by_cost_and_reports_infeasible():
+    rows = search_configs(SPEC, {"hardware": ["a100-sxm4-80gb", "h100-sxm5-80gb"], "tp": [1, 2]}, SLO(ttft_s=1.0))
+    assert len(rows) == 4
+    costs = [r["usd_per_million_tokens"] for r in rows if "usd_per_million_tokens" in r]
+    assert costs == sorted(costs) and len(costs) == 4
+    # a replica that cannot hold the weights is reported, not dropped
+    rows = search_configs(make_spec(model="llama-2-70b", requests=40, prefill=256, decode=32), {"tp": [1]}, SLO())
+    assert rows[0]["feasible"] is False and "leave no room" in rows[0]["reason"]
+
+
+def test_search_rejects_unknown_axes():
+    with pytest.raises(ConfigError, match="cannot search over qps"):
+        search_configs(SPEC, {"qps": [1, 2]})

@@ -1,0 +1,44 @@
+import json
+
+from perfforge.cli.main import main
+
+
+def test_serve_json_has_the_documented_keys(capsys, tmp_path):
+    rc = main(["serve", "--model", "llama-2-7b", "--hardware", "a100-sxm4-80gb", "--tp", "1", "--pp", "1",
+               "--replicas", "1", "--scheduler", "sarathi", "--qps", "2", "--requests", "50", "--prefill", "256",
+               "--decode", "32", "--json", "--csv", str(tmp_path / "r.csv"), "--chrome-trace", str(tmp_path / "t.json")])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p50_s", "e2e_p99_s",
+                "throughput_tokens_per_s", "preemptions", "simulated_requests"):
+        assert key in out
+    assert out["simulated_requests"] == 50
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 51
+    assert json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+
+
+def test_serve_scenario_yaml_and_table(capsys, tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("model: llama-2-7b\nhardware: h100-sxm5-80gb\nscheduler: vllm\nrequests: 30\nqps: 1\n")
+    assert main(["serve", "--scenario", str(f)]) == 0
+    assert "ttft" in capsys.readouterr().out
+
+
+def test_serve_capacity_json(capsys):
+    rc = main(["serve", "--model", "llama-2-7b", "--requests", "60", "--prefill", "256", "--decode", "32",
+               "capacity", "--ttft", "1", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["capacity_qps"] > 0 and out["violating_qps"] >= out["capacity_qps"]
+
+
+def test_serve_bad_input_is_one_line(capsys):
+    assert main(["serve", "--scheduler", "fcfs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "vllm" in err[0] and "sarathi" in err[0]
+    assert main(["serve", "--model", "resnet50"]) == 2
+    assert "decoder LLM" in capsys.readouterr().err
+    assert main(["serve", "--prefill", "4000", "--decode", "200"]) == 2
+    assert "max_tokens" in capsys.readouterr().err
+    assert main(["serve", "--model", "llama-2-70b", "--hardware", "a100-sxm4-80gb"]) == 2
+    assert "leave no room" in capsys.readouterr().err
