@@ -150,7 +150,16 @@ def hardware(
 
 def _register_optional_commands() -> None:
     """Commands that live in their own modules (profiling, and later engines) attach themselves here."""
-    from perfforge.cli import astrasim_cmd, calibrate_cmd, evaluate_cmd, profile_cmd, sweep_cmd, train_cmd  # noqa: F401
+    from perfforge.cli import (  # noqa: F401
+        accel_cmd,
+        astrasim_cmd,
+        calibrate_cmd,
+        evaluate_cmd,
+        profile_cmd,
+        serve_cmd,
+        sweep_cmd,
+        train_cmd,
+    )
 
 
 def _click_modules() -> list[object]:
