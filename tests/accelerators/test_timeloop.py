@@ -118,3 +118,68 @@ def test_cli_evaluate_missing_mapping_one_line() -> None:
     p = subprocess.run([sys.executable, "-m", "perfforge", "accel", "evaluate", "--timeloop-spec", str(SPECS[0]),
                         str(SPECS[1])], capture_output=True, text=True)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+
+
+# -- Timeloop export adapter -----------------------------------------------------------------------------------
+def test_export_round_trip_identical(eyeriss, tmp_path) -> None:
+    from perfforge.accelerators import timeloop_adapter
+
+    arch, prob, m, _, ref = eyeriss
+    paths = timeloop_adapter.export(arch, prob, m, tmp_path)
+    a2, p2, m2, _ = timeloop_io.load(list(paths.values()))
+    ev = nest.evaluate(a2, m2, p2)
+    assert ev.cycles == ref.cycles and ev.energy_pj == pytest.approx(ref.energy_pj, rel=1e-12)
+    assert ev.energy_breakdown_pj == pytest.approx(ref.energy_breakdown_pj, rel=1e-12)
+
+
+def test_export_round_trip_strided_preset(tmp_path) -> None:
+    from perfforge.accelerators import presets, timeloop_adapter
+
+    pr = presets.build("tpu_like", array="32x32")
+    prob = presets.layer_problem("resnet50:stem.conv")  # stride 2: a named projection coefficient
+    res = mapper.search(pr.arch, prob, constraints=pr.constraints(prob), timeout_s=5, max_evaluations=5000)
+    paths = timeloop_adapter.export(pr.arch, prob, res.best, tmp_path)
+    a2, p2, m2, _ = timeloop_io.load(list(paths.values()))
+    ev = nest.evaluate(a2, m2, p2)
+    assert ev.cycles == res.evaluation.cycles and ev.energy_pj == pytest.approx(res.evaluation.energy_pj, rel=1e-12)
+
+
+def test_timeloop_absent_is_one_clear_error(tmp_path, monkeypatch) -> None:
+    from perfforge.accelerators import timeloop_adapter
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    arch, m = _two_level()
+    paths = timeloop_adapter.export(arch, gemm(M=4, N=4, K=8), m, tmp_path)
+    with pytest.raises(ConfigError, match="timeloop-model is not on PATH"):
+        timeloop_adapter.run(paths)
+
+
+def test_parse_timeloop_summary_stats() -> None:
+    from perfforge.accelerators import timeloop_adapter
+
+    # layout of Timeloop's timeloop-model.stats.txt summary (values: the tutorial's published reference)
+    text = ("Summary Stats\n-------------\nGFLOPs (@1GHz): 335.99\nUtilization: 100.00%\nCycles: 5505024\n"
+            "Energy: 2764.38 uJ\nEDP(J*cycle): 1.52e+04\n")
+    s = timeloop_adapter.parse_stats(text)
+    assert s == {"cycles": 5505024.0, "energy_uj": 2764.38, "utilization_pct": 100.0}
+    with pytest.raises(ConfigError, match="Summary Stats"):
+        timeloop_adapter.parse_stats("nothing")
+
+
+def test_cli_preset_evaluate_and_map_json() -> None:
+    p = subprocess.run([sys.executable, "-m", "perfforge", "accel", "evaluate", "--arch", "tpu_like", "--array",
+                        "32x32", "--layer", "resnet50:layer1.0.1.conv", "--json"], capture_output=True, text=True,
+                       check=True)
+    out = json.loads(p.stdout)
+    assert out["valid"] and out["macs"] == 56 * 56 * 64 * 64 and "searched" in out["mapping_source"]
+    p = subprocess.run([sys.executable, "-m", "perfforge", "accel", "map", "--timeloop-spec", str(SPECS[0]),
+                        str(SPECS[1]), "--json", "--timeout", "10"], capture_output=True, text=True, check=True)
+    out = json.loads(p.stdout)
+    assert out["mappings_per_s"] > 0 and out["valid"]
+
+
+@pytest.mark.parametrize("args", [["--arch", "nope", "--layer", "resnet50:stem.conv"], ["--arch", "tpu_like"],
+                                  ["--timeloop-spec", str(SPECS[0]), "--arch", "tpu_like"]])
+def test_cli_preset_errors_one_line(args: list[str]) -> None:
+    p = subprocess.run([sys.executable, "-m", "perfforge", "accel", "evaluate", *args], capture_output=True, text=True)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and p.stderr.startswith("error:")

@@ -7,7 +7,9 @@ Counting rules (checked against Timeloop's reference outputs for the Eyeriss-lik
   innermost relevant loop give reuse (the tile stays); each step of the innermost relevant loop brings a new
   tile, or only the new part (sliding window) when that loop is the innermost temporal loop above the child;
 - a parent serves the union of its children's tiles once (multicast), and receives partial sums once per
-  element (spatial reduction);
+  element (spatial reduction); the same holds between the innermost keeper and the MACs: operands are read
+  every compute cycle once per distinct element under the spatial loops below that keeper;
+- a dimension split over both spatial axes of one level is invalid (Timeloop cannot express it);
 - read-write data (partial sums): the first visit of an element is not filled from the parent; the MAC's
   read of the innermost partial-sum buffer is skipped for an element's first accumulation;
 - energy: (accesses / block size) x per-action energy, plus leakage x cycles x instances for storage;
@@ -147,10 +149,13 @@ def evaluate(arch: Architecture, mapping: LoopMapping, problem: Problem, *, chec
         sy = math.prod(int(f) for f in lm.spatial_y.values())
         if sx > fx or sy > fy:
             reasons.append(f"{arch.levels[i].name}: spatial {sx}x{sy} exceeds fan-out {fx}x{fy}")
+        both = [d for d, f in lm.spatial_x.items() if int(f) > 1 and int(lm.spatial_y.get(d, 1)) > 1]
+        if both:
+            reasons.append(f"{arch.levels[i].name}: dimension {both[0]} is split over both spatial axes "
+                           "(Timeloop cannot express it)")
 
     compute_cycles = math.prod(lp.factor for lp in nest if not lp.spatial)
     macs = problem.macs
-    used_pes = math.prod(lp.factor for lp in nest if lp.spatial)
 
     def keeps(i: int, ds: DataSpace) -> bool:
         lv, lm = arch.levels[i], mapping.levels[i]
@@ -168,19 +173,21 @@ def evaluate(arch: Architecture, mapping: LoopMapping, problem: Problem, *, chec
             stats[k].tile_words[ds.name] = ds.extent(_extent_box(k_loops, dims))
             k_instances = math.prod(lp.factor for lp in nest if lp.spatial and lp.level < k)
             if child == nlev:
-                # the MACs read operands every cycle; partial sums are read-modify-written
+                # the MACs read operands every cycle; a group of MACs under spatial loops below this level is
+                # served once per distinct element (multicast) and reduced once per element (spatial reduction)
+                sp_box = _extent_box([lp for lp in nest if lp.spatial and lp.level >= k], dims)
+                group = k_instances * compute_cycles
+                lv_k = arch.levels[k]
                 if ds.read_write:
-                    tile_c = _extent_box([], dims)
-                    distinct = macs  # placeholder, replaced below
-                    above = [lp for lp in nest if not lp.spatial]
                     k_tile = _extent_box(k_loops, dims)
                     distinct = _distinct(ds, k_tile, [lp for lp in nest if not lp.spatial and lp.level < k]) \
                         * k_instances
-                    stats[k].updates[ds.name] = stats[k].updates.get(ds.name, 0.0) + macs
-                    stats[k].reads[ds.name] = stats[k].reads.get(ds.name, 0.0) + macs - distinct
-                    del tile_c, above
+                    upd = group * ds.extent(sp_box) if lv_k.spatial_reduction else macs
+                    stats[k].updates[ds.name] = stats[k].updates.get(ds.name, 0.0) + upd
+                    stats[k].reads[ds.name] = stats[k].reads.get(ds.name, 0.0) + upd - distinct
                 else:
-                    stats[k].reads[ds.name] = stats[k].reads.get(ds.name, 0.0) + macs
+                    rd = group * ds.extent(sp_box) if lv_k.multicast else macs
+                    stats[k].reads[ds.name] = stats[k].reads.get(ds.name, 0.0) + rd
                 continue
             c_loops = [lp for lp in nest if lp.level >= child]
             tile_c = _extent_box(c_loops, dims)
@@ -241,7 +248,6 @@ def evaluate(arch: Architecture, mapping: LoopMapping, problem: Problem, *, chec
     breakdown[arch.compute.name] = macs * arch.compute.energy_pj
     total = sum(breakdown.values())
     util = macs / (cycles * arch.compute.instances)
-    del used_pes
     if check and reasons:
         return Evaluation(cycles, compute_cycles, macs, util, total, breakdown, tuple(stats), False, "; ".join(reasons))
     return Evaluation(cycles, compute_cycles, macs, util, total, breakdown, tuple(stats), not reasons, "; ".join(reasons))
