@@ -74,14 +74,17 @@ def run_scenario(scenario: Scenario, workload: Workload | None = None) -> Result
 def predict(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, mode: str = "inference",
             dtype: DType | str = DType.FP16, batch: int = 1, seq: int | None = None, optimizer: str = "adamw",
             recompute: bool = False, attention_impl: str = "fused", engine: str = "analytical",
-            calibration: str | None = None, execution: str = "eager") -> Result:
-    """Predict one step of ``model`` on one ``hardware`` device. See ``Result`` for the fields."""
+            calibration: str | None = None, execution: str = "eager", backend: str = "analytical") -> Result:
+    """Predict one step of ``model`` on one ``hardware`` device. See ``Result`` for the fields.
+
+    ``backend="learned"`` times GEMM, convolution and vector ops with the learned kernel model (other op
+    kinds use the roofline; ``Result.extra["fallback_ops"]`` counts them)."""
     if isinstance(model, Workload):
         batch, seq, dtype = model.batch, model.seq, model.dtype
     scenario = make_scenario(model=model.name if isinstance(model, Workload) else model, hardware=hardware,
                              mode=mode, dtype=dtype, batch=batch, seq=seq, optimizer=optimizer,
                              recompute=recompute, attention_impl=attention_impl, engine=engine,
-                             calibration=calibration, execution=execution)
+                             calibration=calibration, execution=execution, backend=backend)
     return run_scenario(scenario, model if isinstance(model, Workload) else None)
 
 
@@ -90,7 +93,8 @@ def train(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, gpus: int 
           collective_algorithm: str = "ring", overlap: bool = True, recompute: bool = False,
           calibration: str | None = None, execution: str = "eager", tp: int = 1, pp: int = 1, zero: int = 0,
           microbatches: int = 1, schedule: str = "1f1b", virtual_stages: int = 1,
-          sequence_parallel: bool = False, comm_streams: int = 1, shared_links: bool = True) -> Result:
+          sequence_parallel: bool = False, comm_streams: int = 1, shared_links: bool = True,
+          backend: str = "analytical") -> Result:
     """Predict one training step on ``gpus`` devices: ``batch`` samples per data-parallel replica per step,
     with ``tp`` x ``pp`` GPUs per replica (``gpus = tp * pp * dp``) and an optional ZeRO stage."""
     if isinstance(model, Workload):
@@ -101,5 +105,5 @@ def train(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, gpus: int 
                              recompute=recompute, calibration=calibration, execution=execution, engine="distributed",
                              tp=tp, pp=pp, zero=zero, microbatches=microbatches, schedule=schedule,
                              virtual_stages=virtual_stages, sequence_parallel=sequence_parallel,
-                             comm_streams=comm_streams, shared_links=shared_links)
+                             comm_streams=comm_streams, shared_links=shared_links, backend=backend)
     return run_scenario(scenario, model if isinstance(model, Workload) else None)

@@ -33,6 +33,9 @@ class Scenario(BaseModel):
     execution: Literal["eager", "graph"] = Field(
         "eager", description="eager: the host issues every op (a CPU floor per op); graph: CUDA-graph replay")
     engine: str = "analytical"
+    backend: Literal["analytical", "learned"] = Field(
+        "analytical", description="per-op timer of the analytical engine: the roofline, or the learned kernel model "
+                                  "(which falls back to the roofline for op kinds it does not cover)")
     calibration: str | None = None
     gpus: int = Field(1, gt=0, description="data-parallel devices (batch is per device)")
     node: str | None = Field(None, description="catalog node preset (default: the device's usual server)")

@@ -32,6 +32,7 @@ def predict(
     attention: Optional[str] = typer.Option(None, "--attention", help="fused | unfused"),
     calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
     execution: Optional[str] = typer.Option(None, help="eager (host issues each op) | graph (CUDA graphs)"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="analytical | learned (per-op timer)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="write the per-op breakdown as CSV"),
     trace_path: Optional[Path] = typer.Option(None, "--trace", help="write a Chrome trace (Perfetto) JSON"),
@@ -49,7 +50,7 @@ def predict(
 
     given = {"hardware": hardware, "mode": mode, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
              "recompute": recompute, "attention_impl": attention, "calibration": calibration,
-             "execution": execution}
+             "execution": execution, "backend": backend}
     given = {k: v for k, v in given.items() if v is not None}
     if model.endswith((".yaml", ".yml")):
         base = load_scenario(model).model_dump(exclude_unset=False)
@@ -155,6 +156,7 @@ def _register_optional_commands() -> None:
         astrasim_cmd,
         calibrate_cmd,
         evaluate_cmd,
+        learn_cmd,
         profile_cmd,
         serve_cmd,
         sweep_cmd,

@@ -36,6 +36,7 @@ def train(
                                            help="concurrent collectives do not share bandwidth (congestion-unaware)"),
     recompute: Optional[bool] = typer.Option(None, "--recompute/--no-recompute"),
     calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="analytical | learned (per-op timer)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     trace_path: Optional[Path] = typer.Option(None, "--trace", help="write a Chrome trace (compute and comm streams)"),
 ) -> None:
@@ -47,7 +48,7 @@ def train(
     given = {"hardware": hardware, "gpus": gpus, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
              "node": node, "collective_algorithm": algorithm, "recompute": recompute, "calibration": calibration,
              "tp": tp, "pp": pp, "zero": zero, "microbatches": microbatches, "schedule": schedule,
-             "virtual_stages": virtual_stages}
+             "virtual_stages": virtual_stages, "backend": backend}
     if sequence_parallel:
         given["sequence_parallel"] = True
     if comm_streams is not None:

@@ -84,6 +84,9 @@ class DistributedEngine:
         from perfforge.system.catalog import get_node
         from perfforge.workload.zoo import MODELS
 
+        if scenario.backend != "analytical":
+            raise ConfigError(f"backend '{scenario.backend}' covers single-device and data-parallel steps; "
+                              "tensor/pipeline parallelism and ZeRO use the analytical backend")
         entry = MODELS.get(workload.name) if workload.name in MODELS else None
         if entry is None or entry.config is None or entry.kind != "decoder":
             raise ConfigError(f"tensor/pipeline parallelism and ZeRO need a zoo decoder transformer, not {workload.name}")

@@ -14,6 +14,7 @@ from perfforge.core.errors import ConfigError
 from perfforge.core.registry import Registry
 from perfforge.workload.graph import Workload
 from perfforge.workload.models.resnet import resnet50
+from perfforge.workload.models.switch import SwitchConfig, build_switch
 from perfforge.workload.models.transformer import TransformerConfig, build_transformer
 from perfforge.workload.models.vit import vit
 
@@ -35,6 +36,13 @@ _GPT3_SRC = "Brown et al. 2020, 'Language Models are Few-Shot Learners', Table 2
 _BERT_SRC = "Devlin et al. 2019 (BERT) and google-bert/bert-*-uncased config.json (vocab 30522, 512 positions, 2 token types)"
 _LLAMA2_SRC = "Touvron et al. 2023 (Llama 2) and meta-llama/Llama-2-*-hf config.json (vocab 32000, intermediate_size, num_key_value_heads)"
 _LLAMA3_SRC = "meta-llama/Meta-Llama-3-*/config.json (vocab 128256, num_key_value_heads 8, intermediate_size)"
+_OPT_SRC = ("Zhang et al. 2022 (OPT), Table 1 (1.3B: 24 layers, 32 heads, d_model 2048), and facebook/opt-1.3b "
+            "config.json (ffn_dim 8192, vocab_size 50272, max_position_embeddings 2048, activation relu, "
+            "do_layer_norm_before true); OPTLearnedPositionalEmbedding adds 2 rows (offset 2): 2050 positions")
+_SWITCH_SRC = ("NeuSight's switchxl4 config (sitar-lab/NeuSight scripts/asplos/data/DLmodel_configs/switchxl4.json: "
+               "SwitchTransformers, d_model 1024, d_ff 16384, num_heads 32, d_kv 128, num_layers 24 + "
+               "num_decoder_layers 24, num_experts 4, expert_capacity 64, encoder/decoder_sparse_step 2, "
+               "vocab_size 32128, relu); not one of Google's released Switch checkpoints")
 _MIXTRAL_SRC = "Jiang et al. 2024 (Mixtral of Experts), Table 1, and mistralai/Mixtral-8x7B-v0.1 config.json"
 
 
@@ -96,6 +104,24 @@ _llama("llama-3-70b", 80, 8192, 64, 8, 28672, 128256, _LLAMA3_SRC, "Llama-3 70B 
 _llama("mixtral-8x7b", 32, 4096, 32, 8, 14336, 32000, _MIXTRAL_SRC, "Mixtral 8x7B (8 experts, top-2)",
        experts=8, top_k=2, default_seq=4096)
 
+_OPT_1_3B = TransformerConfig(name="opt-1.3b", layers=24, hidden=2048, heads=32, ffn=8192, vocab=50272,
+                              max_positions=2050, norm="layer", activation="relu", tied_embeddings=True,
+                              source=_OPT_SRC)
+_register_transformer(_OPT_1_3B, "decoder", 2048, "OPT 1.3B (ReLU MLP, learned positions)")
+
+_SWITCH_XL = SwitchConfig(name="switch-xl", layers=24, d_model=1024, d_ff=16384, heads=32, d_kv=128, experts=4,
+                          expert_capacity=64, sparse_step=2, vocab=32128, source=_SWITCH_SRC)
+
+
+def _switch_xl(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, phase: str = "prefill",
+               attention_impl: str = "fused") -> Workload:
+    return build_switch(_SWITCH_XL, batch=batch, seq=seq or 512, dtype=dtype, phase=phase,
+                        attention_impl=attention_impl)
+
+
+MODELS.add("switch-xl", ModelEntry("switch-xl", "encoder-decoder", 512, _switch_xl,
+                                   "Switch Transformer as NeuSight ran it (24+24 layers, 4 experts, capacity 64)"))
+
 _VIT_B16 = TransformerConfig(name="vit-b-16", layers=12, hidden=768, heads=12, ffn=3072, vocab=1, arch="encoder",
                              source="Dosovitskiy et al. 2021, Table 1 (ViT-Base)")
 
@@ -116,7 +142,9 @@ MODELS.add("resnet50", ModelEntry("resnet50", "cnn", 1, _resnet50, "ResNet-50 v1
 MODELS.add("vit-b-16", ModelEntry("vit-b-16", "vision-transformer", 197, _vit_b16, "ViT-B/16, 224x224", _VIT_B16))
 
 ALIASES = {"bert-large-uncased": "bert-large", "bert-base-uncased": "bert-base", "gpt2-small": "gpt2",
-           "vit-b16": "vit-b-16", "vit_b_16": "vit-b-16", "resnet-50": "resnet50"}
+           "vit-b16": "vit-b-16", "vit_b_16": "vit-b-16", "resnet-50": "resnet50",
+           # GPT-3 XL is the paper's name for the 1.3B model (Brown et al. 2020, Table 2.1)
+           "gpt3-xl": "gpt3-1.3b"}
 
 
 def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType | str = DType.FP16,
@@ -127,6 +155,6 @@ def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType
         raise ConfigError(f"seq must be a positive integer, got {seq!r}")
     entry = MODELS.get(ALIASES.get(name, name))
     kwargs = {"batch": batch, "seq": seq, "dtype": DType.parse(dtype)}
-    if entry.config is not None and entry.kind in ("decoder", "encoder"):
+    if (entry.config is not None and entry.kind in ("decoder", "encoder")) or entry.kind == "encoder-decoder":
         kwargs.update(phase=phase, attention_impl=attention_impl)
     return entry.build(**kwargs)

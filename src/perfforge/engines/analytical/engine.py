@@ -8,10 +8,10 @@ from typing import ClassVar
 
 from perfforge import __version__
 from perfforge.core.dtypes import DType
-from perfforge.core.errors import ConfigError, UnmodelledOpError
+from perfforge.core.errors import ConfigError
 from perfforge.engines.analytical.calibration import Calibration, load_calibration
 from perfforge.engines.analytical.memory import footprint
-from perfforge.engines.analytical.roofline import op_time
+from perfforge.engines.analytical.timers import OP_TIMERS
 from perfforge.engines.base import ENGINES
 from perfforge.result import OpRecord, Result
 from perfforge.scenario import Scenario
@@ -60,10 +60,11 @@ class AnalyticalEngine:
         records: list[OpRecord] = []
         unmodelled: list[str] = []
         clock = 0.0
-        for op in ops:
-            try:
-                t = op_time(op, device, cal, compute_dtype)
-            except UnmodelledOpError:
+        if scenario.backend not in OP_TIMERS:
+            import perfforge.engines.learned  # noqa: F401  (registers the learned backend)
+        timings, backend_info = OP_TIMERS.get(scenario.backend)().time_ops(ops, device, cal, compute_dtype)
+        for op, t in zip(ops, timings):
+            if t is None:
                 unmodelled.append(op.name)
                 continue
             phase = "recompute" if op.name.startswith("recompute.") else op.phase.value
@@ -91,6 +92,7 @@ class AnalyticalEngine:
                            optimizer=optimizer, recompute=scenario.recompute)
         samples = workload.batch
         tokens = workload.batch * (1 if workload.meta.get("phase") == "decode" else workload.seq)
+        extra = {"backend": scenario.backend, **backend_info}
         return Result(
             model=workload.name, hardware=device.id, engine=self.name, mode=mode, dtype=workload.dtype.value,
             batch=workload.batch, seq=workload.seq, step_time_s=step_time, samples_per_step=samples,
@@ -100,7 +102,9 @@ class AnalyticalEngine:
             provenance={
                 "engine": self.name, "perfforge_version": __version__, "calibration": cal.source,
                 "device_sources": dict(device.sources), "inputs_sha256": _digest(workload, device.id, scenario),
+                "backend": scenario.backend,
             },
+            extra=extra,
         )
 
 

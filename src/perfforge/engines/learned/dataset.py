@@ -1,0 +1,154 @@
+"""Training samples for the learned kernel model: NeuSight's FP32 kernels, Vidur's FP16 LLM operators and
+the project's own H100/H200 profiles, each mapped to a perfforge ``Op`` on a catalog device.
+
+A sample keeps its GPU *group* (the chip: all A100 boards are one group) so that leave-one-GPU-out never
+trains on a sibling board of the held-out GPU, and its *op class* (BMM, FC, CONV, NORM, SOFTMAX, ELEMENTWISE)
+for per-class error reports. Sampling is deterministic: evenly spaced rows of each file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from perfforge.core.dtypes import DType
+from perfforge.core.errors import ConfigError
+from perfforge.engines.learned.features import FAMILIES, op_features
+from perfforge.evaluation.measured import DEVICE_IDS, kernel_op, read_measurements, record_dtypes
+from perfforge.evaluation.neusight import read_kernels as read_neusight_kernels
+from perfforge.evaluation.vidur import read_mlp_profiles
+from perfforge.system.catalog import get_device
+
+# Device names in records -> catalog ids (the profiler's table plus Vidur's A40)
+RECORD_DEVICES = {**DEVICE_IDS, "NVIDIA A40": "a40"}
+# Catalog id -> GPU group (chip) for leave-one-GPU-out
+GPU_GROUPS = {
+    "p4": "P4", "t4": "T4", "p100-pcie-16gb": "P100", "v100-pcie-32gb": "V100", "v100-sxm2-16gb": "V100",
+    "a100-pcie-40gb": "A100", "a100-pcie-80gb": "A100", "a100-sxm4-80gb": "A100", "a100-sxm4-40gb": "A100",
+    "a40": "A40", "h100-sxm5-80gb": "H100", "h200-sxm-141gb": "H200", "l4": "L4",
+}
+OP_CLASSES = ("BMM", "FC", "CONV", "NORM", "SOFTMAX", "ELEMENTWISE")
+_CLASS_OF_OP = {"bmm": "BMM", "linear": "FC", "matmul": "FC", "gemm_peak": "FC", "conv2d": "CONV", "layer_norm": "NORM",
+                "rms_norm": "NORM", "softmax": "SOFTMAX"}
+# Rows read per (op, GPU) file: GEMM-like files are large and carry the most information.
+NEUSIGHT_PER_FILE = {"bmm": 2500, "linear": 2000, "conv": 1500}
+NEUSIGHT_VECTOR_PER_FILE = 350
+VIDUR_PER_FILE = 150
+
+
+def op_class(record_op: str) -> str:
+    return _CLASS_OF_OP.get(record_op, "ELEMENTWISE")
+
+
+@dataclass
+class Samples:
+    """Samples of one family, as parallel arrays."""
+
+    family: str
+    x: np.ndarray            # features
+    bound_s: np.ndarray      # roofline bound
+    latency_s: np.ndarray    # measured
+    group: np.ndarray        # GPU group (str)
+    device: np.ndarray       # catalog id (str)
+    op_class: np.ndarray     # str
+    source: np.ndarray       # neusight | vidur | measured
+    dtype: np.ndarray        # compute dtype (str)
+    analytical_s: np.ndarray  # the analytical engine's roofline with its shipped calibration (a baseline)
+
+    @property
+    def y(self) -> np.ndarray:
+        """Training target: log(latency / roofline bound)."""
+        return np.log(self.latency_s / self.bound_s)
+
+    def subset(self, mask: np.ndarray) -> "Samples":
+        return Samples(self.family, *(getattr(self, f)[mask] for f in
+                                      ("x", "bound_s", "latency_s", "group", "device", "op_class", "source", "dtype",
+                                       "analytical_s")))
+
+    def __len__(self) -> int:
+        return len(self.latency_s)
+
+
+def _source_of(rec: dict[str, Any]) -> str:
+    group = rec.get("group", "")
+    return group if group in ("neusight", "vidur") else "measured"
+
+
+def samples_from_records(records: Iterable[dict[str, Any]]) -> dict[str, Samples]:
+    """Kernel records (any of the three sources) -> samples per family; unmappable records are skipped."""
+    from perfforge.engines.analytical.calibration import load_calibration
+    from perfforge.engines.analytical.roofline import op_time
+
+    cols: dict[str, dict[str, list[Any]]] = {f: {k: [] for k in ("x", "bound_s", "latency_s", "group", "device",
+                                                               "op_class", "source", "dtype", "analytical_s")}
+                                             for f in FAMILIES}
+    devices: dict[str, Any] = {}
+    cals: dict[str, Any] = {}
+    for rec in records:
+        if rec.get("kind") != "kernel" or not rec.get("latency_s"):
+            continue
+        dev_id = RECORD_DEVICES.get(rec.get("device", {}).get("name", ""))
+        if dev_id is None or dev_id not in GPU_GROUPS:
+            continue
+        op = kernel_op(rec)
+        if op is None:
+            continue
+        compute = record_dtypes(rec)[1]
+        if dev_id not in devices:
+            devices[dev_id] = get_device(dev_id)
+            cals[dev_id] = load_calibration(devices[dev_id].architecture)
+        try:
+            family, x, bound = op_features(op, devices[dev_id], compute)
+        except KeyError:
+            continue  # op kind outside the model's families (attention, embedding)
+        c = cols[family]
+        for k, v in (("x", x), ("bound_s", bound), ("latency_s", float(rec["latency_s"])),
+                     ("group", GPU_GROUPS[dev_id]), ("device", dev_id), ("op_class", op_class(rec["op"])),
+                     ("source", _source_of(rec)), ("dtype", compute.value),
+                     ("analytical_s", op_time(op, devices[dev_id], cals[dev_id], compute).time_s)):
+            c[k].append(v)
+    out = {}
+    for f, c in cols.items():
+        if not c["x"]:
+            continue
+        out[f] = Samples(f, np.vstack(c["x"]), *(np.asarray(c[k]) for k in
+                                                  ("bound_s", "latency_s", "group", "device", "op_class", "source",
+                                                   "dtype", "analytical_s")))
+    return out
+
+
+def load_records(root: str | Path, *, scale: float = 1.0) -> list[dict[str, Any]]:
+    """Every training record under ``root`` (the repository's ``data/ground_truth``). ``scale`` < 1 reads
+    proportionally fewer rows per file (tests train on a tiny subset)."""
+    root = Path(root)
+    if not (root / "neusight").is_dir():
+        raise ConfigError(f"ground-truth folder not found or incomplete: {root} (expected neusight/, vidur/, measured/)")
+    n = lambda k: max(2, int(k * scale))  # noqa: E731
+    records: list[dict[str, Any]] = []
+    for op, per in NEUSIGHT_PER_FILE.items():
+        records += read_neusight_kernels(root / "neusight", ops=[op], per_file=n(per))
+    vector_ops = ["add", "addu", "div", "divu", "gelu", "ln", "mul", "mulu", "pow", "powu", "relu", "softmax", "tanh"]
+    records += read_neusight_kernels(root / "neusight", ops=vector_ops, per_file=n(NEUSIGHT_VECTOR_PER_FILE))
+    if (root / "vidur").is_dir():
+        records += read_mlp_profiles(root / "vidur", per_file=n(VIDUR_PER_FILE))
+    for path in sorted((root / "measured").glob("*/measurements.jsonl.gz")):
+        recs = read_measurements(path)
+        step = max(1, round(1 / scale)) if scale < 1 else 1
+        records += recs[::step]
+    return records
+
+
+def describe(samples: dict[str, Samples]) -> dict[str, Any]:
+    """Counts per family, source and GPU group (written into the model manifest)."""
+    out: dict[str, Any] = {}
+    for fam, s in samples.items():
+        out[fam] = {"rows": len(s),
+                    "by_source": {k: int(v) for k, v in zip(*np.unique(s.source, return_counts=True))},
+                    "by_group": {k: int(v) for k, v in zip(*np.unique(s.group, return_counts=True))}}
+    return out
+
+
+DTYPES_SUPPORTED = (DType.FP32, DType.TF32, DType.FP16, DType.BF16)

@@ -1,0 +1,172 @@
+"""The shipped learned kernel model: numpy arrays (``kernel_model.npz``) plus a JSON manifest.
+
+Prediction needs numpy only (no scikit-learn, no torch). For each covered op:
+
+    pred = bound * exp(max(f(x), floor))      low = pred * exp(q_lo[class])      high = pred * exp(q_hi[class])
+
+where ``bound`` is the datasheet roofline, ``f`` the family's boosted trees, ``floor`` 0 for GEMMs (never
+faster than the roofline) and the lowest training log-ratio for convolutions (Winograd/FFT kernels do fewer
+FLOPs than a direct convolution) and vector ops (L2-resident inputs beat DRAM bandwidth). ``q_lo``/``q_hi``
+are the 10th/90th percentiles of *leave-one-GPU-out* log errors per op class: the interval is sized by how
+wrong the model was on GPUs it had not seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from perfforge.core.dtypes import DType
+from perfforge.core.errors import ConfigError, PerfforgeError
+from perfforge.engines.learned.features import FEATURE_NAMES, batch_features
+from perfforge.engines.learned.trees import TreeEnsemble
+from perfforge.system.device import DeviceSpec
+from perfforge.workload.op import Op, OpKind
+
+SHIPPED_NPZ = "data/kernel_model.npz"
+SHIPPED_MANIFEST = "data/kernel_model.json"
+SCHEMA = "perfforge.learned-kernel-model/1"
+TRAIN_HINT = "retrain with `perfforge learn train` (needs the `learn` extra: pip install -e '.[learn]')"
+SUPPORTED_DTYPES = frozenset({DType.FP32, DType.TF32, DType.FP16, DType.BF16})
+
+CLASS_OF_KIND = {OpKind.MATMUL: "FC", OpKind.BMM: "BMM", OpKind.CONV2D: "CONV", OpKind.LAYER_NORM: "NORM",
+                 OpKind.RMS_NORM: "NORM", OpKind.SOFTMAX: "SOFTMAX", OpKind.ELEMENTWISE: "ELEMENTWISE"}
+
+
+class WeightsMissingError(PerfforgeError):
+    """The learned model's files are missing or do not match their manifest."""
+
+    def __init__(self, path: str | Path, how_to_train: str = TRAIN_HINT) -> None:
+        super().__init__(f"learned kernel model not found or unreadable at {path}; {how_to_train}")
+        self.path = str(path)
+        self.how_to_train = how_to_train
+
+
+@dataclass(frozen=True)
+class FamilyModel:
+    family: str
+    trees: TreeEnsemble
+    floor: float                                   # lowest allowed log(latency / bound)
+    interval: dict[str, tuple[float, float]]       # op class -> (q_lo, q_hi) log offsets
+
+
+@dataclass(frozen=True)
+class OpPredictions:
+    """Per-op arrays in the caller's order; ``covered[i]`` False means the model has no family for op i
+    (its entries are NaN and the caller must use another model)."""
+
+    pred_s: np.ndarray
+    low_s: np.ndarray
+    high_s: np.ndarray
+    bound_s: np.ndarray
+    covered: np.ndarray
+
+
+@dataclass(frozen=True)
+class LearnedKernelModel:
+    families: dict[str, FamilyModel]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("npz_sha256", "unsaved"))[:12]
+
+    def predict_ops(self, ops: Sequence[Op], device: DeviceSpec,
+                    compute_dtypes: Sequence[DType | None] | None = None) -> OpPredictions:
+        """Latency of each op on ``device``; ``compute_dtypes[i]`` lets fp32 storage compute as TF32."""
+        n = len(ops)
+        dts = list(compute_dtypes) if compute_dtypes is not None else [None] * n
+        for op, dt in zip(ops, dts):
+            d = dt or op.dtype
+            if d not in SUPPORTED_DTYPES:
+                raise ConfigError(f"learned model: dtype '{d.value}' is not supported "
+                                  f"(allowed: {', '.join(sorted(x.value for x in SUPPORTED_DTYPES))})")
+        pred, low, high, bound = (np.full(n, np.nan) for _ in range(4))
+        covered = np.zeros(n, dtype=bool)
+        batches, _ = batch_features(list(ops), device, dts)
+        for fam, batch in batches.items():
+            fm = self.families.get(fam)
+            if fm is None:
+                continue
+            ratio = np.maximum(fm.trees.predict(batch.x), fm.floor)
+            p = batch.bound_s * np.exp(ratio)
+            offsets = np.array([fm.interval.get(CLASS_OF_KIND[k], fm.interval["*"]) for k in batch.kinds])
+            pred[batch.index], bound[batch.index] = p[batch.row], batch.bound_s[batch.row]
+            low[batch.index] = (p * np.exp(offsets[:, 0]))[batch.row]
+            high[batch.index] = (p * np.exp(offsets[:, 1]))[batch.row]
+            covered[batch.index] = True
+        return OpPredictions(pred, low, high, bound, covered)
+
+    # ---- persistence ---------------------------------------------------------------------------
+    def save(self, npz_path: str | Path, manifest_path: str | Path, extra_manifest: dict[str, Any]) -> dict[str, Any]:
+        """Write the arrays and the manifest (with the arrays' sha256); returns the manifest."""
+        import io
+
+        from perfforge.core.files import write_atomic
+
+        arrays: dict[str, np.ndarray] = {}
+        for fam, fm in self.families.items():
+            arrays.update(fm.trees.arrays(fam))
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        data = buf.getvalue()
+        manifest = {
+            "schema": SCHEMA, "npz": Path(npz_path).name, "npz_sha256": hashlib.sha256(data).hexdigest(),
+            "families": {fam: {"features": list(FEATURE_NAMES[fam]), "floor": fm.floor,
+                               "interval": {k: list(v) for k, v in fm.interval.items()},
+                               "trees": int(fm.trees.feature.shape[0])} for fam, fm in self.families.items()},
+            **extra_manifest,
+        }
+        write_atomic(npz_path, data)
+        write_atomic(manifest_path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        return manifest
+
+
+def _from_files(npz_bytes: bytes, manifest: dict[str, Any], where: str) -> LearnedKernelModel:
+    import io
+
+    if manifest.get("schema") != SCHEMA:
+        raise WeightsMissingError(where, f"manifest schema is {manifest.get('schema')!r}, expected {SCHEMA}; {TRAIN_HINT}")
+    if hashlib.sha256(npz_bytes).hexdigest() != manifest.get("npz_sha256"):
+        raise WeightsMissingError(where, f"arrays do not match the manifest's sha256; {TRAIN_HINT}")
+    data = np.load(io.BytesIO(npz_bytes), allow_pickle=False)
+    families = {}
+    for fam, meta in manifest["families"].items():
+        if list(FEATURE_NAMES[fam]) != meta["features"]:
+            raise WeightsMissingError(where, f"family '{fam}' was trained on other features than this perfforge "
+                                             f"computes; {TRAIN_HINT}")
+        families[fam] = FamilyModel(fam, TreeEnsemble.from_arrays(data, fam), float(meta["floor"]),
+                                    {k: (float(v[0]), float(v[1])) for k, v in meta["interval"].items()})
+    return LearnedKernelModel(families, manifest)
+
+
+def load_model(path: str | Path | None = None) -> LearnedKernelModel:
+    """The shipped model, or the one whose manifest JSON (beside its .npz) is at ``path``."""
+    if path is None:
+        return _shipped()
+    manifest_path = Path(path)
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        npz = (manifest_path.parent / manifest["npz"]).read_bytes()
+    except (OSError, ValueError, KeyError):
+        raise WeightsMissingError(manifest_path) from None
+    return _from_files(npz, manifest, str(manifest_path))
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> LearnedKernelModel:
+    pkg = resources.files("perfforge.engines.learned")
+    where = f"perfforge/engines/learned/{SHIPPED_MANIFEST}"
+    try:
+        manifest = json.loads(pkg.joinpath(SHIPPED_MANIFEST).read_text())
+        npz = pkg.joinpath(SHIPPED_NPZ).read_bytes()
+    except (OSError, ValueError):
+        raise WeightsMissingError(where) from None
+    return _from_files(npz, manifest, where)
