@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from perfforge.core.errors import ConfigError
-from perfforge.serving.optable import analytical_table
+from perfforge.serving.optable import model_table
 from perfforge.serving.vidur_profiles import read_profile_dir, write_profile_dir
 
 VIDUR = Path(__file__).resolve().parents[2] / "data" / "ground_truth" / "vidur" / "profiling"
@@ -12,7 +12,7 @@ A100_7B = VIDUR / "compute" / "a100" / "meta-llama" / "Llama-2-7b-hf"
 
 
 def test_export_then_read_reproduces_the_table(tmp_path):
-    table = analytical_table("llama-2-7b", "a100-sxm4-80gb", 2)
+    table = model_table("llama-2-7b", "a100-sxm4-80gb", 2)
     files = write_profile_dir(table, tmp_path, model="llama-2-7b", tp=2)
     assert {f.name for f in files} == {"mlp.csv", "attention.csv", "all_reduce.csv", "send_recv.csv"}
     back = read_profile_dir(tmp_path, model="llama-2-7b", tp=2)

@@ -42,3 +42,9 @@ def test_serve_bad_input_is_one_line(capsys):
     assert "max_tokens" in capsys.readouterr().err
     assert main(["serve", "--model", "llama-2-70b", "--hardware", "a100-sxm4-80gb"]) == 2
     assert "leave no room" in capsys.readouterr().err
+
+
+def test_serve_learned_backend_times_ops_with_the_learned_model(capsys):
+    assert main(["serve", "--model", "llama-2-7b", "--requests", "20", "--backend", "learned", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "learned backend" in out["operator_source"] and "fallback_ops" in out["operator_source"]

@@ -7,7 +7,7 @@ from perfforge.serving.batch_time import StageTimer
 from perfforge.serving.requests import RequestSet
 from perfforge.serving.run import simulate
 from perfforge.serving.spec import make_spec
-from tests.serving.conftest import A, B, DECODE_ATTN, PREFILL_ATTN
+from tests.serving.conftest import DECODE_ATTN, PREFILL_ATTN, A, B
 
 LAYERS = 32  # llama-2-7b
 PER_LAYER_OPS = 8  # norm1, qkv, out, norm2, up, act, down, add (no rope/all-reduce/emb/head in the hand table)

@@ -60,9 +60,9 @@ def serving_op_cases(folder: Path, source: str) -> list[dict[str, Any]]:
 
 
 def predict_serving_ops(case: dict[str, Any]) -> float:
-    from perfforge.serving.optable import analytical_table
+    from perfforge.serving.optable import model_table
 
-    table = analytical_table(case["model"], case["hardware"], case["tp"], "fp16")
+    table = model_table(case["model"], case["hardware"], case["tp"], "fp16")
     return float(sum(table.token_time(op, case["tokens"]) for op in case["ops"] if op not in table.absent))
 
 

@@ -4,7 +4,7 @@ The table has the operator breakdown Vidur profiles (``mlp.csv``, ``attention.cs
 ``send_recv.csv``): token-indexed ops (projections, norms, activation, residual add, rotary embedding,
 tensor-parallel all-reduce, pipeline send/recv), prefill attention by (cached tokens, chunk) and decode
 attention by (batch size, mean context). Times are per layer, per device, in seconds. A table comes from
-perfforge's analytical model (``analytical_table``) or from measured profiles in Vidur's format
+perfforge's analytical model (``model_table``) or from measured profiles in Vidur's format
 (``serving.vidur_profiles``); the simulator interpolates it, linearly, vectorised.
 """
 
@@ -122,13 +122,15 @@ def _ops_for(cfg: TransformerConfig, tp: int, tokens: int, dtype: DType) -> dict
 
 
 @lru_cache(maxsize=32)
-def analytical_table(model: str, hardware: str, tp: int = 1, dtype: str = "fp16", node: str | None = None,
-                     calibration: str | None = None) -> OperatorTable:
-    """The analytical engine's times for every shape in the grids (a few thousand op evaluations)."""
+def model_table(model: str, hardware: str, tp: int = 1, dtype: str = "fp16", node: str | None = None,
+                calibration: str | None = None, backend: str = "analytical") -> OperatorTable:
+    """perfforge's op times for every shape in the grids, from one of the core engine's per-op backends
+    (``analytical``: the roofline; ``learned``: the learned kernel model, roofline where it does not cover an
+    op kind). A few thousand ops, timed in one batch."""
     from perfforge.distributed.collectives import collective_time
     from perfforge.distributed.topology import DEFAULT_NODE, cluster_topology
     from perfforge.engines.analytical.calibration import load_calibration
-    from perfforge.engines.analytical.roofline import op_time
+    from perfforge.engines.analytical.timers import OP_TIMERS
     from perfforge.system.catalog import get_device
     from perfforge.workload import layers as L
     from perfforge.workload.zoo import ALIASES, MODELS
@@ -144,16 +146,33 @@ def analytical_table(model: str, hardware: str, tp: int = 1, dtype: str = "fp16"
     dt = DType.parse(dtype)
     device = get_device(hardware)
     cal = load_calibration(device.architecture, calibration)
-    t = lambda op: op_time(op, device, cal, dt).time_s  # noqa: E731
+    if backend not in OP_TIMERS:
+        import perfforge.engines.learned  # noqa: F401  (registers the learned backend)
+    timer = OP_TIMERS.get(backend)()
 
-    token_ops: dict[str, list[float]] = {}
+    names: list[str] = []
+    ops: list[object] = []
     for n in TOKEN_GRID.astype(int):
-        ops = _ops_for(cfg, tp, int(n), dt)
-        for name, op in ops.items():
-            token_ops.setdefault(name, []).append(t(op))
+        for name, op in _ops_for(cfg, tp, int(n), dt).items():
+            names.append(name)
+            ops.append(op)
         # the LM head runs on the last position of each sequence; its rows are sequences, bounded by tokens
-        token_ops.setdefault("lm_head", []).append(
-            t(L.linear("lm_head", int(n), cfg.hidden, max(1, cfg.vocab // tp), dt, bias=False)))
+        names.append("lm_head")
+        ops.append(L.linear("lm_head", int(n), cfg.hidden, max(1, cfg.vocab // tp), dt, bias=False))
+    nh, nkv = cfg.heads // tp, max(1, cfg.n_kv_heads // tp)
+    pre_ops = [L.attention("a", 1, nh, nkv, int(c), int(k + c), cfg.d_head, dt, causal=True)
+               for k in CONTEXT_GRID for c in CHUNK_GRID]
+    dec_ops = [L.attention("a", int(b), nh, nkv, 1, max(1, int(k)), cfg.d_head, dt, causal=True)
+               for b in BATCH_GRID for k in CONTEXT_GRID]
+    timings, info = timer.time_ops(ops + pre_ops + dec_ops, device, cal, dt)
+    if any(x is None for x in timings):
+        raise ConfigError(f"backend '{backend}' cannot time every serving op of {model}")
+    secs = [x.time_s for x in timings]  # type: ignore[union-attr]
+    token_ops: dict[str, list[float]] = {}
+    for name, sec in zip(names, secs[:len(ops)]):
+        token_ops.setdefault(name, []).append(sec)
+    pre = np.array(secs[len(ops):len(ops) + len(pre_ops)]).reshape(len(CONTEXT_GRID), len(CHUNK_GRID))
+    dec = np.array(secs[len(ops) + len(pre_ops):]).reshape(len(BATCH_GRID), len(CONTEXT_GRID))
     absent: list[str] = [] if cfg.rotary else ["attn_rope"]
     node_id = node or DEFAULT_NODE.get(hardware)
     launch_s = 2e-5  # NCCL CPU launch overhead: Vidur 0.0.26's default nccl_cpu_launch_overhead_ms = 0.02
@@ -174,16 +193,12 @@ def analytical_table(model: str, hardware: str, tp: int = 1, dtype: str = "fp16"
         token_ops["send_recv"] = [collective_time("p2p", m, hop, efficiency=cal.collective_efficiency) + launch_s
                                   for m in msg]
 
-    nh, nkv = cfg.heads // tp, max(1, cfg.n_kv_heads // tp)
-    pre = np.array([[t(L.attention("a", 1, nh, nkv, int(c), int(k + c), cfg.d_head, dt, causal=True))
-                     for c in CHUNK_GRID] for k in CONTEXT_GRID])
-    dec = np.array([[t(L.attention("a", int(b), nh, nkv, 1, max(1, int(k)), cfg.d_head, dt, causal=True))
-                     for k in CONTEXT_GRID] for b in BATCH_GRID])
     return OperatorTable(
         tokens=TOKEN_GRID, token_ops={k: np.asarray(v) for k, v in token_ops.items()},
         prefill_context=CONTEXT_GRID, prefill_chunk=CHUNK_GRID, prefill_time=pre,
         decode_batch=BATCH_GRID, decode_context=CONTEXT_GRID, decode_time=dec,
-        source=f"perfforge analytical ({cal.source}) on {hardware}, tp={tp}, {dt.value}", absent=tuple(absent),
-        meta={"model": cfg.name, "hardware": hardware, "tp": tp, "dtype": dt.value},
+        source=f"perfforge {backend} backend ({cal.source}) on {hardware}, tp={tp}, {dt.value}"
+               + "".join(f"; {k}={v}" for k, v in info.items() if k != "fallback_note"), absent=tuple(absent),
+        meta={"model": cfg.name, "hardware": hardware, "tp": tp, "dtype": dt.value, "backend": backend},
     )
 

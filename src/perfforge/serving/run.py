@@ -14,7 +14,7 @@ from perfforge.core.errors import ConfigError
 from perfforge.serving.batch_time import StageTimer
 from perfforge.serving.kv_cache import KVPlan, plan_kv
 from perfforge.serving.metrics import request_metrics, summarize
-from perfforge.serving.optable import OperatorTable, analytical_table
+from perfforge.serving.optable import OperatorTable, model_table
 from perfforge.serving.requests import RequestSet, generate
 from perfforge.serving.schedulers import SCHEDULERS, SchedulerLimits
 from perfforge.serving.simulator import SimulationOutput, Simulator
@@ -82,11 +82,7 @@ def operator_table(spec: ServeSpec) -> OperatorTable:
         from perfforge.serving.vidur_profiles import read_profile_dir
 
         return read_profile_dir(spec.profile_dir, model=spec.model, tp=spec.tp, block_size=spec.block_size)
-    if spec.backend == "learned":
-        from perfforge.serving.optable import learned_table
-
-        return learned_table(spec.model, spec.hardware, spec.tp, spec.dtype, spec.node)
-    return analytical_table(spec.model, spec.hardware, spec.tp, spec.dtype, spec.node, spec.calibration)
+    return model_table(spec.model, spec.hardware, spec.tp, spec.dtype, spec.node, spec.calibration, spec.backend)
 
 
 def request_set(spec: ServeSpec) -> RequestSet:

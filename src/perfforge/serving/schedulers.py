@@ -200,8 +200,8 @@ class SarathiScheduler(ReplicaScheduler):
         self.running.sort()
         partial: list[int] = []
         skipped: list[int] = []
-        if not self.exact and all(self.s.prefill_done[r] for r in self.running[:self.max_micro]):
-            self._decode_running(ids, q, self.max_micro)   # decodes first, vectorised when no preemption
+        if not self.exact and self._split_fast(ids, q, partial):
+            pass                                # decodes and partial prompts split without preemption
         else:
             # decodes always get their token (the budget limits prefill chunks only)
             while self.running and len(ids) < self.max_micro:
@@ -249,6 +249,31 @@ class SarathiScheduler(ReplicaScheduler):
             used += n
             admitted = True
         return self._batch(ids, q, decode_only=not partial_used and not admitted)
+
+    def _split_fast(self, ids: list[int], q: list[int], partial: list[int]) -> bool:
+        """The reference loop, vectorised: walk the running list in order until ``max_micro`` decodes are
+        taken, collecting unfinished prompts on the way. False (nothing changed) when a block would run out."""
+        if not self.running:
+            return True
+        run = np.asarray(self.running, dtype=np.int64)
+        ready = self.s.prefill_done[run]
+        count = np.cumsum(ready)
+        full = np.flatnonzero(count >= self.max_micro)
+        cut = int(full[0]) + 1 if len(full) else len(run)
+        head, ready = run[:cut], ready[:cut]
+        take = head[ready]
+        if len(take):
+            need = self.s.processed[take] > self.s.reserved[take] * self.lim.block_size
+            k = int(np.count_nonzero(need))
+            if self.free_blocks - (k - int(need[-1])) < 1:
+                return False
+            self.s.reserved[take] += need
+            self.free_blocks -= k
+        del self.running[:cut]
+        ids.extend(take.tolist())
+        q.extend([1] * len(take))
+        partial.extend(head[~ready].tolist())
+        return True
 
     def admission_blocked(self, batch: Batch) -> bool | None:
         if not self.queue:

@@ -23,7 +23,7 @@ from perfforge.serving.optable import (
     CHUNK_GRID,
     CONTEXT_GRID,
     OperatorTable,
-    analytical_table,
+    model_table,
 )
 from perfforge.workload.models.transformer import TransformerConfig
 
@@ -95,7 +95,7 @@ def read_profile_dir(folder: str | Path, *, model: str, tp: int = 1, block_size:
     notes: list[str] = []
     token_ops: dict[str, np.ndarray] = {}
     absent: list[str] = []
-    fallback = analytical_table(model, hardware, tp, dtype) if hardware else None
+    fallback = model_table(model, hardware, tp, dtype) if hardware else None
 
     def from_model(what: str) -> OperatorTable:
         if fallback is None:

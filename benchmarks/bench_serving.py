@@ -1,0 +1,63 @@
+"""Speed of the serving simulator: CPU per simulated request, the fast-forward's gain, and a big run.
+
+    python benchmarks/bench_serving.py [--million]
+
+Prints, for Llama-2-7B on A100 under vLLM and Sarathi at three loads, the median CPU microseconds per
+simulated request (3 runs; ``time.process_time``) with the decode fast-forward and, as the same-process
+baseline, stepping every iteration (``exact=True``), and their ratio. ``--million`` also simulates 1,000,000
+requests on a 16-replica cluster (round robin, 512/128-token requests, 60% of its SLO capacity) and prints
+the wall time. The comparison with Vidur itself is benchmarks/compare_vidur.py. Targets (issue 5): >= 100x
+less CPU per request than Vidur 0.0.26; 1,000,000 requests in < 60 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from perfforge.serving.run import operator_table, request_set, simulate
+from perfforge.serving.spec import make_spec
+
+LOADS = {"low": 2.0, "near": 9.0, "over": 16.0}
+
+
+def cpu_per_request(spec, reqs, table, exact: bool, repeats: int = 3) -> float:  # noqa: ANN001
+    samples = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        simulate(spec, reqs, table, exact=exact)
+        samples.append(time.process_time() - t0)
+    return statistics.median(samples) / len(reqs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--million", action="store_true")
+    ap.add_argument("--requests", type=int, default=2000)
+    args = ap.parse_args()
+    print(f"{'scheduler':9s} {'load':5s} {'fast us/req':>12s} {'stepping us/req':>16s} {'ratio':>6s}")
+    for scheduler in ("vllm", "sarathi"):
+        for load, qps in LOADS.items():
+            spec = make_spec(model="llama-2-7b", hardware="a100-sxm4-80gb", scheduler=scheduler, qps=qps,
+                             requests=args.requests)
+            table, reqs = operator_table(spec), request_set(spec)
+            fast = cpu_per_request(spec, reqs, table, exact=False)
+            step = cpu_per_request(spec, reqs, table, exact=True, repeats=1)
+            print(f"{scheduler:9s} {load:5s} {fast * 1e6:12.1f} {step * 1e6:16.1f} {step / fast:6.1f}x", flush=True)
+    if args.million:
+        spec = make_spec(model="llama-2-7b", hardware="a100-sxm4-80gb", scheduler="vllm", replicas=16,
+                         qps=16 * 6.0, requests=1_000_000)
+        table = operator_table(spec)
+        t0 = time.perf_counter()
+        reqs = request_set(spec)
+        report = simulate(spec, reqs, table)
+        wall = time.perf_counter() - t0
+        s = report.summary
+        print(f"1,000,000 requests, 16 replicas at {spec.qps:g} QPS: {wall:.1f} s wall "
+              f"({wall / 1e6 * 1e6:.1f} us per request); {s['events']} events, {s['iterations']} iterations; "
+              f"TTFT p99 {s['ttft_p99_s']:.3f} s, TPOT p50 {s['tpot_p50_s'] * 1e3:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
