@@ -26,6 +26,7 @@ import numpy as np
 from perfforge.adapters.vidur import run_vidur, vidur_composition
 from perfforge.core.errors import ConfigError
 from perfforge.core.files import write_atomic
+from perfforge.serving.batch_time import VIDUR_LOOKUPS
 from perfforge.serving.run import operator_table, request_set, simulate
 from perfforge.serving.spec import make_spec
 
@@ -71,6 +72,8 @@ def main() -> None:
                 ours = simulate(spec, reqs, table)
                 cpu.append(time.process_time() - t0)
             aligned = simulate(spec, reqs, table, vidur_lookups=True)
+            # each Vidur lookup behaviour alone: how much of the as-shipped difference it explains
+            single = {q: _pcts(_ours(simulate(spec, reqs, table, vidur_lookups=(q,)))) for q in VIDUR_LOOKUPS}
             try:
                 vid = run_vidur(spec, reqs, table, ours.kv.num_blocks, python=args.vidur_python)
             except ConfigError as exc:
@@ -91,6 +94,7 @@ def main() -> None:
             row["cpu_ratio"] = row["cpu_s_per_request"]["vidur"] / row["cpu_s_per_request"]["perfforge"]
             for variant in ("perfforge", "perfforge_vidur_lookups"):
                 row[f"{variant}_diff"] = {k: row[variant][k] / row["vidur"][k] - 1 for k in row["vidur"]}
+            row["single_lookup_diff"] = {q: {k: v[k] / row["vidur"][k] - 1 for k in v} for q, v in single.items()}
             rows.append(row)
             print(scheduler, load, {k: f"{v:+.2%}" for k, v in row["perfforge_vidur_lookups_diff"].items()},
                   f"cpu ratio {row['cpu_ratio']:.0f}x", flush=True)
@@ -125,6 +129,17 @@ def _markdown(rows: list[dict], meta: dict) -> str:
             lines.append(f"| {r['scheduler']} | {r['load']} | {r['qps']:g} | {k.removesuffix('_s')} | "
                          f"{r['vidur'][k]:.4g} | {r['perfforge'][k]:.4g} | {r['perfforge_diff'][k]:+.1%} | "
                          f"{r['perfforge_vidur_lookups'][k]:.4g} | {r['perfforge_vidur_lookups_diff'][k]:+.1%} |")
+    lines += ["", "Attribution: perfforge with one of Vidur's lookup behaviours at a time (diff vs Vidur; the "
+              "as-shipped column is none, the aligned column is all). Behaviours: " + "; ".join(VIDUR_LOOKUPS) + ".", "",
+              "| scheduler | load | metric | none | " + " | ".join(VIDUR_LOOKUPS) + " | all |",
+              "|---|---|---|---|" + "---|" * len(VIDUR_LOOKUPS) + "---|"]
+    for r in rows:
+        if "vidur_error" in r:
+            continue
+        for k in ("ttft_p50_s", "tpot_p50_s", "e2e_p99_s"):
+            cells = " | ".join(f"{r['single_lookup_diff'][q][k]:+.1%}" for q in VIDUR_LOOKUPS)
+            lines.append(f"| {r['scheduler']} | {r['load']} | {k.removesuffix('_s')} | {r['perfforge_diff'][k]:+.1%} | "
+                         f"{cells} | {r['perfforge_vidur_lookups_diff'][k]:+.1%} |")
     lines += ["", "| scheduler | load | preemptions Vidur / perfforge / aligned | CPU ms per request Vidur | perfforge | ratio |",
               "|---|---|---|---|---|---|"]
     for r in rows:

@@ -16,6 +16,7 @@ class Batch:
     pad: int = 0                 # finished sequences still occupying slots (static batching)
     iterations: int = 1          # > 1: a fast-forwarded run of identical decode iterations
     durations: np.ndarray | None = None   # per-iteration seconds of a fast-forwarded run
+    run_time: float = 0.0                 # their sum
     scheduled_at: float = 0.0
     stage_times: list[float] = field(default_factory=list)
     decode_only: bool = False   # every request adds exactly one token

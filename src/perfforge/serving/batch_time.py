@@ -21,6 +21,16 @@ import numpy as np
 from perfforge.core.errors import ConfigError
 from perfforge.serving.optable import OperatorTable
 
+# Vidur 0.0.26 (vidur/execution_time_predictor/sklearn_execution_time_predictor.py) looks operator times up
+#   tokens_x8:          at the batch's token count rounded up to a multiple of 8 (_total_num_q_tokens_rounded)
+#   decode_context_x256: decode attention at the truncated mean context rounded up to 256
+#                       (kv_cache_prediction_granularity)
+#   prefill_context_with_chunk: prefill attention at (context including the chunk, rounded up to 256; chunk
+#                       rounded up to 32), where its profiles' kv_cache_size is the context before the chunk
+#   gqa_decode_overhead: +10% decode attention for grouped-query models when more than one request decodes
+#                       (attention_decode_batching_overhead_fraction)
+VIDUR_LOOKUPS = ("tokens_x8", "decode_context_x256", "prefill_context_with_chunk", "gqa_decode_overhead")
+
 _PER_LAYER_TOKEN_OPS = ("input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj",
                         "post_attention_layernorm", "mlp_up_proj", "mlp_act", "mlp_down_proj", "add")
 
@@ -31,10 +41,9 @@ class StageTimer:
     layers: int            # blocks on this stage
     tp: int
     pp: int
-    # Reproduce Vidur 0.0.26's lookup quantisation (tokens up to x8, decode context up to x256 of the truncated
-    # mean, prefill attention at (context incl. chunk, up to x256; chunk up to x32), +10% decode attention for
-    # grouped-query models): only to separate simulation differences from lookup differences in comparisons.
-    vidur_lookups: bool = False
+    # Vidur 0.0.26's lookup behaviours to reproduce (names in VIDUR_LOOKUPS), only to separate simulation
+    # differences from lookup differences when comparing with Vidur; () is perfforge's own lookups.
+    vidur_lookups: tuple[str, ...] = ()
     gqa: bool = False
     _curves: dict[int, np.ndarray] = field(init=False, repr=False, compare=False)
     _grid: list[float] = field(init=False, repr=False, compare=False)
@@ -44,6 +53,9 @@ class StageTimer:
     _pre: tuple[list[float], list[float], list[list[float]]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        unknown = set(self.vidur_lookups) - set(VIDUR_LOOKUPS)
+        if unknown:
+            raise ConfigError(f"unknown Vidur lookup behaviour(s) {sorted(unknown)} (known: {', '.join(VIDUR_LOOKUPS)})")
         t = self.table
         if self.pp > 1 and "send_recv" in t.absent:
             raise ConfigError("pipeline parallelism needs send/recv times; the operator table has none")
@@ -115,29 +127,32 @@ class StageTimer:
         n_dec = int(np.count_nonzero(decode))
         tokens = float(q.sum())
         attn = 0.0
+        quirks = self.vidur_lookups
         if n_dec:
             ctx = float(kv[decode].sum()) / n_dec
-            if self.vidur_lookups:
+            if "decode_context_x256" in quirks:
                 ctx = float(-(-int(ctx) // 256) * 256)
             a = float(np.interp(ctx, self.table.decode_context, self._decode_row(float(n_dec))))
-            attn += a * (1.1 if self.vidur_lookups and self.gqa and n_dec > 1 else 1.0)
+            attn += a * (1.1 if "gqa_decode_overhead" in quirks and self.gqa and n_dec > 1 else 1.0)
         if n_dec < len(q):
             for c, k in zip(q[~decode].tolist(), kv[~decode].tolist()):
-                if self.vidur_lookups:
+                if "prefill_context_with_chunk" in quirks:
                     attn += self._prefill_one(-(-k // 256) * 256.0, -(-c // 32) * 32.0)
                 else:
                     attn += self._prefill_one(float(k - c), float(c))
-        if self.vidur_lookups:
+        if "tokens_x8" in quirks:
             tokens = float(-(-int(tokens) // 8) * 8)
         return self._fixed(tokens, float(len(q)), stage) + self.layers * attn
 
     def decode_iterations(self, batch: int, mean_context: np.ndarray, stage: int = 0) -> np.ndarray:
         """Times of successive decode-only iterations of ``batch`` requests, vectorised over iterations."""
         tokens = float(batch)
-        if self.vidur_lookups:
+        quirks = self.vidur_lookups
+        if "decode_context_x256" in quirks:
             mean_context = -(-np.floor(mean_context) // 256) * 256
+        if "tokens_x8" in quirks:
             tokens = float(-(-batch // 8) * 8)
         attn = np.interp(mean_context, self.table.decode_context, self._decode_row(float(batch)))
-        if self.vidur_lookups and self.gqa and batch > 1:
+        if "gqa_decode_overhead" in quirks and self.gqa and batch > 1:
             attn = attn * 1.1
         return self._fixed(tokens, float(batch), stage) + self.layers * attn

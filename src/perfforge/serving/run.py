@@ -11,7 +11,7 @@ import numpy as np
 
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
-from perfforge.serving.batch_time import StageTimer
+from perfforge.serving.batch_time import VIDUR_LOOKUPS, StageTimer
 from perfforge.serving.kv_cache import KVPlan, plan_kv
 from perfforge.serving.metrics import request_metrics, summarize
 from perfforge.serving.optable import OperatorTable, model_table
@@ -93,7 +93,9 @@ def request_set(spec: ServeSpec) -> RequestSet:
 
 
 def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: OperatorTable | None = None, *,
-             exact: bool = False, vidur_lookups: bool = False) -> ServingReport:
+             exact: bool = False, vidur_lookups: bool | tuple[str, ...] = ()) -> ServingReport:
+    """``exact``: step every iteration (no fast-forward). ``vidur_lookups``: True, or some of
+    ``batch_time.VIDUR_LOOKUPS``, to look times up as Vidur 0.0.26 does (comparisons with Vidur only)."""
     from perfforge.system.catalog import get_device
     from perfforge.workload.zoo import ALIASES, MODELS, get_model
 
@@ -110,7 +112,8 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
                  pp=spec.pp, dtype=dtype, memory_bytes=device.memory_bytes, memory_fraction=spec.memory_fraction,
                  block_size=spec.block_size)
     table = table or operator_table(spec)
-    timer = StageTimer(table, cfg.layers // spec.pp, spec.tp, spec.pp, vidur_lookups=vidur_lookups,
+    quirks = VIDUR_LOOKUPS if vidur_lookups is True else tuple(vidur_lookups or ())
+    timer = StageTimer(table, cfg.layers // spec.pp, spec.tp, spec.pp, vidur_lookups=quirks,
                        gqa=cfg.n_kv_heads < cfg.heads)
     reqs = requests or request_set(spec)
     if int(reqs.total_tokens.max()) > kv.capacity_tokens:

@@ -172,7 +172,7 @@ class Simulator:
     def _start(self, rep: _Replica, stage: int, batch: Batch, t: float) -> None:
         rep.busy[stage] = True
         if batch.iterations > 1:
-            dt = float(batch.durations.sum())
+            dt = batch.run_time
         else:
             q = batch.q if not batch.pad else np.concatenate([batch.q, np.ones(batch.pad, dtype=np.int64)])
             kv = batch.kv if not batch.pad else np.concatenate([batch.kv, np.full(batch.pad, batch.kv.mean())])
@@ -223,13 +223,14 @@ class Simulator:
                 return
         ctx = mean0 + np.arange(k)
         d = self.timer.decode_iterations(batch.size + batch.pad, ctx)
+        ends = np.cumsum(d)
         if blocked is False:
-            ends = t0 + np.cumsum(d)
-            k = min(k, 1 + int(np.searchsorted(ends, self._next_arrival, side="left")))
+            k = min(k, 1 + int(np.searchsorted(ends, self._next_arrival - t0, side="left")))
         if k <= 1:
             return
         batch.iterations = k
         batch.durations = d[:k]
+        batch.run_time = float(ends[k - 1])
 
     # ---- batch completion --------------------------------------------------------------------------------
     def _finish(self, rep: _Replica, batch: Batch, t: float) -> None:
