@@ -27,6 +27,7 @@ from perfforge.evaluation.neusight import read_kernels as neusight_kernels
 from perfforge.evaluation.neusight import read_labels as neusight_labels
 from perfforge.evaluation.published import load_published
 from perfforge.evaluation.suite import (
+    AcceleratorReferenceSource,
     AstraSimReferenceSource,
     MeasuredSource,
     NeuSightSource,
@@ -142,12 +143,26 @@ def _predict_serving(task: Task) -> Row:
     return row
 
 
-SIMULATOR_KINDS = ("simulator", "serving-ops", "serving-sim")
+def _predict_accelerator(task: Task) -> Row:
+    from perfforge.evaluation.accelerator_cases import predict_scalesim, predict_timeloop
+
+    row = task.row
+    try:
+        case = task.params["case"]
+        row.predicted_s = predict_scalesim(case) if row.engine == "systolic" else predict_timeloop(case)
+    except (PerfforgeError, ValueError, KeyError) as exc:
+        row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}"
+    return row
+
+
+SIMULATOR_KINDS = ("simulator", "serving-ops", "serving-sim", "accelerator")
 
 
 def _run(task: Task) -> Row:
     if task.row.kind in ("serving-ops", "serving-sim"):
         return _predict_serving(task)
+    if task.row.kind == "accelerator":
+        return _predict_accelerator(task)
     if task.row.engine not in ENGINES and task.row.kind not in SIMULATOR_KINDS:
         task.row.status = "not run"
         task.row.reason = f"engine '{task.row.engine}' is not available in this perfforge (known: {', '.join(ENGINES.names())})"
@@ -185,6 +200,26 @@ def plan(suite: Suite, root: Path) -> list[Task]:
                           f"layer-ops tp{case['tp']}", "fp16", case["tokens"], None, case["measured_s"], "serving",
                           "analytical-table", extra={"device": case["device_name"], "ops": case["ops"]})
                 tasks.append(Task(row, {"case": case}))
+            continue
+        if isinstance(src, AcceleratorReferenceSource):
+            from perfforge.evaluation.accelerator_cases import scalesim_cases, timeloop_cases
+
+            path = root / src.accelerator_reference
+            if src.tool == "scalesim":
+                for case in scalesim_cases(path):
+                    row = Row(case["id"], src.accelerator_reference, "accelerator", case["layer"],
+                              f"systolic-{case['array']}x{case['array']}", f"{case['dataflow']} compute_cycles", "int8",
+                              1, None, case["measured"], "systolic", "scalesim-3.0.0-topology",
+                              extra={"shape": case["shape"], "unit": "cycles"})
+                    tasks.append(Task(row, {"case": case}))
+            else:
+                for case in timeloop_cases(path):
+                    row = Row(case["id"], src.accelerator_reference, "accelerator", "vgg02_layer5", "eyeriss-like-168pe",
+                              case["metric"], "int8", 1, None, case["measured"], "loop-nest", "timeloop-inputs",
+                              # the access-counting rules were worked out against this very reference
+                              in_sample=True,
+                              extra={"tool": case["tool"], "unit": "pJ" if "energy" in case["metric"] else "cycles"})
+                    tasks.append(Task(row, {"case": case}))
             continue
         if isinstance(src, ServingReferenceSource):
             from perfforge.evaluation.serving_cases import serving_sim_cases

@@ -79,6 +79,15 @@ class ServingReferenceSource(BaseModel):
     serving_reference: str
 
 
+class AcceleratorReferenceSource(BaseModel):
+    """Outputs of the real SCALE-Sim (``scalesim``: JSONL) or Timeloop (``timeloop``: YAML) on inputs that
+    perfforge's accelerator models evaluate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    accelerator_reference: str
+    tool: Literal["scalesim", "timeloop"]
+
+
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -87,7 +96,8 @@ class Suite(BaseModel):
     engines: list[str] = ["analytical"]
     variants: list[Literal["zoo", "zoo-unfused", "hf-trace"]] = ["zoo"]
     sources: list[Union[MeasuredSource, PublishedSource, NeuSightSource, VidurSource,
-                        AstraSimReferenceSource, ServingOpsSource, ServingReferenceSource]] = Field(min_length=1)
+                        AstraSimReferenceSource, ServingOpsSource, ServingReferenceSource,
+                        AcceleratorReferenceSource]] = Field(min_length=1)
     claims_file: str = "data/claims/claims.yaml"
     claims: list[ClaimCheck] = []
 

@@ -1,0 +1,43 @@
+"""The serving and accelerators suites: their sources expand into rows that run against the real tools'
+recorded outputs and Vidur's measured operator profiles."""
+
+from pathlib import Path
+
+import pytest
+
+from perfforge.evaluation.harness import _run, plan, run_suite
+from perfforge.evaluation.suite import Suite, load_suite
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_accelerators_suite_reproduces_the_real_tools():
+    result = run_suite(load_suite("accelerators"), ROOT)
+    rows = result["rows"]
+    scalesim = [r for r in rows if r["engine"] == "systolic"]
+    assert len(scalesim) >= 36 and all(r["predicted_s"] == r["measured_s"] for r in scalesim)
+    timeloop = {r["mode"]: r for r in rows if r["engine"] == "loop-nest"}
+    assert timeloop["cycles"]["predicted_s"] == timeloop["cycles"]["measured_s"] == 5505024
+    assert timeloop["energy_pj"]["predicted_s"] == pytest.approx(timeloop["energy_pj"]["measured_s"], rel=0.05)
+    assert all(r["in_sample"] for r in timeloop.values())   # the counting rules were fitted to this reference
+
+
+def test_serving_suite_rows():
+    suite = load_suite("serving")
+    tasks = plan(suite, ROOT)
+    ops = [t for t in tasks if t.row.kind == "serving-ops"]
+    sims = [t for t in tasks if t.row.kind == "serving-sim"]
+    assert len(ops) > 100 and len(sims) >= 24
+    assert len({t.row.case_id for t in ops}) == len(ops)          # no duplicate cases
+    # A100 Llama-2-7B, TP1, 512 tokens: Vidur measured the layer's non-attention ops at ~1.04 ms
+    row = _run(next(t for t in ops if t.row.case_id == "vidur/a100/llama-2-7b/tp1/512")).error
+    assert abs(row) < 0.25
+    sim = next(t for t in sims if t.row.variant == "vidur-lookups" and t.row.mode == "ttft_p99_s")
+    assert _run(sim).error == pytest.approx(0.0, abs=1e-3)
+
+
+def test_unknown_reference_tool_is_rejected():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        Suite(name="x", description="y", sources=[{"accelerator_reference": "f", "tool": "maestro"}])
