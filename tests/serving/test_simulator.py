@@ -132,3 +132,13 @@ def test_stage_timer_decode_vector_matches_scalar(hand_table):
     vec = timer.decode_iterations(7, ctx)
     for c, v in zip(ctx, vec):
         assert v == pytest.approx(timer.batch_time(np.ones(7, dtype=np.int64), np.full(7, c)), rel=1e-12)
+
+
+@pytest.mark.parametrize("routing", ["round_robin", "random", "least_outstanding"])
+def test_fast_forward_equals_stepping_on_a_cluster(routing):
+    spec = make_spec(model="llama-2-7b", scheduler="vllm", qps=20.0, requests=150, replicas=3, routing=routing,
+                     length="uniform", min_tokens=200, max_tokens=1500, prefill_to_decode_ratio=2.0)
+    fast, step = simulate(spec), simulate(spec, exact=True)
+    np.testing.assert_array_equal(fast.output.state.replica, step.output.state.replica)
+    np.testing.assert_allclose(fast.output.state.completed_at, step.output.state.completed_at, rtol=1e-9)
+    assert len(set(fast.output.state.replica.tolist())) == 3

@@ -78,6 +78,8 @@ class _Replica:
         self.waiting: list[deque[Batch]] = [deque() for _ in range(stages)]
         self.in_flight = 0
         self.outstanding = 0       # routed and not finished (least-outstanding routing)
+        self.arrivals: list[float] = []   # this replica's future arrival times, when routing is known upfront
+        self.next_arrival = 0      # index into ``arrivals``
 
 
 class Simulator:
@@ -100,16 +102,25 @@ class Simulator:
         self._tbt_w: list[np.ndarray | float] = []   # ... and how many tokens had each (scalar: all)
         self._heap: list[tuple[float, int, int, int, Batch]] = []
         self._seq = 0
-        self._rr = 0
         self._next_arrival = np.inf
+        # Round-robin and random routing do not depend on the cluster's state, so every request's replica is
+        # known upfront; each replica's fast-forward then only stops for its own arrivals.
+        n = self.state.n
+        self._routes: list[int] | None = None
+        if routing == "round_robin":
+            self._routes = (np.arange(n) % replicas).tolist()
+        elif routing == "random":
+            self._routes = self.rng.integers(0, replicas, n).tolist()
+        if self._routes is not None:
+            routes = np.asarray(self._routes)
+            for rep in self.replicas:
+                rep.arrivals = self.state.arrival[routes == rep.id].tolist()
 
     # ---- routing -----------------------------------------------------------------------------------------
     def _route(self, r: int) -> _Replica:
-        if self.routing == "round_robin":
-            rep = self.replicas[self._rr % len(self.replicas)]
-            self._rr += 1
-        elif self.routing == "random":
-            rep = self.replicas[int(self.rng.integers(len(self.replicas)))]
+        if self._routes is not None:
+            rep = self.replicas[self._routes[r]]
+            rep.next_arrival += 1
         else:
             rep = min(self.replicas, key=lambda x: x.outstanding)
         self.state.replica[r] = rep.id
@@ -200,11 +211,15 @@ class Simulator:
         p0 = s.processed[ids]
         k = min(int((s.total[ids] - p0).min()), MAX_FAST_FORWARD)
         mean0 = float(p0.sum()) / len(p0) + 1.0
-        if blocked is False and k > 32 and self._next_arrival < np.inf:
+        if self._routes is not None:
+            next_arrival = rep.arrivals[rep.next_arrival] if rep.next_arrival < len(rep.arrivals) else np.inf
+        else:
+            next_arrival = self._next_arrival   # any arrival may come here
+        if blocked is False and k > 32 and next_arrival < np.inf:
             # iterations only get longer as contexts grow, so the first one bounds how many fit before
             # the next arrival: no need to build vectors past it
             d0 = self.timer.decode_one(batch.size + batch.pad, mean0)
-            k = min(k, int((self._next_arrival - t0) / d0) + 2)
+            k = min(k, int((next_arrival - t0) / d0) + 2)
         if k <= 1:
             return
         bs = sched.lim.block_size
@@ -225,7 +240,7 @@ class Simulator:
         d = self.timer.decode_iterations(batch.size + batch.pad, ctx)
         ends = np.cumsum(d)
         if blocked is False:
-            k = min(k, 1 + int(np.searchsorted(ends, self._next_arrival - t0, side="left")))
+            k = min(k, 1 + int(np.searchsorted(ends, next_arrival - t0, side="left")))
         if k <= 1:
             return
         batch.iterations = k
