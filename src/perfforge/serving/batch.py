@@ -17,6 +17,8 @@ class Batch:
     iterations: int = 1          # > 1: a fast-forwarded run of identical decode iterations
     durations: np.ndarray | None = None   # per-iteration seconds of a fast-forwarded run
     run_time: float = 0.0                 # their sum
+    active: np.ndarray | None = None      # requests still decoding in each iteration of the run
+    fixed_slots: bool = False             # finished requests keep their slots (static batching)
     scheduled_at: float = 0.0
     stage_times: list[float] = field(default_factory=list)
     decode_only: bool = False   # every request adds exactly one token

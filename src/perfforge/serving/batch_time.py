@@ -144,6 +144,22 @@ class StageTimer:
             tokens = float(-(-int(tokens) // 8) * 8)
         return self._fixed(tokens, float(len(q)), stage) + self.layers * attn
 
+    def shrinking_decode_iterations(self, batch: np.ndarray, mean_context: np.ndarray, stage: int = 0) -> np.ndarray:
+        """Decode-only iterations whose batch size changes (requests finish along the way), vectorised."""
+        quirks = self.vidur_lookups
+        b = batch.astype(np.float64)
+        tokens = -(-batch // 8) * 8.0 if "tokens_x8" in quirks else b
+        if "decode_context_x256" in quirks:
+            mean_context = -(-np.floor(mean_context) // 256) * 256
+        attn = self.table.decode_attention(b, mean_context)
+        if "gqa_decode_overhead" in quirks and self.gqa:
+            attn = np.where(b > 1, attn * 1.1, attn)
+        key = stage if stage in (0, self.pp - 1) else 1
+        fixed = np.interp(tokens, self.table.tokens, self._curves[key])
+        if stage == self.pp - 1 and "lm_head" not in self.table.absent:
+            fixed = fixed + np.interp(b, self.table.tokens, np.asarray(self._head))
+        return fixed + self.layers * attn
+
     def decode_iterations(self, batch: int, mean_context: np.ndarray, stage: int = 0) -> np.ndarray:
         """Times of successive decode-only iterations of ``batch`` requests, vectorised over iterations."""
         tokens = float(batch)

@@ -47,6 +47,7 @@ class SchedulerLimits:
 class ReplicaScheduler:
     name = "base"
     step_allocates = True          # decodes take blocks as they grow (paged); False: reserved up front
+    keeps_finished_slots = False   # finished sequences still occupy the batch (static batching)
 
     def __init__(self, state: RequestState, limits: SchedulerLimits, *, exact: bool = False) -> None:
         self.s = state
@@ -335,6 +336,7 @@ class OrcaScheduler(ReplicaScheduler):
 @SCHEDULERS.register("static")
 class StaticScheduler(OrcaScheduler):
     name = "static"
+    keeps_finished_slots = True
 
     def __init__(self, state: RequestState, limits: SchedulerLimits, *, exact: bool = False) -> None:
         super().__init__(state, limits, exact=exact)

@@ -36,9 +36,9 @@ class BatchLog:
     start: list[float] = field(default_factory=list)
     end: list[float] = field(default_factory=list)
     iterations: list[int] = field(default_factory=list)
-    size: list[int] = field(default_factory=list)
+    size: list[float] = field(default_factory=list)        # mean over the batch's iterations
     prefill_tokens: list[int] = field(default_factory=list)
-    decode_tokens: list[int] = field(default_factory=list)     # per iteration
+    decode_tokens: list[float] = field(default_factory=list)   # per iteration (mean)
     kv_tokens: list[float] = field(default_factory=list)       # summed context read, all iterations
     blocks_used: list[int] = field(default_factory=list)       # at the end of the batch
 
@@ -47,10 +47,11 @@ class BatchLog:
         self.start.append(start)
         self.end.append(end)
         self.iterations.append(batch.iterations)
-        self.size.append(batch.size + batch.pad)
+        self.size.append(float(batch.active.mean()) if batch.active is not None and not batch.fixed_slots
+                         else batch.size + batch.pad)
         if batch.decode_only:
             self.prefill_tokens.append(0)
-            self.decode_tokens.append(len(batch.q))
+            self.decode_tokens.append(float(batch.active.mean()) if batch.active is not None else len(batch.q))
         else:
             dec = int((batch.q == 1).sum())
             self.prefill_tokens.append(int(batch.q.sum()) - dec)
@@ -202,6 +203,9 @@ class Simulator:
 
     # ---- fast-forward ------------------------------------------------------------------------------------
     def _extend(self, rep: _Replica, batch: Batch, t0: float) -> None:
+        """Make ``batch`` stand for as many identical decode iterations as nothing can interrupt. When no
+        queued or waiting request could take a finishing request's place, the run continues through
+        completions (the batch shrinks; static batching keeps the slots)."""
         sched = rep.sched
         blocked = sched.admission_blocked(batch)
         if blocked is None:
@@ -209,35 +213,54 @@ class Simulator:
         s = self.state
         ids = batch.ids
         p0 = s.processed[ids]
-        k = min(int((s.total[ids] - p0).min()), MAX_FAST_FORWARD)
-        mean0 = float(p0.sum()) / len(p0) + 1.0
+        rem = s.total[ids] - p0                # iterations until each request's last token
+        through = (self._routes is not None and not sched.running
+                   and (blocked is False or sched.keeps_finished_slots))
+        k = min(int(rem.max() if through else rem.min()), MAX_FAST_FORWARD)
         if self._routes is not None:
             next_arrival = rep.arrivals[rep.next_arrival] if rep.next_arrival < len(rep.arrivals) else np.inf
         else:
             next_arrival = self._next_arrival   # any arrival may come here
+        n = len(ids)
         if blocked is False and k > 32 and next_arrival < np.inf:
-            # iterations only get longer as contexts grow, so the first one bounds how many fit before
-            # the next arrival: no need to build vectors past it
-            d0 = self.timer.decode_one(batch.size + batch.pad, mean0)
+            # iterations only get longer as contexts grow and shorter as the batch shrinks; the first one,
+            # at the smallest batch the run can reach, bounds how many fit before the next arrival
+            d0 = self.timer.decode_one(1 if through else n + batch.pad, float(p0.sum()) / n + 1.0)
             k = min(k, int((next_arrival - t0) / d0) + 2)
         if k <= 1:
             return
         bs = sched.lim.block_size
         # blocks the run could need at most: one per request per block boundary crossed
-        if sched.step_allocates and sched.free_blocks <= len(ids) * (k // bs + 2):
+        if sched.step_allocates and sched.free_blocks <= n * (k // bs + 2):
             res0 = s.reserved[ids]
             first = res0 * bs - p0 + 1            # iteration at which each request first needs a new block
-            steps = np.arange(0, k, bs)
-            idx = (first[:, None] + steps[None, :]).ravel()
-            idx = idx[(idx >= 1) & (idx < k)]
+            idx = first[:, None] + np.arange(0, k, bs)[None, :]
+            idx = idx[(idx >= 1) & (idx < k) & (idx < rem[:, None])]
             cum = np.cumsum(np.bincount(idx, minlength=k))
-            short = np.nonzero(sched.free_blocks - cum < 1)[0]
+            short = np.flatnonzero(sched.free_blocks - cum < 1)
             if len(short):
                 k = int(short[0])
             if k <= 1:
                 return
-        ctx = mean0 + np.arange(k)
-        d = self.timer.decode_iterations(batch.size + batch.pad, ctx)
+        j = np.arange(k)
+        if through and not sched.keeps_finished_slots and int(rem.min()) < k:
+            order = np.argsort(rem, kind="stable")
+            gone = np.searchsorted(rem[order], j, side="right")     # requests finished before iteration j
+            active = n - gone
+            cum_p0 = np.concatenate(([0.0], np.cumsum(p0[order], dtype=np.float64)))
+            ctx = (cum_p0[-1] - cum_p0[gone]) / active + 1.0 + j
+            d = self.timer.shrinking_decode_iterations(active, ctx)
+        else:
+            if through and int(rem.min()) < k:       # static batching: slots stay, contexts of the active
+                order = np.argsort(rem, kind="stable")
+                gone = np.searchsorted(rem[order], j, side="right")
+                active = n - gone
+                cum_p0 = np.concatenate(([0.0], np.cumsum(p0[order], dtype=np.float64)))
+                ctx = (cum_p0[-1] - cum_p0[gone]) / active + 1.0 + j
+            else:
+                active = None
+                ctx = float(p0.sum()) / n + 1.0 + j
+            d = self.timer.decode_iterations(n + batch.pad, ctx)
         ends = np.cumsum(d)
         if blocked is False:
             k = min(k, 1 + int(np.searchsorted(ends, next_arrival - t0, side="left")))
@@ -246,6 +269,8 @@ class Simulator:
         batch.iterations = k
         batch.durations = d[:k]
         batch.run_time = float(ends[k - 1])
+        batch.active = None if active is None else active[:k]
+        batch.fixed_slots = sched.keeps_finished_slots
 
     # ---- batch completion --------------------------------------------------------------------------------
     def _finish(self, rep: _Replica, batch: Batch, t: float) -> None:
@@ -262,7 +287,11 @@ class Simulator:
         n = len(ids)
         k = batch.iterations
         tbt_v, tbt_w = self._tbt_v, self._tbt_w
-        proc = s.processed[ids] + k
+        before = s.processed[ids]
+        if k > 1 and batch.active is not None:
+            self._finish_shrinking(rep, batch, t, before)
+            return
+        proc = before + k
         s.processed[ids] = proc
         if k > 1:
             d = batch.durations
@@ -291,6 +320,44 @@ class Simulator:
             sched.on_batch_end(batch, ids[~done])
         else:
             sched.on_batch_end(batch, ids)
+        self.log.add(rep.id, batch.scheduled_at, t, batch, kv_read, sched.lim.num_blocks - sched.free_blocks)
+
+    def _finish_shrinking(self, rep: _Replica, batch: Batch, t: float, before: np.ndarray) -> None:
+        """A fast-forwarded run during which some requests finished: each got tokens until its last one."""
+        s = self.state
+        sched = rep.sched
+        ids = batch.ids
+        k, d, active = batch.iterations, batch.durations, batch.active
+        ends = batch.scheduled_at + np.cumsum(d)
+        rem = s.total[ids] - before
+        steps = np.minimum(rem, k)
+        proc = before + steps
+        s.processed[ids] = proc
+        self._tbt_v.append(ends[0] - s.last_token_at[ids])
+        self._tbt_w.append(1.0)
+        if k > 1:
+            self._tbt_v.append(d[1:])
+            self._tbt_w.append(active[1:].astype(np.float64))
+        # context summed over the iterations each request took part in
+        kv_read = float((steps * (batch.kv - 1) + steps * (steps + 1) / 2).sum())
+        done = rem <= k
+        finished = ids[done]
+        s.completed_at[finished] = ends[rem[done] - 1]
+        s.last_token_at[finished] = ends[rem[done] - 1]
+        left = ids[~done]
+        s.last_token_at[left] = t
+        if sched.step_allocates and len(left):
+            res = s.reserved[left]
+            need = -(-(proc[~done] - 1) // sched.lim.block_size)
+            grow = need - res
+            grow[grow < 0] = 0
+            s.reserved[left] = res + grow
+            sched.free_blocks -= int(grow.sum())
+        release = sched.release
+        for r in finished.tolist():
+            release(r)
+        rep.outstanding -= len(finished)
+        sched.on_batch_end(batch, left)
         self.log.add(rep.id, batch.scheduled_at, t, batch, kv_read, sched.lim.num_blocks - sched.free_blocks)
 
     def _complete(self, rep: _Replica, finished: np.ndarray, t: float) -> None:
