@@ -27,3 +27,11 @@ def test_search_ranks_by_cost_and_reports_infeasible():
 def test_search_rejects_unknown_axes():
     with pytest.raises(ConfigError, match="cannot search over qps"):
         search_configs(SPEC, {"qps": [1, 2]})
+
+
+def test_search_on_ray_gives_the_same_rows():
+    pytest.importorskip("ray")
+    axes = {"tp": [1, 2]}
+    local = search_configs(SPEC, axes, SLO(ttft_s=1.0))
+    ray_rows = search_configs(SPEC, axes, SLO(ttft_s=1.0), executor="ray", jobs=2)
+    assert [(r["tp"], r["capacity_qps"]) for r in local] == [(r["tp"], r["capacity_qps"]) for r in ray_rows]

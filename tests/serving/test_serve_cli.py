@@ -6,7 +6,8 @@ from perfforge.cli.main import main
 def test_serve_json_has_the_documented_keys(capsys, tmp_path):
     rc = main(["serve", "--model", "llama-2-7b", "--hardware", "a100-sxm4-80gb", "--tp", "1", "--pp", "1",
                "--replicas", "1", "--scheduler", "sarathi", "--qps", "2", "--requests", "50", "--prefill", "256",
-               "--decode", "32", "--json", "--csv", str(tmp_path / "r.csv"), "--chrome-trace", str(tmp_path / "t.json")])
+               "--decode", "32", "--json", "--csv", str(tmp_path / "r.csv"), "--chrome-trace", str(tmp_path / "t.json"),
+               "--timeline-csv", str(tmp_path / "tl.csv")])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p50_s", "e2e_p99_s",
@@ -15,6 +16,8 @@ def test_serve_json_has_the_documented_keys(capsys, tmp_path):
     assert out["simulated_requests"] == 50
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 51
     assert json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    timeline = (tmp_path / "tl.csv").read_text().splitlines()
+    assert timeline[0].startswith("replica,start_s") and len(timeline) == out["batches"] + 1
 
 
 def test_serve_scenario_yaml_and_table(capsys, tmp_path):

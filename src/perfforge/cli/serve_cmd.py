@@ -88,6 +88,7 @@ def serve(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="write per-request metrics as CSV"),
     chrome_trace: Optional[Path] = typer.Option(None, "--chrome-trace", help="write batches as a Chrome trace"),
+    timeline: Optional[Path] = typer.Option(None, "--timeline-csv", help="write batch size and KV use over time"),
     export_profiles: Optional[Path] = typer.Option(None, "--export-profiles",
                                                    help="write the operator table as Vidur-format CSVs here"),
     spec_kwargs: dict = None,  # type: ignore[assignment]
@@ -110,6 +111,8 @@ def serve(
         write_atomic(csv_path, report.requests_csv())
     if chrome_trace:
         write_atomic(chrome_trace, report.chrome_trace())
+    if timeline:
+        write_atomic(timeline, report.timeline_csv())
     if as_json:
         print(report.to_json())
         return

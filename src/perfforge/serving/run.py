@@ -46,6 +46,18 @@ class ServingReport:
             lines.append(f"{i}," + ",".join(_fmt(a[i]) for a in arrays))
         return "\n".join(lines) + "\n"
 
+    def timeline_csv(self) -> str:
+        """Batch size and KV-cache use over time: one row per batch (a fast-forwarded run is one row)."""
+        log = self.output.log
+        lines = ["replica,start_s,end_s,iterations,batch_size,prefill_tokens,decode_tokens_per_iteration,"
+                 "kv_blocks_used,kv_use"]
+        nb = self.output.num_blocks
+        for i in range(len(log.start)):
+            lines.append(f"{log.replica[i]},{log.start[i]:.6f},{log.end[i]:.6f},{log.iterations[i]},"
+                         f"{log.size[i]:.4g},{log.prefill_tokens[i]},{log.decode_tokens[i]:.4g},"
+                         f"{log.blocks_used[i]},{log.blocks_used[i] / nb:.4f}")
+        return "\n".join(lines) + "\n"
+
     def chrome_trace(self, max_events: int = 200_000) -> str:
         """Batches per replica as complete events (a fast-forwarded run is one event), plus KV use."""
         log = self.output.log
