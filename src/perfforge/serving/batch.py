@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-@dataclass
+@dataclass(slots=True)
 class Batch:
     ids: np.ndarray              # request ids
     q: np.ndarray                # query tokens per request in this iteration

@@ -109,12 +109,15 @@ class ReplicaScheduler:
         return not self.queue and not self.running
 
     # ---- shared pieces -----------------------------------------------------------------------------------
-    def _decode_running(self, ids: list[int], q: list[int], limit: int) -> None:
+    def _decode_running(self, ids: list[int], q: list[int], limit: int) -> np.ndarray | None:
         """Schedule running decodes in arrival order, growing blocks and preempting the youngest running
-        request when no block is free (vLLM v0 recompute preemption)."""
+        request when no block is free (vLLM v0 recompute preemption). The vectorised path returns the
+        chosen ids as an array (``ids``/``q`` untouched); the exact path fills ``ids``/``q``."""
         self.running.sort()
-        if not self.exact and self._decode_fast(ids, q, limit):
-            return
+        if not self.exact:
+            take = self._decode_fast(limit)
+            if take is not None:
+                return take
         while self.running and len(ids) < limit:
             r = self.running.pop(0)
             while self.free_blocks < 1:
@@ -128,21 +131,26 @@ class ReplicaScheduler:
                 ids.append(r)
                 q.append(1)
 
-    def _decode_fast(self, ids: list[int], q: list[int], limit: int) -> bool:
+    def _decode_fast(self, limit: int) -> np.ndarray | None:
         take = np.asarray(self.running[:limit], dtype=np.int64)
         if len(take) == 0:
-            return True
-        need = self.s.processed[take] > self.s.reserved[take] * self.lim.block_size
-        k = int(need.sum())
+            return take
+        res = self.s.reserved[take]
+        need = self.s.processed[take] > res * self.lim.block_size
+        k = int(np.count_nonzero(need))
         # the reference checks "a block is free" before each request: safe if it holds before the last one
         if self.free_blocks - (k - int(need[-1])) < 1:
-            return False
-        self.s.reserved[take] += need
-        self.free_blocks -= k
+            return None
+        if k:
+            self.s.reserved[take] = res + need
+            self.free_blocks -= k
         del self.running[:len(take)]
-        ids.extend(take.tolist())
-        q.extend([1] * len(take))
-        return True
+        return take
+
+    def _decode_batch(self, take: np.ndarray) -> Batch | None:
+        if len(take) == 0:
+            return None
+        return Batch(take, np.ones(len(take), dtype=np.int64), self.s.processed[take] + 1, decode_only=True)
 
     def _batch(self, ids: list[int], q: list[int] | None, *, decode_only: bool = False) -> Batch | None:
         """``q=None`` with ``decode_only``: every request is past its prompt and adds one token."""
@@ -177,7 +185,9 @@ class VLLMScheduler(ReplicaScheduler):
             tokens += n
         if ids:
             return self._batch(ids, q)
-        self._decode_running(ids, q, self.max_micro)
+        take = self._decode_running(ids, q, self.max_micro)
+        if take is not None:
+            return self._decode_batch(take)
         return self._batch(ids, None, decode_only=True)
 
     def admission_blocked(self, batch: Batch) -> bool | None:
