@@ -34,6 +34,10 @@ def main() -> None:
     gpt = dict(gpus=1024, tp=8, pp=8, batch=96, microbatches=96, seq=2048, dtype="bf16", recompute=True)
     t = median_ms(lambda: perfforge.train("gpt3-175b", "a100-sxm4-80gb", **gpt), repeats=5)
     print(f"GPT-3 175B, TP 8 x PP 8 x DP 16 on 1024 GPUs: {t:6.1f} ms CPU (median of 5); issue target < 1000 ms")
+    # the largest published Megatron-LM layout in data/ground_truth/published.yaml: 1F1B simulated stage by stage
+    one_t = dict(gpus=512, tp=8, pp=64, batch=512, microbatches=512, seq=2048, dtype="fp16", recompute=True)
+    t = median_ms(lambda: perfforge.train("megatron-gpt-1t", "a100-sxm4-80gb", **one_t), repeats=3)
+    print(f"Megatron GPT 1T, TP 8 x PP 64, 512 microbatches (1F1B, 64 x 512 x 2 pipeline ops): {t:6.1f} ms CPU (median of 3)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ alpha-beta forms (Thakur et al. 2005, "Optimization of Collective Communication 
     halving_doubling:   2 log2(n) steps, same bytes as ring (n a power of two)
     double_binary_tree: 2 log2(n) steps, S per direction (two trees each carry half, NCCL's tree)
 
-``efficiency`` is the share of link bandwidth a collective library achieves (calibration). Multi-dimensional
+``efficiency`` is the share of link bandwidth a collective library achieves and ``launch_s`` a fixed cost per
+collective call (kernel launch, the ranks' handshake), both calibration constants fitted to measured NCCL
+all-reduces (``perfforge.distributed.collective_fit``). Multi-dimensional
 all-reduce is reduce-scatter inward-out, all-reduce on the outermost dimension, then all-gather back
 (hierarchical, as ASTRA-sim and NCCL's tree/ring hierarchy do); each dimension uses its own algorithm.
 """
@@ -101,14 +103,22 @@ def double_binary_tree(collective: str, size: float, dim: Dimension, bw: float) 
 
 
 def collective_time(collective: str, size: float, topology: Topology, *, algorithms: dict[str, str] | None = None,
-                    efficiency: float = 1.0) -> float:
-    """Seconds for one collective over every active dimension, composed hierarchically."""
+                    efficiency: float = 1.0, launch_s: float = 0.0) -> float:
+    """Seconds for one collective over every active dimension, composed hierarchically, plus ``launch_s``
+    once per call (a group of one, or an empty buffer, launches nothing and costs 0)."""
     _check(collective, size)
     if not 0 < efficiency <= 1:
         raise ConfigError(f"collective efficiency must be in (0, 1], got {efficiency}")
+    if launch_s < 0:
+        raise ConfigError(f"collective launch time must be >= 0 s, got {launch_s}")
     dims = topology.active()
     if not dims or size == 0:
         return 0.0
+    return launch_s + _composed(collective, size, dims, algorithms, efficiency)
+
+
+def _composed(collective: str, size: float, dims: tuple[Dimension, ...], algorithms: dict[str, str] | None,
+              efficiency: float) -> float:
     algo = {d.name: ALGORITHMS.get((algorithms or {}).get(d.name, "ring")) for d in dims}
     if collective == "p2p":
         return _p2p(size, dims[-1], efficiency)

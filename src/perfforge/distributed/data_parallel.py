@@ -102,7 +102,7 @@ def schedule_collectives(jobs: list[tuple[float, float]], *, streams: int = 1,
 
 def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad_bytes: int, topology: Topology,
                      algorithms: dict[str, str] | None, efficiency: float, overlap: bool = True, streams: int = 1,
-                     shared_links: bool = True) -> DPTimeline:
+                     shared_links: bool = True, launch_s: float = 0.0) -> DPTimeline:
     """Place bucket all-reduces against a single-device compute timeline (``records`` in issue order)."""
     compute: list[OpRecord] = []
     comm: list[OpRecord] = []
@@ -120,7 +120,8 @@ def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad
     if not overlap:  # every bucket waits for the end of backward
         ready = [clock] * len(ready)
     sizes = [launches[i] for i in sorted(launches)]
-    jobs = [(r, collective_time("all_reduce", size, topology, algorithms=algorithms, efficiency=efficiency), size)
+    jobs = [(r, collective_time("all_reduce", size, topology, algorithms=algorithms, efficiency=efficiency,
+                                    launch_s=launch_s), size)
             for r, size in zip(ready, sizes)]
     placed = schedule_collectives([(r, d) for r, d, _ in jobs], streams=streams, shared_links=shared_links)
     for k, ((_, _, size), (begin, finish)) in enumerate(zip(jobs, placed)):

@@ -51,7 +51,7 @@ class DistributedEngine:
             records, gradient_producers(workload), grad_bytes=FP32_BYTES, topology=topology,
             algorithms={d.name: scenario.collective_algorithm for d in topology.dims},
             efficiency=cal.collective_efficiency, overlap=scenario.overlap, streams=scenario.comm_streams,
-            shared_links=scenario.shared_links)
+            shared_links=scenario.shared_links, launch_s=cal.collective_launch_s)
         step = max(timeline.step_time_s, one.host_time_s)
         n = scenario.gpus
         mem = one.memory

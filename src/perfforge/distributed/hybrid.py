@@ -158,7 +158,8 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
         ef, eb, edge_params = max(emb_f, head_f), max(emb_b, head_b), max(emb_params, head_params)
     tp_topo, dp_topo, pp_link = _groups(node, net_bw, net_lat, par)
     act_bytes = mbs * seq * cfg.hidden * dtype.bytes
-    tp_ar = collective_time("all_reduce", act_bytes, tp_topo, efficiency=cal.collective_efficiency)
+    nccl = {"efficiency": cal.collective_efficiency, "launch_s": cal.collective_launch_s}
+    tp_ar = collective_time("all_reduce", act_bytes, tp_topo, **nccl)
     tp_f, tp_b = 2 * tp_ar, 2 * tp_ar
     if par.recompute:
         lb += lf
@@ -166,7 +167,7 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
     layer_params = sum(op.params for op in layer0)
     z3_ag = 0.0
     if par.zero == 3 and par.dp > 1:
-        z3_ag = collective_time("all_gather", layer_params * dtype.bytes, dp_topo, efficiency=cal.collective_efficiency)
+        z3_ag = collective_time("all_gather", layer_params * dtype.bytes, dp_topo, **nccl)
         lf, lb = max(lf, z3_ag), max(lb, 2 * z3_ag)  # prefetched gathers hide behind compute when shorter
     layers_per_stage = cfg.layers // par.pp
     p2p = 0.0
@@ -200,14 +201,14 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
     dp_comm = 0.0
     if par.dp > 1:
         if par.zero >= 2:
-            dp_comm = (collective_time("reduce_scatter", grad_bytes, dp_topo, efficiency=cal.collective_efficiency)
+            dp_comm = (collective_time("reduce_scatter", grad_bytes, dp_topo, **nccl)
                        + collective_time("all_gather", params_gpu * dtype.bytes, dp_topo,
-                                         efficiency=cal.collective_efficiency))
+                                         **nccl))
         else:
-            dp_comm = collective_time("all_reduce", grad_bytes, dp_topo, efficiency=cal.collective_efficiency)
+            dp_comm = collective_time("all_reduce", grad_bytes, dp_topo, **nccl)
             if par.zero == 1:
                 dp_comm += collective_time("all_gather", params_gpu * dtype.bytes, dp_topo,
-                                           efficiency=cal.collective_efficiency)
+                                           **nccl)
     exposed_dp = max(0.0, dp_comm - t_b) if par.overlap else dp_comm
     opt = get_optimizer(optimizer)
     shard_params = int(params_gpu / (par.dp if par.zero >= 1 else 1))

@@ -175,7 +175,9 @@ def model_table(model: str, hardware: str, tp: int = 1, dtype: str = "fp16", nod
     dec = np.array(secs[len(ops) + len(pre_ops):]).reshape(len(BATCH_GRID), len(CONTEXT_GRID))
     absent: list[str] = [] if cfg.rotary else ["attn_rope"]
     node_id = node or DEFAULT_NODE.get(hardware)
-    launch_s = 2e-5  # NCCL CPU launch overhead: Vidur 0.0.26's default nccl_cpu_launch_overhead_ms = 0.02
+    # the calibration's collective_launch_s is the GPU-side per-call latency (fitted on NCCL kernel times);
+    # the host adds its launch on top: Vidur 0.0.26's default nccl_cpu_launch_overhead_ms = 0.02
+    launch_s = 2e-5
     msg = TOKEN_GRID * cfg.hidden * dt.bytes
     if node_id is None:
         if tp > 1:
@@ -184,14 +186,14 @@ def model_table(model: str, hardware: str, tp: int = 1, dtype: str = "fp16", nod
     else:
         if tp > 1:
             topo = cluster_topology(node_id, tp)
-            token_ops["all_reduce"] = [collective_time("all_reduce", m, topo, efficiency=cal.collective_efficiency)
-                                       + launch_s for m in msg]
+            token_ops["all_reduce"] = [collective_time("all_reduce", m, topo, efficiency=cal.collective_efficiency,
+                                                       launch_s=cal.collective_launch_s) + launch_s for m in msg]
         else:
             absent.append("all_reduce")
         # pipeline stages hand activations to the next stage over the node fabric (one hop)
         hop = cluster_topology(node_id, 2)
-        token_ops["send_recv"] = [collective_time("p2p", m, hop, efficiency=cal.collective_efficiency) + launch_s
-                                  for m in msg]
+        token_ops["send_recv"] = [collective_time("p2p", m, hop, efficiency=cal.collective_efficiency,
+                                                  launch_s=cal.collective_launch_s) + launch_s for m in msg]
 
     return OperatorTable(
         tokens=TOKEN_GRID, token_ops={k: np.asarray(v) for k, v in token_ops.items()},

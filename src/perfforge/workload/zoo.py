@@ -13,6 +13,7 @@ from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
 from perfforge.core.registry import Registry
 from perfforge.workload.graph import Workload
+from perfforge.workload.models.megatron import MEGATRON_SEQ, SHAPES as MEGATRON_SHAPES, megatron_config
 from perfforge.workload.models.resnet import resnet50
 from perfforge.workload.models.switch import SwitchConfig, build_switch
 from perfforge.workload.models.transformer import TransformerConfig, build_transformer
@@ -94,6 +95,9 @@ _gpt3("gpt3-2.7b", 32, 2560, 32, "2.7B")
 _gpt3("gpt3-6.7b", 32, 4096, 32, "6.7B")
 _gpt3("gpt3-13b", 40, 5120, 40, "13B")  # Table 2.1 prints d_model 5140; 40 heads x d_head 128 = 5120
 _gpt3("gpt3-175b", 96, 12288, 96, "175B")
+for _name, (_layers, _hidden, _heads, _label) in MEGATRON_SHAPES.items():
+    _register_transformer(megatron_config(_name), "decoder", MEGATRON_SEQ,
+                          f"Megatron-LM GPT {_label} (Korthikanti et al. 2022 iteration-time table)")
 _bert("bert-base", 12, 768, 12)
 _bert("bert-large", 24, 1024, 16)
 _llama("llama-2-7b", 32, 4096, 32, 32, 11008, 32000, _LLAMA2_SRC, "Llama-2 7B")

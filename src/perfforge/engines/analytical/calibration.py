@@ -31,6 +31,7 @@ class Calibration(BaseModel):
     host_overhead_s: float = Field(ge=0)
     misaligned_efficiency: float = Field(gt=0, le=1)
     collective_efficiency: float = Field(gt=0, le=1)
+    collective_launch_s: float = Field(ge=0)
     vector_efficiency: float = Field(gt=0, le=1)
     optimizer_kernels: int = Field(ge=1)
     usable_memory_fraction: float = Field(gt=0, le=1)
