@@ -50,14 +50,15 @@ def interp1(grid: np.ndarray, values: np.ndarray, x: np.ndarray | float) -> np.n
 
 def interp2(xg: np.ndarray, yg: np.ndarray, z: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Bilinear on a rectangular grid, clamped at the edges (``z[i, j]`` at ``xg[i], yg[j]``)."""
-    x = np.clip(np.asarray(x, dtype=np.float64), xg[0], xg[-1])
-    y = np.clip(np.asarray(y, dtype=np.float64), yg[0], yg[-1])
-    i = np.clip(np.searchsorted(xg, x, side="right") - 1, 0, len(xg) - 2)
-    j = np.clip(np.searchsorted(yg, y, side="right") - 1, 0, len(yg) - 2)
-    tx = (x - xg[i]) / (xg[i + 1] - xg[i])
-    ty = (y - yg[j]) / (yg[j + 1] - yg[j])
-    return ((1 - tx) * (1 - ty) * z[i, j] + tx * (1 - ty) * z[i + 1, j]
-            + (1 - tx) * ty * z[i, j + 1] + tx * ty * z[i + 1, j + 1])
+    x = np.minimum(np.maximum(np.asarray(x, dtype=np.float64), xg[0]), xg[-1])
+    y = np.minimum(np.maximum(np.asarray(y, dtype=np.float64), yg[0]), yg[-1])
+    i = np.minimum(np.searchsorted(xg, x, side="right") - 1, len(xg) - 2)
+    j = np.minimum(np.searchsorted(yg, y, side="right") - 1, len(yg) - 2)
+    x0, y0 = xg[i], yg[j]
+    tx = (x - x0) / (xg[i + 1] - x0)
+    ty = (y - y0) / (yg[j + 1] - y0)
+    z00, z10, z01, z11 = z[i, j], z[i + 1, j], z[i, j + 1], z[i + 1, j + 1]
+    return z00 + tx * (z10 - z00) + ty * (z01 - z00) + tx * ty * (z11 - z10 - z01 + z00)
 
 
 @dataclass(frozen=True)
