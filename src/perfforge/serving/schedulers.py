@@ -119,17 +119,21 @@ class ReplicaScheduler:
             if take is not None:
                 return take
         while self.running and len(ids) < limit:
-            r = self.running.pop(0)
-            while self.free_blocks < 1:
-                if self.running:
-                    self.preempt(self.running.pop())
-                else:
-                    self.preempt(r)
-                    break
+            self._decode_one(self.running.pop(0), ids, q)
+        return None
+
+    def _decode_one(self, r: int, ids: list[int], q: list[int]) -> None:
+        """Give running request ``r`` its next token, preempting the youngest running requests (and at last
+        ``r`` itself) while no block is free: vLLM v0's loop, element by element."""
+        while self.free_blocks < 1:
+            if self.running:
+                self.preempt(self.running.pop())
             else:
-                self.grow(r)
-                ids.append(r)
-                q.append(1)
+                self.preempt(r)
+                return
+        self.grow(r)
+        ids.append(r)
+        q.append(1)
 
     def _decode_fast(self, limit: int) -> np.ndarray | None:
         take = np.asarray(self.running[:limit], dtype=np.int64)
@@ -220,16 +224,7 @@ class SarathiScheduler(ReplicaScheduler):
                 if not self.s.prefill_done[r]:
                     partial.append(r)
                     continue
-                while self.free_blocks < 1:
-                    if self.running:
-                        self.preempt(self.running.pop())
-                    else:
-                        self.preempt(r)
-                        break
-                else:
-                    self.grow(r)
-                    ids.append(r)
-                    q.append(1)
+                self._decode_one(r, ids, q)
         used = len(ids)
         partial_used = False
         for r in partial:                      # continue chunked prefills (their blocks are already held)

@@ -314,7 +314,12 @@ class Simulator:
             tbt_w.append(1.0)
             kv_read = float(batch.kv.sum())
         s.last_token_at[ids] = t
-        done = proc >= s.total[ids]
+        self._end(rep, batch, proc >= s.total[ids], t, kv_read)
+
+    def _end(self, rep: _Replica, batch: Batch, done: np.ndarray, t: float, kv_read: float) -> None:
+        """Requests that got their last token complete and free their blocks; the rest go back to the
+        scheduler; the batch is logged."""
+        sched, ids = rep.sched, batch.ids
         if np.count_nonzero(done):
             self._complete(rep, ids[done], t)
             sched.on_batch_end(batch, ids[~done])
@@ -369,7 +374,6 @@ class Simulator:
 
     def _finish_mixed(self, rep: _Replica, batch: Batch, t: float) -> None:
         s = self.state
-        sched = rep.sched
         ids = batch.ids
         kv_read = float(batch.kv.sum())
         proc = s.processed[ids] + batch.q
@@ -392,10 +396,4 @@ class Simulator:
                 self._tbt_v.append(t - prev[has])
                 self._tbt_w.append(1.0)
             s.last_token_at[out] = t
-        done = proc >= s.total[ids]
-        if np.count_nonzero(done):
-            self._complete(rep, ids[done], t)
-            sched.on_batch_end(batch, ids[~done])
-        else:
-            sched.on_batch_end(batch, ids)
-        self.log.add(rep.id, batch.scheduled_at, t, batch, kv_read, sched.lim.num_blocks - sched.free_blocks)
+        self._end(rep, batch, proc >= s.total[ids], t, kv_read)
