@@ -142,3 +142,15 @@ def test_fast_forward_equals_stepping_on_a_cluster(routing):
     np.testing.assert_array_equal(fast.output.state.replica, step.output.state.replica)
     np.testing.assert_allclose(fast.output.state.completed_at, step.output.state.completed_at, rtol=1e-9)
     assert len(set(fast.output.state.replica.tolist())) == 3
+
+
+@pytest.mark.parametrize("lookups", [(), ("tokens_x8", "decode_context_x256", "gqa_decode_overhead")])
+def test_decode_scalar_and_vector_paths_agree(lookups):
+    from perfforge.serving.optable import model_table
+
+    timer = StageTimer(model_table("llama-3-8b", "a100-sxm4-80gb"), 32, 1, 1, vidur_lookups=lookups, gqa=True)
+    ctx = np.array([1.0, 255.5, 700.0, 3000.0])
+    vec = timer.decode_iterations(13, ctx)
+    assert [timer.decode_one(13, c) for c in ctx] == pytest.approx(vec.tolist(), rel=1e-12)
+    shrink = timer.shrinking_decode_iterations(np.array([13, 13, 13, 13]), ctx)
+    assert shrink.tolist() == pytest.approx(vec.tolist(), rel=1e-9)

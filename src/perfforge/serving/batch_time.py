@@ -103,8 +103,15 @@ class StageTimer:
         return ys[i] + (ys[i + 1] - ys[i]) * (x - g[i]) / (g[i + 1] - g[i])
 
     def decode_one(self, batch: int, mean_context: float, stage: int = 0) -> float:
-        """One decode-only iteration (scalar path of ``decode_iterations``)."""
-        return float(self.decode_iterations(batch, np.array([mean_context]), stage)[0])
+        """One decode-only iteration (the scalar path of ``decode_iterations``; same lookups)."""
+        quirks = self.vidur_lookups
+        tokens = float(-(-batch // 8) * 8) if "tokens_x8" in quirks else float(batch)
+        if "decode_context_x256" in quirks:
+            mean_context = float(-(-int(mean_context) // 256) * 256)
+        attn = float(np.interp(mean_context, self.table.decode_context, self._decode_row(float(batch))))
+        if "gqa_decode_overhead" in quirks and self.gqa and batch > 1:
+            attn *= 1.1
+        return self._fixed(tokens, float(batch), stage) + self.layers * attn
 
     def _decode_row(self, batch: float) -> np.ndarray:
         """Decode attention versus context at one batch size (cached; batch sizes repeat)."""
