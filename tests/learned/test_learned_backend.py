@@ -95,3 +95,21 @@ def test_op_latency_csv_round_trip(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("op,B,M,N\nbmm,1,2,3\n")
     assert main(["op-latency", "--csv", str(bad), "--hardware", "t4"]) == 2
+
+
+def test_neusight_gpt3_xl_labels_use_neusight_dims():
+    """NeuSight's gpt3_xl labels were measured on d_model 3072 (its traced graph), not the zoo's 1.3B gpt3-xl."""
+    from pathlib import Path
+
+    from perfforge.evaluation.neusight import read_labels
+    from perfforge.workload.zoo import ALIASES, MODELS
+
+    root = Path(__file__).resolve().parents[2] / "data/ground_truth/neusight"
+    xl = [r for r in read_labels(root) if r["params"]["neusight_model"] == "gpt3_xl"]
+    assert len(xl) == 3 and all(r["params"]["model"] == "gpt3-xl-neusight" for r in xl)
+    cfg = MODELS.get("gpt3-xl-neusight").config
+    assert (cfg.hidden, cfg.layers, cfg.heads, cfg.ffn) == (3072, 24, 24, 12288)
+    # the GPT-3 paper's XL (d_model 2048) stays the zoo's gpt3-xl
+    assert ALIASES["gpt3-xl"] == "gpt3-1.3b" and MODELS.get("gpt3-1.3b").config.hidden == 2048
+    others = [r for r in read_labels(root) if r["params"]["neusight_model"] != "gpt3_xl"]
+    assert all(r["params"]["model"] for r in others)

@@ -27,6 +27,28 @@ def test_shipped_model_is_small_and_described():
     assert npz.stat().st_size < 20e6
     assert set(manifest["families"]) == {"gemm", "conv", "vector"}
     assert manifest["training_data"]["gemm"]["by_group"]  # which GPUs the trees saw
+    for fam in manifest["families"].values():              # per-class blend of trees and MLP, and its intervals
+        assert set(fam["blend_mlp_weight"].values()) <= {0.0, 0.5, 1.0}
+        assert all(lo <= 0.0 <= hi for lo, hi in fam["interval"].values())
+    assert set(manifest["held_out_summary"]) >= {"BMM", "FC", "CONV", "NORM", "ELEMENTWISE"}
+
+
+def test_shipped_blend_matches_its_parts():
+    """A class shipped as 'MLP' predicts exactly the MLP's ratio; as 'trees' exactly the trees'."""
+    model, device = load_model(), get_device("v100-pcie-32gb")
+    ops = [build_op("linear", {"B": 2, "M": 512, "N": 1024, "K": 1024}, "fp32"),
+           build_op("bmm", {"B": 16, "M": 512, "N": 512, "K": 64}, "fp32")]
+    from perfforge.engines.learned.features import op_features
+
+    fm = model.families["gemm"]
+    for (op, dt), cls in zip(ops, ("FC", "BMM")):
+        _, x, bound = op_features(op, device, dt)
+        w = fm.blend.get(cls, fm.blend["*"])
+        trees = fm.trees.predict(x[None])[0]
+        mlp = fm.mlp.predict(x[None])[0] if fm.mlp is not None else trees
+        expected = bound * np.exp(max((1 - w) * trees + w * mlp, fm.floor))
+        got = model.predict_ops([op], device, [dt]).pred_s[0]
+        assert got == pytest.approx(expected, rel=1e-12)
 
 
 def test_roofline_bound_by_hand():

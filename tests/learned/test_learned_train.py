@@ -1,4 +1,5 @@
-"""Training on a tiny subset: the numpy export reproduces scikit-learn, and training is deterministic."""
+"""Training on a tiny subset: the numpy exports reproduce scikit-learn, training is deterministic, the blend
+is chosen on held-out GPUs, and the conformal interval covers held-out GPUs that pooled percentiles miss."""
 
 from __future__ import annotations
 
@@ -9,14 +10,28 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from perfforge.engines.learned.dataset import load_records, samples_from_records  # noqa: E402
+from perfforge.engines.learned.dataset import (  # noqa: E402
+    Samples,  # noqa: E402
+    load_records,
+    samples_from_records,
+)
 from perfforge.engines.learned.model import load_model  # noqa: E402
-from perfforge.engines.learned.train import fit_trees, leave_one_gpu_out, train_model  # noqa: E402
+from perfforge.engines.learned.train import (  # noqa: E402
+    FoldResult,
+    choose_blend,
+    fit_mlp,
+    fit_trees,
+    interval_offsets,
+    leave_one_gpu_out,
+    train_model,
+)
 from perfforge.engines.learned.trees import from_sklearn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2] / "data/ground_truth"
 TINY = {"max_iter": 15, "learning_rate": 0.2, "max_leaf_nodes": 15, "max_depth": 6, "min_samples_leaf": 5,
         "l2_regularization": 1.0}
+TINY_MLP = {"hidden_layer_sizes": (16,), "alpha": 1e-4, "batch_size": 64, "learning_rate_init": 5e-3, "max_iter": 15,
+            "clip": 5.0}
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +52,28 @@ def test_export_matches_sklearn(samples):
     np.testing.assert_allclose(from_sklearn(m).predict(x * 1.5), m.predict(x * 1.5), rtol=0, atol=1e-9)
 
 
+def test_mlp_export_matches_sklearn(samples):
+    s = samples["vector"]
+    mlp, model = fit_mlp(s, params=TINY_MLP)
+    z = np.clip((s.x - mlp.mean) / mlp.scale, -mlp.clip, mlp.clip)
+    np.testing.assert_allclose(mlp.predict(s.x), model.predict(z), rtol=0, atol=1e-9)
+    # inputs far outside the training range are clipped, not extrapolated
+    far = s.x[:3] + 1e6
+    np.testing.assert_allclose(mlp.predict(far), mlp.predict(mlp.mean + mlp.clip * mlp.scale * np.sign(far - mlp.mean)))
+    with pytest.raises(ValueError, match="feature matrix"):
+        mlp.predict(s.x[:, :3])
+
+
 def test_training_is_deterministic_and_round_trips(samples, tmp_path):
-    folds = {f: leave_one_gpu_out(s, groups=["T4", "H100"], params=TINY) for f, s in samples.items()}
-    a = train_model(samples, folds, params=TINY)
-    b = train_model(samples, folds, params=TINY)
+    folds = {f: leave_one_gpu_out(s, groups=["T4", "H100"], params=TINY, mlp_params=TINY_MLP)
+             for f, s in samples.items()}
+    a = train_model(samples, folds, params=TINY, mlp_params=TINY_MLP)
+    b = train_model(samples, folds, params=TINY, mlp_params=TINY_MLP)
     for fam in a.families:
         np.testing.assert_array_equal(a.families[fam].trees.value, b.families[fam].trees.value)
+        assert a.families[fam].blend == b.families[fam].blend
+        if a.families[fam].mlp is not None:
+            np.testing.assert_array_equal(a.families[fam].mlp.weights[0], b.families[fam].mlp.weights[0])
     a.save(tmp_path / "m.npz", tmp_path / "m.json", {"created_by": "test"})
     loaded = load_model(tmp_path / "m.json")
     from perfforge.engines.learned.ops import build_op
@@ -61,3 +92,39 @@ def test_training_is_deterministic_and_round_trips(samples, tmp_path):
     fold = folds["gemm"]
     held = np.isin(fold.samples.group, ["T4", "H100"])
     assert np.isfinite(fold.pred_s[held]).all() and np.isnan(fold.pred_s[~held]).all()
+    assert np.isfinite(fold.ratio["mlp"][held]).all()
+
+
+def _synthetic_fold(offsets: dict[str, float], n: int = 200, noise: float = 0.05, seed: int = 0) -> FoldResult:
+    """Out-of-fold log-ratios where each GPU has its own constant offset plus small noise."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(list(offsets), n)
+    k = len(groups)
+    truth = np.array([offsets[g] for g in groups]) + rng.normal(scale=noise, size=k)
+    s = Samples("gemm", np.zeros((k, 1)), np.ones(k), np.exp(truth), groups, groups, np.full(k, "FC"),
+                np.full(k, "neusight"), np.full(k, "fp32"), np.ones(k))
+    return FoldResult("gemm", s, {"trees": np.zeros(k), "mlp": truth + 1.0}, np.full(k, -10.0))
+
+
+def test_blend_is_chosen_on_held_out_error():
+    fold = _synthetic_fold({"a": 0.1, "b": -0.1, "c": 0.2})
+    # trees predict 0 (errors 10-20%), the MLP is 1.0 too slow everywhere (170%), their mean ~60%: trees win
+    assert choose_blend(fold) == {"*": 0.0, "FC": 0.0}
+    fold.ratio["mlp"] = fold.ratio["mlp"] - 1.0 + 0.01   # now the MLP is almost exact
+    assert choose_blend(fold)["FC"] == 1.0
+
+
+def test_conformal_interval_covers_a_gpu_with_its_own_offset():
+    offsets = {"a": 0.0, "b": 0.3, "c": -0.3, "d": 0.15, "e": -0.15, "f": 0.4}
+    fold = _synthetic_fold(offsets, noise=0.02)
+    s = fold.samples
+    err = np.log(s.latency_s / fold.pred_s)
+    covered = []
+    for g in offsets:
+        lo, hi = interval_offsets(fold, exclude_group=g)["FC"]
+        m = s.group == g
+        covered.append(np.mean((err[m] >= lo) & (err[m] <= hi)))
+    # tight within-GPU noise, large between-GPU offsets: most held-out GPUs fall inside the widened band
+    assert np.mean(covered) >= 0.65
+    lo, hi = interval_offsets(fold)["FC"]
+    assert lo < -0.3 and hi > 0.4 * 0.9

@@ -47,12 +47,16 @@ def learn_train(
     result = _run(data, scale, e2e and report is not None)
     folder = out or _shipped_dir()
     command = f"perfforge learn train --data {data}" + (f" --scale {scale}" if scale != 1 else "")
-    from perfforge.engines.learned.train import GBDT_PARAMS, SEED
+    from perfforge.engines.learned.evaluate import summary_by_class
+    from perfforge.engines.learned.train import GBDT_PARAMS, MLP_PARAMS, SEED
 
     manifest = result["model"].save(folder / Path(SHIPPED_NPZ).name, folder / Path(SHIPPED_MANIFEST).name, {
-        "created_by": command, "seed": SEED, "gbdt": GBDT_PARAMS, "training_data": result["data"],
-        "held_out_validation": "leave-one-GPU-out over the groups listed in training_data; intervals are the "
-                               "10th/90th percentiles of the out-of-fold log errors per op class",
+        "created_by": command, "seed": SEED, "gbdt": GBDT_PARAMS, "mlp": MLP_PARAMS, "training_data": result["data"],
+        "held_out_validation": "leave-one-GPU-out over the groups listed in training_data; per op class the blend "
+                               "of trees and MLP with the lowest mean held-out MAPE; intervals are the GPU-weighted "
+                               "10th/90th percentiles of the out-of-fold log errors per op class, widened by a "
+                               "leave-one-GPU-out conformal factor to 80% mean coverage",
+        "held_out_summary": summary_by_class(result["kernel_rows"]),
         "sources": ["NeuSight kernels (data/ground_truth/neusight, MIT)", "Vidur mlp profiles (data/ground_truth/vidur, MIT)",
                     "perfforge profile runs (data/ground_truth/measured)"],
     })

@@ -19,9 +19,14 @@ from perfforge.core.errors import ConfigError
 
 SOURCE = "NeuSight (sitar-lab/NeuSight, MIT): FP32 measurements, PyTorch 2.1 / CUDA 12.1"
 # NeuSight model names -> perfforge zoo ids (None: not in the zoo, reported as not run)
-# (NeuSight's own gpt3_xl config has n_embd 3072, not the paper's 2048: see perfforge.engines.learned.evaluate)
-MODELS = {"bert_large": "bert-large", "gpt2_large": "gpt2-large", "gpt3_xl": "gpt3-xl", "gpt3_27": "gpt3-2.7b",
-          "opt_13": "opt-1.3b", "switchxl4": "switch-xl"}
+MODELS = {"bert_large": "bert-large", "gpt2_large": "gpt2-large", "gpt3_xl": "gpt3-xl-neusight",
+          "gpt3_27": "gpt3-2.7b", "opt_13": "opt-1.3b", "switchxl4": "switch-xl"}
+# NeuSight's "gpt3_xl" is NOT the GPT-3 paper's XL (d_model 2048, 24 layers, 1.3B parameters: perfforge's zoo
+# `gpt3-xl`). The graph NeuSight traced for its own gpt3_xl labels (labels/<GPU>/gpt3_xl-inf-2048-2.csv in
+# sitar-lab/NeuSight's data, per-node CSVs not copied here) has transformer.wte output (2, 2048, 3072),
+# attention views (2, 2048, 24, 128), c_attn 3072x9216, mlp.c_fc 3072x12288, lm_head to 50257, and the label
+# JSON says num_layer 24: a GPT-2-style decoder of about 2.9B parameters, as costly as its gpt3_27 (the A100
+# labels: 1749 ms vs 1742 ms at batch 2). The zoo has it as `gpt3-xl-neusight`.
 _BINARY = {"add", "mul", "div", "pow"}
 _UNARY = {"addu", "mulu", "divu", "powu", "gelu", "relu", "tanh"}
 _LABEL = re.compile(r"^(?P<model>[a-z0-9_]+)-(?P<mode>inf|train)-(?P<seq>\d+)-(?P<batch>\d+)\.json$")

@@ -13,7 +13,8 @@ from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
 from perfforge.core.registry import Registry
 from perfforge.workload.graph import Workload
-from perfforge.workload.models.megatron import MEGATRON_SEQ, SHAPES as MEGATRON_SHAPES, megatron_config
+from perfforge.workload.models.megatron import MEGATRON_SEQ, megatron_config
+from perfforge.workload.models.megatron import SHAPES as MEGATRON_SHAPES
 from perfforge.workload.models.resnet import resnet50
 from perfforge.workload.models.switch import SwitchConfig, build_switch
 from perfforge.workload.models.transformer import TransformerConfig, build_transformer
@@ -95,6 +96,13 @@ _gpt3("gpt3-2.7b", 32, 2560, 32, "2.7B")
 _gpt3("gpt3-6.7b", 32, 4096, 32, "6.7B")
 _gpt3("gpt3-13b", 40, 5120, 40, "13B")  # Table 2.1 prints d_model 5140; 40 heads x d_head 128 = 5120
 _gpt3("gpt3-175b", 96, 12288, 96, "175B")
+# NeuSight's "gpt3_xl" labels are not the paper's XL: its traced graph (sitar-lab/NeuSight labels, the per-node
+# CSV of gpt3_xl) has d_model 3072, 24 heads of 128, FFN 12288, 24 layers, vocab 50257 (~2.9B parameters).
+_register_transformer(TransformerConfig(
+    name="gpt3-xl-neusight", layers=24, hidden=3072, heads=24, ffn=12288, vocab=50257, max_positions=2048,
+    norm="layer", activation="gelu", tied_embeddings=True,
+    source="sitar-lab/NeuSight labels: gpt3_xl traced graph (d_model 3072, 24 x 128 heads, FFN 12288, 24 layers)"),
+    "decoder", 2048, "NeuSight's 'GPT3-XL' benchmark model (not the GPT-3 paper's 1.3B XL)")
 for _name, (_layers, _hidden, _heads, _label) in MEGATRON_SHAPES.items():
     _register_transformer(megatron_config(_name), "decoder", MEGATRON_SEQ,
                           f"Megatron-LM GPT {_label} (Korthikanti et al. 2022 iteration-time table)")

@@ -1,4 +1,5 @@
-"""Learned GPU kernel latency model (trees on tile/wave and GPU features, bounded by the roofline).
+"""Learned GPU kernel latency model: boosted trees and a NeuSight-style MLP on tile/wave and GPU features,
+blended per op class and bounded by the roofline.
 
 Importing this package registers the ``learned`` backend of the analytical engine. Prediction needs numpy
 only; training (``perfforge learn train``) needs scikit-learn.

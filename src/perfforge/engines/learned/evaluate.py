@@ -1,11 +1,13 @@
 """Leave-one-GPU-out validation, end-to-end NeuSight labels, and the report under data/evaluation/learned/.
 
-Kernel rows: every GPU group is held out in turn; its kernels are predicted by a model trained on the
-other groups only, and its interval is sized by the other groups' out-of-fold errors. Baselines on the
-same rows: the bare datasheet roofline and the analytical engine (shipped calibration).
+Kernel rows: every GPU group is held out in turn; its kernels are predicted by the trees, the MLP and the
+shipped per-class blend, all trained on the other groups only, and its interval is sized by the other
+groups' out-of-fold errors. Baselines on the same rows: the bare datasheet roofline and the analytical
+engine (shipped calibration).
 End-to-end rows: NeuSight's whole-model labels predicted from perfforge's own graphs (eager attention, as
 NeuSight's HuggingFace models ran) with the shipped model, which was trained on those GPUs' kernels
-(in-distribution, as in NeuSight's own end-to-end table).
+(in-distribution, as in NeuSight's own end-to-end table). NeuSight's ``gpt3_xl`` is built with the
+dimensions NeuSight ran (the zoo's ``gpt3-xl-neusight``), not the zoo's 1.3B ``gpt3-xl``.
 """
 
 from __future__ import annotations
@@ -17,44 +19,66 @@ from typing import Any, Callable
 
 import numpy as np
 
-from perfforge.core.dtypes import DType
 from perfforge.engines.learned.dataset import OP_CLASSES, describe, load_records, samples_from_records
 from perfforge.engines.learned.model import LearnedKernelModel
-from perfforge.engines.learned.train import FoldResult, interval_offsets, leave_one_gpu_out, train_model
+from perfforge.engines.learned.train import (
+    INTERVAL_QUANTILES,
+    MIN_ROWS,
+    FoldResult,
+    interval_offsets,
+    leave_one_gpu_out,
+    train_model,
+)
 
 # NeuSight's out-of-distribution kernel errors (Lee et al., "NeuSight", ASPLOS 2025, abstract/Table: BMM 13.8%,
 # FC 13.9%) and end-to-end mean error 8.9% (as quoted in perfforge issue 6).
 NEUSIGHT_OOD = {"BMM": 13.8, "FC": 13.9}
 NEUSIGHT_E2E = 8.9
-# NeuSight's "gpt3_xl" is not the paper's GPT-3 XL: its config (scripts/asplos/data/DLmodel_configs/gpt3_xl.json)
-# has n_embd 3072, n_head 24, n_layer 24. Rows for it are also predicted with those dimensions.
-NEUSIGHT_GPT3_XL = {"layers": 24, "hidden": 3072, "heads": 24}
+LEARNERS = {"trees": 0.0, "mlp": 1.0}   # MLP weight of each single learner in FoldResult.predict_s
 
 
 def _ape(pred: np.ndarray, meas: np.ndarray) -> np.ndarray:
     return np.abs(pred / meas - 1.0) * 100.0
 
 
+def _pooled_offsets(err: np.ndarray, classes: np.ndarray, c: str) -> tuple[float, float]:
+    """The first model's interval for comparison: plain 10th/90th percentiles of the pooled errors."""
+    e = err[classes == c] if (classes == c).sum() >= MIN_ROWS else err
+    return float(np.quantile(e, INTERVAL_QUANTILES[0])), float(np.quantile(e, INTERVAL_QUANTILES[1]))
+
+
 def kernel_rows(folds: dict[str, FoldResult]) -> list[dict[str, Any]]:
-    """One row per (held-out GPU group, op class), plus an 'all' class per group."""
+    """One row per (held-out GPU group, op class): trees, MLP and shipped-blend errors, interval coverage."""
     rows = []
     for fam, fold in folds.items():
         s = fold.samples
+        shipped = fold.pred_s
+        single = {name: fold.predict_s(w) for name, w in LEARNERS.items()}
+        log_err = np.log(s.latency_s / shipped)
         for g in sorted(np.unique(s.group)):
-            gm = (s.group == g) & np.isfinite(fold.pred_s)
+            gm = (s.group == g) & np.isfinite(shipped)
             if not gm.any():
                 continue
             offsets = interval_offsets(fold, exclude_group=g)
+            others = np.isfinite(shipped) & (s.group != g)
             for c in sorted(np.unique(s.op_class[gm])):
                 m = gm & (s.op_class == c)
                 lo, hi = offsets.get(str(c), offsets["*"])
-                inside = (s.latency_s[m] >= fold.pred_s[m] * np.exp(lo)) & (s.latency_s[m] <= fold.pred_s[m] * np.exp(hi))
-                ape = _ape(fold.pred_s[m], s.latency_s[m])
+                plo, phi = _pooled_offsets(log_err[others], s.op_class[others], str(c))
+                ape = _ape(shipped[m], s.latency_s[m])
                 rows.append({
                     "family": fam, "gpu": str(g), "op_class": str(c), "n": int(m.sum()),
-                    "sources": ",".join(sorted(set(s.source[m]))), "mape": float(ape.mean()),
-                    "median_ape": float(np.median(ape)), "coverage": float(inside.mean()),
-                    "bias": float(np.median(np.log(fold.pred_s[m] / s.latency_s[m]))),
+                    "sources": ",".join(sorted(set(s.source[m]))),
+                    "blend_mlp_weight": float(fold.blend.get(str(c), fold.blend.get("*", 0.0))),
+                    "mape": float(ape.mean()), "median_ape": float(np.median(ape)),
+                    "mape_trees": float(_ape(single["trees"][m], s.latency_s[m]).mean()),
+                    "mape_mlp": float(_ape(single["mlp"][m], s.latency_s[m]).mean()),
+                    "median_ape_trees": float(np.median(_ape(single["trees"][m], s.latency_s[m]))),
+                    "median_ape_mlp": float(np.median(_ape(single["mlp"][m], s.latency_s[m]))),
+                    "coverage": float(np.mean((log_err[m] >= lo) & (log_err[m] <= hi))),
+                    "coverage_pooled": float(np.mean((log_err[m] >= plo) & (log_err[m] <= phi))),
+                    "interval": [lo, hi],
+                    "bias": float(np.median(-log_err[m])),
                     "roofline_mape": float(_ape(s.bound_s[m], s.latency_s[m]).mean()),
                     "analytical_mape": float(_ape(s.analytical_s[m], s.latency_s[m]).mean()),
                 })
@@ -68,30 +92,20 @@ def e2e_rows(model: LearnedKernelModel, root: Path) -> list[dict[str, Any]]:
     from perfforge.engines.learned.backend import using_model
     from perfforge.evaluation.measured import DEVICE_IDS
     from perfforge.evaluation.neusight import read_labels
-    from perfforge.workload.models.transformer import TransformerConfig, build_transformer
 
     rows = []
     for rec in read_labels(root / "neusight"):
         p = rec["params"]
         hw = DEVICE_IDS.get(rec["device"]["name"])
-        variants: list[tuple[str, Any]] = [(p["model"], p["model"])]
-        if p["neusight_model"] == "gpt3_xl":
-            cfg = TransformerConfig(name="gpt3-xl (NeuSight dims)", vocab=50257, max_positions=2048,
-                                    ffn=4 * NEUSIGHT_GPT3_XL["hidden"], tied_embeddings=True,
-                                    source="NeuSight scripts/asplos/data/DLmodel_configs/gpt3_xl.json",
-                                    **NEUSIGHT_GPT3_XL)
-            variants.append(("gpt3-xl (NeuSight dims: d_model 3072)", cfg))
-        for label, spec in variants:
+        if not p["model"]:
+            continue
+        for label, spec in [(p["model"], p["model"])]:
             row = {"gpu": hw, "label": Path(rec["key"]).name, "model": label, "mode": p["mode"], "batch": p["batch"],
                    "seq": p["seq"], "measured_s": rec["latency_s"]}
             for backend in ("learned", "analytical"):
                 try:
-                    if isinstance(spec, str):
-                        workload = resolve_workload(spec, mode=p["mode"], batch=p["batch"], seq=p["seq"],
-                                                    dtype="fp32", attention_impl="unfused")
-                    else:
-                        workload = build_transformer(spec, batch=p["batch"], seq=p["seq"], dtype=DType.FP32,
-                                                     attention_impl="unfused")
+                    workload = resolve_workload(spec, mode=p["mode"], batch=p["batch"], seq=p["seq"],
+                                                dtype="fp32", attention_impl="unfused")
                     with using_model(model):
                         r = predict(workload, hw, mode="train" if p["mode"] == "train" else "inference",
                                     optimizer="adamw", backend=backend)
@@ -142,47 +156,79 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}%"
 
 
+SUMMARY_KEYS = ("mape", "median_ape", "mape_trees", "median_ape_trees", "mape_mlp", "median_ape_mlp", "coverage",
+                "coverage_pooled", "roofline_mape", "analytical_mape", "blend_mlp_weight")
+
+
 def summary_by_class(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean over held-out GPUs of each class's MAPE (each GPU counts once)."""
+    """Mean over held-out GPUs of each class's metrics (each GPU with >= MIN_ROWS kernels counts once)."""
     out: dict[str, dict[str, float]] = {}
     for c in OP_CLASSES:
-        sel = [r for r in rows if r["op_class"] == c and r["n"] >= 20]
+        sel = [r for r in rows if r["op_class"] == c and r["n"] >= MIN_ROWS]
         if sel:
-            out[c] = {k: float(np.mean([r[k] for r in sel])) for k in
-                      ("mape", "median_ape", "coverage", "roofline_mape", "analytical_mape")}
+            out[c] = {k: float(np.mean([r[k] for r in sel])) for k in SUMMARY_KEYS}
             out[c]["gpus"] = len(sel)
     return out
 
 
+def _blend_name(w: float) -> str:
+    return {0.0: "trees", 1.0: "MLP"}.get(w, f"{1 - w:.1f} trees + {w:.1f} MLP (log space)")
+
+
 def render_report(result: dict[str, Any], *, command: str) -> str:
     rows = result["kernel_rows"]
+    summary = summary_by_class(rows)
     lines = ["# Learned kernel model: leave-one-GPU-out and end-to-end", "",
              f"Generated by `{command}` (perfforge.engines.learned). Training data rows per family, source and GPU "
              "group are in `kernel_model.json` beside the shipped model.", "",
              "Each GPU group (chip; all A100 boards are one group) is held out in turn: its kernels are predicted by "
-             "trees trained on the other groups only, and the 80% interval is sized by the other groups' "
-             "out-of-fold errors. APE = |pred/meas - 1|; bias = median ln(pred/meas) (negative: too fast). "
-             "Baselines on the same rows: the bare datasheet roofline, and the analytical engine with its "
-             "shipped calibration (the Hopper block was fitted on H100 kernels, so its H100 rows are in-sample).",
+             "learners trained on the other groups only. Two learners predict log(latency / datasheet roofline) from "
+             "the same tile/wave and GPU features: gradient-boosted trees, and a NeuSight-style MLP (2 x 64 ReLU, "
+             "clipped z-score inputs; the attained fraction of the roofline is exp(-output)). The shipped model uses, "
+             "per op class, the trees, the MLP or their log-space average, whichever had the lowest mean held-out "
+             "MAPE (chosen on these same out-of-fold rows: three candidates per class, a small optimism).", "",
+             "The 80% interval for a held-out GPU is sized by the other GPUs' out-of-fold errors: every GPU weighs "
+             "the same, and the 10th-90th percentile band is widened around its median by the factor that covers "
+             "80% of each GPU's errors in a leave-one-GPU-out over those errors themselves (errors of one GPU are "
+             "correlated: a card that runs below its datasheet does so on every kernel). 'pooled' is the first "
+             "model's interval (plain percentiles of the pooled errors), for comparison.", "",
+             "APE = |pred/meas - 1|; bias = median ln(pred/meas) (negative: too fast). Baselines on the same rows: "
+             "the bare datasheet roofline, and the analytical engine with its shipped calibration (the Hopper block "
+             "was fitted on H100 kernels, so its H100 rows are in-sample). Means are over held-out GPUs with at "
+             "least 20 kernels of the class.",
              "", "## Summary by op class (mean over held-out GPUs)", "",
-             "| op class | GPUs | learned MAPE | learned median APE | 80% interval coverage | roofline MAPE | analytical MAPE | NeuSight OOD |",
-             "|---|---|---|---|---|---|---|---|"]
-    for c, v in summary_by_class(rows).items():
-        lines.append(f"| {c} | {v['gpus']:.0f} | {_pct(v['mape'])} | {_pct(v['median_ape'])} | {_pct(100 * v['coverage'])} | "
-                     f"{_pct(v['roofline_mape'])} | {_pct(v['analytical_mape'])} | {_pct(NEUSIGHT_OOD.get(c))} |")
+             "| op class | GPUs | trees MAPE | MLP MAPE | shipped | shipped MAPE | shipped median APE | coverage (80%) | "
+             "coverage, pooled interval | roofline MAPE | analytical MAPE | NeuSight OOD |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c, v in summary.items():
+        lines.append(f"| {c} | {v['gpus']:.0f} | {_pct(v['mape_trees'])} | {_pct(v['mape_mlp'])} | "
+                     f"{_blend_name(v['blend_mlp_weight'])} | {_pct(v['mape'])} | {_pct(v['median_ape'])} | "
+                     f"{_pct(100 * v['coverage'])} | {_pct(100 * v['coverage_pooled'])} | {_pct(v['roofline_mape'])} | "
+                     f"{_pct(v['analytical_mape'])} | {_pct(NEUSIGHT_OOD.get(c))} |")
+    missed = [f"{c} {v['mape']:.1f}% vs {NEUSIGHT_OOD[c]}%" for c, v in summary.items()
+              if c in NEUSIGHT_OOD and v["mape"] >= NEUSIGHT_OOD[c]]
+    if missed:
+        lines += ["", f"Target missed: leave-one-GPU-out MAPE is not below NeuSight's out-of-distribution error for "
+                      f"{'; '.join(missed)}. (NeuSight's figure is for its own split: trained on older GPUs, tested "
+                      f"on newer ones; here every GPU, including the power-limited T4 and P4, is held out once.)"]
     lines += ["", "## Per held-out GPU and op class", "",
-              "| held-out GPU | op class | kernels | sources | MAPE | median APE | coverage | bias | roofline MAPE | analytical MAPE |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "| held-out GPU | op class | kernels | sources | trees MAPE | MLP MAPE | shipped MAPE | shipped median APE | "
+              "coverage | coverage, pooled | bias | roofline MAPE | analytical MAPE |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["gpu"], OP_CLASSES.index(r["op_class"]))):
-        lines.append(f"| {r['gpu']} | {r['op_class']} | {r['n']} | {r['sources']} | {_pct(r['mape'])} | "
-                     f"{_pct(r['median_ape'])} | {_pct(100 * r['coverage'])} | {r['bias']:+.3f} | "
+        lines.append(f"| {r['gpu']} | {r['op_class']} | {r['n']} | {r['sources']} | {_pct(r['mape_trees'])} | "
+                     f"{_pct(r['mape_mlp'])} | {_pct(r['mape'])} | {_pct(r['median_ape'])} | "
+                     f"{_pct(100 * r['coverage'])} | {_pct(100 * r['coverage_pooled'])} | {r['bias']:+.3f} | "
                      f"{_pct(r['roofline_mape'])} | {_pct(r['analytical_mape'])} |")
     e2e = result.get("e2e_rows") or []
     if e2e:
         lines += ["", "## End to end: NeuSight's labels (FP32, in-distribution GPUs)", "",
                   "Whole-model forward (inference) or forward+backward (training, no optimizer step) from perfforge's "
-                  "zoo graphs with eager attention, predicted with the shipped learned model (trained on these GPUs' "
-                  "kernels) and with the analytical backend. The interval is the sum of per-kernel 80% intervals.",
+                  "graphs with eager attention, predicted with the shipped learned model (trained on these GPUs' "
+                  "kernels) and with the analytical backend. The interval is the sum of per-kernel 80% intervals. "
+                  "NeuSight's `gpt3_xl` labels are predicted with the dimensions NeuSight ran (d_model 3072, 24 "
+                  "layers, 24 heads; the zoo's `gpt3-xl-neusight`), not the GPT-3 paper's 1.3B "
+                  "XL that the zoo's `gpt3-xl` is.",
                   "", "| GPU | label | model | measured | learned | error | interval | analytical | error | fallback ops |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in e2e:
@@ -200,16 +246,13 @@ def render_report(result: dict[str, Any], *, command: str) -> str:
 
 def e2e_summary_lines(e2e: list[dict[str, Any]]) -> list[str]:
     out = []
-    for title, sel in (("zoo graphs (gpt3-xl = the paper's 1.3B)", [r for r in e2e if "NeuSight dims" not in r["model"]]),
-                       ("with NeuSight's gpt3_xl dimensions instead",
-                        [r for r in e2e if r["model"] != "gpt3-xl"])):
-        for backend in ("learned", "analytical"):
-            errs = [abs(r[f"{backend}_s"] / r["measured_s"] - 1) * 100 for r in sel if r.get(f"{backend}_s")]
-            inside = [r["low_s"] <= r["measured_s"] <= r["high_s"] for r in sel if backend == "learned" and r.get("low_s")]
-            if errs:
-                cov = f", measured inside the interval in {sum(inside)}/{len(inside)}" if inside else ""
-                out.append(f"- {title}, {backend}: {len(errs)} labels, mean APE {np.mean(errs):.1f}%, "
-                           f"median {np.median(errs):.1f}% (NeuSight reports {NEUSIGHT_E2E}%){cov}")
+    for backend in ("learned", "analytical"):
+        errs = [abs(r[f"{backend}_s"] / r["measured_s"] - 1) * 100 for r in e2e if r.get(f"{backend}_s")]
+        inside = [r["low_s"] <= r["measured_s"] <= r["high_s"] for r in e2e if backend == "learned" and r.get("low_s")]
+        if errs:
+            cov = f", measured inside the interval in {sum(inside)}/{len(inside)}" if inside else ""
+            out.append(f"- {backend}: {len(errs)} labels, mean APE {np.mean(errs):.1f}%, median {np.median(errs):.1f}%, "
+                       f"max {np.max(errs):.1f}% (NeuSight reports {NEUSIGHT_E2E}%){cov}")
     return out
 
 

@@ -77,11 +77,18 @@ def roofline_bound_s(op: Op, device: DeviceSpec, compute_dtype: DType | None = N
     return max(compute_s, memory_s)
 
 
+def l2_bytes(device: DeviceSpec) -> float:
+    """The device's L2 size in bytes (its catalog figure; 1 byte when the catalog has none). Every GPU the
+    model trains on needs one: without it log2(L2) = 0 lies far outside the others' range (the P4 had none
+    until its catalog entry got GP104's 2 MiB, and the MLP's P4 error was 350%)."""
+    return device.l2_bytes or 1.0
+
+
 def gpu_features(op: Op, device: DeviceSpec, compute_dtype: DType) -> list[float]:
     peak = math_peak(op, device, compute_dtype)
     fp32 = device.vector_flop_per_s(DType.FP32)
     bw = device.memory_bytes_per_s
-    return [_log2(device.sms), _log2(peak), _log2(bw), _log2(device.l2_bytes or 1.0), _log2(device.memory_bytes),
+    return [_log2(device.sms), _log2(peak), _log2(bw), _log2(l2_bytes(device)), _log2(device.memory_bytes),
             _log2(peak / bw), _log2(peak / device.sms), 1.0 if peak > 1.01 * fp32 else 0.0]
 
 
@@ -106,7 +113,7 @@ def op_features(op: Op, device: DeviceSpec, compute_dtype: DType | None = None) 
     bound = max(compute_s, memory_s)
     row = gpu_features(op, device, dtype)
     row += [_log2(bound), _log2(max(compute_s, 1e-15) / max(memory_s, 1e-15)), _log2(op.flops + 1),
-            _log2(op.bytes + 1), _log2((op.bytes + 1) / (device.l2_bytes or 1.0)), float(op.dtype.bytes)]
+            _log2(op.bytes + 1), _log2((op.bytes + 1) / l2_bytes(device)), float(op.dtype.bytes)]
     a = op.attrs
     sms = device.sms
     if family == "gemm":

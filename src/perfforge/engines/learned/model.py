@@ -1,14 +1,17 @@
 """The shipped learned kernel model: numpy arrays (``kernel_model.npz``) plus a JSON manifest.
 
-Prediction needs numpy only (no scikit-learn, no torch). For each covered op:
+Prediction needs numpy only (no scikit-learn, no torch). For each covered op of op class ``c``:
 
-    pred = bound * exp(max(f(x), floor))      low = pred * exp(q_lo[class])      high = pred * exp(q_hi[class])
+    f(x) = (1 - w[c]) * trees(x) + w[c] * mlp(x)
+    pred = bound * exp(max(f(x), floor))      low = pred * exp(q_lo[c])      high = pred * exp(q_hi[c])
 
-where ``bound`` is the datasheet roofline, ``f`` the family's boosted trees, ``floor`` 0 for GEMMs (never
-faster than the roofline) and the lowest training log-ratio for convolutions (Winograd/FFT kernels do fewer
-FLOPs than a direct convolution) and vector ops (L2-resident inputs beat DRAM bandwidth). ``q_lo``/``q_hi``
-are the 10th/90th percentiles of *leave-one-GPU-out* log errors per op class: the interval is sized by how
-wrong the model was on GPUs it had not seen.
+where ``bound`` is the datasheet roofline, ``trees``/``mlp`` the family's boosted trees and NeuSight-style MLP
+(both predict ``log(latency / bound)``), ``w[c]`` the blend weight that gave the lowest leave-one-GPU-out MAPE
+for the class (0: trees only, 1: MLP only), ``floor`` 0 for GEMMs (never faster than the roofline) and the
+lowest training log-ratio for convolutions (Winograd/FFT kernels do fewer FLOPs than a direct convolution)
+and vector ops (L2-resident inputs beat DRAM bandwidth). ``q_lo``/``q_hi`` come from *leave-one-GPU-out* log
+errors per op class, widened until held-out GPUs are covered 80% of the time (see ``train.interval_offsets``):
+the interval is sized by how wrong the model was on GPUs it had not seen.
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ import numpy as np
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError, PerfforgeError
 from perfforge.engines.learned.features import FEATURE_NAMES, batch_features
+from perfforge.engines.learned.mlp import NumpyMLP
 from perfforge.engines.learned.trees import TreeEnsemble
 from perfforge.system.device import DeviceSpec
 from perfforge.workload.op import Op, OpKind
 
 SHIPPED_NPZ = "data/kernel_model.npz"
 SHIPPED_MANIFEST = "data/kernel_model.json"
-SCHEMA = "perfforge.learned-kernel-model/1"
+SCHEMA = "perfforge.learned-kernel-model/2"
 TRAIN_HINT = "retrain with `perfforge learn train` (needs the `learn` extra: pip install -e '.[learn]')"
 SUPPORTED_DTYPES = frozenset({DType.FP32, DType.TF32, DType.FP16, DType.BF16})
 
@@ -54,7 +58,18 @@ class FamilyModel:
     family: str
     trees: TreeEnsemble
     floor: float                                   # lowest allowed log(latency / bound)
-    interval: dict[str, tuple[float, float]]       # op class -> (q_lo, q_hi) log offsets
+    interval: dict[str, tuple[float, float]]       # op class -> (q_lo, q_hi) log offsets ("*": any class)
+    mlp: NumpyMLP | None = None
+    blend: dict[str, float] = field(default_factory=lambda: {"*": 0.0})  # op class -> weight of the MLP
+
+    def log_ratio(self, x: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+        """Blended ``log(latency / bound)`` before the floor, one per row (``classes[i]``: row i's op class)."""
+        if self.mlp is None:
+            return self.trees.predict(x)
+        w = np.array([self.blend.get(c, self.blend.get("*", 0.0)) for c in classes], dtype=np.float64)
+        trees = self.trees.predict(x) if np.any(w < 1.0) else 0.0
+        mlp = self.mlp.predict(x) if np.any(w > 0.0) else 0.0
+        return (1.0 - w) * trees + w * mlp
 
 
 @dataclass(frozen=True)
@@ -95,7 +110,7 @@ class LearnedKernelModel:
             fm = self.families.get(fam)
             if fm is None:
                 continue
-            ratio = np.maximum(fm.trees.predict(batch.x), fm.floor)
+            ratio = np.maximum(fm.log_ratio(batch.x, [CLASS_OF_KIND[k] for k in batch.kinds]), fm.floor)
             p = batch.bound_s * np.exp(ratio)
             offsets = np.array([fm.interval.get(CLASS_OF_KIND[k], fm.interval["*"]) for k in batch.kinds])
             pred[batch.index], bound[batch.index] = p[batch.row], batch.bound_s[batch.row]
@@ -114,6 +129,8 @@ class LearnedKernelModel:
         arrays: dict[str, np.ndarray] = {}
         for fam, fm in self.families.items():
             arrays.update(fm.trees.arrays(fam))
+            if fm.mlp is not None:
+                arrays.update(fm.mlp.arrays(fam))
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         data = buf.getvalue()
@@ -121,7 +138,9 @@ class LearnedKernelModel:
             "schema": SCHEMA, "npz": Path(npz_path).name, "npz_sha256": hashlib.sha256(data).hexdigest(),
             "families": {fam: {"features": list(FEATURE_NAMES[fam]), "floor": fm.floor,
                                "interval": {k: list(v) for k, v in fm.interval.items()},
-                               "trees": int(fm.trees.feature.shape[0])} for fam, fm in self.families.items()},
+                               "trees": int(fm.trees.feature.shape[0]),
+                               "mlp_layers": [int(w.shape[1]) for w in fm.mlp.weights] if fm.mlp else [],
+                               "blend_mlp_weight": dict(fm.blend)} for fam, fm in self.families.items()},
             **extra_manifest,
         }
         write_atomic(npz_path, data)
@@ -142,8 +161,10 @@ def _from_files(npz_bytes: bytes, manifest: dict[str, Any], where: str) -> Learn
         if list(FEATURE_NAMES[fam]) != meta["features"]:
             raise WeightsMissingError(where, f"family '{fam}' was trained on other features than this perfforge "
                                              f"computes; {TRAIN_HINT}")
+        mlp = NumpyMLP.from_arrays(data, fam) if NumpyMLP.has_arrays(data, fam) else None
         families[fam] = FamilyModel(fam, TreeEnsemble.from_arrays(data, fam), float(meta["floor"]),
-                                    {k: (float(v[0]), float(v[1])) for k, v in meta["interval"].items()})
+                                    {k: (float(v[0]), float(v[1])) for k, v in meta["interval"].items()},
+                                    mlp, {k: float(v) for k, v in meta.get("blend_mlp_weight", {"*": 0.0}).items()})
     return LearnedKernelModel(families, manifest)
 
 
