@@ -74,12 +74,28 @@ def learn_evaluate(
     out: Path = typer.Option(DEFAULT_REPORT, "--out", help="folder for report.md and results.json"),
     scale: float = typer.Option(1.0, "--scale", help="fraction of rows per data file"),
     e2e: bool = typer.Option(True, "--e2e/--no-e2e", help="predict NeuSight's end-to-end labels"),
+    split: str = typer.Option("logo", "--split", help="logo (every GPU held out in turn) | neusight (NeuSight's "
+                                                      "training GPUs -> H100, H200, A40) | pre-ampere"),
 ) -> None:
-    """Leave-one-GPU-out kernel errors per op class, interval coverage and end-to-end label errors."""
+    """Leave-one-GPU-out kernel errors per op class, interval coverage and end-to-end label errors; or, with
+    --split, train on a fixed set of GPUs and test on the others (writes split-<name>.md/.json)."""
     from perfforge.engines.learned.evaluate import summary_by_class, write_outputs
 
     if not 0 < scale <= 1:
         raise ConfigError(f"--scale must be in (0, 1], got {scale}")
+    if split != "logo":
+        from perfforge.engines.learned.splits import get_split, run_split, write_split
+
+        sp = get_split(split)
+        res = run_split(data, sp, scale=scale, progress=lambda msg: console.print(msg))
+        md, _ = write_split(res, out, command=f"perfforge learn evaluate --split {split} --data {data} --out {out}"
+                                             + (f" --scale {scale}" if scale != 1 else ""))
+        for r in res["rows"]:
+            if r["subset"] == "all":
+                console.print(f"{r['gpu']:5s} {r['op_class']:12s} n={r['n']:5d}  MAPE {r['mape']:5.1f}%  "
+                              f"median {r['median_ape']:5.1f}%  coverage {100 * r['coverage']:5.1f}%")
+        console.print(f"wrote {md}")
+        return
     result = _run(data, scale, e2e)
     write_outputs(result, out, command=f"perfforge learn evaluate --data {data} --out {out}"
                                        + (f" --scale {scale}" if scale != 1 else ""))

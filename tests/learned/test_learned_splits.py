@@ -1,0 +1,104 @@
+"""Fixed GPU splits (``perfforge learn evaluate --split neusight``): the split is NeuSight's, test GPUs never
+influence training, rows add up, and the report states plainly when ours is worse than NeuSight's figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from perfforge.core.errors import ConfigError
+from perfforge.engines.learned.splits import NEUSIGHT_PEROP, SPLITS, Split, get_split, render
+
+ROOT = Path(__file__).resolve().parents[2] / "data/ground_truth"
+TINY = {"max_iter": 15, "learning_rate": 0.2, "max_leaf_nodes": 15, "max_depth": 6, "min_samples_leaf": 5,
+        "l2_regularization": 1.0}
+TINY_MLP = {"hidden_layer_sizes": (16,), "alpha": 1e-4, "batch_size": 64, "learning_rate_init": 5e-3, "max_iter": 15,
+            "clip": 5.0}
+
+
+def test_neusight_split_is_neusights():
+    sp = get_split("neusight")
+    # NeuSight's training kernels: P4, T4, P100, V100 and A100-PCIE-40GB; H100 is one of its OOD GPUs
+    assert sp.train == ("P4", "T4", "P100", "V100", "A100")
+    assert "H100" in sp.test and sp.comparable == ("H100",)
+    for s in SPLITS.values():
+        assert not set(s.train) & set(s.test)
+        assert set(s.comparable) <= set(s.test)
+    assert "A100" in get_split("pre-ampere").test
+    # perop.csv, row NeuSight, OOD columns
+    assert round(NEUSIGHT_PEROP["ood"]["BMM"], 1) == 13.8 and round(NEUSIGHT_PEROP["ood"]["FC"], 1) == 13.9
+
+
+def test_unknown_split_is_a_one_line_error(capsys):
+    with pytest.raises(ConfigError, match="unknown split 'newer'"):
+        get_split("newer")
+    from perfforge.cli.main import main
+
+    assert main(["learn", "evaluate", "--split", "newer"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown split 'newer' (allowed: logo, neusight, pre-ampere)" in err and "\n" not in err
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    pytest.importorskip("sklearn")
+    from perfforge.engines.learned.dataset import load_records, samples_from_records
+    from perfforge.engines.learned.splits import run_split
+
+    samples = samples_from_records(load_records(ROOT, scale=0.01))
+    return samples, run_split(ROOT, "neusight", params=TINY, mlp_params=TINY_MLP, samples=samples)
+
+
+def test_test_gpus_do_not_influence_predictions(tiny):
+    from perfforge.engines.learned.splits import run_split
+
+    samples, result = tiny
+    s = samples["gemm"]
+    test = np.isin(s.group, SPLITS["neusight"].test)
+    assert test.any() and (~test).any()
+    # scale every test GPU's measured latency by 7: a model that saw them would predict differently
+    lat = np.where(test, s.latency_s * 7.0, s.latency_s)
+    changed = type(s)(s.family, s.x, s.bound_s, lat, s.group, s.device, s.op_class, s.source, s.dtype, s.analytical_s)
+    other = run_split(ROOT, "neusight", params=TINY, mlp_params=TINY_MLP, samples={"gemm": changed})
+    a, b = result["families"]["gemm"], other["families"]["gemm"]
+    np.testing.assert_array_equal(a.shipped, b.shipped)
+    assert a.model.interval == b.model.interval and a.model.blend == b.model.blend
+    assert not np.array_equal(a.test.latency_s, b.test.latency_s)
+
+
+def test_rows_cover_the_test_gpus_and_add_up(tiny):
+    _, result = tiny
+    rows = result["rows"]
+    assert {r["gpu"] for r in rows} <= set(SPLITS["neusight"].test)
+    assert not any(r["gpu"] in SPLITS["neusight"].train for r in rows)
+    for r in (r for r in rows if r["subset"] == "all"):
+        parts = [p for p in rows if p["gpu"] == r["gpu"] and p["op_class"] == r["op_class"] and p["subset"] != "all"]
+        assert sum(p["n"] for p in parts) == r["n"]
+        assert 0.0 <= r["coverage"] <= 1.0 and np.isfinite(r["mape"]) and r["median_ape"] >= 0.0
+    fc = next(r for r in rows if r["gpu"] == "H100" and r["op_class"] == "FC" and r["subset"] == "all")
+    assert fc["sources"] == "measured,vidur"
+    assert set(result["train_data"]["gemm"]["by_group"]) == set(SPLITS["neusight"].train)
+    assert "H100" not in result["train_data"]["gemm"]["by_group"]
+
+
+def _row(gpu: str, c: str, mape: float, n: int, subset: str = "all") -> dict:
+    return {"gpu": gpu, "op_class": c, "subset": subset, "n": n, "sources": "measured", "dtypes": "fp32",
+            "blend_mlp_weight": 0.0, "mape": mape, "median_ape": mape / 2, "mape_trees": mape, "mape_mlp": mape,
+            "coverage": 0.8, "interval": [-0.3, 0.3], "bias": 0.0, "roofline_mape": 50.0, "analytical_mape": 20.0}
+
+
+def test_report_says_worse_with_the_numbers():
+    sp = SPLITS["neusight"]
+    rows = [_row("H100", "FC", 30.0, 50), _row("H100", "FC", 25.0, 26, "measured fp32"), _row("H100", "BMM", 5.0, 8),
+            _row("H100", "SOFTMAX", 10.0, 40), _row("H200", "FC", 12.0, 30)]
+    text = render({"split": sp, "rows": rows, "train_data": {}, "unused": {}}, command="test")
+    assert "FC on H100: ours worse, 30.0% vs NeuSight 13.9% (n=50; its FP32 kernels alone 25.0% (n=26))" in text
+    assert "SOFTMAX on H100: ours better, 10.0% vs NeuSight 13.9% (n=40)" in text
+    assert "BMM on H100: only 8 kernels, not compared" in text
+    assert "25.0% (n=26)" in text                      # the FP32-only column on H100
+    assert "OOD_DEVICES" in text and "not per-kernel errors" in text
+    other = render({"split": Split("x", ("P4",), ("H100",), (), "note"), "rows": rows[:1], "train_data": {},
+                    "unused": {}}, command="test")
+    assert "NeuSight OOD" not in other
