@@ -32,6 +32,7 @@ DEVICE_IDS = {
     "NVIDIA A100 80GB PCIe": "a100-pcie-80gb",
     "Tesla T4": "t4",
     "NVIDIA L4": "l4",
+    "NVIDIA A40": "a40",
 }
 
 

@@ -23,7 +23,7 @@ from perfforge.evaluation.vidur import read_mlp_profiles
 from perfforge.system.catalog import get_device
 
 # Device names in records -> catalog ids (the profiler's table plus Vidur's A40)
-RECORD_DEVICES = {**DEVICE_IDS, "NVIDIA A40": "a40"}
+RECORD_DEVICES = DEVICE_IDS
 # Catalog id -> GPU group (chip) for leave-one-GPU-out
 GPU_GROUPS = {
     "p4": "P4", "t4": "T4", "p100-pcie-16gb": "P100", "v100-pcie-32gb": "V100", "v100-sxm2-16gb": "V100",
