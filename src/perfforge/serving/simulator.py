@@ -42,19 +42,23 @@ class BatchLog:
     kv_tokens: list[float] = field(default_factory=list)       # summed context read, all iterations
     blocks_used: list[int] = field(default_factory=list)       # at the end of the batch
 
-    def add(self, replica: int, start: float, end: float, batch: Batch, kv_read: float, blocks: int) -> None:
+    def add(self, replica: int, start: float, end: float, batch: Batch, kv_read: float, blocks: int,
+            decoding: float | None = None) -> None:
+        """``decoding``: mean requests decoding per iteration when it changed during a fast-forwarded run."""
         self.replica.append(replica)
         self.start.append(start)
         self.end.append(end)
         self.iterations.append(batch.iterations)
-        self.size.append(float(batch.active.mean()) if batch.active is not None and not batch.fixed_slots
-                         else batch.size + batch.pad)
         if batch.decode_only:
+            dec = float(len(batch.ids)) if decoding is None else decoding
+            self.size.append(batch.size + batch.pad if batch.fixed_slots or decoding is None else dec)
             self.prefill_tokens.append(0)
-            self.decode_tokens.append(float(batch.active.mean()) if batch.active is not None else len(batch.q))
+            self.decode_tokens.append(dec)
         else:
-            dec = int((batch.q == 1).sum())
-            self.prefill_tokens.append(int(batch.q.sum()) - dec)
+            qs = batch.q.tolist()   # plain ints: cheaper than numpy reductions on small batches
+            dec = qs.count(1)
+            self.size.append(batch.size + batch.pad)
+            self.prefill_tokens.append(sum(qs) - dec)
             self.decode_tokens.append(dec)
         self.kv_tokens.append(kv_read)
         self.blocks_used.append(blocks)
@@ -345,6 +349,7 @@ class Simulator:
             self._tbt_w.append(active[1:].astype(np.float64))
         # context summed over the iterations each request took part in
         kv_read = float((steps * (batch.kv - 1) + steps * (steps + 1) / 2).sum())
+        decoding = float(steps.sum()) / k
         done = rem <= k
         finished = ids[done]
         s.completed_at[finished] = ends[rem[done] - 1]
@@ -363,7 +368,8 @@ class Simulator:
             release(r)
         rep.outstanding -= len(finished)
         sched.on_batch_end(batch, left)
-        self.log.add(rep.id, batch.scheduled_at, t, batch, kv_read, sched.lim.num_blocks - sched.free_blocks)
+        self.log.add(rep.id, batch.scheduled_at, t, batch, kv_read, sched.lim.num_blocks - sched.free_blocks,
+                     decoding)
 
     def _complete(self, rep: _Replica, finished: np.ndarray, t: float) -> None:
         self.state.completed_at[finished] = t
