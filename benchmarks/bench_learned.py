@@ -7,8 +7,7 @@ call that loads the catalog and the model), with the analytical backend on the s
 
 from __future__ import annotations
 
-import statistics
-import time
+from timing import median_time
 
 import perfforge
 from perfforge.engines.learned.model import load_model
@@ -21,15 +20,6 @@ CASES = [
     ("bert-large", dict(mode="inference", batch=8, seq=512, dtype="fp32"), "a100-pcie-40gb"),
     ("llama-2-70b", dict(mode="train", batch=1, seq=4096, dtype="bf16"), "h100-sxm5-80gb"),
 ]
-
-
-def median_time(fn, repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
 
 
 def main() -> None:

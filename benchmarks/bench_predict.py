@@ -7,10 +7,10 @@ Targets (issue 2): ResNet-50 predict < 50 ms in process; CLI end to end < 1 s.
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
-import time
+
+from timing import median_time
 
 import perfforge
 from perfforge.workload.zoo import get_model
@@ -24,22 +24,13 @@ CASES = [
 ]
 
 
-def median_time(fn, repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
-
-
 def main() -> None:
     perfforge.predict("resnet50", "a100-sxm4-80gb")  # warm caches (catalog, calibration)
     print(f"{'model':14s} {'predict (ms)':>13s} {'build only (ms)':>16s} {'engine share':>13s}")
     for model, kw in CASES:
-        t_pred = median_time(lambda: perfforge.predict(model, "a100-sxm4-80gb", **kw), 15)
+        t_pred = median_time(lambda m=model, k=kw: perfforge.predict(m, "a100-sxm4-80gb", **k), 15)
         build_kw = {k: v for k, v in kw.items() if k in ("batch", "seq", "dtype")}
-        t_build = median_time(lambda: get_model(model, **build_kw), 15)
+        t_build = median_time(lambda m=model, k=build_kw: get_model(m, **k), 15)
         print(f"{model:14s} {t_pred * 1e3:13.1f} {t_build * 1e3:16.1f} {1 - t_build / t_pred:13.0%}")
     cmd = [sys.executable, "-m", "perfforge.cli.main", "predict", "--model", "resnet50", "--hardware",
            "a100-sxm4-80gb", "--batch", "256", "--mode", "train", "--dtype", "fp16", "--json"]

@@ -29,7 +29,7 @@ def main() -> None:
     base = median_ms(lambda: perfforge.predict("resnet50", "h100-sxm5-80gb", mode="train", **kw))
     print(f"baseline: single-GPU predict {base:.1f} ms CPU (median of 15)")
     for gpus in (8, 64, 1024):
-        t = median_ms(lambda: perfforge.train("resnet50", "h100-sxm5-80gb", gpus=gpus, **kw))
+        t = median_ms(lambda g=gpus: perfforge.train("resnet50", "h100-sxm5-80gb", gpus=g, **kw))
         print(f"ResNet-50 DP on {gpus:5d} GPUs: {t:6.1f} ms CPU (median of 15), {t / base:.2f}x the single-GPU predict")
     gpt = dict(gpus=1024, tp=8, pp=8, batch=96, microbatches=96, seq=2048, dtype="bf16", recompute=True)
     t = median_ms(lambda: perfforge.train("gpt3-175b", "a100-sxm4-80gb", **gpt), repeats=5)

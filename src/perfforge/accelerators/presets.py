@@ -25,7 +25,7 @@ from perfforge.accelerators.mapper import LevelConstraint, free_constraints
 from perfforge.accelerators.problem import Problem
 from perfforge.accelerators.technology import EnergyTable, load_table, storage_energy
 from perfforge.core.errors import ConfigError, suggest
-from perfforge.core.files import first_error, load_yaml_text
+from perfforge.core.files import first_error, load_yaml_text, packaged_yaml_names
 
 ROLES = ("weights", "inputs", "outputs")
 # data-space names of perfforge's problems (problem.conv, problem.gemm) -> role
@@ -144,7 +144,7 @@ def _preset_dir():  # type: ignore[no-untyped-def]
 
 
 def list_presets() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in _preset_dir().iterdir() if p.name.endswith(".yaml"))
+    return packaged_yaml_names("data/accelerators/presets")
 
 
 @functools.lru_cache(maxsize=None)

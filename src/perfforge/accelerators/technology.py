@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from perfforge.core.errors import ConfigError, suggest
-from perfforge.core.files import first_error, load_yaml_text
+from perfforge.core.files import first_error, load_yaml_text, packaged_yaml_names
 
 
 class _Strict(BaseModel):
@@ -86,7 +86,7 @@ def _energy_dir():  # type: ignore[no-untyped-def]
 
 
 def list_tables() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in _energy_dir().iterdir() if p.name.endswith(".yaml"))
+    return packaged_yaml_names("data/accelerators/energy")
 
 
 @functools.lru_cache(maxsize=None)

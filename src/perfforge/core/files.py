@@ -75,3 +75,11 @@ def first_error(exc: ValidationError, where: str) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(x) for x in err["loc"]) or "(root)"
     return f"{where}: {loc}: {err['msg'].removeprefix('Value error, ')}"
+
+
+def packaged_yaml_names(folder: str) -> list[str]:
+    """Names (without ``.yaml``) of the YAML files in a folder of perfforge's package data, sorted."""
+    from importlib import resources
+
+    root = resources.files("perfforge").joinpath(folder)
+    return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))

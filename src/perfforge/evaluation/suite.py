@@ -9,7 +9,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from perfforge.core.errors import ConfigError, suggest
-from perfforge.core.files import first_error, load_yaml_text
+from perfforge.core.files import first_error, load_yaml_text, packaged_yaml_names
 
 
 class MeasuredSource(BaseModel):
@@ -106,8 +106,7 @@ BUILTIN_DIR = "data/suites"
 
 
 def builtin_suites() -> list[str]:
-    folder = resources.files("perfforge").joinpath(BUILTIN_DIR)
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return packaged_yaml_names(BUILTIN_DIR)
 
 
 def load_suite(name_or_path: str) -> Suite:
