@@ -13,45 +13,9 @@ ap.add_argument("--out", required=True)
 ap.add_argument("--only", default="")
 a = ap.parse_args()
 
-CFG = """[general]
-run_name = ref
-
-[architecture_presets]
-ArrayHeight:    {n}
-ArrayWidth:     {n}
-IfmapSramSzkB:   64
-FilterSramSzkB:  64
-OfmapSramSzkB:   64
-IfmapOffset:    0
-FilterOffset:   10000000
-OfmapOffset:    20000000
-Bandwidth : 10
-Dataflow : {df}
-MemoryBanks:   1
-ReadRequestBuffer: 32
-WriteRequestBuffer: 32
-
-[layout]
-IfmapCustomLayout: False
-IfmapSRAMBankBandwidth: 10
-IfmapSRAMBankNum: 10
-IfmapSRAMBankPort: 2
-FilterCustomLayout: False
-FilterSRAMBankBandwidth: 10
-FilterSRAMBankNum: 10
-FilterSRAMBankPort: 2
-
-[sparsity]
-SparsitySupport : false
-SparseRep : ellpack_block
-OptimizedMapping : false
-BlockSize : 8
-RandomNumberGeneratorSeed : 40
-
-[run_presets]
-InterfaceBandwidth: CALC
-UseRamulatorTrace: False
-"""
+# the same config template perfforge's SCALE-Sim adapter writes (64 KiB SRAMs, CALC interface bandwidth)
+CFG = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "src", "perfforge", "data",
+                        "accelerators", "scalesim", "scale.cfg.template")).read()
 shapes = {}
 for t in a.topos:
     for line in open(t).read().splitlines()[1:]:
@@ -69,7 +33,7 @@ for n in [int(x) for x in a.arrays.split(",")]:
             if (shape, n, df) in done:
                 continue
             with tempfile.TemporaryDirectory() as d:
-                cfg = os.path.join(d, "c.cfg"); open(cfg, "w").write(CFG.format(n=n, df=df))
+                cfg = os.path.join(d, "c.cfg"); open(cfg, "w").write(CFG.format(run_name="ref", rows=n, cols=n, dataflow=df, ifmap_kib=64, filter_kib=64, ofmap_kib=64))
                 topo = os.path.join(d, "t.csv")
                 open(topo, "w").write("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\nL," + ",".join(map(str, shape)) + ",\n")
                 lay = os.path.join(d, "l.csv")

@@ -38,10 +38,6 @@ class Genomes:
     def take(self, idx: np.ndarray | list[int] | slice) -> "Genomes":
         return Genomes(self.T[idx], self.SX[idx], self.SY[idx], self.rank[idx])
 
-    @staticmethod
-    def concat(parts: Sequence["Genomes"]) -> "Genomes":
-        return Genomes(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("T", "SX", "SY", "rank")))
-
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:

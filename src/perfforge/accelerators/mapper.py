@@ -88,10 +88,6 @@ def _scores(r: BatchResult, objective: str) -> np.ndarray:
     return np.where(r.valid, s, np.inf)
 
 
-def _score(ev: Evaluation, objective: str) -> float:
-    return {"edp": ev.edp, "energy": ev.energy_pj, "delay": ev.cycles * (1 + 1e-12 * ev.energy_pj)}[objective]
-
-
 # -- constraints ---------------------------------------------------------------------------------------------
 def constraints_from_timeloop(spec: dict[str, Any], arch: Architecture, problem: Problem) -> list[LevelConstraint]:
     """Read Timeloop ``architecture_constraints`` targets (factors, permutation, split, bypass/keep)."""

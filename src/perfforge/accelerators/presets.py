@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib.resources
 import operator
 import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from perfforge.accelerators.arch import Architecture, ComputeLevel, StorageLevel
 from perfforge.accelerators.mapper import LevelConstraint, free_constraints
 from perfforge.accelerators.problem import Problem
 from perfforge.accelerators.technology import EnergyTable, load_table, storage_energy
 from perfforge.core.errors import ConfigError, suggest
-from perfforge.core.files import first_error, load_yaml_text, packaged_yaml_names
+from perfforge.core.files import load_packaged, packaged_yaml_names
 
 ROLES = ("weights", "inputs", "outputs")
 # data-space names of perfforge's problems (problem.conv, problem.gemm) -> role
@@ -139,29 +138,13 @@ def _int(v: Num | None, params: dict[str, int], where: str) -> int | None:
     return int(x)
 
 
-def _preset_dir():  # type: ignore[no-untyped-def]
-    return importlib.resources.files("perfforge") / "data" / "accelerators" / "presets"
-
-
 def list_presets() -> list[str]:
     return packaged_yaml_names("data/accelerators/presets")
 
 
 @functools.lru_cache(maxsize=None)
 def load_spec(preset_id: str) -> PresetSpec:
-    known = list_presets()
-    if preset_id not in known:
-        raise ConfigError(f"unknown architecture preset '{preset_id}' (known: {', '.join(known)})"
-                          f"{suggest(preset_id, known)}")
-    where = f"preset {preset_id}.yaml"
-    doc = load_yaml_text((_preset_dir() / f"{preset_id}.yaml").read_text(encoding="utf-8"), where)
-    try:
-        spec = PresetSpec.model_validate(doc)
-    except ValidationError as exc:
-        raise ConfigError(first_error(exc, where)) from None
-    if spec.id != preset_id:
-        raise ConfigError(f"{where}: id '{spec.id}' must equal the file name '{preset_id}'")
-    return spec
+    return load_packaged("data/accelerators/presets", preset_id, PresetSpec, "architecture preset")
 
 
 def _array_param(spec: PresetSpec, array: str | None) -> dict[str, int]:

@@ -17,45 +17,10 @@ from perfforge.accelerators.topology import ConvLayer, to_csv
 from perfforge.core.errors import ConfigError
 from perfforge.core.files import write_atomic
 
-CONFIG_TEMPLATE = """[general]
-run_name = {run_name}
-
-[architecture_presets]
-ArrayHeight:    {rows}
-ArrayWidth:     {cols}
-IfmapSramSzkB:   {ifmap_kib}
-FilterSramSzkB:  {filter_kib}
-OfmapSramSzkB:   {ofmap_kib}
-IfmapOffset:    0
-FilterOffset:   10000000
-OfmapOffset:    20000000
-Bandwidth : 10
-Dataflow : {dataflow}
-MemoryBanks:   1
-ReadRequestBuffer: 32
-WriteRequestBuffer: 32
-
-[layout]
-IfmapCustomLayout: False
-IfmapSRAMBankBandwidth: 10
-IfmapSRAMBankNum: 10
-IfmapSRAMBankPort: 2
-FilterCustomLayout: False
-FilterSRAMBankBandwidth: 10
-FilterSRAMBankNum: 10
-FilterSRAMBankPort: 2
-
-[sparsity]
-SparsitySupport : false
-SparseRep : ellpack_block
-OptimizedMapping : false
-BlockSize : 8
-RandomNumberGeneratorSeed : 40
-
-[run_presets]
-InterfaceBandwidth: CALC
-UseRamulatorTrace: False
-"""
+# One config template for this adapter and for data/accelerators/scalesim/run_reference.py (which runs in
+# SCALE-Sim's own environment and reads the file directly): CALC interface bandwidth, as the reference runs.
+CONFIG_TEMPLATE = (Path(__file__).resolve().parent.parent / "data" / "accelerators" / "scalesim"
+                   / "scale.cfg.template").read_text(encoding="utf-8")
 
 
 def available() -> bool:

@@ -36,7 +36,6 @@ from perfforge.accelerators.topology import ConvLayer
 from perfforge.core.errors import ConfigError
 
 DATAFLOWS = ("ws", "os", "is")
-DATAFLOW_NAMES = {"ws": "weight stationary", "os": "output stationary", "is": "input stationary"}
 MAX_ARRAY_DIM = 4096
 # SCALE-Sim's default double-buffered scratchpads: half of each SRAM is active (``active_buf_frac = 0.5``
 # in scalesim/single_layer_sim.py) and one word is one byte (``word_size = 1``).

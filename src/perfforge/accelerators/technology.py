@@ -11,14 +11,13 @@ source gives none.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import math
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from perfforge.core.errors import ConfigError, suggest
-from perfforge.core.files import first_error, load_yaml_text, packaged_yaml_names
+from perfforge.core.errors import ConfigError
+from perfforge.core.files import load_packaged, packaged_yaml_names
 
 
 class _Strict(BaseModel):
@@ -81,28 +80,13 @@ class StorageEnergy:
     how: str             # "table point NAME", "interpolated between A and B", "extrapolated from A and B"
 
 
-def _energy_dir():  # type: ignore[no-untyped-def]
-    return importlib.resources.files("perfforge") / "data" / "accelerators" / "energy"
-
-
 def list_tables() -> list[str]:
     return packaged_yaml_names("data/accelerators/energy")
 
 
 @functools.lru_cache(maxsize=None)
 def load_table(table_id: str) -> EnergyTable:
-    known = list_tables()
-    if table_id not in known:
-        raise ConfigError(f"unknown technology '{table_id}' (known: {', '.join(known)}){suggest(table_id, known)}")
-    where = f"energy table {table_id}.yaml"
-    doc = load_yaml_text((_energy_dir() / f"{table_id}.yaml").read_text(encoding="utf-8"), where)
-    try:
-        t = EnergyTable.model_validate(doc)
-    except ValidationError as exc:
-        raise ConfigError(first_error(exc, where)) from None
-    if t.id != table_id:
-        raise ConfigError(f"{where}: id '{t.id}' must equal the file name '{table_id}'")
-    return t
+    return load_packaged("data/accelerators/energy", table_id, EnergyTable, "technology")
 
 
 def _loglog(x: float, x0: float, y0: float, x1: float, y1: float) -> float:

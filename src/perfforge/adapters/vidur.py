@@ -33,14 +33,13 @@ from typing import Any
 import numpy as np
 
 from perfforge.core.errors import ConfigError
-from perfforge.serving.optable import OperatorTable
+from perfforge.serving.optable import NCCL_CPU_LAUNCH_S, OperatorTable
 from perfforge.serving.requests import RequestSet
 from perfforge.serving.spec import ServeSpec
 
 VIDUR_MODELS = {"llama-2-7b": "meta-llama/Llama-2-7b-hf", "llama-2-70b": "meta-llama/Llama-2-70b-hf",
                 "llama-3-8b": "meta-llama/Llama-3-8B", "llama-3-70b": "meta-llama/Llama-3-70B"}
 VIDUR_DEVICES = {"a100-sxm4-80gb": ("a100", "a100_dgx"), "h100-sxm5-80gb": ("h100", "h100_dgx")}
-NCCL_LAUNCH_MS = 0.02       # Vidur 0.0.26 default nccl_cpu_launch_overhead_ms
 KV_GRANULARITY = 256        # kv_cache_prediction_granularity
 _GENERAL = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj", "mlp_act", "attn_rope",
             "input_layernorm", "post_attention_layernorm", "add")
@@ -80,7 +79,7 @@ def predictions(table: OperatorTable, spec: ServeSpec) -> dict[str, list[list[An
         out[op] = rows(keys1, table.token_time(op, tokens))
     out["attn_kv_cache_save"] = rows(keys1, np.zeros(len(tokens)))   # in perfforge's attention/QKV times
     if spec.tp > 1:
-        out["all_reduce"] = rows(keys1, np.maximum(table.token_time("all_reduce", tokens) - NCCL_LAUNCH_MS * 1e-3, 0))
+        out["all_reduce"] = rows(keys1, np.maximum(table.token_time("all_reduce", tokens) - NCCL_CPU_LAUNCH_S, 0))
     if spec.pp > 1:
         out["send_recv"] = rows(keys1, table.token_time("send_recv", tokens))
     ctx = np.arange(0, mt + 1, KV_GRANULARITY)

@@ -171,13 +171,13 @@ def capacity_cmd(
                       f"{cap.tbt_s:.3g} s; {cap.upper_qps:.3f} QPS violates; {cap.runs} simulations)")
 
 
-def _ints(text: Optional[str]) -> Optional[list[int]]:
+def _ints(text: Optional[str], flag: str) -> Optional[list[int]]:
     if not text:
         return None
     try:
         return [int(x) for x in text.split(",")]
     except ValueError:
-        raise ConfigError(f"expected comma-separated integers, got '{text}'") from None
+        raise ConfigError(f"{flag} expects comma-separated integers, got '{text}'") from None
 
 
 @serve_app.command("search")
@@ -203,11 +203,11 @@ def search_cmd(
     obj = ctx.obj or {}
     spec = _spec(obj.get("scenario"), obj.get("spec_kwargs", {}))
     axes: dict[str, list[Any]] = {}
-    for key, text, conv in (("hardware", hardware_list, None), ("tp", tp_list, _ints), ("pp", pp_list, _ints),
-                            ("replicas", replica_list, _ints), ("scheduler", scheduler_list, None),
-                            ("max_batch_size", batch_list, _ints)):
+    for key, text, flag in (("hardware", hardware_list, None), ("tp", tp_list, "--tps"), ("pp", pp_list, "--pps"),
+                            ("replicas", replica_list, "--replica-counts"), ("scheduler", scheduler_list, None),
+                            ("max_batch_size", batch_list, "--batch-caps")):
         if text:
-            axes[key] = conv(text) if conv else text.split(",")
+            axes[key] = _ints(text, flag) if flag else text.split(",")
     if not axes:
         raise ConfigError("give at least one axis to search (--gpus, --tps, --pps, --replica-counts, --schedulers, "
                           "--batch-caps)")

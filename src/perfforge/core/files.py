@@ -6,13 +6,14 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from perfforge.core.errors import ConfigError
 
+_M = TypeVar("_M", bound=BaseModel)
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: about 10x faster
 
 
@@ -83,3 +84,24 @@ def packaged_yaml_names(folder: str) -> list[str]:
 
     root = resources.files("perfforge").joinpath(folder)
     return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_packaged(folder: str, name: str, model: type[_M], what: str) -> _M:
+    """Validate ``<folder>/<name>.yaml`` of perfforge's package data as ``model`` (a pydantic model with an
+    ``id`` field that must equal the file name). Unknown names and bad fields are one-line ConfigErrors."""
+    from importlib import resources
+
+    from perfforge.core.errors import suggest
+
+    known = packaged_yaml_names(folder)
+    if name not in known:
+        raise ConfigError(f"unknown {what} '{name}' (known: {', '.join(known)}){suggest(name, known)}")
+    where = f"{what} {name}.yaml"
+    text = resources.files("perfforge").joinpath(f"{folder}/{name}.yaml").read_text(encoding="utf-8")
+    try:
+        obj = model.model_validate(load_yaml_text(text, where))
+    except ValidationError as exc:
+        raise ConfigError(first_error(exc, where)) from None
+    if obj.id != name:  # type: ignore[attr-defined]
+        raise ConfigError(f"{where}: id '{obj.id}' must equal the file name '{name}'")  # type: ignore[attr-defined]
+    return obj

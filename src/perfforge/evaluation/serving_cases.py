@@ -22,12 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from perfforge.evaluation.measured import DEVICE_IDS
 from perfforge.evaluation.vidur import DEVICES
 
 # Vidur's profiled model folders -> perfforge zoo ids (only the ones the zoo has)
 VIDUR_MODEL_IDS = {"meta-llama/Llama-2-7b-hf": "llama-2-7b", "meta-llama/Llama-2-70b-hf": "llama-2-70b",
                    "meta-llama/Meta-Llama-3-8B": "llama-3-8b", "meta-llama/Meta-Llama-3-70B": "llama-3-70b"}
-GPU_IDS = {"a100": "a100-sxm4-80gb", "h100": "h100-sxm5-80gb"}
+# Vidur's A100 and H100 folders, as catalog ids (the serving suite's scope; its A40 profiles are not used here)
+GPU_IDS = {gpu: DEVICE_IDS[DEVICES[gpu]] for gpu in ("a100", "h100")}
 OPS = ("input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "post_attention_layernorm",
        "mlp_up_proj", "mlp_act", "mlp_down_proj", "add")
 TOKENS = (1, 8, 32, 128, 512, 2048, 4096)

@@ -19,6 +19,7 @@ from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
 from perfforge.workload.models.transformer import TransformerConfig
 
+NCCL_CPU_LAUNCH_S = 2e-5   # host launch of one NCCL call: Vidur 0.0.26's default nccl_cpu_launch_overhead_ms = 0.02
 TOKEN_OPS = ("input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "post_attention_layernorm",
              "mlp_up_proj", "mlp_act", "mlp_down_proj", "add", "all_reduce", "send_recv", "emb", "lm_head")
 
@@ -177,8 +178,8 @@ def model_table(model: str, hardware: str, tp: int = 1, dtype: str = "fp16", nod
     absent: list[str] = [] if cfg.rotary else ["attn_rope"]
     node_id = node or DEFAULT_NODE.get(hardware)
     # the calibration's collective_launch_s is the GPU-side per-call latency (fitted on NCCL kernel times);
-    # the host adds its launch on top: Vidur 0.0.26's default nccl_cpu_launch_overhead_ms = 0.02
-    launch_s = 2e-5
+    # the host adds its launch on top
+    launch_s = NCCL_CPU_LAUNCH_S
     msg = TOKEN_GRID * cfg.hidden * dt.bytes
     if node_id is None:
         if tp > 1:

@@ -119,7 +119,8 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
         raise ConfigError(f"pp={spec.pp} must divide {spec.model}'s {cfg.layers} layers")
     device = get_device(spec.hardware)
     dtype = DType.parse(spec.dtype)
-    params = get_model(spec.model, batch=1, seq=8, dtype=dtype).params
+    one = get_model(spec.model, batch=1, seq=8, dtype=dtype)
+    params = one.params
     kv = plan_kv(params=params, layers=cfg.layers, kv_heads=cfg.n_kv_heads, head_dim=cfg.d_head, tp=spec.tp,
                  pp=spec.pp, dtype=dtype, memory_bytes=device.memory_bytes, memory_fraction=spec.memory_fraction,
                  block_size=spec.block_size)
@@ -146,7 +147,7 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
         flops_per_token=2.0 * (params - cfg.vocab * cfg.hidden),
         attn_flops_per_pair=4.0 * cfg.layers * cfg.heads * cfg.d_head,
         weight_bytes=per_layer_params * cfg.layers * dtype.bytes,
-        kv_bytes_per_token=2.0 * cfg.layers * cfg.n_kv_heads * cfg.d_head * dtype.bytes,
+        kv_bytes_per_token=one.kv_cache_bytes(context=1, batch=1),
         peak_flop_per_s=device.peak_flop_per_s(dtype), peak_bytes_per_s=device.memory_bytes_per_s,
         devices_per_replica=devices, replicas=spec.replicas)
     return ServingReport(spec, summary, out, kv, table.source, wall)

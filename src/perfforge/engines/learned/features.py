@@ -53,11 +53,6 @@ FEATURE_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
-def family_of(op: Op) -> str | None:
-    """The model family covering this op's kind, or None (the caller falls back to the analytical model)."""
-    return FAMILY_OF_KIND.get(op.kind)
-
-
 def _log2(x: float) -> float:
     return math.log2(max(float(x), 1e-30))
 
