@@ -32,7 +32,8 @@ from perfforge.profiling.records import (
 )
 from perfforge.profiling.timing import Case, TimingPlan, time_callable
 
-GROUPS = ("ceilings", "models", "kernels")
+GROUPS = ("ceilings", "models", "kernels", "input")
+DEFAULT_GROUPS = ("ceilings", "models", "kernels")  # "input" writes a JPEG set: asked for by name
 MODEL_SHARE = 0.6  # with a budget, models may use at most this fraction of it
 MEASUREMENTS = "measurements.jsonl"
 DEVICE_FILE = "device.json"
@@ -58,7 +59,7 @@ def build_cases(suite: str, only: Iterable[str] | None = None,
     """All cases of ``suite`` in priority order: ceilings, models, kernels."""
     if suite not in kernels.SUITES:
         raise ValueError(f"unknown suite {suite!r} (choose from {', '.join(kernels.SUITES)})")
-    wanted = set(only) if only else set(GROUPS)
+    wanted = set(only) if only else set(DEFAULT_GROUPS)
     unknown = wanted - set(GROUPS)
     if unknown:
         raise ValueError(f"unknown group(s) {sorted(unknown)} (choose from {', '.join(GROUPS)})")
@@ -66,6 +67,7 @@ def build_cases(suite: str, only: Iterable[str] | None = None,
         "ceilings": lambda: kernels.ceiling_cases(suite, device_type),
         "models": lambda: models.model_cases(suite),
         "kernels": lambda: kernels.kernel_cases(suite),
+        "input": lambda: [],  # measured by input_pipeline.measure, not as timed cases
     }
     return [c for g in GROUPS if g in wanted for c in makers[g]()]
 
@@ -270,6 +272,8 @@ def run_profile(suite: str = "standard", out_dir: str | os.PathLike[str] = ".",
             summary.measured += rec.ok
             summary.failed += not rec.ok
             say(f"[{i}/{len(todo)} {time.monotonic() - start:6.1f}s] {case.key}: {_fmt(rec)}")
+        if only and "input" in only:
+            summary.measured += _run_input(suite, dev, base, out, done, summary, say)
     except KeyboardInterrupt:
         summary.interrupted = True
         say("interrupted: completed records are saved; rerun the same command to resume")
@@ -280,6 +284,19 @@ def run_profile(suite: str = "standard", out_dir: str | os.PathLike[str] = ".",
     say(f"done: {summary.measured} measured, {summary.failed} failed, {summary.resumed} resumed, "
         f"{len(summary.skipped_budget)} skipped (budget) in {summary.elapsed_s:.1f}s")
     return summary
+
+
+def _run_input(suite: str, dev: Any, base: Measurement, out: Path, done: set[str],
+               summary: ProfileSummary, say: Callable[[str], None]) -> int:
+    from perfforge.profiling import input_pipeline
+
+    def emit(rec: Measurement) -> None:
+        append_jsonl(summary.out_path, [rec])
+        summary.failed += not rec.ok
+
+    ok_before = summary.failed
+    ran = input_pipeline.measure(suite, dev, base, out / "jpeg-dataset", done, emit, say)
+    return ran - (summary.failed - ok_before)
 
 
 def _report_skipped(summary: ProfileSummary, say: Callable[[str], None]) -> None:

@@ -1,0 +1,15 @@
+#!/bin/bash
+# Input-pipeline ground truth on a lent GPU machine, in one call (about 2-3 minutes):
+#   perfforge profile --suite standard --only input   (python -m perfforge.profiling: the GPU image
+#   has torch/torchvision but not pydantic, which the profiler does not need)
+# Results land in $OUT/run/: measurements.jsonl, device.json, nvidia-smi.csv, lscpu.txt, the log.
+set -u
+OUT=${OUT:-/tmp/perfforge-out}
+mkdir -p "$OUT/run"
+export PYTHONPATH="$PWD/src" PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,uuid,driver_version,clocks.max.sm,clocks.max.memory,power.limit \
+  --format=csv > "$OUT/run/nvidia-smi.csv" 2>&1
+{ lscpu; echo; nproc; free -g; } > "$OUT/run/lscpu.txt" 2>&1
+timeout "${PROFILE_TIMEOUT:-420}" python3 -m perfforge.profiling --suite "${SUITE:-standard}" \
+  --only input --out /tmp/perfforge-prof 2>&1 | tee "$OUT/run/profile-log.txt"
+cp /tmp/perfforge-prof/measurements.jsonl /tmp/perfforge-prof/device.json "$OUT/run/"
