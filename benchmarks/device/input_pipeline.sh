@@ -11,5 +11,5 @@ nvidia-smi --query-gpu=name,uuid,driver_version,clocks.max.sm,clocks.max.memory,
   --format=csv > "$OUT/run/nvidia-smi.csv" 2>&1
 { lscpu; echo; nproc; free -g; } > "$OUT/run/lscpu.txt" 2>&1
 timeout "${PROFILE_TIMEOUT:-420}" python3 -m perfforge.profiling --suite "${SUITE:-standard}" \
-  --only input --out /tmp/perfforge-prof 2>&1 | tee "$OUT/run/profile-log.txt"
-cp /tmp/perfforge-prof/measurements.jsonl /tmp/perfforge-prof/device.json "$OUT/run/"
+  --only input --out "${PROF_DIR:=/tmp/perfforge-prof}" 2>&1 | tee "$OUT/run/profile-log.txt"
+cp "$PROF_DIR/measurements.jsonl" "$PROF_DIR/device.json" "$OUT/run/"

@@ -50,6 +50,12 @@ class Scenario(BaseModel):
     sequence_parallel: bool = False
     comm_streams: int = Field(1, gt=0, description="collectives that may run at once (data parallel buckets)")
     shared_links: bool = Field(True, description="concurrent collectives share link bandwidth (else congestion-unaware)")
+    loader_workers: int | None = Field(
+        None, gt=0, description="data-loader worker processes per device; set, the step waits for the host's "
+                                "input pipeline when it is slower than the device (training)")
+    loader_rate: float | None = Field(
+        None, gt=0, description="samples/s one loader worker produces (default: the measured CPU JPEG rate, "
+                                "preset jpeg-cpu-xeon-emr)")
 
     @field_validator("dtype", mode="before")
     @classmethod

@@ -117,3 +117,16 @@ def test_scenario_that_no_engine_supports_is_one_line(tmp_path):
 def test_profile_bad_options(args, needle):
     p = run_cli(*args)
     assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr
+
+
+def test_train_loader_workers(capsys):
+    rc = main(["train", "--model", "resnet50", "--hardware", "h200-sxm-141gb", "--batch", "256", "--dtype", "fp16",
+               "--optimizer", "sgd_momentum", "--loader-workers", "4", "--loader-rate", "100", "--json"])
+    assert rc == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["step_time_s"] == pytest.approx(256 / 400) and d["input_bound"] is True
+    assert d["loader_workers"] == 4 and d["input_s"] == pytest.approx(0.64)
+    rc = main(["train", "--model", "resnet50", "--hardware", "h200-sxm-141gb", "--loader-workers", "4"])
+    assert rc == 0 and "input pipeline" in capsys.readouterr().out
+    p = run_cli("train", "--model", "resnet50", "--hardware", "h200-sxm-141gb", "--loader-workers", "0")
+    assert p.returncode != 0 and "loader_workers" in p.stderr and "Traceback" not in p.stderr

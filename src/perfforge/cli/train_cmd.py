@@ -37,6 +37,10 @@ def train(
     recompute: Optional[bool] = typer.Option(None, "--recompute/--no-recompute"),
     calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
     backend: Optional[str] = typer.Option(None, "--backend", help="analytical | learned (per-op timer)"),
+    loader_workers: Optional[int] = typer.Option(
+        None, "--loader-workers", help="data-loader workers per GPU: the step waits for the host's input pipeline"),
+    loader_rate: Optional[float] = typer.Option(
+        None, "--loader-rate", help="samples/s per loader worker (default: measured CPU JPEG rate, preset jpeg-cpu-xeon-emr)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     trace_path: Optional[Path] = typer.Option(None, "--trace", help="write a Chrome trace (compute and comm streams)"),
 ) -> None:
@@ -48,7 +52,8 @@ def train(
     given = {"hardware": hardware, "gpus": gpus, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
              "node": node, "collective_algorithm": algorithm, "recompute": recompute, "calibration": calibration,
              "tp": tp, "pp": pp, "zero": zero, "microbatches": microbatches, "schedule": schedule,
-             "virtual_stages": virtual_stages, "backend": backend}
+             "virtual_stages": virtual_stages, "backend": backend, "loader_workers": loader_workers,
+             "loader_rate": loader_rate}
     if sequence_parallel:
         given["sequence_parallel"] = True
     if comm_streams is not None:
@@ -85,6 +90,9 @@ def train(
             ("communication", f"{e['comm_s'] * 1e3:.2f} ms, exposed {e['exposed_comm_s'] * 1e3:.3f} ms")]
     if "pipeline_bubble_s" in e:
         rows.append(("pipeline bubble", f"{e['pipeline_bubble_s'] * 1e3:.2f} ms"))
+    if "input_s" in e:
+        rows.append(("input pipeline", f"{e['input_s'] * 1e3:.2f} ms per step from {e['loader_workers']} workers"
+                     + (f", GPU waits {e['input_wait_s'] * 1e3:.2f} ms" if e["input_bound"] else "")))
     rows.append(("memory per device", f"{e['memory_bytes_per_device'] / 1e9:.2f} GB"
                  + ("" if result.fits else "  (DOES NOT FIT)")))
     for label, value in rows:

@@ -12,6 +12,7 @@ from perfforge.engines.analytical.engine import AnalyticalEngine
 from perfforge.engines.base import ENGINES
 from perfforge.result import MemoryFootprint, Result
 from perfforge.scenario import Scenario
+from perfforge.system.input_pipeline import apply_input_bound
 from perfforge.system.system import System
 from perfforge.workload.graph import Workload
 
@@ -66,7 +67,7 @@ class DistributedEngine:
             "topology": [{"name": d.name, "kind": d.kind, "npus": d.npus, "bytes_per_s": d.bytes_per_s,
                           "latency_s": d.latency_s} for d in topology.dims],
         }
-        return Result(
+        result = Result(
             model=workload.name, hardware=system.device.id, engine=self.name, mode="train", dtype=workload.dtype.value,
             batch=workload.batch, seq=workload.seq, step_time_s=step, samples_per_step=workload.batch * n,
             tokens_per_step=one.tokens_per_step * n, params=workload.params, flops_per_step=one.flops_per_step * n,
@@ -76,6 +77,7 @@ class DistributedEngine:
             provenance={**one.provenance, "engine": self.name, "node": node_id}, host_time_s=one.host_time_s,
             extra=extra,
         )
+        return apply_input_bound(result, scenario.loader_workers, scenario.loader_rate, workload.batch)
 
     def _run_hybrid(self, workload: Workload, system: System, scenario: Scenario) -> Result:
         from perfforge.core.errors import ConfigError
@@ -84,6 +86,9 @@ class DistributedEngine:
         from perfforge.system.catalog import get_node
         from perfforge.workload.zoo import MODELS
 
+        if scenario.loader_workers is not None:
+            raise ConfigError("loader_workers: the input-pipeline bound covers single-device and data-parallel "
+                              "steps, not tensor/pipeline parallelism or ZeRO")
         if scenario.backend != "analytical":
             raise ConfigError(f"backend '{scenario.backend}' covers single-device and data-parallel steps; "
                               "tensor/pipeline parallelism and ZeRO use the analytical backend")

@@ -93,7 +93,8 @@ def _predict_model(task: Task) -> Row:
             return row
         scenario = make_scenario(model=workload.name, hardware=row.hardware, mode=row.mode, dtype=workload.dtype,
                                  batch=workload.batch, seq=workload.seq, optimizer=p.get("optimizer", "adamw"),
-                                 engine=row.engine, gpus=gpus, node=p.get("node"), **p.get("parallel", {}))
+                                 engine=row.engine, gpus=gpus, node=p.get("node"), **p.get("parallel", {}),
+                                 **p.get("scenario", {}))
         engine = ENGINES.get(row.engine)()
         ok, why = engine.supports(workload, System(device=get_device(row.hardware), num_devices=gpus), scenario)
         if not ok:
@@ -105,6 +106,8 @@ def _predict_model(task: Task) -> Row:
             # the ground truth times forward + backward only (NeuSight's training labels)
             row.predicted_s -= sum(r.time_s for r in res.breakdown if r.phase == "optimizer")
         row.extra.update(host_bound=res.host_bound, ops=len(workload.ops))
+        if "input_bound" in res.extra:
+            row.extra.update(input_bound=res.extra["input_bound"], input_s=res.extra["input_s"])
     except VariantUnavailable as exc:
         row.status, row.reason = "not run", str(exc)
     except (PerfforgeError, ValueError, KeyError, RuntimeError) as exc:
@@ -322,9 +325,13 @@ def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *,
             for variant in suite.variants:
                 row = Row(f"{run}/{rec['key']}", source, "model", p["model"] or "", hw, p["mode"], rec["dtype"],
                           p["batch"], p.get("seq"), rec["latency_s"], engine, variant)
+                # a loader-fed step is predicted with the input-pipeline bound for its worker count
+                fed = {"loader_workers": p["workers"]} if p.get("feed") == "jpeg_dataloader" else {}
+                if fed:
+                    row.extra["loader_workers"] = p["workers"]
                 tasks.append(Task(row, {"optimizer": kw.get("optimizer", "adamw"), "head": p.get("head"),
                                         "exclude_optimizer": p.get("exclude_optimizer", False),
-                                        "source_model": p.get("neusight_model", p["model"])}))
+                                        "source_model": p.get("neusight_model", p["model"]), "scenario": fed}))
     return tasks
 
 

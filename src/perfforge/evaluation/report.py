@@ -123,7 +123,9 @@ def markdown(result: dict[str, Any], summary: list[dict[str, Any]]) -> str:
                   "| error |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in models:
-            lines.append(f"| {r['hardware']} | {r['subject']} | {r['mode']} | {r['dtype']} | {r['batch']} | "
+            fed = r.get("extra", {}).get("loader_workers")
+            mode = f"{r['mode']}, JPEG loader x{fed}" if fed else r["mode"]
+            lines.append(f"| {r['hardware']} | {r['subject']} | {mode} | {r['dtype']} | {r['batch']} | "
                          f"{r['seq'] or '-'} | {r['engine']} | {r['variant']} | {1e3 * r['measured_s']:.2f} | "
                          f"{1e3 * r['predicted_s']:.2f} | {_pct(_error(r))} |")
     return "\n".join(lines) + "\n"

@@ -171,8 +171,8 @@ def make_transform(backend: str = "auto") -> tuple[Callable[[str, np.random.Gene
     return pil, "pil"
 
 
-def _worker_loop(files: Sequence[str], backend: str, seed: int, start_at: float,
-                 seconds: float, out: Any) -> None:
+def _worker_loop(files: Sequence[str], backend: str, seed: int, barrier: Any, seconds: float,
+                 out: Any) -> None:
     try:
         import torch
 
@@ -183,17 +183,17 @@ def _worker_loop(files: Sequence[str], backend: str, seed: int, start_at: float,
     fn, _ = make_transform(backend)
     rng = np.random.default_rng(seed)
     i = 0
-    for _ in range(4):  # warm the code paths before the shared start time
+    for _ in range(4):  # warm the code paths before timing starts
         fn(files[i % len(files)], rng)
         i += 1
-    while time.time() < start_at:
-        time.sleep(0.001)
-    done, end = 0, start_at + seconds
-    while time.time() < end:
+    barrier.wait()  # every worker is ready: they run concurrently from here
+    start = time.perf_counter()
+    done, end = 0, start + seconds
+    while time.perf_counter() < end:
         fn(files[i % len(files)], rng)
         i += 1
         done += 1
-    out.put((done, time.time() - start_at))
+    out.put((done, time.perf_counter() - start))
 
 
 def cpu_pipeline_rate(files: Sequence[str], workers: int, seconds: float = 3.0,
@@ -202,14 +202,13 @@ def cpu_pipeline_rate(files: Sequence[str], workers: int, seconds: float = 3.0,
     if workers < 1:
         raise ValueError("workers must be >= 1")
     ctx = mp.get_context("fork")
-    q = ctx.Queue()
-    start_at = time.time() + 1.0 + 0.05 * workers
+    q, barrier = ctx.Queue(), ctx.Barrier(workers)
     procs = [ctx.Process(target=_worker_loop,
-                         args=(files[w::workers] or files, backend, w, start_at, seconds, q))
+                         args=(files[w::workers] or files, backend, w, barrier, seconds, q))
              for w in range(workers)]
     for p in procs:
         p.start()
-    results = [q.get(timeout=120 + seconds) for _ in procs]
+    results = [q.get(timeout=300 + seconds) for _ in procs]
     for p in procs:
         p.join()
     images = sum(r[0] for r in results)
@@ -335,8 +334,8 @@ def resnet50_train_rate(files: Sequence[str] | None, workers: int, batch: int = 
 
 
 # ---- records --------------------------------------------------------------------------------
-CPU_WORKERS = {"tiny": (1, 2), "smoke": (1, 2), "standard": (1, 2, 4, 8, 16)}
-LOADER_WORKERS = {"tiny": (), "smoke": (2,), "standard": (4, 8, 15)}
+CPU_WORKERS = {"tiny": (1, 2), "smoke": (1, 2), "standard": (1, 2, 4, 8, 12, 15, 16)}
+LOADER_WORKERS = {"tiny": (), "smoke": (2,), "standard": (2, 4, 8, 12, 15)}
 DATASET_IMAGES = {"tiny": 16, "smoke": 256, "standard": 1024}
 
 

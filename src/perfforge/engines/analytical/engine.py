@@ -15,6 +15,7 @@ from perfforge.engines.analytical.timers import OP_TIMERS
 from perfforge.engines.base import ENGINES
 from perfforge.result import OpRecord, Result
 from perfforge.scenario import Scenario
+from perfforge.system.input_pipeline import apply_input_bound
 from perfforge.system.system import System
 from perfforge.workload.graph import Workload
 from perfforge.workload.op import Op, Phase
@@ -93,7 +94,7 @@ class AnalyticalEngine:
         samples = workload.batch
         tokens = workload.batch * (1 if workload.meta.get("phase") == "decode" else workload.seq)
         extra = {"backend": scenario.backend, **backend_info}
-        return Result(
+        result = Result(
             model=workload.name, hardware=device.id, engine=self.name, mode=mode, dtype=workload.dtype.value,
             batch=workload.batch, seq=workload.seq, step_time_s=step_time, samples_per_step=samples,
             tokens_per_step=tokens, params=workload.params, flops_per_step=flops_per_step,
@@ -106,6 +107,9 @@ class AnalyticalEngine:
             },
             extra=extra,
         )
+        if mode != "train":
+            return result
+        return apply_input_bound(result, scenario.loader_workers, scenario.loader_rate, workload.batch)
 
 
 def _digest(workload: Workload, device_id: str, scenario: Scenario) -> str:
