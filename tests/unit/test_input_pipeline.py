@@ -159,3 +159,20 @@ def test_profile_input_group_writes_and_resumes(tmp_path: Path) -> None:
     from perfforge.profiling.runner import build_cases
 
     assert all(c.group != "input" for c in build_cases("tiny", None, "cpu"))
+
+
+def test_harness_predicts_loader_fed_steps_with_the_hosts_own_rate() -> None:
+    from perfforge.evaluation.harness import _run, plan
+    from perfforge.evaluation.suite import load_suite
+
+    suite = load_suite("seed")
+    tasks = [t for t in plan(suite, ROOT) if t.row.extra.get("loader_workers") and t.row.engine == "analytical"]
+    assert len(tasks) == 15
+    rates = {run: fit_per_worker_rate(_records(run)) for run in
+             ("h200-input-20261126-run1", "h200-input-20261126-run2", "h100-input-20261126-run1")}
+    for t in tasks:
+        run = next(r for r in rates if r in t.row.source)
+        assert t.row.extra["loader_rate"] == pytest.approx(rates[run])
+    row = _run(next(t for t in tasks if t.row.extra["loader_workers"] == 2))
+    # two workers are far slower than either GPU: the prediction is the loader's time exactly
+    assert row.predicted_s == pytest.approx(256 / (2 * row.extra["loader_rate"]))

@@ -41,6 +41,7 @@ from perfforge.evaluation.variants import VariantUnavailable, build
 from perfforge.evaluation.vidur import read_mlp_profiles
 from perfforge.scenario import make_scenario
 from perfforge.system.catalog import get_device
+from perfforge.system.input_pipeline import fit_per_worker_rate
 from perfforge.system.system import System
 
 
@@ -301,6 +302,10 @@ def _predict_astrasim(task: Task) -> Row:
 def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *, kinds: list[str], in_sample: bool,
                     exclude_host: bool) -> list[Task]:
     tasks: list[Task] = []
+    try:
+        host_rate: float | None = fit_per_worker_rate(records)
+    except ValueError:  # no input-pipeline cases in this source: the default preset applies
+        host_rate = None
     for rec in records:
         kind = rec.get("kind")
         if kind not in kinds:
@@ -325,10 +330,12 @@ def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *,
             for variant in suite.variants:
                 row = Row(f"{run}/{rec['key']}", source, "model", p["model"] or "", hw, p["mode"], rec["dtype"],
                           p["batch"], p.get("seq"), rec["latency_s"], engine, variant)
-                # a loader-fed step is predicted with the input-pipeline bound for its worker count
-                fed = {"loader_workers": p["workers"]} if p.get("feed") == "jpeg_dataloader" else {}
-                if fed:
-                    row.extra["loader_workers"] = p["workers"]
+                # a loader-fed step is predicted with the input-pipeline bound for its worker count, at the
+                # per-worker rate of the same host's CPU-only cases (never the loader-fed ones)
+                fed = {}
+                if p.get("feed") == "jpeg_dataloader":
+                    fed = {"loader_workers": p["workers"], "loader_rate": host_rate}
+                    row.extra.update(loader_workers=p["workers"], loader_rate=host_rate)
                 tasks.append(Task(row, {"optimizer": kw.get("optimizer", "adamw"), "head": p.get("head"),
                                         "exclude_optimizer": p.get("exclude_optimizer", False),
                                         "source_model": p.get("neusight_model", p["model"]), "scenario": fed}))

@@ -123,8 +123,10 @@ def markdown(result: dict[str, Any], summary: list[dict[str, Any]]) -> str:
                   "| error |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in models:
-            fed = r.get("extra", {}).get("loader_workers")
-            mode = f"{r['mode']}, JPEG loader x{fed}" if fed else r["mode"]
+            fed, rate = r.get("extra", {}).get("loader_workers"), r.get("extra", {}).get("loader_rate")
+            mode = r["mode"]
+            if fed:
+                mode += f", JPEG loader x{fed}" + (f" at {rate:.0f}/s each" if rate else "")
             lines.append(f"| {r['hardware']} | {r['subject']} | {mode} | {r['dtype']} | {r['batch']} | "
                          f"{r['seq'] or '-'} | {r['engine']} | {r['variant']} | {1e3 * r['measured_s']:.2f} | "
                          f"{1e3 * r['predicted_s']:.2f} | {_pct(_error(r))} |")
