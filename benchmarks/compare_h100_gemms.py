@@ -46,8 +46,19 @@ def own_times() -> dict[tuple[int, int, int], float]:
     return {key: statistics.median(v) for key, v in acc.items()}
 
 
+METHODS = ROOT / "data/ground_truth/measured/h100-gemm-timing-20261126/gemm_timing_methods.json"
+
+
+def method_times() -> dict[tuple[int, int, int], dict[str, float]]:
+    """The same GEMMs timed three ways on one H100 (benchmarks/device/gemm_timing_methods.py)."""
+    if not METHODS.exists():
+        return {}
+    rows = json.loads(METHODS.read_text())["rows"]
+    return {(r["m"], r["n"], r["k"]): r for r in rows}
+
+
 def main() -> None:
-    vid, own = vidur_times(), own_times()
+    vid, own, methods = vidur_times(), own_times(), method_times()
     both = sorted(set(vid) & set(own))
     print(f"{'tokens':>6s} {'n':>6s} {'k':>6s} {'weights MB':>10s} {'perfforge-measured ms':>22s} {'Vidur ms':>9s} {'ratio':>6s}")
     small, large = [], []
@@ -56,6 +67,12 @@ def main() -> None:
         (small if m <= 32 else large).append(ratio)
         print(f"{m:6d} {n:6d} {k:6d} {n * k * 2 / 1e6:10.1f} {own[(m, n, k)]:22.4f} {vid[(m, n, k)]:9.4f} {ratio:6.2f}")
     print(f"median ratio: {statistics.median(small):.2f} at <= 32 tokens, {statistics.median(large):.2f} at >= 512 tokens")
+    if methods:
+        print("\nVidur's time over each timing method on one H100 (median over shapes):")
+        for name in ("events_flush_ms", "events_warm_ms", "kernel_warm_ms"):
+            for label, keep in (("<= 32 tokens", lambda m: m <= 32), (">= 512 tokens", lambda m: m >= 512)):
+                r = [vid[key] / methods[key][name] for key in both if key in methods and keep(key[0])]
+                print(f"  {name[:-3]:13s} {label:13s} {statistics.median(r):.2f}  ({len(r)} shapes)")
 
 
 if __name__ == "__main__":
