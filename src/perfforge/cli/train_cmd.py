@@ -93,6 +93,8 @@ def train(
     if "input_s" in e:
         rows.append(("input pipeline", f"{e['input_s'] * 1e3:.2f} ms per step from {e['loader_workers']} workers"
                      + (f", GPU waits {e['input_wait_s'] * 1e3:.2f} ms" if e["input_bound"] else "")))
+    elif "tp" not in e:
+        rows.append(("input pipeline", "not modelled (--loader-workers N bounds the step by the host's data loader)"))
     rows.append(("memory per device", f"{e['memory_bytes_per_device'] / 1e9:.2f} GB"
                  + ("" if result.fits else "  (DOES NOT FIT)")))
     for label, value in rows:
