@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
@@ -56,6 +56,14 @@ class Scenario(BaseModel):
     loader_rate: float | None = Field(
         None, gt=0, description="samples/s one loader worker produces (default: the measured CPU JPEG rate, "
                                 "preset jpeg-cpu-xeon-emr)")
+
+    @model_validator(mode="after")
+    def _loader(self) -> "Scenario":
+        if self.loader_rate is not None and self.loader_workers is None:
+            raise ValueError("loader_rate needs loader_workers (the loader's worker processes per device)")
+        if self.loader_workers is not None and self.mode != "train":
+            raise ValueError(f"loader_workers bounds training steps (mode=train), not mode={self.mode}")
+        return self
 
     @field_validator("dtype", mode="before")
     @classmethod

@@ -294,9 +294,9 @@ def _run_input(suite: str, dev: Any, base: Measurement, out: Path, done: set[str
         append_jsonl(summary.out_path, [rec])
         summary.failed += not rec.ok
 
-    ok_before = summary.failed
+    failed_before = summary.failed
     ran = input_pipeline.measure(suite, dev, base, out / "jpeg-dataset", done, emit, say)
-    return ran - (summary.failed - ok_before)
+    return ran - (summary.failed - failed_before)   # the successful ones
 
 
 def _report_skipped(summary: ProfileSummary, say: Callable[[str], None]) -> None:
