@@ -6,7 +6,9 @@ Prints, for Llama-2-7B on A100 under vLLM and Sarathi at three loads, the median
 simulated request (3 runs; ``time.process_time``) with the decode fast-forward and, as the same-process
 baseline, stepping every iteration (``exact=True``), and their ratio. ``--million`` also simulates 1,000,000
 requests on a 16-replica cluster (round robin, 512/128-token requests, 60% of its SLO capacity) and prints
-the wall time. The comparison with Vidur itself is benchmarks/compare_vidur.py. Targets (issue 5): >= 100x
+the wall time; ``--replica-jobs N`` simulates its replicas in N processes (same results), and
+``--baseline-requests M`` first runs M requests of the same scenario in one process, as the same-machine
+baseline. ``--skip-loads`` skips the per-load table. The comparison with Vidur itself is benchmarks/compare_vidur.py. Targets (issue 5): >= 100x
 less CPU per request than Vidur 0.0.26; 1,000,000 requests in < 60 s.
 """
 
@@ -35,9 +37,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--million", action="store_true")
     ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--replica-jobs", type=int, default=1)
+    ap.add_argument("--baseline-requests", type=int, default=0)
+    ap.add_argument("--skip-loads", action="store_true")
     args = ap.parse_args()
+    import os
+
+    print(f"host: {os.cpu_count()} CPUs", flush=True)
+    if args.skip_loads:
+        LOADS.clear()
     print(f"{'scheduler':9s} {'load':5s} {'fast us/req':>12s} {'stepping us/req':>16s} {'ratio':>6s}")
-    for scheduler in ("vllm", "sarathi"):
+    for scheduler in ("vllm", "sarathi") if LOADS else ():
         for load, qps in LOADS.items():
             spec = make_spec(model="llama-2-7b", hardware="a100-sxm4-80gb", scheduler=scheduler, qps=qps,
                              requests=args.requests)
@@ -46,18 +56,20 @@ def main() -> None:
             step = cpu_per_request(spec, reqs, table, exact=True, repeats=1)
             print(f"{scheduler:9s} {load:5s} {fast * 1e6:12.1f} {step * 1e6:16.1f} {step / fast:6.1f}x", flush=True)
     if args.million:
-        spec = make_spec(model="llama-2-7b", hardware="a100-sxm4-80gb", scheduler="vllm", replicas=16,
-                         qps=16 * 6.0, requests=1_000_000)
-        table = operator_table(spec)
-        t0 = time.perf_counter()
-        reqs = request_set(spec)
-        report = simulate(spec, reqs, table)
-        wall = time.perf_counter() - t0
-        s = report.summary
-        print(f"1,000,000 requests, 16 replicas at {spec.qps:g} QPS: {wall:.1f} s wall "
-              f"({wall / 1e6 * 1e6:.1f} us per request); {s['events']} events, {s['iterations']} iterations; "
-              f"TTFT p99 {s['ttft_p99_s']:.3f} s, TPOT p50 {s['tpot_p50_s'] * 1e3:.2f} ms")
-
+        big = make_spec(model="llama-2-7b", hardware="a100-sxm4-80gb", scheduler="vllm", replicas=16,
+                        qps=16 * 6.0, requests=1_000_000)
+        table = operator_table(big)
+        runs = [(args.baseline_requests, 1)] if args.baseline_requests else []
+        for n, jobs in [*runs, (1_000_000, args.replica_jobs)]:
+            spec = big.model_copy(update={"requests": n, "replica_jobs": jobs})
+            t0 = time.perf_counter()
+            reqs = request_set(spec)
+            report = simulate(spec, reqs, table)
+            wall = time.perf_counter() - t0
+            s = report.summary
+            print(f"{n:,} requests, 16 replicas at {spec.qps:g} QPS, {jobs} process(es): {wall:.1f} s wall "
+                  f"({wall / n * 1e6:.1f} us per request); {s['events']} events, {s['iterations']} iterations; "
+                  f"TTFT p99 {s['ttft_p99_s']:.3f} s, TPOT p50 {s['tpot_p50_s'] * 1e3:.2f} ms", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -50,6 +50,8 @@ SPEC_OPTIONS: dict[str, tuple[Any, str, str]] = {
     "prefill_to_decode_ratio": (Optional[float], "--pd-ratio", "prefill:decode split (uniform/zipf)"),
     "trace": (Optional[str], "--trace", "trace CSV (arrived_at?, num_prefill_tokens, num_decode_tokens)"),
     "seed": (Optional[int], "--seed", "random seed (42)"),
+    "replica_jobs": (Optional[int], "--replica-jobs",
+                     "processes that simulate replicas in parallel (round_robin/random routing; same results; 1)"),
     "ttft_slo_s": (Optional[float], "--ttft-slo", "TTFT SLO in s, for goodput"),
     "tbt_slo_s": (Optional[float], "--tbt-slo", "TPOT SLO in s, for goodput"),
 }

@@ -15,10 +15,12 @@ from perfforge.serving.batch_time import VIDUR_LOOKUPS, StageTimer
 from perfforge.serving.kv_cache import KVPlan, plan_kv
 from perfforge.serving.metrics import request_metrics, summarize
 from perfforge.serving.optable import OperatorTable, model_table
+from perfforge.serving.parallel import can_split, simulate_split
 from perfforge.serving.requests import RequestSet, generate
-from perfforge.serving.schedulers import SCHEDULERS, SchedulerLimits
+from perfforge.serving.schedulers import SCHEDULERS, ReplicaScheduler, SchedulerLimits
 from perfforge.serving.simulator import SimulationOutput, Simulator
 from perfforge.serving.spec import ServeSpec
+from perfforge.serving.state import RequestState
 
 
 @dataclass
@@ -136,9 +138,17 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
                              spec.chunk_size, spec.max_tokens, spec.watermark_fraction, spec.pp)
     cls = SCHEDULERS.get(spec.scheduler)
     t0 = time.perf_counter()
-    sim = Simulator(reqs, timer, lambda st: cls(st, limits, exact=exact), replicas=spec.replicas,
-                    routing=spec.routing, seed=spec.seed, fast_forward=spec.fast_forward and not exact)
-    out = sim.run()
+    def make_scheduler(st: RequestState) -> ReplicaScheduler:
+        return cls(st, limits, exact=exact)
+
+    fast_forward = spec.fast_forward and not exact
+    jobs = spec.replica_jobs if can_split(spec.routing, spec.replicas) else 1
+    if jobs > 1:
+        out = simulate_split(reqs, timer, make_scheduler, replicas=spec.replicas, routing=spec.routing,
+                             seed=spec.seed, fast_forward=fast_forward, jobs=jobs)
+    else:
+        out = Simulator(reqs, timer, make_scheduler, replicas=spec.replicas, routing=spec.routing,
+                        seed=spec.seed, fast_forward=fast_forward).run()
     wall = time.perf_counter() - t0
     devices = spec.tp * spec.pp
     per_layer_params = (params - cfg.vocab * cfg.hidden) / cfg.layers
@@ -150,4 +160,5 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
         kv_bytes_per_token=one.kv_cache_bytes(context=1, batch=1),
         peak_flop_per_s=device.peak_flop_per_s(dtype), peak_bytes_per_s=device.memory_bytes_per_s,
         devices_per_replica=devices, replicas=spec.replicas)
+    summary["replica_jobs"] = jobs
     return ServingReport(spec, summary, out, kv, table.source, wall)

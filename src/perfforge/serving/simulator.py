@@ -75,6 +75,15 @@ class SimulationOutput:
     events: int
 
 
+def replica_routes(n: int, replicas: int, routing: str, rng: np.random.Generator) -> np.ndarray | None:
+    """Each request's replica when routing ignores the cluster's state (round robin, random), else None."""
+    if routing == "round_robin":
+        return np.arange(n) % replicas
+    if routing == "random":
+        return rng.integers(0, replicas, n)
+    return None
+
+
 class _Replica:
     def __init__(self, rid: int, scheduler: ReplicaScheduler, stages: int) -> None:
         self.id = rid
@@ -110,14 +119,9 @@ class Simulator:
         self._next_arrival = np.inf
         # Round-robin and random routing do not depend on the cluster's state, so every request's replica is
         # known upfront; each replica's fast-forward then only stops for its own arrivals.
-        n = self.state.n
-        self._routes: list[int] | None = None
-        if routing == "round_robin":
-            self._routes = (np.arange(n) % replicas).tolist()
-        elif routing == "random":
-            self._routes = self.rng.integers(0, replicas, n).tolist()
-        if self._routes is not None:
-            routes = np.asarray(self._routes)
+        routes = replica_routes(self.state.n, replicas, routing, self.rng)
+        self._routes: list[int] | None = None if routes is None else routes.tolist()
+        if routes is not None:
             for rep in self.replicas:
                 rep.arrivals = self.state.arrival[routes == rep.id].tolist()
 

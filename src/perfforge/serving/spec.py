@@ -57,6 +57,7 @@ class ServeSpec(BaseModel):
     ttft_slo_s: Optional[float] = Field(None, gt=0)
     tbt_slo_s: Optional[float] = Field(None, gt=0)
     fast_forward: bool = True
+    replica_jobs: int = Field(1, ge=1)         # processes simulating replicas apart (round_robin/random routing)
 
     @model_validator(mode="after")
     def _check(self) -> "ServeSpec":
