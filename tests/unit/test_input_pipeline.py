@@ -176,3 +176,21 @@ def test_harness_predicts_loader_fed_steps_with_the_hosts_own_rate() -> None:
     row = _run(next(t for t in tasks if t.row.extra["loader_workers"] == 2))
     # two workers are far slower than either GPU: the prediction is the loader's time exactly
     assert row.predicted_s == pytest.approx(256 / (2 * row.extra["loader_rate"]))
+
+
+def test_calibrate_fits_the_hosts_loader_rate_and_train_uses_it(tmp_path: Path) -> None:
+    from perfforge.evaluation.calibrate import calibrate
+
+    path = MEASURED / "h100-input-20261126-run1" / "measurements.jsonl.gz"
+    block, summary = calibrate(str(path))
+    rate = fit_per_worker_rate(_records("h100-input-20261126-run1"))
+    assert summary["kernel_cases"] == 0 and block == {"loader_samples_per_s_per_worker": round(rate, 1)}
+    cal = tmp_path / "host.yaml"
+    cal.write_text(f"schema: perfforge.calibration/1\narchitectures:\n  hopper:\n"
+                   f"    loader_samples_per_s_per_worker: {block['loader_samples_per_s_per_worker']}\n")
+    res = _resnet(hardware="h100-sxm5-80gb", loader_workers=2, calibration=str(cal))
+    assert res.step_time_s == pytest.approx(256 / (2 * block["loader_samples_per_s_per_worker"]))
+    assert res.provenance["input_pipeline"].startswith("calibration")
+    # the scenario's own rate wins over the calibration's
+    res = _resnet(hardware="h100-sxm5-80gb", loader_workers=2, loader_rate=50.0, calibration=str(cal))
+    assert res.step_time_s == pytest.approx(256 / 100.0)

@@ -32,6 +32,10 @@ def calibrate(
         write_atomic(out, text)
     if report:
         write_atomic(report, json.dumps(summary, indent=2, default=str))
-    console.print(f"{summary['kernel_cases']} kernels: mean |ln(pred/meas)| "
-                  f"{summary['mean_abs_log_error_before']:.3f} -> {summary['mean_abs_log_error_after']:.3f}")
+    if summary["kernel_cases"]:
+        console.print(f"{summary['kernel_cases']} kernels: mean |ln(pred/meas)| "
+                      f"{summary['mean_abs_log_error_before']:.3f} -> {summary['mean_abs_log_error_after']:.3f}")
+    if "loader_samples_per_s_per_worker" in block:
+        console.print(f"data loader: {block['loader_samples_per_s_per_worker']:g} samples/s per worker "
+                      "(median of the run's CPU-only input-pipeline cases)")
     print(text)

@@ -77,7 +77,8 @@ class DistributedEngine:
             provenance={**one.provenance, "engine": self.name, "node": node_id}, host_time_s=one.host_time_s,
             extra=extra,
         )
-        return apply_input_bound(result, scenario.loader_workers, scenario.loader_rate, workload.batch)
+        return apply_input_bound(result, scenario.loader_workers, scenario.loader_rate, workload.batch,
+                                 cal.loader_samples_per_s_per_worker)
 
     def _run_hybrid(self, workload: Workload, system: System, scenario: Scenario) -> Result:
         from perfforge.core.errors import ConfigError

@@ -19,6 +19,7 @@ from perfforge.engines.analytical.calibration import Calibration
 from perfforge.engines.analytical.roofline import op_time
 from perfforge.evaluation.measured import KernelCase
 from perfforge.system.device import DeviceSpec
+from perfforge.system.input_pipeline import fit_per_worker_rate
 
 # constant -> (lower bound, upper bound)
 FITTABLE: dict[str, tuple[float, float]] = {
@@ -114,7 +115,16 @@ def calibrate(measurements: str, architecture: str | None = None) -> tuple[dict[
     device = get_device(device_id(records[0]))
     arch = architecture or device.architecture
     cases, unmapped = kernel_cases(records)
-    report = fit_kernels(cases, device, load_calibration(arch))
+    try:
+        loader_rate: float | None = fit_per_worker_rate(records)
+    except ValueError:  # no `--only input` records in this run
+        loader_rate = None
+    start = load_calibration(arch)
+    if cases or loader_rate is None:
+        report = fit_kernels(cases, device, start)
+    else:  # an input-pipeline run alone: nothing to fit on kernels
+        err = float("nan")
+        report = FitReport(start, err, err, 0, {})
     host_runs = []
     for rec in records:
         if rec.get("kind") == "model" and is_host_calibration_record(rec):
@@ -122,6 +132,8 @@ def calibrate(measurements: str, architecture: str | None = None) -> tuple[dict[
             w = resolve_workload(p["model"], mode="inference", batch=p["batch"], seq=p.get("seq"), dtype=rec["dtype"])
             host_runs.append((rec["latency_s"], len(w.ops)))
     block = dict(report.fitted)
+    if loader_rate is not None:
+        block["loader_samples_per_s_per_worker"] = round(loader_rate, 1)
     if host_runs:
         block["host_overhead_s"] = fit_host_overhead(host_runs)
     summary = {

@@ -52,18 +52,22 @@ def fit_per_worker_rate(records: Iterable[Mapping[str, Any]]) -> float:
 
 
 def apply_input_bound(result: Result, workers: int | None, rate: float | None,
-                      samples_per_device: int) -> Result:
+                      samples_per_device: int, calibrated_rate: float | None = None) -> Result:
     """``result`` with its step held to the loader's pace when ``workers`` is set.
 
-    ``rate`` is samples/s per worker (None: the default measured preset). Adds ``input_s`` (time for
-    the device's loader to produce one step's samples), ``input_bound`` and ``input_wait_s`` to
+    The per-worker rate (samples/s) is ``rate`` (the scenario's), else ``calibrated_rate`` (the
+    calibration's, fitted on the user's host), else the measured default preset. Adds ``input_s`` (time
+    for the device's loader to produce one step's samples), ``input_bound`` and ``input_wait_s`` to
     ``extra``, and an idle record for the wait, so the timeline shows it.
     """
     if workers is None:
         return result
-    source = f"--loader-rate {rate:g}" if rate else DEFAULT_PRESET
-    if rate is None:
-        rate = loader_preset().per_worker_samples_per_s
+    if rate:
+        source = f"--loader-rate {rate:g}"
+    elif calibrated_rate:
+        rate, source = calibrated_rate, f"calibration loader_samples_per_s_per_worker {calibrated_rate:g}"
+    else:
+        rate, source = loader_preset().per_worker_samples_per_s, DEFAULT_PRESET
     input_s = samples_per_device / (workers * rate)
     wait = max(0.0, input_s - result.step_time_s)
     extra = {**result.extra, "input_s": input_s, "input_bound": wait > 0, "input_wait_s": wait,

@@ -38,6 +38,9 @@ class Calibration(BaseModel):
     framework_overhead_bytes: float = Field(ge=0)
     tile_shapes: list[tuple[int, int]]
     tile_efficiency: dict[str, float]
+    # The host's data loader: samples/s one worker process produces (``perfforge calibrate`` fits it from
+    # `perfforge profile --only input` records). None: the measured preset of perfforge.system.input_pipeline.
+    loader_samples_per_s_per_worker: float | None = Field(None, gt=0)
     source: str = "shipped"
 
 

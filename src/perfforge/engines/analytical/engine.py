@@ -109,7 +109,8 @@ class AnalyticalEngine:
         )
         if mode != "train":
             return result
-        return apply_input_bound(result, scenario.loader_workers, scenario.loader_rate, workload.batch)
+        return apply_input_bound(result, scenario.loader_workers, scenario.loader_rate, workload.batch,
+                                 cal.loader_samples_per_s_per_worker)
 
 
 def _digest(workload: Workload, device_id: str, scenario: Scenario) -> str:
