@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from perfforge.api import run_scenario
 from perfforge.core.errors import ConfigError
 from perfforge.profiling import input_pipeline as ip
+from perfforge.profiling import jpegs
 from perfforge.scenario import make_scenario
 from perfforge.system.input_pipeline import (
     DEFAULT_PRESET,
@@ -113,34 +114,34 @@ def test_bad_loader_inputs_name_the_field() -> None:
 
 # ---- the profiler side -----------------------------------------------------------------------
 def test_synthetic_jpegs_look_like_imagenet_files(tmp_path: Path) -> None:
-    stats = ip.synth_jpeg_dataset(tmp_path, 10, processes=1)
-    files = ip.list_images(tmp_path)
+    stats = jpegs.synth_jpeg_dataset(tmp_path, 10, processes=1)
+    files = jpegs.list_images(tmp_path)
     assert len(files) == 10 and stats.images == 10
     # ImageNet's train archive: 138 GB / 1,281,167 images = 108 kB a file (see the module docstring)
     assert 70e3 < stats.mean_bytes < 160e3
-    again = ip.synth_jpeg_dataset(tmp_path, 10)  # reused, not rewritten
+    again = jpegs.synth_jpeg_dataset(tmp_path, 10)  # reused, not rewritten
     assert again == stats
 
 
 @settings(max_examples=50, deadline=None)
 @given(w=st.integers(1, 3000), h=st.integers(1, 3000), seed=st.integers(0, 2**32 - 1))
 def test_crop_box_stays_inside_the_image(w: int, h: int, seed: int) -> None:
-    x, y, cw, ch = ip._crop_box(w, h, np.random.default_rng(seed))
+    x, y, cw, ch = jpegs._crop_box(w, h, np.random.default_rng(seed))
     assert 0 <= x and 0 <= y and 0 < cw and 0 < ch and x + cw <= w and y + ch <= h
 
 
 def test_pipeline_produces_training_crops(tmp_path: Path) -> None:
-    ip.synth_jpeg_dataset(tmp_path, 4, processes=1)
-    fn, name = ip.make_transform("pil")
+    jpegs.synth_jpeg_dataset(tmp_path, 4, processes=1)
+    fn, name = jpegs.make_transform("pil")
     assert name == "pil"
-    out = fn(ip.list_images(tmp_path)[0], np.random.default_rng(0))
-    assert out.shape == (ip.CROP, ip.CROP, 3) and out.dtype == np.uint8
+    out = fn(jpegs.list_images(tmp_path)[0], np.random.default_rng(0))
+    assert out.shape == (jpegs.CROP, jpegs.CROP, 3) and out.dtype == np.uint8
     with pytest.raises(ValueError, match="unknown transform backend"):
-        ip.make_transform("opencv")
-    rate = ip.cpu_pipeline_rate(ip.list_images(tmp_path), 1, seconds=0.2, backend="pil")
+        jpegs.make_transform("opencv")
+    rate = ip.cpu_pipeline_rate(jpegs.list_images(tmp_path), 1, seconds=0.2, backend="pil")
     assert rate["images"] > 0 and rate["images_per_s"] > 0
     with pytest.raises(ValueError, match="workers"):
-        ip.cpu_pipeline_rate(ip.list_images(tmp_path), 0)
+        ip.cpu_pipeline_rate(jpegs.list_images(tmp_path), 0)
 
 
 def test_profile_input_group_writes_and_resumes(tmp_path: Path) -> None:
