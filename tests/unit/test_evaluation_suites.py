@@ -41,3 +41,18 @@ def test_unknown_reference_tool_is_rejected():
 
     with pytest.raises(ValidationError):
         Suite(name="x", description="y", sources=[{"accelerator_reference": "f", "tool": "maestro"}])
+
+
+def test_backends_multiply_whole_model_rows_and_claims_keep_the_roofline():
+    suite = load_suite("seed")
+    assert suite.backends == ["analytical", "learned"]
+    tasks = [t for t in plan(suite, ROOT) if t.row.case_id == "dle-paddle-rn50-a100-80gb-amp-1gpu"
+             and t.row.engine == "analytical"]
+    assert sorted(t.row.backend for t in tasks) == ["analytical", "learned"]
+    rows = {t.row.backend: _run(t) for t in tasks}
+    assert rows["learned"].predicted_s != rows["analytical"].predicted_s
+    # a tensor-parallel Megatron row is not run on the learned backend, and says why
+    mega = next(t for t in plan(suite, ROOT) if t.row.backend == "learned" and t.row.subject.startswith("megatron")
+                and t.row.engine == "distributed")
+    row = _run(mega)
+    assert row.status == "not run" and "learned backend" in row.reason

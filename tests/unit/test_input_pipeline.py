@@ -167,7 +167,8 @@ def test_harness_predicts_loader_fed_steps_with_the_hosts_own_rate() -> None:
     from perfforge.evaluation.suite import load_suite
 
     suite = load_suite("seed")
-    tasks = [t for t in plan(suite, ROOT) if t.row.extra.get("loader_workers") and t.row.engine == "analytical"]
+    tasks = [t for t in plan(suite, ROOT) if t.row.extra.get("loader_workers") and t.row.engine == "analytical"
+             and t.row.backend == "analytical"]
     assert len(tasks) == 15
     rates = {run: fit_per_worker_rate(_records(run)) for run in
              ("h200-input-20261126-run1", "h200-input-20261126-run2", "h100-input-20261126-run1")}

@@ -66,6 +66,7 @@ class Row:
     reason: str = ""
     in_sample: bool = False  # the measurement was used to fit the calibration
     extra: dict[str, Any] = field(default_factory=dict)
+    backend: str = "analytical"   # per-op timer of whole-model predictions
 
     @property
     def error(self) -> float | None:
@@ -92,10 +93,16 @@ def _predict_model(task: Task) -> Row:
         if row.engine == "analytical" and gpus > 1:
             row.status, row.reason = "not run", "the analytical engine models one device; the distributed engine covers multi-GPU rows"
             return row
+        parallel = p.get("parallel") or {}
+        hybrid = any(parallel.get(k, 1) > 1 for k in ("tp", "pp", "microbatches")) or parallel.get("zero", 0) > 0
+        if row.backend != "analytical" and hybrid:
+            row.status, row.reason = "not run", (f"the {row.backend} backend covers single-device and "
+                                                 "data-parallel steps; tensor/pipeline parallelism uses the roofline")
+            return row
         scenario = make_scenario(model=workload.name, hardware=row.hardware, mode=row.mode, dtype=workload.dtype,
                                  batch=workload.batch, seq=workload.seq, optimizer=p.get("optimizer", "adamw"),
-                                 engine=row.engine, gpus=gpus, node=p.get("node"), **p.get("parallel", {}),
-                                 **p.get("scenario", {}))
+                                 engine=row.engine, gpus=gpus, node=p.get("node"), backend=row.backend,
+                                 **parallel, **p.get("scenario", {}))
         engine = ENGINES.get(row.engine)()
         ok, why = engine.supports(workload, System(device=get_device(row.hardware), num_devices=gpus), scenario)
         if not ok:
@@ -184,14 +191,13 @@ def plan(suite: Suite, root: Path) -> list[Task]:
             for rec in load_published(root / src.published):
                 if any(getattr(rec, k) != v for k, v in src.select.items()):
                     continue
-                for engine in suite.engines:
-                    for variant in suite.variants:
-                        row = Row(rec.id, src.published, "published", rec.model, rec.hardware, rec.mode, rec.dtype,
-                                  rec.batch, rec.seq, rec.step_time_s, engine, variant,
-                                  extra={"published_value": rec.value, "unit": rec.unit, "citation": rec.source,
-                                         "gpus": rec.gpus})
-                        tasks.append(Task(row, {"optimizer": "sgd_momentum" if rec.model == "resnet50" else "adamw",
-                                                "gpus": rec.gpus, "node": rec.node, "parallel": rec.parallel}))
+                for engine, variant, backend in _combinations(suite):
+                    row = Row(rec.id, src.published, "published", rec.model, rec.hardware, rec.mode, rec.dtype,
+                              rec.batch, rec.seq, rec.step_time_s, engine, variant,
+                              extra={"published_value": rec.value, "unit": rec.unit, "citation": rec.source,
+                                     "gpus": rec.gpus}, backend=backend)
+                    tasks.append(Task(row, {"optimizer": "sgd_momentum" if rec.model == "resnet50" else "adamw",
+                                            "gpus": rec.gpus, "node": rec.node, "parallel": rec.parallel}))
             continue
         if isinstance(src, AstraSimReferenceSource):
             tasks += _astrasim_tasks(root / src.astra_sim_reference, src.astra_sim_reference)
@@ -299,6 +305,11 @@ def _predict_astrasim(task: Task) -> Row:
     return row
 
 
+def _combinations(suite: Suite) -> list[tuple[str, str, str]]:
+    """(engine, variant, backend) for each whole-model prediction of one case."""
+    return [(e, v, b) for e in suite.engines for v in suite.variants for b in suite.backends]
+
+
 def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *, kinds: list[str], in_sample: bool,
                     exclude_host: bool) -> list[Task]:
     tasks: list[Task] = []
@@ -326,19 +337,18 @@ def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *,
             continue
         kw = model_predict_kwargs(rec)
         p = rec["params"]
-        for engine in suite.engines:
-            for variant in suite.variants:
-                row = Row(f"{run}/{rec['key']}", source, "model", p["model"] or "", hw, p["mode"], rec["dtype"],
-                          p["batch"], p.get("seq"), rec["latency_s"], engine, variant)
-                # a loader-fed step is predicted with the input-pipeline bound for its worker count, at the
-                # per-worker rate of the same host's CPU-only cases (never the loader-fed ones)
-                fed = {}
-                if p.get("feed") == "jpeg_dataloader":
-                    fed = {"loader_workers": p["workers"], "loader_rate": host_rate}
-                    row.extra.update(loader_workers=p["workers"], loader_rate=host_rate)
-                tasks.append(Task(row, {"optimizer": kw.get("optimizer", "adamw"), "head": p.get("head"),
-                                        "exclude_optimizer": p.get("exclude_optimizer", False),
-                                        "source_model": p.get("neusight_model", p["model"]), "scenario": fed}))
+        for engine, variant, backend in _combinations(suite):
+            row = Row(f"{run}/{rec['key']}", source, "model", p["model"] or "", hw, p["mode"], rec["dtype"],
+                      p["batch"], p.get("seq"), rec["latency_s"], engine, variant, backend=backend)
+            # a loader-fed step is predicted with the input-pipeline bound for its worker count, at the
+            # per-worker rate of the same host's CPU-only cases (never the loader-fed ones)
+            fed = {}
+            if p.get("feed") == "jpeg_dataloader":
+                fed = {"loader_workers": p["workers"], "loader_rate": host_rate}
+                row.extra.update(loader_workers=p["workers"], loader_rate=host_rate)
+            tasks.append(Task(row, {"optimizer": kw.get("optimizer", "adamw"), "head": p.get("head"),
+                                    "exclude_optimizer": p.get("exclude_optimizer", False),
+                                    "source_model": p.get("neusight_model", p["model"]), "scenario": fed}))
     return tasks
 
 
@@ -385,8 +395,9 @@ def check_claims(suite: Suite, root: Path, rows: list[dict[str, Any]]) -> list[d
         if check.id not in registry:
             raise PerfforgeError(f"suite '{suite.name}': claim '{check.id}' is not in {suite.claims_file}")
         claim = registry[check.id]
+        compare = {"backend": "analytical", **(check.compare or {})}   # the roofline unless a claim asks
         selected = [r for r in rows if check.compare and r["predicted_s"] is not None
-                    and all(r.get(k) == v for k, v in check.compare.items())]
+                    and all(r.get(k, "analytical" if k == "backend" else None) == v for k, v in compare.items())]
         ours = accuracy([r["predicted_s"] for r in selected], [r["measured_s"] for r in selected]) if selected else None
         ran_tool = any(r["engine"] == claim.tool and r["predicted_s"] is not None for r in rows)
         reason = "" if ran_tool else (f"{claim.tool} did not run in this suite; needs: {claim.testable_with}")

@@ -15,9 +15,15 @@ from typing import Any
 from perfforge.core.files import write_atomic
 from perfforge.evaluation.metrics import accuracy
 
-CSV_FIELDS = ["case_id", "kind", "subject", "hardware", "mode", "dtype", "batch", "seq", "engine", "variant",
+CSV_FIELDS = ["case_id", "kind", "subject", "hardware", "mode", "dtype", "batch", "seq", "engine", "variant", "backend",
               "measured_s", "predicted_s", "error", "status", "reason", "in_sample", "source"]
 
+
+
+def _variant(r: dict[str, Any]) -> str:
+    """The graph variant, with the per-op backend when it is not the roofline ("zoo + learned")."""
+    backend = r.get("backend", "analytical")
+    return r["variant"] if backend == "analytical" else f"{r['variant']} + {backend}"
 
 def _error(row: dict[str, Any]) -> float | None:
     p = row.get("predicted_s")
@@ -28,7 +34,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Accuracy per (kind, hardware, engine, variant, sample) group, plus not-run counts."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        key = (r["kind"], r["hardware"], r["engine"], r["variant"], "in-sample" if r["in_sample"] else "out-of-sample")
+        key = (r["kind"], r["hardware"], r["engine"], _variant(r), "in-sample" if r["in_sample"] else "out-of-sample")
         groups[key].append(r)
     out = []
     for key, members in sorted(groups.items()):
@@ -100,7 +106,7 @@ def markdown(result: dict[str, Any], summary: list[dict[str, Any]]) -> str:
             else:
                 pred = gpus * r["batch"] / r["predicted_s"] if r["predicted_s"] else None
             lines.append(f"| {r['case_id']} | {r['subject']} | {r['hardware']} | {gpus} | {r['mode']} | {r['dtype']} | "
-                         f"{r['batch']} | {r['engine']} | {r['variant']} | {meas:,.{digits}f} {r['extra']['unit']} | "
+                         f"{r['batch']} | {r['engine']} | {_variant(r)} | {meas:,.{digits}f} {r['extra']['unit']} | "
                          f"{'-' if pred is None else format(pred, f',.{digits}f')} | {_pct(_error(r))} |")
         lines += ["", "Sources:", ""]
         for r in {r["case_id"]: r for r in pub}.values():
@@ -128,7 +134,7 @@ def markdown(result: dict[str, Any], summary: list[dict[str, Any]]) -> str:
             if fed:
                 mode += f", JPEG loader x{fed}" + (f" at {rate:.0f}/s each" if rate else "")
             lines.append(f"| {r['hardware']} | {r['subject']} | {mode} | {r['dtype']} | {r['batch']} | "
-                         f"{r['seq'] or '-'} | {r['engine']} | {r['variant']} | {1e3 * r['measured_s']:.2f} | "
+                         f"{r['seq'] or '-'} | {r['engine']} | {_variant(r)} | {1e3 * r['measured_s']:.2f} | "
                          f"{1e3 * r['predicted_s']:.2f} | {_pct(_error(r))} |")
     return "\n".join(lines) + "\n"
 
@@ -145,7 +151,7 @@ def _plots(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     ok = [r for r in rows if r["predicted_s"] is not None]
     series: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in ok:
-        series[f"{r['kind']} / {r['variant']}"].append(r)
+        series[f"{r['kind']} / {_variant(r)}"].append(r)
     figs = []
     fig, ax = plt.subplots(figsize=(6, 6))
     for label, members in sorted(series.items()):
@@ -165,7 +171,7 @@ def _plots(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     figs.append(("Error CDF", fig))
     groups: dict[str, list[float]] = defaultdict(list)
     for r in ok:
-        groups[f"{r['hardware']} / {r['kind']} / {r['engine']} / {r['variant']}"].append(
+        groups[f"{r['hardware']} / {r['kind']} / {r['engine']} / {_variant(r)}"].append(
             abs(r["predicted_s"] / r["measured_s"] - 1) * 100)
     labels = sorted(groups)
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(labels) + 1))

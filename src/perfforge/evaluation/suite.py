@@ -95,6 +95,8 @@ class Suite(BaseModel):
     description: str
     engines: list[str] = ["analytical"]
     variants: list[Literal["zoo", "zoo-unfused", "hf-trace"]] = ["zoo"]
+    # per-op timers of the analytical engine for whole-model rows (kernel rows are the roofline's)
+    backends: list[Literal["analytical", "learned"]] = Field(["analytical"], min_length=1)
     sources: list[Union[MeasuredSource, PublishedSource, NeuSightSource, VidurSource,
                         AstraSimReferenceSource, ServingOpsSource, ServingReferenceSource,
                         AcceleratorReferenceSource]] = Field(min_length=1)
