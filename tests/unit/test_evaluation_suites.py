@@ -56,3 +56,12 @@ def test_backends_multiply_whole_model_rows_and_claims_keep_the_roofline():
                 and t.row.engine == "distributed")
     row = _run(mega)
     assert row.status == "not run" and "learned backend" in row.reason
+    # claims compare the roofline's rows unless they name a backend
+    from perfforge.evaluation.harness import check_claims
+
+    base = {"kind": "model", "mode": "train", "hardware": "h100-sxm5-80gb", "engine": "analytical",
+            "variant": "zoo", "measured_s": 1.0}
+    rows = [{**base, "backend": "analytical", "predicted_s": 1.1}, {**base, "backend": "learned", "predicted_s": 3.0}]
+    claims = {c["id"]: c for c in check_claims(suite, ROOT, rows)}
+    ours = claims["habitat-iteration-time-average-error"]["perfforge_on_scope"]
+    assert ours["n"] == 1 and ours["mape"] == pytest.approx(0.1)
