@@ -32,6 +32,7 @@ from perfforge.evaluation.suite import (
     MeasuredSource,
     NeuSightSource,
     PublishedSource,
+    ServingIterationsSource,
     ServingOpsSource,
     ServingReferenceSource,
     Suite,
@@ -141,12 +142,14 @@ def _predict_kernel(task: Task) -> Row:
 
 
 def _predict_serving(task: Task) -> Row:
-    from perfforge.evaluation.serving_cases import predict_serving_ops, predict_serving_sim
+    from perfforge.evaluation.serving_cases import predict_iteration, predict_serving_ops, predict_serving_sim
 
     row = task.row
     try:
         if row.kind == "serving-ops":
             row.predicted_s = predict_serving_ops(task.params["case"])
+        elif row.kind == "serving-iteration":
+            row.predicted_s = predict_iteration(task.params["case"])
         else:
             row.predicted_s = predict_serving_sim(task.params["case"], row.mode, row.variant == "vidur-lookups")
     except (PerfforgeError, ValueError, KeyError) as exc:
@@ -166,11 +169,12 @@ def _predict_accelerator(task: Task) -> Row:
     return row
 
 
-SIMULATOR_KINDS = ("simulator", "serving-ops", "serving-sim", "accelerator")
+SERVING_KINDS = ("serving-ops", "serving-iteration", "serving-sim")
+SIMULATOR_KINDS = ("simulator", *SERVING_KINDS, "accelerator")
 
 
 def _run(task: Task) -> Row:
-    if task.row.kind in ("serving-ops", "serving-sim"):
+    if task.row.kind in SERVING_KINDS:
         return _predict_serving(task)
     if task.row.kind == "accelerator":
         return _predict_accelerator(task)
@@ -209,6 +213,15 @@ def plan(suite: Suite, root: Path) -> list[Task]:
                 row = Row(case["id"], src.serving_ops, "serving-ops", case["model"], case["hardware"],
                           f"layer-ops tp{case['tp']}", "fp16", case["tokens"], None, case["measured_s"], "serving",
                           "analytical-table", extra={"device": case["device_name"], "ops": case["ops"]})
+                tasks.append(Task(row, {"case": case}))
+            continue
+        if isinstance(src, ServingIterationsSource):
+            from perfforge.evaluation.serving_cases import iteration_cases
+
+            for case in iteration_cases(root / src.serving_iterations, src.serving_iterations):
+                row = Row(case["id"], src.serving_iterations, "serving-iteration", case["model"], case["hardware"],
+                          case["phase"], case["dtype"], case["batch"], case["length"], case["measured_s"], "serving",
+                          "analytical-table", extra={"wall_s": case["wall_s"]})
                 tasks.append(Task(row, {"case": case}))
             continue
         if isinstance(src, AcceleratorReferenceSource):

@@ -122,6 +122,19 @@ def markdown(result: dict[str, Any], summary: list[dict[str, Any]]) -> str:
             err = _error(r)
             lines.append(f"| {r['subject']} | {r['mode']} | {r['batch']} | {r['measured_s'] * 1e9:,.0f} | {pred} | "
                          f"{'-' if err is None else f'{100 * err:+.3f}%'} |")
+    iters = [r for r in result["rows"] if r["kind"] == "serving-iteration" and r["predicted_s"] is not None]
+    if iters:
+        lines += ["", "## Serving iterations, measured", "",
+                  "A whole decoder's prefill (`length` = prompt tokens per request) or decode iteration (`length` = "
+                  "tokens cached per request): the sum of its kernel durations, and the same call timed with CUDA "
+                  "events (eager, so small batches also pay Python's launch cost), against perfforge's stage timer.",
+                  "", "| hardware | model | phase | batch | length | kernels (ms) | eager wall (ms) | predicted (ms) "
+                  "| error |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in iters:
+            wall = r["extra"].get("wall_s")
+            lines.append(f"| {r['hardware']} | {r['subject']} | {r['mode']} | {r['batch']} | {r['seq']} | "
+                         f"{1e3 * r['measured_s']:.2f} | {'-' if wall is None else f'{1e3 * wall:.2f}'} | "
+                         f"{1e3 * r['predicted_s']:.2f} | {_pct(_error(r))} |")
     models = [r for r in result["rows"] if r["kind"] == "model" and r["predicted_s"] is not None]
     if models:
         lines += ["", "## Whole-model steps", "",

@@ -6,6 +6,9 @@ Two kinds of rows:
   QKV/output/MLP projections, activation, residual add, rotary embedding) at ``num_tokens`` tokens, measured by
   Vidur on A100/H100 (``data/ground_truth/vidur``) against perfforge's serving operator table (the same
   ops, summed). This is the batch-time model's accuracy, minus attention, on real GPUs.
+- ``serving-iteration``: a whole decoder's prefill or decode iteration (every layer, embedding, LM head on
+  the last positions), measured on a GPU by ``benchmarks/device/llm_iterations.py`` as the sum of its kernel
+  durations, against perfforge's stage timer for the same batch.
 - ``serving-sim``: Vidur 0.0.26's simulated TTFT/TPOT/E2E percentiles for recorded scenarios
   (``data/ground_truth/vidur-sim/reference_outputs.json``, produced by ``benchmarks/compare_vidur.py`` with the
   real Vidur) against perfforge's simulator on the same requests and operator times; variant ``as-shipped``
@@ -86,3 +89,38 @@ def predict_serving_sim(case: dict[str, Any], metric: str, vidur_lookups: bool) 
               "tpot": (s.completed_at - s.first_token_at) / s.orig_decode}   # Vidur's TPOT definition
     name, pct = metric.rsplit("_p", 1)
     return float(np.nanpercentile(arrays[name], float(pct.removesuffix("_s"))))
+
+
+def iteration_cases(path: Path, source: str) -> list[dict[str, Any]]:
+    """Measured prefill/decode iterations (JSON lines, .gz or plain); failed cases are left out."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    out = []
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            rec = json.loads(line)
+            if rec.get("error") or not rec.get("latency_s"):
+                continue
+            phase = rec["op"].removeprefix("llm_")
+            length = rec["prompt"] if phase == "prefill" else rec["context"]
+            out.append({"id": f"{rec['device']['name']}/{rec['model']}/{phase}/b{rec['batch']}/{length}/{i}",
+                        "model": rec["model"], "hardware": DEVICE_IDS[rec["device"]["name"]], "phase": phase,
+                        "batch": rec["batch"], "length": length, "dtype": rec.get("dtype", "fp16"),
+                        "measured_s": rec["latency_s"], "wall_s": rec.get("wall_s"), "source": source})
+    return out
+
+
+def predict_iteration(case: dict[str, Any]) -> float:
+    """perfforge's stage time for the case's batch: ``batch`` prompts of ``length`` tokens (prefill), or
+    ``batch`` decoding requests with ``length`` tokens already cached (decode)."""
+    from perfforge.serving.batch_time import StageTimer
+    from perfforge.serving.optable import model_table
+    from perfforge.workload.zoo import MODELS
+
+    cfg = MODELS.get(case["model"]).config
+    timer = StageTimer(model_table(case["model"], case["hardware"], 1, case["dtype"]), cfg.layers, 1, 1,
+                       gqa=cfg.n_kv_heads < cfg.heads)
+    b, n = case["batch"], case["length"]
+    if case["phase"] == "prefill":
+        q = np.full(b, n, dtype=np.int64)
+        return timer.batch_time(q, q.copy())
+    return timer.batch_time(np.ones(b, dtype=np.int64), np.full(b, n + 1, dtype=np.int64))

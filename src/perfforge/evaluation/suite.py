@@ -72,6 +72,14 @@ class ServingOpsSource(BaseModel):
     serving_ops: str
 
 
+class ServingIterationsSource(BaseModel):
+    """Whole-decoder prefill/decode iterations measured on a GPU (``benchmarks/device/llm_iterations.py``)
+    against perfforge's serving batch-time model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    serving_iterations: str
+
+
 class ServingReferenceSource(BaseModel):
     """Recorded outputs of the real Vidur on scenarios perfforge's serving simulator re-runs."""
 
@@ -98,7 +106,7 @@ class Suite(BaseModel):
     # per-op timers of the analytical engine for whole-model rows (kernel rows are the roofline's)
     backends: list[Literal["analytical", "learned"]] = Field(["analytical"], min_length=1)
     sources: list[Union[MeasuredSource, PublishedSource, NeuSightSource, VidurSource,
-                        AstraSimReferenceSource, ServingOpsSource, ServingReferenceSource,
+                        AstraSimReferenceSource, ServingOpsSource, ServingIterationsSource, ServingReferenceSource,
                         AcceleratorReferenceSource]] = Field(min_length=1)
     claims_file: str = "data/claims/claims.yaml"
     claims: list[ClaimCheck] = []
