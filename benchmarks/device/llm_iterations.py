@@ -3,7 +3,8 @@
     python benchmarks/device/llm_iterations.py --out DIR [--models llama-2-7b,llama-3-8b] [--suite standard]
 
 Random weights, fp16, Llama-architecture decoders built from perfforge's zoo configs
-(``perfforge.profiling.llm_steps``). ``DIR/llm_iterations.jsonl`` gets one record per case with the device
+(``perfforge.profiling.llm_steps``). ``perfforge profile --only llm`` measures the same cases into the
+project's measurement schema; this script wrote the committed H100/H200 files. ``DIR/llm_iterations.jsonl`` gets one record per case with the device
 and software metadata; the serving suite compares them with perfforge's batch-time model.
 """
 

@@ -48,3 +48,17 @@ def test_decoder_decode_step_matches_the_full_forward() -> None:
     assert torch.allclose(full, step, atol=1e-5)
     recs = measure("tiny", "tiny", torch.device("cpu"), "fp32", cfg=cfg, say=lambda _: None)
     assert [r["op"] for r in recs] == ["llm_prefill", "llm_decode"] and all(r["latency_s"] > 0 for r in recs)
+
+
+def test_profile_llm_group_writes_records_the_serving_suite_reads(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from perfforge.profiling import read_jsonl, run_profile
+
+    first = run_profile("tiny", tmp_path, device="cpu", only=["llm"], log=lambda _: None)
+    recs = read_jsonl(tmp_path / "measurements.jsonl")
+    assert first.measured == len(recs) == 2 and all(r.group == "llm" and r.ok for r in recs)
+    again = run_profile("tiny", tmp_path, device="cpu", only=["llm"], log=lambda _: None)
+    assert again.measured == 0 and len(read_jsonl(tmp_path / "measurements.jsonl")) == 2   # resumed
+    cases = iteration_cases(tmp_path / "measurements.jsonl", "x")
+    assert [c["phase"] for c in cases] == ["prefill", "decode"] and cases[0]["model"] == "tiny-llama"
+    assert all("not in the catalog" in c["missing"] for c in cases)   # a CPU: reported, never predicted

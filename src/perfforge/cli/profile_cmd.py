@@ -17,7 +17,7 @@ def profile(
     suite: str = typer.Option("standard", help="tiny | smoke | standard"),
     device: Optional[str] = typer.Option(None, help="cuda | cpu (default: cuda if present)"),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="stop starting new cases after this"),
-    only: Optional[str] = typer.Option(None, help="comma list of: ceilings, models, kernels, input (input: JPEG decode rates and loader-fed ResNet-50 steps; asked for by name)"),
+    only: Optional[str] = typer.Option(None, help="comma list of: ceilings, models, kernels, input, llm (input: JPEG decode rates and loader-fed ResNet-50 steps; llm: whole-decoder prefill/decode iterations; both asked for by name)"),
     repeats: Optional[int] = typer.Option(None, help="timed repeats per case"),
 ) -> None:
     """Measure operators and whole models; write ground-truth records (JSONL) under --out."""

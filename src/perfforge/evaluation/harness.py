@@ -149,6 +149,8 @@ def _predict_serving(task: Task) -> Row:
         if row.kind == "serving-ops":
             row.predicted_s = predict_serving_ops(task.params["case"])
         elif row.kind == "serving-iteration":
+            if row.status == "not run":
+                return row
             row.predicted_s = predict_iteration(task.params["case"])
         else:
             row.predicted_s = predict_serving_sim(task.params["case"], row.mode, row.variant == "vidur-lookups")
@@ -222,6 +224,8 @@ def plan(suite: Suite, root: Path) -> list[Task]:
                 row = Row(case["id"], src.serving_iterations, "serving-iteration", case["model"], case["hardware"],
                           case["phase"], case["dtype"], case["batch"], case["length"], case["measured_s"], "serving",
                           "analytical-table", extra={"wall_s": case["wall_s"]})
+                if case["missing"]:
+                    row.status, row.reason = "not run", case["missing"]
                 tasks.append(Task(row, {"case": case}))
             continue
         if isinstance(src, AcceleratorReferenceSource):
@@ -347,6 +351,8 @@ def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *,
             tasks.append(Task(row, {"record": rec, "missing": missing}))
             continue
         if exclude_host and is_host_calibration_record(rec):
+            continue
+        if rec["op"].startswith("llm_"):   # serving iterations: a `serving_iterations` source compares them
             continue
         kw = model_predict_kwargs(rec)
         p = rec["params"]

@@ -92,18 +92,23 @@ def predict_serving_sim(case: dict[str, Any], metric: str, vidur_lookups: bool) 
 
 
 def iteration_cases(path: Path, source: str) -> list[dict[str, Any]]:
-    """Measured prefill/decode iterations (JSON lines, .gz or plain); failed cases are left out."""
+    """Measured prefill/decode iterations: ``benchmarks/device/llm_iterations.py`` output or a
+    ``perfforge profile --only llm`` measurements file (JSON lines, .gz or plain); failed cases are left out."""
     opener = gzip.open if path.suffix == ".gz" else open
     out = []
     with opener(path, "rt", encoding="utf-8") as fh:
         for i, line in enumerate(fh):
             rec = json.loads(line)
-            if rec.get("error") or not rec.get("latency_s"):
+            if rec.get("error") or not rec.get("latency_s") or not str(rec.get("op", "")).startswith("llm_"):
                 continue
+            if "params" in rec:   # a `perfforge profile --only llm` measurement record
+                rec = {**rec, **rec["params"], "wall_s": rec.get("extra", {}).get("wall_s")}
             phase = rec["op"].removeprefix("llm_")
             length = rec["prompt"] if phase == "prefill" else rec["context"]
-            out.append({"id": f"{rec['device']['name']}/{rec['model']}/{phase}/b{rec['batch']}/{length}/{i}",
-                        "model": rec["model"], "hardware": DEVICE_IDS[rec["device"]["name"]], "phase": phase,
+            name = rec["device"]["name"]
+            out.append({"id": f"{name}/{rec['model']}/{phase}/b{rec['batch']}/{length}/{i}",
+                        "model": rec["model"], "hardware": DEVICE_IDS.get(name, name), "phase": phase,
+                        "missing": "" if name in DEVICE_IDS else f"device '{name}' is not in the catalog",
                         "batch": rec["batch"], "length": length, "dtype": rec.get("dtype", "fp16"),
                         "measured_s": rec["latency_s"], "wall_s": rec.get("wall_s"), "source": source})
     return out

@@ -17,13 +17,19 @@ Each case records two times:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 # (batch, prompt tokens) and (batch, context tokens); a case's KV cache is allocated for it alone
-PREFILL_CASES = {"tiny": [(1, 16)], "standard": [(1, 128), (1, 512), (1, 2048), (4, 512), (8, 1024)]}
-DECODE_CASES = {"tiny": [(2, 16)],
+PREFILL_CASES = {"tiny": [(1, 16)], "smoke": [(1, 512)],
+                 "standard": [(1, 128), (1, 512), (1, 2048), (4, 512), (8, 1024)]}
+DECODE_CASES = {"tiny": [(2, 16)], "smoke": [(8, 512)],
                 "standard": [(1, 512), (1, 2048), (8, 512), (8, 2048), (32, 512), (32, 2048), (128, 512)]}
+SUITE_MODELS = {"tiny": ("tiny-llama",), "smoke": ("llama-2-7b",), "standard": ("llama-2-7b", "llama-3-8b")}
+# a two-layer decoder for tests and CPU smoke runs (not a zoo model)
+TINY_LLAMA = SimpleNamespace(hidden=64, heads=4, n_kv_heads=2, d_head=16, ffn=128, layers=2, vocab=100)
 
 
 def build_decoder(cfg: Any, dev: Any, dtype: Any, max_len: int) -> Any:
@@ -151,14 +157,16 @@ def wall_seconds(fn: Callable[[], object], dev: Any, repeats: int = 5) -> float:
 
 def measure(model_id: str, suite: str, dev: Any, dtype_name: str = "fp16",
             emit: Callable[[dict[str, Any]], None] | None = None,
-            say: Callable[[str], None] = print, cfg: Any = None) -> list[dict[str, Any]]:
-    """Prefill and decode iterations of ``model_id`` (a zoo decoder, or ``cfg`` when given); one dict per case."""
+            say: Callable[[str], None] = print, cfg: Any = None,
+            only: Iterable[tuple[str, int, int]] | None = None) -> list[dict[str, Any]]:
+    """Prefill and decode iterations of ``model_id`` (a zoo decoder, or ``cfg`` when given); one dict per case.
+    ``only``: the (phase, batch, length) cases to run (default: the suite's)."""
     import torch
 
     from perfforge.profiling.kernels import torch_dtype
     from perfforge.workload.zoo import MODELS
 
-    cfg = cfg or MODELS.get(model_id).config
+    cfg = cfg or (TINY_LLAMA if model_id == "tiny-llama" else MODELS.get(model_id).config)
     prefill, decode = PREFILL_CASES[suite], DECODE_CASES[suite]
     max_len = max(length for _, length in (*prefill, *decode)) + 1
     dtype = torch_dtype(dtype_name)
@@ -166,6 +174,9 @@ def measure(model_id: str, suite: str, dev: Any, dtype_name: str = "fp16",
     out: list[dict[str, Any]] = []
     cuda = dev.type == "cuda"
     cases: list[tuple[str, int, int]] = [("prefill", b, p) for b, p in prefill] + [("decode", b, c) for b, c in decode]
+    if only is not None:
+        keep = set(only)
+        cases = [c for c in cases if c in keep]
     for phase, batch, length in cases:
         if phase == "prefill":
             ids = torch.randint(0, cfg.vocab, (batch, length), device=dev)
@@ -191,8 +202,9 @@ def measure(model_id: str, suite: str, dev: Any, dtype_name: str = "fp16",
         out.append(rec)
         if emit:
             emit(rec)
-        say(f"{rec['op']} b={batch} {'p' if phase == 'prefill' else 'c'}={length}: "
-            + (rec.get("error") or f"{rec['latency_s'] * 1e3:.3f} ms kernels, {rec['wall_s'] * 1e3:.3f} ms wall"))
+        timing = (f"{rec['latency_s'] * 1e3:.3f} ms kernels, {rec['wall_s'] * 1e3:.3f} ms wall" if cuda
+                  else f"{rec['wall_s'] * 1e3:.3f} ms wall") if "error" not in rec else rec["error"]
+        say(f"{rec['op']} b={batch} {'p' if phase == 'prefill' else 'c'}={length}: {timing}")
     return out
 
 
@@ -202,3 +214,41 @@ def flops_per_token(cfg: Any) -> float:
         + 3 * cfg.hidden * cfg.ffn
     return 2.0 * (cfg.layers * per_layer + cfg.hidden * cfg.vocab)
 
+
+
+def case_key(model_id: str, phase: str, batch: int, length: int, dtype: str) -> tuple[str, dict[str, Any]]:
+    """The measurement key and params of one iteration case."""
+    from perfforge.profiling.records import make_key
+
+    params = {"model": model_id, "batch": batch, ("prompt" if phase == "prefill" else "context"): length}
+    return make_key("model", f"llm_{phase}", dtype, params), params
+
+
+def measure_records(suite: str, dev: Any, base: Any, done: set[str], emit: Callable[[Any], None],
+                    say: Callable[[str], None]) -> int:
+    """``perfforge profile --only llm``: the suite's iterations as measurement records (resumable by key)."""
+    from perfforge.profiling.records import utc_now_iso
+
+    if suite not in SUITE_MODELS:
+        raise ValueError(f"unknown suite {suite!r} (choose from {', '.join(SUITE_MODELS)})")
+    dtype = "fp16" if getattr(dev, "type", "cpu") == "cuda" else "fp32"
+    all_cases = [("prefill", b, p) for b, p in PREFILL_CASES[suite]] + [("decode", b, c) for b, c in DECODE_CASES[suite]]
+    ran = 0
+    for model_id in SUITE_MODELS[suite]:
+        todo = [c for c in all_cases if case_key(model_id, *c, dtype)[0] not in done]
+        if not todo:
+            say(f"llm {model_id}: already measured")
+            continue
+
+        def emit_one(rec: dict[str, Any], model_id: str = model_id) -> None:
+            phase = rec["op"].removeprefix("llm_")
+            key, params = case_key(model_id, phase, rec["batch"], rec.get("prompt", rec.get("context")), dtype)
+            m = replace(base, key=key, kind="model", op=rec["op"], params=params, dtype=dtype, group="llm",
+                        timer=rec.get("timer", "wall"), l2_flush=False, latency_s=rec.get("latency_s"),
+                        repeats=5, warmup=1, error=rec.get("error"),
+                        extra={"wall_s": rec.get("wall_s"), "timing": "sum of kernel durations"
+                               if rec.get("timer") == "cuda_kernels" else "wall clock"}, date=utc_now_iso())
+            emit(m)
+
+        ran += len(measure(model_id, suite, dev, dtype, emit=emit_one, say=say, only=todo))
+    return ran

@@ -32,8 +32,9 @@ from perfforge.profiling.records import (
 )
 from perfforge.profiling.timing import Case, TimingPlan, time_callable
 
-GROUPS = ("ceilings", "models", "kernels", "input")
-DEFAULT_GROUPS = ("ceilings", "models", "kernels")  # "input" writes a JPEG set: asked for by name
+GROUPS = ("ceilings", "models", "kernels", "input", "llm")
+# "input" writes a JPEG set and "llm" builds 7-8B decoders: both are asked for by name
+DEFAULT_GROUPS = ("ceilings", "models", "kernels")
 MODEL_SHARE = 0.6  # with a budget, models may use at most this fraction of it
 MEASUREMENTS = "measurements.jsonl"
 DEVICE_FILE = "device.json"
@@ -68,6 +69,7 @@ def build_cases(suite: str, only: Iterable[str] | None = None,
         "models": lambda: models.model_cases(suite),
         "kernels": lambda: kernels.kernel_cases(suite),
         "input": lambda: [],  # measured by input_pipeline.measure, not as timed cases
+        "llm": lambda: [],    # measured by llm_steps.measure_records
     }
     return [c for g in GROUPS if g in wanted for c in makers[g]()]
 
@@ -274,6 +276,8 @@ def run_profile(suite: str = "standard", out_dir: str | os.PathLike[str] = ".",
             say(f"[{i}/{len(todo)} {time.monotonic() - start:6.1f}s] {case.key}: {_fmt(rec)}")
         if only and "input" in only:
             summary.measured += _run_input(suite, dev, base, out, done, summary, say)
+        if only and "llm" in only:
+            summary.measured += _run_llm(suite, dev, base, done, summary, say)
     except KeyboardInterrupt:
         summary.interrupted = True
         say("interrupted: completed records are saved; rerun the same command to resume")
@@ -297,6 +301,19 @@ def _run_input(suite: str, dev: Any, base: Measurement, out: Path, done: set[str
     failed_before = summary.failed
     ran = input_pipeline.measure(suite, dev, base, out / "jpeg-dataset", done, emit, say)
     return ran - (summary.failed - failed_before)   # the successful ones
+
+
+def _run_llm(suite: str, dev: Any, base: Measurement, done: set[str], summary: ProfileSummary,
+             say: Callable[[str], None]) -> int:
+    from perfforge.profiling import llm_steps
+
+    def emit(rec: Measurement) -> None:
+        append_jsonl(summary.out_path, [rec])
+        summary.failed += not rec.ok
+
+    failed_before = summary.failed
+    ran = llm_steps.measure_records(suite, dev, base, done, emit, say)
+    return ran - (summary.failed - failed_before)
 
 
 def _report_skipped(summary: ProfileSummary, say: Callable[[str], None]) -> None:
