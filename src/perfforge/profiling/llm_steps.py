@@ -208,14 +208,6 @@ def measure(model_id: str, suite: str, dev: Any, dtype_name: str = "fp16",
     return out
 
 
-def flops_per_token(cfg: Any) -> float:
-    """Dense matmul FLOPs per token (2 x parameters touched), for sanity checks."""
-    per_layer = cfg.hidden * (cfg.heads + 2 * cfg.n_kv_heads) * cfg.d_head + cfg.heads * cfg.d_head * cfg.hidden \
-        + 3 * cfg.hidden * cfg.ffn
-    return 2.0 * (cfg.layers * per_layer + cfg.hidden * cfg.vocab)
-
-
-
 def case_key(model_id: str, phase: str, batch: int, length: int, dtype: str) -> tuple[str, dict[str, Any]]:
     """The measurement key and params of one iteration case."""
     from perfforge.profiling.records import make_key
