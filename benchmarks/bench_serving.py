@@ -15,6 +15,7 @@ less CPU per request than Vidur 0.0.26; 1,000,000 requests in < 60 s.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -41,13 +42,10 @@ def main() -> None:
     ap.add_argument("--baseline-requests", type=int, default=0)
     ap.add_argument("--skip-loads", action="store_true")
     args = ap.parse_args()
-    import os
-
     print(f"host: {os.cpu_count()} CPUs", flush=True)
-    if args.skip_loads:
-        LOADS.clear()
-    print(f"{'scheduler':9s} {'load':5s} {'fast us/req':>12s} {'stepping us/req':>16s} {'ratio':>6s}")
-    for scheduler in ("vllm", "sarathi") if LOADS else ():
+    if not args.skip_loads:
+        print(f"{'scheduler':9s} {'load':5s} {'fast us/req':>12s} {'stepping us/req':>16s} {'ratio':>6s}")
+    for scheduler in () if args.skip_loads else ("vllm", "sarathi"):
         for load, qps in LOADS.items():
             spec = make_spec(model="llama-2-7b", hardware="a100-sxm4-80gb", scheduler=scheduler, qps=qps,
                              requests=args.requests)

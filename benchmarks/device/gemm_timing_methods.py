@@ -22,31 +22,10 @@ SHAPES = [(m, n, k) for m in (1, 8, 16, 32, 512, 2048, 4096)
           for n, k in ((12288, 4096), (4096, 4096), (4096, 11008))]
 
 
-def kernel_time_ms(fn, repeats: int = 50) -> float:  # noqa: ANN001
-    """Mean summed CUDA-kernel duration per call, from the PyTorch profiler."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(repeats):
-            fn()
-        torch.cuda.synchronize()
-    total_us = 0.0
-    for evt in prof.events():
-        if str(getattr(evt, "device_type", "")).endswith("CUDA"):
-            total_us += evt.time_range.elapsed_us()   # the kernel's own start-to-end on the GPU
-    if total_us <= 0:
-        raise RuntimeError("the profiler reported no CUDA kernels")
-    return total_us / repeats / 1e3
-
-
 def main() -> None:
     import torch
 
-    from perfforge.profiling.timing import time_callable
+    from perfforge.profiling.timing import kernel_time_s, time_callable
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -68,7 +47,7 @@ def main() -> None:
                                 flush_bytes=flush_bytes)
             row[f"{name}_ms"] = res.median_s * 1e3
         try:
-            row["kernel_warm_ms"] = kernel_time_ms(fn)
+            row["kernel_warm_ms"] = kernel_time_s(fn, repeats=1, calls=50) * 1e3
         except Exception as exc:  # noqa: BLE001 - recorded, the other methods still count
             row["kernel_warm_error"] = f"{type(exc).__name__}: {exc}"
         rows.append(row)

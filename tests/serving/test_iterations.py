@@ -11,7 +11,7 @@ import pytest
 from perfforge.evaluation.serving_cases import iteration_cases, predict_iteration
 
 ROOT = Path(__file__).resolve().parents[2]
-MEASURED = ROOT / "data/ground_truth/measured/h200-llm-iterations-20261126/llm_iterations.jsonl.gz"
+MEASURED = ROOT / "data/ground_truth/measured/h200-llm-iterations-20261126/measurements.jsonl.gz"
 
 
 def test_committed_iterations_load_and_predict() -> None:

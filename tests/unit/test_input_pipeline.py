@@ -14,15 +14,11 @@ from hypothesis import strategies as st
 
 from perfforge.api import run_scenario
 from perfforge.core.errors import ConfigError
+from perfforge.evaluation.calibrate import fit_per_worker_rate
 from perfforge.profiling import input_pipeline as ip
 from perfforge.profiling import jpegs
 from perfforge.scenario import make_scenario
-from perfforge.system.input_pipeline import (
-    DEFAULT_PRESET,
-    apply_input_bound,
-    fit_per_worker_rate,
-    loader_preset,
-)
+from perfforge.system.input_pipeline import DEFAULT_PRESET, apply_input_bound, loader_preset
 
 ROOT = Path(__file__).resolve().parents[2]
 MEASURED = ROOT / "data" / "ground_truth" / "measured"

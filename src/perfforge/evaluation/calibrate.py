@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,6 @@ from perfforge.engines.analytical.calibration import Calibration
 from perfforge.engines.analytical.roofline import op_time
 from perfforge.evaluation.measured import KernelCase
 from perfforge.system.device import DeviceSpec
-from perfforge.system.input_pipeline import fit_per_worker_rate
 
 # constant -> (lower bound, upper bound)
 FITTABLE: dict[str, tuple[float, float]] = {
@@ -95,6 +95,15 @@ HOST_CALIBRATION_RUNS = (
     ("gpt2", "inference", 1, 128),
     ("bert-base", "inference", 1, 128),
 )
+
+
+def fit_per_worker_rate(records: Iterable[Mapping[str, Any]]) -> float:
+    """Median per-worker images/s of the CPU-only ``jpeg_train_pipeline`` records (measurement dicts)."""
+    rates = [r["throughput_per_s"] / r["params"]["workers"] for r in records
+             if r.get("op") == "jpeg_train_pipeline" and not r.get("error") and r.get("throughput_per_s")]
+    if not rates:
+        raise ValueError("no successful jpeg_train_pipeline records")
+    return float(statistics.median(rates))
 
 
 def is_host_calibration_record(rec: dict[str, Any]) -> bool:

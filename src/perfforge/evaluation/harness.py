@@ -14,7 +14,7 @@ from perfforge.core.errors import PerfforgeError
 from perfforge.engines.analytical.calibration import load_calibration
 from perfforge.engines.analytical.roofline import op_time
 from perfforge.engines.base import ENGINES
-from perfforge.evaluation.calibrate import is_host_calibration_record
+from perfforge.evaluation.calibrate import fit_per_worker_rate, is_host_calibration_record
 from perfforge.evaluation.executors import map_unordered
 from perfforge.evaluation.measured import (
     device_id,
@@ -42,7 +42,6 @@ from perfforge.evaluation.variants import VariantUnavailable, build
 from perfforge.evaluation.vidur import read_mlp_profiles
 from perfforge.scenario import make_scenario
 from perfforge.system.catalog import get_device
-from perfforge.system.input_pipeline import fit_per_worker_rate
 from perfforge.system.system import System
 
 
@@ -416,7 +415,7 @@ def check_claims(suite: Suite, root: Path, rows: list[dict[str, Any]]) -> list[d
         claim = registry[check.id]
         compare = {"backend": "analytical", **(check.compare or {})}   # the roofline unless a claim asks
         selected = [r for r in rows if check.compare and r["predicted_s"] is not None
-                    and all(r.get(k, "analytical" if k == "backend" else None) == v for k, v in compare.items())]
+                    and all(r.get(k) == v for k, v in compare.items())]
         ours = accuracy([r["predicted_s"] for r in selected], [r["measured_s"] for r in selected]) if selected else None
         ran_tool = any(r["engine"] == claim.tool and r["predicted_s"] is not None for r in rows)
         reason = "" if ran_tool else (f"{claim.tool} did not run in this suite; needs: {claim.testable_with}")

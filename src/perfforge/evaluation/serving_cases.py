@@ -7,7 +7,7 @@ Two kinds of rows:
   Vidur on A100/H100 (``data/ground_truth/vidur``) against perfforge's serving operator table (the same
   ops, summed). This is the batch-time model's accuracy, minus attention, on real GPUs.
 - ``serving-iteration``: a whole decoder's prefill or decode iteration (every layer, embedding, LM head on
-  the last positions), measured on a GPU by ``benchmarks/device/llm_iterations.py`` as the sum of its kernel
+  the last positions), measured on a GPU by ``perfforge profile --only llm`` as the sum of its kernel
   durations, against perfforge's stage timer for the same batch.
 - ``serving-sim``: Vidur 0.0.26's simulated TTFT/TPOT/E2E percentiles for recorded scenarios
   (``data/ground_truth/vidur-sim/reference_outputs.json``, produced by ``benchmarks/compare_vidur.py`` with the
@@ -92,25 +92,20 @@ def predict_serving_sim(case: dict[str, Any], metric: str, vidur_lookups: bool) 
 
 
 def iteration_cases(path: Path, source: str) -> list[dict[str, Any]]:
-    """Measured prefill/decode iterations: ``benchmarks/device/llm_iterations.py`` output or a
-    ``perfforge profile --only llm`` measurements file (JSON lines, .gz or plain); failed cases are left out."""
-    opener = gzip.open if path.suffix == ".gz" else open
+    """The ``llm_prefill``/``llm_decode`` records of a ``perfforge profile --only llm`` measurements file."""
+    from perfforge.evaluation.measured import read_measurements
+
     out = []
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            rec = json.loads(line)
-            if rec.get("error") or not rec.get("latency_s") or not str(rec.get("op", "")).startswith("llm_"):
-                continue
-            if "params" in rec:   # a `perfforge profile --only llm` measurement record
-                rec = {**rec, **rec["params"], "wall_s": rec.get("extra", {}).get("wall_s")}
-            phase = rec["op"].removeprefix("llm_")
-            length = rec["prompt"] if phase == "prefill" else rec["context"]
-            name = rec["device"]["name"]
-            out.append({"id": f"{name}/{rec['model']}/{phase}/b{rec['batch']}/{length}/{i}",
-                        "model": rec["model"], "hardware": DEVICE_IDS.get(name, name), "phase": phase,
-                        "missing": "" if name in DEVICE_IDS else f"device '{name}' is not in the catalog",
-                        "batch": rec["batch"], "length": length, "dtype": rec.get("dtype", "fp16"),
-                        "measured_s": rec["latency_s"], "wall_s": rec.get("wall_s"), "source": source})
+    for rec in read_measurements(path):
+        if not rec["op"].startswith("llm_"):
+            continue
+        p, phase = rec["params"], rec["op"].removeprefix("llm_")
+        length = p["prompt"] if phase == "prefill" else p["context"]
+        name = rec["device"]["name"]
+        out.append({"id": f"{name}/{rec['key']}", "model": p["model"], "hardware": DEVICE_IDS.get(name, name),
+                    "phase": phase, "missing": "" if name in DEVICE_IDS else f"device '{name}' is not in the catalog",
+                    "batch": p["batch"], "length": length, "dtype": rec["dtype"], "measured_s": rec["latency_s"],
+                    "wall_s": rec.get("extra", {}).get("wall_s"), "source": source})
     return out
 
 

@@ -73,7 +73,7 @@ class ServingOpsSource(BaseModel):
 
 
 class ServingIterationsSource(BaseModel):
-    """Whole-decoder prefill/decode iterations measured on a GPU (``benchmarks/device/llm_iterations.py``)
+    """Whole-decoder prefill/decode iterations measured on a GPU (``perfforge profile --only llm``)
     against perfforge's serving batch-time model."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

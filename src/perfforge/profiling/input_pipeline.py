@@ -208,6 +208,7 @@ def measure(suite: str, dev: Any, base: Any, data_dir: str | os.PathLike[str],
     from dataclasses import replace
 
     from perfforge.profiling.records import make_key, utc_now_iso
+    from perfforge.profiling.runner import cpu_model_name
 
     if suite not in DATASET_IMAGES:
         raise ValueError(f"unknown suite {suite!r} (choose from {', '.join(DATASET_IMAGES)})")
@@ -220,7 +221,7 @@ def measure(suite: str, dev: Any, base: Any, data_dir: str | os.PathLike[str],
     seconds = {"tiny": 0.3, "smoke": 1.0, "standard": 3.0}[suite]
     host = {"cpu_count": os.cpu_count(),
             "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "cpu_model": _cpu_model()}
+            "cpu_model": cpu_model_name()}
     jobs: list[tuple[str, str, str, dict[str, Any], Callable[[], dict[str, float]]]] = []
     for w in CPU_WORKERS[suite]:
         jobs.append(("input", "jpeg_train_pipeline", "uint8",
@@ -263,14 +264,3 @@ def measure(suite: str, dev: Any, base: Any, data_dir: str | os.PathLike[str],
         say(f"{key}: " + (rec.error or f"{rec.throughput_per_s:,.0f} images/s"))
     return ran
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()

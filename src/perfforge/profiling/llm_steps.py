@@ -111,50 +111,6 @@ def _rotate(x: Any, cos: Any, sin: Any) -> Any:
     return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
 
 
-def kernel_seconds(fn: Callable[[], object], repeats: int = 5) -> float:
-    """Median over ``repeats`` calls of the summed GPU-kernel durations of one call (PyTorch profiler)."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    fn()
-    torch.cuda.synchronize()
-    totals = []
-    for _ in range(repeats):
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            fn()
-            torch.cuda.synchronize()
-        us = sum(e.time_range.elapsed_us() for e in prof.events() if str(e.device_type).endswith("CUDA"))
-        totals.append(us * 1e-6)
-    totals.sort()
-    return totals[len(totals) // 2]
-
-
-def wall_seconds(fn: Callable[[], object], dev: Any, repeats: int = 5) -> float:
-    import time
-
-    import torch
-
-    fn()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
-        ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
-        for s, e in zip(starts, ends, strict=True):
-            s.record()
-            fn()
-            e.record()
-        torch.cuda.synchronize()
-        times = sorted(s.elapsed_time(e) / 1e3 for s, e in zip(starts, ends, strict=True))
-    else:
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        times.sort()
-    return times[len(times) // 2]
-
-
 def measure(model_id: str, suite: str, dev: Any, dtype_name: str = "fp16",
             emit: Callable[[dict[str, Any]], None] | None = None,
             say: Callable[[str], None] = print, cfg: Any = None,
@@ -164,6 +120,7 @@ def measure(model_id: str, suite: str, dev: Any, dtype_name: str = "fp16",
     import torch
 
     from perfforge.profiling.kernels import torch_dtype
+    from perfforge.profiling.timing import kernel_time_s, time_callable
     from perfforge.workload.zoo import MODELS
 
     cfg = cfg or (TINY_LLAMA if model_id == "tiny-llama" else MODELS.get(model_id).config)
@@ -194,8 +151,8 @@ def measure(model_id: str, suite: str, dev: Any, dtype_name: str = "fp16",
         rec: dict[str, Any] = {"op": f"llm_{phase}", "model": model_id, "batch": batch, "dtype": dtype_name,
                                ("prompt" if phase == "prefill" else "context"): length}
         try:
-            rec["wall_s"] = wall_seconds(fn, dev)
-            rec["latency_s"] = kernel_seconds(fn) if cuda else rec["wall_s"]
+            rec["wall_s"] = time_callable(fn, device=dev, warmup=1, repeats=5, max_time_s=60.0).median_s
+            rec["latency_s"] = kernel_time_s(fn) if cuda else rec["wall_s"]
             rec["timer"] = "cuda_kernels" if cuda else "wall"
         except Exception as exc:  # noqa: BLE001 - recorded, the other cases still run
             rec["error"] = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
@@ -223,7 +180,13 @@ def measure_records(suite: str, dev: Any, base: Any, done: set[str], emit: Calla
 
     if suite not in SUITE_MODELS:
         raise ValueError(f"unknown suite {suite!r} (choose from {', '.join(SUITE_MODELS)})")
-    dtype = "fp16" if getattr(dev, "type", "cpu") == "cuda" else "fp32"
+    cuda = getattr(dev, "type", "cpu") == "cuda"
+    if not cuda and suite != "tiny":
+        from perfforge.core.errors import ConfigError
+
+        raise ConfigError(f"--only llm --suite {suite} builds 7-8B-parameter decoders: run it on a GPU "
+                          "(on a CPU, --suite tiny measures a two-layer decoder)")
+    dtype = "fp16" if cuda else "fp32"
     all_cases = [("prefill", b, p) for b, p in PREFILL_CASES[suite]] + [("decode", b, c) for b, c in DECODE_CASES[suite]]
     ran = 0
     for model_id in SUITE_MODELS[suite]:

@@ -83,6 +83,17 @@ def _run(cmd: list[str]) -> str:
     return res.stdout if res.returncode == 0 else ""
 
 
+def cpu_model_name() -> str:
+    """The host CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_info(torch: Any, dev: Any) -> dict[str, Any]:
     if dev.type == "cuda":
         p = torch.cuda.get_device_properties(dev)
@@ -106,14 +117,7 @@ def device_info(torch: Any, dev: Any) -> dict[str, Any]:
                              for f, v in zip(query, vals, strict=True)})
                 break
         return info
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    name = cpu_model_name()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
     return {"type": "cpu", "name": name, "cpu_count": os.cpu_count(), "memory_bytes": mem,
             "torch_threads": torch.get_num_threads()}
@@ -275,9 +279,15 @@ def run_profile(suite: str = "standard", out_dir: str | os.PathLike[str] = ".",
             summary.failed += not rec.ok
             say(f"[{i}/{len(todo)} {time.monotonic() - start:6.1f}s] {case.key}: {_fmt(rec)}")
         if only and "input" in only:
-            summary.measured += _run_input(suite, dev, base, out, done, summary, say)
+            from perfforge.profiling import input_pipeline
+
+            summary.measured += _run_group(lambda emit: input_pipeline.measure(
+                suite, dev, base, out / "jpeg-dataset", done, emit, say), summary)
         if only and "llm" in only:
-            summary.measured += _run_llm(suite, dev, base, done, summary, say)
+            from perfforge.profiling import llm_steps
+
+            summary.measured += _run_group(lambda emit: llm_steps.measure_records(
+                suite, dev, base, done, emit, say), summary)
     except KeyboardInterrupt:
         summary.interrupted = True
         say("interrupted: completed records are saved; rerun the same command to resume")
@@ -290,29 +300,15 @@ def run_profile(suite: str = "standard", out_dir: str | os.PathLike[str] = ".",
     return summary
 
 
-def _run_input(suite: str, dev: Any, base: Measurement, out: Path, done: set[str],
-               summary: ProfileSummary, say: Callable[[str], None]) -> int:
-    from perfforge.profiling import input_pipeline
-
+def _run_group(measure: Callable[[Callable[[Measurement], None]], int], summary: ProfileSummary) -> int:
+    """Run a group that measures outside the timed-case loop (``input``, ``llm``); records are appended as
+    they come. Returns how many succeeded."""
     def emit(rec: Measurement) -> None:
         append_jsonl(summary.out_path, [rec])
         summary.failed += not rec.ok
 
     failed_before = summary.failed
-    ran = input_pipeline.measure(suite, dev, base, out / "jpeg-dataset", done, emit, say)
-    return ran - (summary.failed - failed_before)   # the successful ones
-
-
-def _run_llm(suite: str, dev: Any, base: Measurement, done: set[str], summary: ProfileSummary,
-             say: Callable[[str], None]) -> int:
-    from perfforge.profiling import llm_steps
-
-    def emit(rec: Measurement) -> None:
-        append_jsonl(summary.out_path, [rec])
-        summary.failed += not rec.ok
-
-    failed_before = summary.failed
-    ran = llm_steps.measure_records(suite, dev, base, done, emit, say)
+    ran = measure(emit)
     return ran - (summary.failed - failed_before)
 
 

@@ -183,3 +183,24 @@ def _time_cuda(fn: Callable[[], object], device: Any, warmup: int, repeats: int,
     samples = [s.elapsed_time(e) / 1e3 for s, e in zip(starts, ends, strict=True)]
     del buf
     return _summarise(samples, warmup, "cuda_event", flush)
+
+
+def kernel_time_s(fn: Callable[[], object], *, repeats: int = 5, calls: int = 1) -> float:
+    """GPU time of one call as the sum of its kernels' own durations (PyTorch profiler, no launch gaps):
+    the median over ``repeats`` profiles of ``calls`` calls each, divided by ``calls``."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    totals = []
+    for _ in range(repeats):
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(calls):
+                fn()
+            torch.cuda.synchronize()
+        us = sum(e.time_range.elapsed_us() for e in prof.events() if str(e.device_type).endswith("CUDA"))
+        if us <= 0:
+            raise RuntimeError("the profiler reported no CUDA kernels")
+        totals.append(us * 1e-6 / calls)
+    return statistics.median(totals)

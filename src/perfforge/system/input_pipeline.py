@@ -10,14 +10,11 @@ cores than workers are outside what was measured.
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from perfforge.core.files import load_packaged, packaged_yaml_names
+from perfforge.core.files import load_packaged
 from perfforge.result import OpRecord, Result
 
 DEFAULT_PRESET = "jpeg-cpu-xeon-emr"
@@ -36,19 +33,6 @@ class LoaderPreset(BaseModel):
 
 def loader_preset(name: str = DEFAULT_PRESET) -> LoaderPreset:
     return load_packaged("data/input_pipelines", name, LoaderPreset, "input-pipeline preset")
-
-
-def loader_presets() -> list[str]:
-    return packaged_yaml_names("data/input_pipelines")
-
-
-def fit_per_worker_rate(records: Iterable[Mapping[str, Any]]) -> float:
-    """Median per-worker images/s of the CPU-only ``jpeg_train_pipeline`` records (measurement dicts)."""
-    rates = [r["throughput_per_s"] / r["params"]["workers"] for r in records
-             if r.get("op") == "jpeg_train_pipeline" and not r.get("error") and r.get("throughput_per_s")]
-    if not rates:
-        raise ValueError("no successful jpeg_train_pipeline records")
-    return float(statistics.median(rates))
 
 
 def apply_input_bound(result: Result, workers: int | None, rate: float | None,

@@ -107,8 +107,7 @@ class AnalyticalEngine:
             },
             extra=extra,
         )
-        if mode != "train":
-            return result
+        # a scenario sets loader_workers for training only (validated), so other modes pass through
         return apply_input_bound(result, scenario.loader_workers, scenario.loader_rate, workload.batch,
                                  cal.loader_samples_per_s_per_worker)
 
