@@ -32,8 +32,8 @@ from perfforge.profiling.records import (
 )
 from perfforge.profiling.timing import Case, TimingPlan, time_callable
 
-GROUPS = ("ceilings", "models", "kernels", "input", "llm")
-# "input" writes a JPEG set and "llm" builds 7-8B decoders: both are asked for by name
+GROUPS = ("ceilings", "models", "kernels", "input", "llm", "breakdown")
+# "input" writes a JPEG set, "llm" builds 7-8B decoders, "breakdown" runs 1-3B FP32 transformers: asked for by name
 DEFAULT_GROUPS = ("ceilings", "models", "kernels")
 MODEL_SHARE = 0.6  # with a budget, models may use at most this fraction of it
 MEASUREMENTS = "measurements.jsonl"
@@ -70,6 +70,7 @@ def build_cases(suite: str, only: Iterable[str] | None = None,
         "kernels": lambda: kernels.kernel_cases(suite),
         "input": lambda: [],  # measured by input_pipeline.measure, not as timed cases
         "llm": lambda: [],    # measured by llm_steps.measure_records
+        "breakdown": lambda: [],  # measured by op_breakdown.measure_records
     }
     return [c for g in GROUPS if g in wanted for c in makers[g]()]
 
@@ -288,6 +289,11 @@ def run_profile(suite: str = "standard", out_dir: str | os.PathLike[str] = ".",
 
             summary.measured += _run_group(lambda emit: llm_steps.measure_records(
                 suite, dev, base, done, emit, say), summary)
+        if only and "breakdown" in only:
+            from perfforge.profiling import op_breakdown
+
+            summary.measured += _run_group(lambda emit: op_breakdown.measure_records(
+                suite, dev, base, done, emit, say), summary)
     except KeyboardInterrupt:
         summary.interrupted = True
         say("interrupted: completed records are saved; rerun the same command to resume")
@@ -301,7 +307,7 @@ def run_profile(suite: str = "standard", out_dir: str | os.PathLike[str] = ".",
 
 
 def _run_group(measure: Callable[[Callable[[Measurement], None]], int], summary: ProfileSummary) -> int:
-    """Run a group that measures outside the timed-case loop (``input``, ``llm``); records are appended as
+    """Run a group that measures outside the timed-case loop (``input``, ``llm``, ``breakdown``); records are appended as
     they come. Returns how many succeeded."""
     def emit(rec: Measurement) -> None:
         append_jsonl(summary.out_path, [rec])
