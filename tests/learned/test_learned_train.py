@@ -128,3 +128,25 @@ def test_conformal_interval_covers_a_gpu_with_its_own_offset():
     assert np.mean(covered) >= 0.65
     lo, hi = interval_offsets(fold)["FC"]
     assert lo < -0.3 and hi > 0.4 * 0.9
+
+
+def test_held_out_models_never_saw_their_gpu(samples):
+    from perfforge.engines.learned.perop import held_out_models
+
+    folds = {f: leave_one_gpu_out(s, groups=["T4", "H100"], params=TINY, mlp_params=TINY_MLP)
+             for f, s in samples.items()}
+    shipped = train_model(samples, folds, params=TINY, mlp_params=TINY_MLP)
+    models = held_out_models(shipped, folds)
+    assert set(models) == {"T4", "H100"}
+    for g, m in models.items():
+        for fam, fm in m.families.items():
+            if g in folds[fam].models:
+                assert fm.trees is folds[fam].models[g][0]          # the learners trained without g
+                assert fm.blend == shipped.families[fam].blend
+            else:
+                assert fm is shipped.families[fam]                   # the family has no rows of g
+    # a held-out model predicts the held-out rows exactly as the fold did
+    fold = folds["gemm"]
+    t4 = fold.samples.group == "T4"
+    trees = models["T4"].families["gemm"].trees
+    np.testing.assert_allclose(trees.predict(fold.samples.x[t4]), fold.ratio["trees"][t4])

@@ -241,3 +241,26 @@ def test_budget_skips_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     recs = read_jsonl(tmp_path / "b" / "measurements.jsonl")
     assert recs and all(r.ok and r.group == "ceilings" and r.repeats == 2 for r in recs)
     assert "done:" in capsys.readouterr().out
+
+
+def test_op_breakdown_table_on_cpu():
+    torch = pytest.importorskip("torch")
+    from perfforge.profiling.op_breakdown import case_key, op_table
+
+    a, b = torch.randn(64, 32), torch.randn(32, 16)
+    rows, total = op_table(lambda: torch.relu(a @ b), cuda=False)
+    ops = {r["op"]: r for r in rows}
+    assert "aten::mm" in ops and ops["aten::mm"]["shapes"] == [[64, 32], [32, 16]] and ops["aten::mm"]["calls"] == 1
+    assert total == pytest.approx(sum(r["self_device_s"] for r in rows))
+    key, params = case_key("gpt3-xl-neusight", "train", 1, 2048)
+    assert params["neusight_label"] == "gpt3_xl-train-2048-1" and params["exclude_optimizer"]
+    assert key.startswith("model/gpt3-xl-neusight_train_ops/fp32/")
+
+
+def test_op_breakdown_refuses_big_models_on_a_cpu():
+    torch = pytest.importorskip("torch")
+    from perfforge.core.errors import ConfigError
+    from perfforge.profiling.op_breakdown import measure_records
+
+    with pytest.raises(ConfigError, match="run it on a GPU"):
+        measure_records("standard", torch.device("cpu"), None, set(), lambda r: None, lambda s: None)

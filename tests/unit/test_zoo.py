@@ -90,3 +90,27 @@ def test_bad_inputs(kwargs, match):
 def test_unknown_model_suggests():
     with pytest.raises(Exception, match="did you mean 'llama-2-7b'"):
         get_model("llama-2-7")
+
+
+def test_eager_attention_scales_and_masks_the_score_matrix():
+    """HF's eager attention: QK^T, x scale, + causal mask (decoders only), softmax, PV."""
+    gpt = get_model("gpt2", batch=2, seq=64, attention_impl="unfused")
+    core = [op for op in gpt.ops if op.layer == "layers.0" and ".attn.core." in op.name]
+    assert [op.name.rsplit(".", 1)[-1] for op in core] == ["qk", "scale", "mask", "softmax", "pv"]
+    scale = core[1]
+    assert scale.kind is OpKind.ELEMENTWISE and scale.outputs == ((2 * 12, 64, 64),)
+    bert = get_model("bert-base", batch=2, seq=64, attention_impl="unfused")
+    bert_core = [op.name.rsplit(".", 1)[-1] for op in bert.ops if op.layer == "layers.0" and ".attn.core." in op.name]
+    assert bert_core == ["qk", "scale", "softmax", "pv"]     # an encoder without padding: no mask
+    from perfforge.workload.backward import backward_ops
+
+    assert backward_ops(core[2]) == []                        # the mask's gradient passes through
+
+
+def test_gelu_new_runs_as_eight_kernels_only_when_eager():
+    eager = [op for op in get_model("gpt2", batch=1, seq=32, attention_impl="unfused").ops
+             if op.layer == "layers.0" and ".mlp.act" in op.name]
+    fused = [op for op in get_model("gpt2", batch=1, seq=32).ops if op.layer == "layers.0" and ".mlp.act" in op.name]
+    assert len(eager) == 8 and len(fused) == 1
+    assert sum(len(op.inputs) for op in eager) == 10          # two steps read two tensors
+    assert all(op.outputs == ((32, 3072),) for op in eager)

@@ -2,7 +2,8 @@
 
 - ``zoo``: perfforge's own graph of the architecture (fused attention and activations, no dropout):
   what an efficient implementation runs.
-- ``zoo-unfused``: the same graph with eager attention (QK^T, softmax, PV as separate kernels), which is
+- ``zoo-unfused``: the same graph executed eagerly (attention as QK^T, scale, mask, softmax, PV kernels; GPT-2's
+  tanh GELU as its 8 pointwise kernels), which is
   what HuggingFace models ran before PyTorch's fused SDPA became their default.
 - ``hf-trace``: the exact HuggingFace module the profiler measured, traced on the meta device with
   ``perfforge.from_torch`` (needs torch and transformers): every kernel that implementation launches,

@@ -86,6 +86,8 @@ def backward_ops(op: Op) -> list[Op]:
             bytes_written=(a["vocab"] * a["hidden"]) * b, layer=op.layer, phase=Phase.BACKWARD_WEIGHT,
             attrs=dict(a),
         )]
+    if kind is OpKind.ELEMENTWISE and op.attrs.get("fn") in ("mask_add", "add_scalar"):
+        return []  # the gradient passes through unchanged: no kernel
     if kind is OpKind.ELEMENTWISE and op.attrs.get("fn") in ("add",):
         # gradient accumulation where the residual branches meet
         return [op.with_(name=f"{op.name}.bwd", phase=Phase.BACKWARD_INPUT, saved_bytes=0.0, params=0)]

@@ -25,10 +25,10 @@ RMS_NORM_FLOPS_PER_ELEMENT = 5
 BATCH_NORM_FLOPS_PER_ELEMENT = 8
 SOFTMAX_FLOPS_PER_ELEMENT = 5
 # GELU's tanh approximation is about 8 FLOPs per element; SiLU about 4 (exp, add, div, mul).
-ACTIVATION_FLOPS = {"relu": 1, "gelu": 8, "silu": 4, "swiglu": 5, "geglu": 9, "tanh": 4, "sigmoid": 4,
+ACTIVATION_FLOPS = {"relu": 1, "gelu": 8, "gelu_tanh": 8, "silu": 4, "swiglu": 5, "geglu": 9, "tanh": 4, "sigmoid": 4,
                     "copy": 0, "fill": 0}
 # Pointwise functions whose backward needs a saved tensor (their input or output).
-SAVES_FOR_BACKWARD = frozenset({"relu", "gelu", "silu", "swiglu", "geglu", "tanh", "sigmoid"})
+SAVES_FOR_BACKWARD = frozenset({"relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu", "tanh", "sigmoid"})
 
 
 def numel(shape: Sequence[int]) -> int:
@@ -136,14 +136,29 @@ def attention_unfused(
     name: str, batch: int, heads: int, kv_heads: int, seq_q: int, seq_kv: int, head_dim: int, dtype: DType, *,
     causal: bool = True, layer: str = "",
 ) -> list[Op]:
-    """Eager attention: QK^T (bmm), scale+mask+softmax, PV (bmm); the score matrix round-trips memory."""
+    """Eager attention as PyTorch runs it op by op (HuggingFace's ``eager_attention_forward``): QK^T (bmm), a
+    scale (mul), the causal mask added (add, decoders only), softmax, PV (bmm). The score matrix round-trips
+    memory at every step; the eager kernels compute the full square and mask it."""
     bh = batch * heads
-    scores = bmm(f"{name}.qk", bh, seq_q, seq_kv, head_dim, dtype, layer=layer)
-    probs = softmax(f"{name}.softmax", (bh, seq_q, seq_kv), dtype, layer=layer)
-    out = bmm(f"{name}.pv", bh, seq_q, head_dim, seq_kv, dtype, layer=layer)
-    del causal  # eager kernels compute the full square and mask it
+    shape = (bh, seq_q, seq_kv)
+    ops = [bmm(f"{name}.qk", bh, seq_q, seq_kv, head_dim, dtype, layer=layer),
+           elementwise(f"{name}.scale", shape, dtype, fn="mul", layer=layer)]
+    if causal and seq_q > 1:
+        # the additive mask broadcasts over batch and heads (cache-resident); its backward is the identity
+        ops.append(elementwise(f"{name}.mask", shape, dtype, fn="mask_add", layer=layer))
+    ops += [softmax(f"{name}.softmax", shape, dtype, layer=layer),
+            bmm(f"{name}.pv", bh, seq_q, head_dim, seq_kv, dtype, layer=layer)]
     del kv_heads  # K/V are expanded to all heads before the bmm
-    return [scores, probs, out]
+    return ops
+
+
+def gelu_tanh_eager(name: str, shape: Sequence[int], dtype: DType, *, layer: str = "") -> list[Op]:
+    """The tanh-approximated GELU as eager PyTorch runs HuggingFace's ``NewGELUActivation`` ("gelu_new", GPT-2):
+    ``0.5*x * (1 + tanh(sqrt(2/pi) * (x + 0.044715*x**3)))``, one kernel per pointwise step (8 kernels, two of
+    them with two tensor inputs), against one fused kernel in ``elementwise(fn="gelu_tanh")``."""
+    steps = [("half", "mul", 1), ("cube", "pow", 1), ("coef", "mul", 1), ("inner", "add", 2), ("scale", "mul", 1),
+             ("tanh", "tanh", 1), ("one_plus", "add_scalar", 1), ("out", "mul", 2)]
+    return [elementwise(f"{name}.{step}", shape, dtype, fn=fn, n_inputs=n, layer=layer) for step, fn, n in steps]
 
 
 def elementwise(

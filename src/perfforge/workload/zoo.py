@@ -33,7 +33,8 @@ class ModelEntry:
 
 MODELS: Registry[ModelEntry] = Registry("model")
 
-_GPT2_SRC = "Radford et al. 2019 (GPT-2) and the openai-community/gpt2* config.json files (n_layer, n_embd, n_head, n_ctx=1024, vocab 50257)"
+_GPT2_SRC = ("Radford et al. 2019 (GPT-2) and the openai-community/gpt2* config.json files (n_layer, n_embd, n_head, "
+             "n_ctx=1024, vocab 50257, activation_function gelu_new)")
 _GPT3_SRC = "Brown et al. 2020, 'Language Models are Few-Shot Learners', Table 2.1 (n_layers, d_model, n_heads, d_head; n_ctx 2048)"
 _BERT_SRC = "Devlin et al. 2019 (BERT) and google-bert/bert-*-uncased config.json (vocab 30522, 512 positions, 2 token types)"
 _LLAMA2_SRC = "Touvron et al. 2023 (Llama 2) and meta-llama/Llama-2-*-hf config.json (vocab 32000, intermediate_size, num_key_value_heads)"
@@ -59,13 +60,13 @@ def _register_transformer(cfg: TransformerConfig, kind: str, default_seq: int, d
 
 def _gpt2(name: str, layers: int, hidden: int, heads: int, params: str) -> None:
     cfg = TransformerConfig(name=name, layers=layers, hidden=hidden, heads=heads, ffn=4 * hidden, vocab=50257,
-                            max_positions=1024, norm="layer", activation="gelu", tied_embeddings=True, source=_GPT2_SRC)
+                            max_positions=1024, norm="layer", activation="gelu_tanh", tied_embeddings=True, source=_GPT2_SRC)
     _register_transformer(cfg, "decoder", 1024, f"GPT-2 {params} (tied embeddings)")
 
 
 def _gpt3(name: str, layers: int, hidden: int, heads: int, params: str) -> None:
     cfg = TransformerConfig(name=name, layers=layers, hidden=hidden, heads=heads, ffn=4 * hidden, vocab=50257,
-                            max_positions=2048, norm="layer", activation="gelu", tied_embeddings=True, source=_GPT3_SRC)
+                            max_positions=2048, norm="layer", activation="gelu_tanh", tied_embeddings=True, source=_GPT3_SRC)
     _register_transformer(cfg, "decoder", 2048, f"GPT-3 {params} (paper's nominal size)")
 
 
@@ -100,7 +101,7 @@ _gpt3("gpt3-175b", 96, 12288, 96, "175B")
 # CSV of gpt3_xl) has d_model 3072, 24 heads of 128, FFN 12288, 24 layers, vocab 50257 (~2.9B parameters).
 _register_transformer(TransformerConfig(
     name="gpt3-xl-neusight", layers=24, hidden=3072, heads=24, ffn=12288, vocab=50257, max_positions=2048,
-    norm="layer", activation="gelu", tied_embeddings=True,
+    norm="layer", activation="gelu_tanh", tied_embeddings=True,
     source="sitar-lab/NeuSight labels: gpt3_xl traced graph (d_model 3072, 24 x 128 heads, FFN 12288, 24 layers)"),
     "decoder", 2048, "NeuSight's 'GPT3-XL' benchmark model (not the GPT-3 paper's 1.3B XL)")
 for _name, (_layers, _hidden, _heads, _label) in MEGATRON_SHAPES.items():

@@ -122,6 +122,8 @@ class FoldResult:
     floor: np.ndarray
     baseline_s: dict[str, np.ndarray] = field(default_factory=dict)
     blend: dict[str, float] = field(default_factory=lambda: {"*": 0.0})
+    # per held-out group: the (trees, mlp, floor) trained without it, to price whole models for that GPU
+    models: dict[str, tuple[TreeEnsemble, NumpyMLP, float]] = field(default_factory=dict)
 
     def predict_s(self, weight: float | dict[str, float]) -> np.ndarray:
         """Latency with MLP weight ``weight`` (one number, or per op class with a "*" default)."""
@@ -147,6 +149,7 @@ def leave_one_gpu_out(s: Samples, *, groups: list[str] | None = None, params: di
     ratio = {k: np.full(len(s), np.nan) for k in LEARNERS}
     floor = np.full(len(s), np.nan)
     base = {k: np.full(len(s), np.nan) for k in (baselines or {})}
+    models: dict[str, tuple[TreeEnsemble, NumpyMLP, float]] = {}
     for g in groups or sorted(np.unique(s.group)):
         test = s.group == g
         if not test.any() or test.all():
@@ -159,11 +162,12 @@ def leave_one_gpu_out(s: Samples, *, groups: list[str] | None = None, params: di
         ratio["trees"][test] = trees.predict(held.x)
         ratio["mlp"][test] = mlp.predict(held.x)
         floor[test] = family_floor(train)
+        models[str(g)] = (trees, mlp, family_floor(train))
         for name, fn in (baselines or {}).items():
             base[name][test] = fn(train, held)
         if progress:
             progress(f"{s.family}: held out {g} ({test.sum()} rows) in {time.perf_counter() - t0:.1f}s")
-    return FoldResult(s.family, s, ratio, floor, base)
+    return FoldResult(s.family, s, ratio, floor, base, models=models)
 
 
 def _mape_by_gpu(fold: FoldResult, pred: np.ndarray, mask: np.ndarray) -> float:

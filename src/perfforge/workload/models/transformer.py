@@ -33,7 +33,8 @@ class TransformerConfig:
     max_positions: int = 0               # >0: learned absolute position embeddings
     type_vocab: int = 0                  # BERT token-type embeddings
     norm: Literal["layer", "rms"] = "layer"
-    activation: Literal["gelu", "swiglu", "relu"] = "gelu"
+    # gelu_tanh: the tanh approximation (HF "gelu_new", GPT-2/GPT-3); eager execution runs it as 8 kernels
+    activation: Literal["gelu", "gelu_tanh", "swiglu", "relu"] = "gelu"
     qkv_bias: bool = True
     out_bias: bool = True
     mlp_bias: bool = True
@@ -75,7 +76,8 @@ def _norm(cfg: TransformerConfig, name: str, shape: tuple[int, ...], dtype: DTyp
     return L.layer_norm(name, shape, dtype, layer=layer)
 
 
-def _mlp(cfg: TransformerConfig, ops: list[Op], prefix: str, tokens: int, dtype: DType, layer: str) -> None:
+def _mlp(cfg: TransformerConfig, ops: list[Op], prefix: str, tokens: int, dtype: DType, layer: str,
+         eager: bool = False) -> None:
     h, f = cfg.hidden, cfg.ffn
     gated = cfg.activation == "swiglu"
     up_width = 2 * f if gated else f
@@ -93,7 +95,10 @@ def _mlp(cfg: TransformerConfig, ops: list[Op], prefix: str, tokens: int, dtype:
         return
     ops.append(L.linear(f"{prefix}.up", tokens, h, up_width, dtype, bias=cfg.mlp_bias, layer=layer))
     act = "swiglu" if gated else cfg.activation
-    ops.append(L.elementwise(f"{prefix}.act", (tokens, f), dtype, fn=act, n_inputs=2 if gated else 1, layer=layer))
+    if eager and act == "gelu_tanh":
+        ops.extend(L.gelu_tanh_eager(f"{prefix}.act", (tokens, f), dtype, layer=layer))
+    else:
+        ops.append(L.elementwise(f"{prefix}.act", (tokens, f), dtype, fn=act, n_inputs=2 if gated else 1, layer=layer))
     ops.append(L.linear(f"{prefix}.down", tokens, f, h, dtype, bias=cfg.mlp_bias, layer=layer))
 
 
@@ -129,7 +134,7 @@ def transformer_layers(cfg: TransformerConfig, *, batch: int, seq: int, dtype: D
                             save_input=out_saved))
         ops.append(L.elementwise(f"{layer}.attn.residual", shape, dtype, fn="add", n_inputs=2, layer=layer))
         ops.append(_norm(cfg, f"{layer}.norm2" if not cfg.post_norm else f"{layer}.norm1", shape, dtype, layer))
-        _mlp(cfg, ops, f"{layer}.mlp", tokens, dtype, layer)
+        _mlp(cfg, ops, f"{layer}.mlp", tokens, dtype, layer, eager=attention_impl == "unfused")
         ops.append(L.elementwise(f"{layer}.mlp.residual", shape, dtype, fn="add", n_inputs=2, layer=layer))
         if cfg.post_norm:
             ops.append(_norm(cfg, f"{layer}.norm2", shape, dtype, layer))
