@@ -74,7 +74,8 @@ def run_scenario(scenario: Scenario, workload: Workload | None = None) -> Result
 def predict(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, mode: str = "inference",
             dtype: DType | str = DType.FP16, batch: int = 1, seq: int | None = None, optimizer: str = "adamw",
             recompute: bool = False, attention_impl: str = "fused", engine: str = "analytical",
-            calibration: str | None = None, execution: str = "eager", backend: str = "analytical") -> Result:
+            calibration: str | None = None, execution: str = "eager", backend: str = "analytical",
+            memory_format: str = "nhwc") -> Result:
     """Predict one step of ``model`` on one ``hardware`` device. See ``Result`` for the fields.
 
     ``backend="learned"`` times GEMM, convolution and vector ops with the learned kernel model (other op
@@ -84,7 +85,8 @@ def predict(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, mode: st
     scenario = make_scenario(model=model.name if isinstance(model, Workload) else model, hardware=hardware,
                              mode=mode, dtype=dtype, batch=batch, seq=seq, optimizer=optimizer,
                              recompute=recompute, attention_impl=attention_impl, engine=engine,
-                             calibration=calibration, execution=execution, backend=backend)
+                             calibration=calibration, execution=execution, backend=backend,
+                             memory_format=memory_format)
     return run_scenario(scenario, model if isinstance(model, Workload) else None)
 
 

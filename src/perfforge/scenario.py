@@ -30,6 +30,9 @@ class Scenario(BaseModel):
     optimizer: str = "adamw"
     recompute: bool = False
     attention_impl: Literal["fused", "unfused"] = "fused"
+    memory_format: Literal["nhwc", "nchw"] = Field(
+        "nhwc", description="activation layout of convolutions: nhwc (channels_last) or nchw (PyTorch's default); "
+                            "cuDNN's NCHW path is slower on tensor cores (calibration key conv_nchw_efficiency)")
     execution: Literal["eager", "graph"] = Field(
         "eager", description="eager: the host issues every op (a CPU floor per op); graph: CUDA-graph replay")
     engine: str = "analytical"

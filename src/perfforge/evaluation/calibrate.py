@@ -106,6 +106,37 @@ def fit_per_worker_rate(records: Iterable[Mapping[str, Any]]) -> float:
     return float(statistics.median(rates))
 
 
+def fit_conv_nchw_efficiency(records: Iterable[Mapping[str, Any]], device_id: str,
+                             architecture: str | None = None) -> dict[str, dict[str, float]]:
+    """Per compute dtype, the ``conv_nchw_efficiency`` that makes the analytical engine's NCHW/NHWC step-time
+    ratio equal the measured one, from pairs of model records that differ only in ``channels_last``.
+
+    Only convolutions slow down in NCHW, so with the NHWC prediction split into conv time C and the rest O,
+    ``(O + C / eff) / (O + C) = measured ratio`` gives ``eff = C / (ratio * (O + C) - O)``. Returns
+    {dtype: {"measured_ratio", "conv_share", "efficiency"}}; dtypes whose ratio is at most 1 are left out."""
+    from perfforge.api import predict, resolve_workload
+
+    recs = [r for r in records if r.get("kind") == "model" and "channels_last" in r.get("params", {})
+            and not r.get("error") and r.get("latency_s")]
+    key = lambda r: (r["params"]["model"], r["params"]["mode"], r["params"]["batch"], r["dtype"])  # noqa: E731
+    nhwc = {key(r): r for r in recs if r["params"]["channels_last"]}
+    out: dict[str, dict[str, float]] = {}
+    for r in recs:
+        k = key(r)
+        if r["params"]["channels_last"] or k not in nhwc:
+            continue
+        ratio = r["latency_s"] / nhwc[k]["latency_s"]
+        w = resolve_workload(k[0], mode=k[1], batch=k[2], dtype=k[3])
+        res = predict(w, device_id, mode=k[1], optimizer=r["params"].get("optimizer") or "sgd_momentum",
+                      calibration=None)
+        conv = sum(x.time_s for x in res.breakdown if x.kind == "conv2d")
+        if ratio <= 1.0 or conv <= 0:
+            continue
+        out[k[3]] = {"measured_ratio": ratio, "conv_share": conv / res.step_time_s,
+                     "efficiency": conv / (ratio * res.step_time_s - (res.step_time_s - conv))}
+    return out
+
+
 def is_host_calibration_record(rec: dict[str, Any]) -> bool:
     p = rec.get("params", {})
     return (p.get("model"), p.get("mode"), p.get("batch"), p.get("seq")) in HOST_CALIBRATION_RUNS

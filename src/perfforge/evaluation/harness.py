@@ -86,6 +86,11 @@ def _predict_model(task: Task) -> Row:
     if not row.subject:
         row.status, row.reason = "not run", f"model '{p.get('source_model')}' is not in the perfforge zoo"
         return row
+    if row.variant == "zoo-unfused" and p.get("attn_implementation") not in (None, "eager"):
+        # the run used a fused attention kernel: the eager graph does not describe it
+        row.status, row.reason = "not run", (f"measured with {p['attn_implementation']} attention; the eager "
+                                             "(zoo-unfused) graph describes eager runs only")
+        return row
     try:
         workload = build(row.variant, row.subject, mode=row.mode, batch=row.batch, seq=row.seq, dtype=row.dtype,
                          head=p.get("head"))
@@ -201,8 +206,11 @@ def plan(suite: Suite, root: Path) -> list[Task]:
                               rec.batch, rec.seq, rec.step_time_s, engine, variant,
                               extra={"published_value": rec.value, "unit": rec.unit, "citation": rec.source,
                                      "gpus": rec.gpus}, backend=backend)
+                    if rec.memory_format != "nhwc":
+                        row.extra["memory_format"] = rec.memory_format
                     tasks.append(Task(row, {"optimizer": "sgd_momentum" if rec.model == "resnet50" else "adamw",
-                                            "gpus": rec.gpus, "node": rec.node, "parallel": rec.parallel}))
+                                            "gpus": rec.gpus, "node": rec.node, "parallel": rec.parallel,
+                                            "scenario": {"memory_format": rec.memory_format}}))
             continue
         if isinstance(src, AstraSimReferenceSource):
             tasks += _astrasim_tasks(root / src.astra_sim_reference, src.astra_sim_reference)
@@ -366,7 +374,8 @@ def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *,
                 row.extra.update(loader_workers=p["workers"], loader_rate=host_rate)
             tasks.append(Task(row, {"optimizer": kw.get("optimizer", "adamw"), "head": p.get("head"),
                                     "exclude_optimizer": p.get("exclude_optimizer", False),
-                                    "source_model": p.get("neusight_model", p["model"]), "scenario": fed}))
+                                    "source_model": p.get("neusight_model", p["model"]), "scenario": fed,
+                                    "attn_implementation": (rec.get("extra") or {}).get("attn_implementation")}))
     return tasks
 
 

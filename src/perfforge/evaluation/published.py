@@ -24,6 +24,8 @@ class PublishedRecord(BaseModel):
     gpus: int = Field(1, gt=0)
     node: str | None = None
     parallel: dict[str, Any] = Field(default_factory=dict, description="tp, pp, microbatches, schedule, recompute...")
+    memory_format: Literal["nhwc", "nchw"] = Field(
+        "nhwc", description="activation layout the recipe trained convolutions in (its source must say)")
     metric: Literal["throughput_samples_per_s", "step_time_s"]
     value: float = Field(gt=0)
     unit: str

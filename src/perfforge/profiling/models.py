@@ -185,10 +185,18 @@ def _model_case(suite: str, dtype: str, **params: Any) -> Case:
                 plan=MODEL_PLANS[suite])
 
 
-def _resnet(suite: str, mode: str, dtype: str, batch: int, image: int = 224) -> Case:
+def _resnet(suite: str, mode: str, dtype: str, batch: int, image: int = 224, channels_last: bool = True) -> Case:
     opt = "sgd_momentum" if mode == "train" else None
     return _model_case(suite, dtype, model="resnet50", mode=mode, batch=batch, image_size=image,
-                       channels_last=True, optimizer=opt)
+                       channels_last=channels_last, optimizer=opt)
+
+
+def layout_cases(suite: str = "standard") -> list[Case]:
+    """ResNet-50 training at batch 256 in NCHW and NHWC (channels_last) for fp32, tf32, fp16 and bf16: NVIDIA's
+    published DGX recipe trains AMP in NHWC but TF32/FP32 in the default NCHW (DeepLearningExamples
+    PyTorch/Classification/ConvNets/configs.yml), and the layout changes which convolution kernels run."""
+    return [_resnet(suite, "train", dt, 256, channels_last=cl)
+            for dt in ("tf32", "fp16", "fp32", "bf16") for cl in (False, True)]
 
 
 def _hf(suite: str, model: str, mode: str, dtype: str, batch: int, seq: int) -> Case:

@@ -36,6 +36,9 @@ class Calibration(BaseModel):
     optimizer_kernels: int = Field(ge=1)
     usable_memory_fraction: float = Field(gt=0, le=1)
     framework_overhead_bytes: float = Field(ge=0)
+    # Convolutions in NCHW on tensor cores run at this fraction of their NHWC speed, per compute dtype (cuDNN
+    # transposes to NHWC or falls back to slower kernels); dtypes absent here run NCHW as fast as NHWC.
+    conv_nchw_efficiency: dict[str, float] = Field(default_factory=dict)
     tile_shapes: list[tuple[int, int]]
     tile_efficiency: dict[str, float]
     # The host's data loader: samples/s one worker process produces (``perfforge calibrate`` fits it from

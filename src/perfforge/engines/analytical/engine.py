@@ -11,7 +11,7 @@ from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
 from perfforge.engines.analytical.calibration import Calibration, load_calibration
 from perfforge.engines.analytical.memory import footprint
-from perfforge.engines.analytical.timers import OP_TIMERS
+from perfforge.engines.analytical.timers import OP_TIMERS, with_conv_layout
 from perfforge.engines.base import ENGINES
 from perfforge.result import OpRecord, Result
 from perfforge.scenario import Scenario
@@ -64,6 +64,7 @@ class AnalyticalEngine:
         if scenario.backend not in OP_TIMERS:
             import perfforge.engines.learned  # noqa: F401  (registers the learned backend)
         timings, backend_info = OP_TIMERS.get(scenario.backend)().time_ops(ops, device, cal, compute_dtype)
+        timings = with_conv_layout(timings, ops, cal, scenario.memory_format, compute_dtype)
         for op, t in zip(ops, timings):
             if t is None:
                 unmodelled.append(op.name)
