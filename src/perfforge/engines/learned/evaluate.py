@@ -240,8 +240,8 @@ def render_report(result: dict[str, Any], *, command: str) -> str:
                   "layers, 24 heads; the zoo's `gpt3-xl-neusight`), not the GPT-3 paper's 1.3B "
                   "XL that the zoo's `gpt3-xl` is. The eager graph runs every kernel HF's eager path launches "
                   "for the score matrix (scale, causal mask) and GPT-2's tanh GELU as its 8 pointwise kernels, as "
-                  "perfforge's own per-op H100/H200 runs measure them (last section); GPT-style labels come out "
-                  "10-20% slow on A100, T4 and P100, where NeuSight's individually timed kernels (the training "
+                  "perfforge's own per-op H100/H200 runs measure them (last section); GPT- and OPT-style labels come out "
+                  "10-30% slow on A100, T4 and P100, where NeuSight's individually timed kernels (the training "
                   "data) run slower than inside its whole-model runs.",
                   "", "| GPU | label | model | measured | learned | error | interval | analytical | error | fallback ops |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
