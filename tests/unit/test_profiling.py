@@ -264,3 +264,21 @@ def test_op_breakdown_refuses_big_models_on_a_cpu():
 
     with pytest.raises(ConfigError, match="run it on a GPU"):
         measure_records("standard", torch.device("cpu"), None, set(), lambda r: None, lambda s: None)
+
+
+def test_op_breakdown_tiny_models_end_to_end(tmp_path):
+    """The tiny breakdown suite on a CPU: one record per case, each with its per-op table (needs transformers)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from perfforge.profiling.runner import run_profile
+
+    summary = run_profile("tiny", tmp_path, device="cpu", only=["breakdown"], log=lambda s: None)
+    recs = [json.loads(line) for line in (tmp_path / "measurements.jsonl").read_text().splitlines()]
+    assert summary.measured == 4 and len(recs) == 4 and not summary.failed
+    train = next(r for r in recs if r["params"]["model"] == "tiny-gpt2" and r["params"]["mode"] == "train")
+    ops = {o["op"] for o in train["extra"]["ops"]}
+    assert {"aten::mm", "aten::bmm", "aten::_softmax", "aten::native_layer_norm_backward"} <= ops
+    assert train["group"] == "breakdown" and train["params"]["exclude_optimizer"]
+    # resumable: a second run measures nothing new
+    again = run_profile("tiny", tmp_path, device="cpu", only=["breakdown"], log=lambda s: None)
+    assert again.measured == 0

@@ -87,7 +87,7 @@ def build_model(model_id: str, dev: Any) -> tuple[Any, int]:
     else:
         raise ValueError(f"unknown model {model_id!r} (choose from {', '.join(_GPT2_ARCH | _BERT_ARCH | _OPT_ARCH)})")
     with torch.device(dev):
-        model = cls._from_config(cfg, torch_dtype=torch.float32, **eager)
+        model = cls._from_config(cfg, **eager)   # fp32: torch's default dtype
     return model, vocab
 
 
