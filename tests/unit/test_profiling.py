@@ -282,3 +282,17 @@ def test_op_breakdown_tiny_models_end_to_end(tmp_path):
     # resumable: a second run measures nothing new
     again = run_profile("tiny", tmp_path, device="cpu", only=["breakdown"], log=lambda s: None)
     assert again.measured == 0
+
+
+def test_whole_model_cases_can_record_their_op_breakdown(tmp_path):
+    pytest.importorskip("torch")
+    from perfforge.profiling.models import model_cases
+    from perfforge.profiling.runner import run_profile
+
+    mlp = [c for c in model_cases("tiny") if c.params["model"] == "tiny-mlp"]
+    run_profile("tiny", tmp_path, device="cpu", cases=mlp, log=lambda s: None, op_breakdown=True)
+    recs = [json.loads(line) for line in (tmp_path / "measurements.jsonl").read_text().splitlines()]
+    assert len(recs) == 2
+    for r in recs:
+        ops = {o["op"] for o in r["extra"]["ops"]}
+        assert "aten::addmm" in ops and r["extra"]["kernel_sum_s"] > 0

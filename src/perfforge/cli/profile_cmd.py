@@ -17,8 +17,10 @@ def profile(
     suite: str = typer.Option("standard", help="tiny | smoke | standard"),
     device: Optional[str] = typer.Option(None, help="cuda | cpu (default: cuda if present)"),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="stop starting new cases after this"),
-    only: Optional[str] = typer.Option(None, help="comma list of: ceilings, models, kernels, input, llm (input: JPEG decode rates and loader-fed ResNet-50 steps; llm: whole-decoder prefill/decode iterations; both asked for by name)"),
+    only: Optional[str] = typer.Option(None, help="comma list of: ceilings, models, kernels, input, llm, breakdown (input: JPEG decode rates and loader-fed ResNet-50 steps; llm: whole-decoder prefill/decode iterations; breakdown: NeuSight's FP32 transformers with a per-op table; all three asked for by name)"),
     repeats: Optional[int] = typer.Option(None, help="timed repeats per case"),
+    op_breakdown: bool = typer.Option(False, "--op-breakdown", help="whole-model cases also record the GPU time of every "
+                                      "ATen op of one profiled call (use a fresh --out: finished cases are not rerun)"),
 ) -> None:
     """Measure operators and whole models; write ground-truth records (JSONL) under --out."""
     from perfforge.profiling.kernels import SUITES
@@ -37,4 +39,5 @@ def profile(
     except ImportError:
         raise ConfigError("perfforge profile needs PyTorch: pip install 'perfforge[torch]'") from None
 
-    run_profile(suite, out, device=device, max_seconds=max_seconds, only=groups, repeats=repeats)
+    run_profile(suite, out, device=device, max_seconds=max_seconds, only=groups, repeats=repeats,
+                op_breakdown=op_breakdown)

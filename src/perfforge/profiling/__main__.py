@@ -20,11 +20,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="global budget; no new case starts after it")
     ap.add_argument("--only", default=None, help=f"comma list of groups: {','.join(GROUPS)}")
     ap.add_argument("--repeats", type=int, default=None, help="override timed repeats per case")
+    ap.add_argument("--op-breakdown", action="store_true",
+                    help="whole-model cases also record the time of every ATen op of one profiled call")
     args = ap.parse_args(argv)
     only = [g.strip() for g in args.only.split(",") if g.strip()] if args.only else None
     try:
         summary = run_profile(args.suite, args.out, device=args.device,
-                              max_seconds=args.max_seconds, only=only, repeats=args.repeats)
+                              max_seconds=args.max_seconds, only=only, repeats=args.repeats,
+                              op_breakdown=args.op_breakdown)
     except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -165,8 +165,10 @@ def _printer() -> Callable[[str], None]:
 
 
 def measure_case(case: Case, dev: Any, base: Measurement, plan: TimingPlan,
-                 flush_bytes: int) -> Measurement:
-    """Run one case; any exception (OOM, missing library) becomes ``error`` on the record."""
+                 flush_bytes: int, op_breakdown: bool = False) -> Measurement:
+    """Run one case; any exception (OOM, missing library) becomes ``error`` on the record. With
+    ``op_breakdown`` a whole-model case also records, from one more call under the PyTorch profiler, the time
+    of every ATen op (``extra.ops``, ``extra.kernel_sum_s``; ``perfforge.profiling.op_breakdown.op_table``)."""
     import torch
 
     cuda = dev.type == "cuda"
@@ -196,6 +198,10 @@ def measure_case(case: Case, dev: Any, base: Measurement, plan: TimingPlan,
                 rec.achieved_bytes_per_s = case.bytes / res.median_s
         if cuda and case.kind == "model":
             rec.peak_memory_bytes = int(torch.cuda.max_memory_allocated(dev))
+        if op_breakdown and case.kind == "model":
+            from perfforge.profiling.op_breakdown import op_table
+
+            rec.extra["ops"], rec.extra["kernel_sum_s"] = op_table(fn, cuda)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, never dropped
         msg = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else ""
         rec.error = msg if isinstance(exc, models.MissingDependency) else f"{type(exc).__name__}: {msg}"
@@ -218,7 +224,7 @@ def run_profile(suite: str = "standard", out_dir: str | os.PathLike[str] = ".",
                 device: str | None = None, max_seconds: float | None = None,
                 only: Iterable[str] | None = None, repeats: int | None = None,
                 cases: Sequence[Case] | None = None,
-                log: Callable[[str], None] | None = None) -> ProfileSummary:
+                log: Callable[[str], None] | None = None, op_breakdown: bool = False) -> ProfileSummary:
     """Measure ``suite`` (or the given ``cases``) on ``device`` into ``out_dir``."""
     start = time.monotonic()
     try:
@@ -270,7 +276,7 @@ def run_profile(suite: str = "standard", out_dir: str | os.PathLike[str] = ".",
             if repeats:
                 plan = replace(plan, repeats=repeats)
             t0 = time.monotonic()
-            rec = measure_case(case, dev, base, plan, flush_bytes)
+            rec = measure_case(case, dev, base, plan, flush_bytes, op_breakdown)
             if case.group == "models":
                 model_time += time.monotonic() - t0
             append_jsonl(summary.out_path, [rec])
