@@ -106,10 +106,34 @@ def test_neusight_gpt3_xl_labels_use_neusight_dims():
 
     root = Path(__file__).resolve().parents[2] / "data/ground_truth/neusight"
     xl = [r for r in read_labels(root) if r["params"]["neusight_model"] == "gpt3_xl"]
-    assert len(xl) == 3 and all(r["params"]["model"] == "gpt3-xl-neusight" for r in xl)
+    assert len(xl) == 8 and all(r["params"]["model"] == "gpt3-xl-neusight" for r in xl)  # 3 training + 5 OOD GPUs
     cfg = MODELS.get("gpt3-xl-neusight").config
     assert (cfg.hidden, cfg.layers, cfg.heads, cfg.ffn) == (3072, 24, 24, 12288)
     # the GPT-3 paper's XL (d_model 2048) stays the zoo's gpt3-xl
     assert ALIASES["gpt3-xl"] == "gpt3-1.3b" and MODELS.get("gpt3-1.3b").config.hidden == 2048
     others = [r for r in read_labels(root) if r["params"]["neusight_model"] != "gpt3_xl"]
     assert all(r["params"]["model"] for r in others)
+
+
+def test_e2e_rows_mark_neusight_ood_rows_and_use_the_held_out_model(tmp_path):
+    """An OOD GPU or an OOD model makes a row OOD (NeuSight's split); each row is also priced by the model held
+    out for its GPU group."""
+    import shutil
+    from pathlib import Path
+
+    from perfforge.engines.learned.e2e import e2e_rows
+    from perfforge.engines.learned.model import load_model
+
+    src = Path(__file__).resolve().parents[2] / "data/ground_truth/neusight"
+    for rel in ("labels/Tesla_V100-PCIE-32GB/bert_large-inf-512-8.json", "labels/Tesla_V100-PCIE-32GB/opt_13-inf-2048-2.json",
+                "labels/NVIDIA_L4/bert_large-inf-512-8.json", "device_configs/Tesla_V100-PCIE-32GB.json"):
+        (tmp_path / "neusight" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / rel, tmp_path / "neusight" / rel)
+    shipped = load_model()
+    rows = {(r["gpu"], r["label"]): r for r in e2e_rows(shipped, tmp_path, held_out={"V100": shipped})}
+    assert not rows[("v100-pcie-32gb", "bert_large-inf-512-8")]["neusight_ood"]
+    assert rows[("v100-pcie-32gb", "opt_13-inf-2048-2")]["neusight_ood"]          # an OOD model
+    l4 = rows[("l4", "bert_large-inf-512-8")]
+    assert l4["neusight_ood"] and not l4["held_out_seen"]                        # no L4 kernels anywhere
+    v100 = rows[("v100-pcie-32gb", "bert_large-inf-512-8")]
+    assert v100["held_out_seen"] and v100["held_out_s"] == v100["learned_s"]     # the same model was passed

@@ -65,3 +65,19 @@ def test_backends_multiply_whole_model_rows_and_claims_keep_the_roofline():
     claims = {c["id"]: c for c in check_claims(suite, ROOT, rows)}
     ours = claims["habitat-iteration-time-average-error"]["perfforge_on_scope"]
     assert ours["n"] == 1 and ours["mape"] == pytest.approx(0.1)
+
+
+def test_claim_compare_accepts_a_list_of_values():
+    """NeuSight's H100 GPT-3 claim is compared on its two GPT-3 models' H100 labels, nothing else."""
+    from perfforge.evaluation.harness import check_claims
+
+    suite = load_suite("training")
+    base = {"kind": "model", "hardware": "h100-sxm5-80gb", "source": "data/ground_truth/neusight",
+            "engine": "analytical", "variant": "zoo-unfused", "backend": "analytical", "measured_s": 1.0}
+    rows = [{**base, "subject": "gpt3-2.7b", "predicted_s": 1.2}, {**base, "subject": "gpt3-xl-neusight", "predicted_s": 0.9},
+            {**base, "subject": "bert-large", "predicted_s": 5.0}, {**base, "subject": "gpt3-2.7b", "hardware": "l4",
+                                                                     "predicted_s": 5.0}]
+    claim = {c["id"]: c for c in check_claims(suite, ROOT, rows)}["neusight-gpt3-h100-latency-error"]
+    assert claim["perfforge_on_scope"]["n"] == 2
+    assert claim["perfforge_on_scope"]["mape"] == pytest.approx(0.15)
+    assert claim["verdict"] == "not_testable"                  # NeuSight itself did not run

@@ -424,7 +424,7 @@ def check_claims(suite: Suite, root: Path, rows: list[dict[str, Any]]) -> list[d
         claim = registry[check.id]
         compare = {"backend": "analytical", **(check.compare or {})}   # the roofline unless a claim asks
         selected = [r for r in rows if check.compare and r["predicted_s"] is not None
-                    and all(r.get(k) == v for k, v in compare.items())]
+                    and all(r.get(k) in v if isinstance(v, list) else r.get(k) == v for k, v in compare.items())]
         ours = accuracy([r["predicted_s"] for r in selected], [r["measured_s"] for r in selected]) if selected else None
         ran_tool = any(r["engine"] == claim.tool and r["predicted_s"] is not None for r in rows)
         reason = "" if ran_tool else (f"{claim.tool} did not run in this suite; needs: {claim.testable_with}")

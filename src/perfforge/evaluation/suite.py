@@ -42,8 +42,9 @@ class NeuSightSource(BaseModel):
 
 class ClaimCheck(BaseModel):
     """A registry claim this suite reports on. ``compare`` selects the suite's rows whose accuracy is shown
-    beside the claim (perfforge's own error on the closest scope). A claim about another tool is judged only
-    when that tool ran in the suite; otherwise its verdict is ``not_testable`` with the reason."""
+    beside the claim (perfforge's own error on the closest scope; a value may be a list, any item matches). A
+    claim about another tool is judged only when that tool ran in the suite; otherwise its verdict is
+    ``not_testable`` with the reason."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from perfforge.engines.learned.dataset import OP_CLASSES, describe, load_records, samples_from_records
-from perfforge.engines.learned.model import LearnedKernelModel
+from perfforge.engines.learned.e2e import e2e_rows, render_e2e
 from perfforge.engines.learned.train import (
     INTERVAL_QUANTILES,
     MIN_ROWS,
@@ -35,7 +35,6 @@ from perfforge.engines.learned.train import (
 # classes and what the metric is: the error of an op class's latency summed over a whole model run, averaged
 # over runs with an OOD GPU or an OOD model). End-to-end mean error 8.9% as quoted in perfforge issue 6.
 NEUSIGHT_OOD = {"BMM": 13.8, "FC": 13.9}
-NEUSIGHT_E2E = 8.9
 LEARNERS = {"trees": 0.0, "mlp": 1.0}   # MLP weight of each single learner in FoldResult.predict_s
 
 
@@ -87,45 +86,6 @@ def kernel_rows(folds: dict[str, FoldResult]) -> list[dict[str, Any]]:
     return rows
 
 
-def e2e_rows(model: LearnedKernelModel, root: Path) -> list[dict[str, Any]]:
-    """NeuSight's end-to-end labels predicted with both backends (learned and analytical)."""
-    from perfforge.api import predict, resolve_workload
-    from perfforge.core.errors import PerfforgeError
-    from perfforge.engines.learned.backend import using_model
-    from perfforge.evaluation.measured import DEVICE_IDS
-    from perfforge.evaluation.neusight import read_labels
-
-    rows = []
-    for rec in read_labels(root / "neusight"):
-        p = rec["params"]
-        hw = DEVICE_IDS.get(rec["device"]["name"])
-        if not p["model"]:
-            continue
-        for label, spec in [(p["model"], p["model"])]:
-            row = {"gpu": hw, "label": Path(rec["key"]).name, "model": label, "mode": p["mode"], "batch": p["batch"],
-                   "seq": p["seq"], "measured_s": rec["latency_s"]}
-            for backend in ("learned", "analytical"):
-                try:
-                    workload = resolve_workload(spec, mode=p["mode"], batch=p["batch"], seq=p["seq"],
-                                                dtype="fp32", attention_impl="unfused")
-                    with using_model(model):
-                        r = predict(workload, hw, mode="train" if p["mode"] == "train" else "inference",
-                                    optimizer="adamw", backend=backend)
-                    t = r.step_time_s
-                    if p.get("exclude_optimizer"):
-                        t -= sum(x.time_s for x in r.breakdown if x.phase == "optimizer")
-                    row[f"{backend}_s"] = t
-                    if backend == "learned":
-                        row["fallback_ops"] = r.extra.get("fallback_ops", {})
-                        row["low_s"] = r.extra.get("kernel_time_low_s")
-                        row["high_s"] = r.extra.get("kernel_time_high_s")
-                except PerfforgeError as exc:
-                    row[f"{backend}_s"] = None
-                    row[f"{backend}_error"] = str(exc)
-            rows.append(row)
-    return rows
-
-
 def run(root: str | Path, *, scale: float = 1.0, progress: Callable[[str], None] | None = None,
         with_e2e: bool = True) -> dict[str, Any]:
     """Everything ``perfforge learn train`` needs: samples, folds, the trained model and the report rows."""
@@ -141,22 +101,15 @@ def run(root: str | Path, *, scale: float = 1.0, progress: Callable[[str], None]
     out = {"samples": samples, "folds": folds, "model": model, "kernel_rows": kernel_rows(folds),
            "data": describe(samples), "train_s": time.perf_counter() - t0}
     if with_e2e:
-        out["e2e_rows"] = e2e_rows(model, root)
         from perfforge.engines.learned.perop import held_out_models, logo_perop_rows
 
-        out["perop_rows"] = logo_perop_rows(held_out_models(model, folds), root)
+        held = held_out_models(model, folds)
+        out["e2e_rows"] = e2e_rows(model, root, held)
+        out["perop_rows"] = logo_perop_rows(held, root)
     return out
 
 
 # ---- report ---------------------------------------------------------------------------------------
-def _ms(x: float | None) -> str:
-    return "-" if x is None else f"{1e3 * x:.1f} ms"
-
-
-def _signed(x: float | None) -> str:
-    return "-" if x is None else f"{x:+.1f}%"
-
-
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}%"
 
@@ -230,30 +183,7 @@ def render_report(result: dict[str, Any], *, command: str) -> str:
                      f"{_pct(r['mape_mlp'])} | {_pct(r['mape'])} | {_pct(r['median_ape'])} | "
                      f"{_pct(100 * r['coverage'])} | {_pct(100 * r['coverage_pooled'])} | {r['bias']:+.3f} | "
                      f"{_pct(r['roofline_mape'])} | {_pct(r['analytical_mape'])} |")
-    e2e = result.get("e2e_rows") or []
-    if e2e:
-        lines += ["", "## End to end: NeuSight's labels (FP32, in-distribution GPUs)", "",
-                  "Whole-model forward (inference) or forward+backward (training, no optimizer step) from perfforge's "
-                  "graphs with eager attention, predicted with the shipped learned model (trained on these GPUs' "
-                  "kernels) and with the analytical backend. The interval is the sum of per-kernel 80% intervals. "
-                  "NeuSight's `gpt3_xl` labels are predicted with the dimensions NeuSight ran (d_model 3072, 24 "
-                  "layers, 24 heads; the zoo's `gpt3-xl-neusight`), not the GPT-3 paper's 1.3B "
-                  "XL that the zoo's `gpt3-xl` is. The eager graph runs every kernel HF's eager path launches "
-                  "for the score matrix (scale, causal mask) and GPT-2's tanh GELU as its 8 pointwise kernels, as "
-                  "perfforge's own per-op H100/H200 runs measure them (last section); GPT- and OPT-style labels come out "
-                  "10-30% slow on A100, T4 and P100, where NeuSight's individually timed kernels (the training "
-                  "data) run slower than inside its whole-model runs.",
-                  "", "| GPU | label | model | measured | learned | error | interval | analytical | error | fallback ops |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in e2e:
-            le = None if r.get("learned_s") is None else 100 * (r["learned_s"] / r["measured_s"] - 1)
-            ae = None if r.get("analytical_s") is None else 100 * (r["analytical_s"] / r["measured_s"] - 1)
-            interval = (f"{1e3 * r['low_s']:.0f}-{1e3 * r['high_s']:.0f} ms" if r.get("low_s") else "-")
-            fb = ", ".join(f"{k} {v}" for k, v in (r.get("fallback_ops") or {}).items()) or "-"
-            lines.append(f"| {r['gpu']} | {r['label']} | {r['model']} | {_ms(r['measured_s'])} | "
-                         f"{_ms(r.get('learned_s'))} | {_signed(le)} | {interval} | {_ms(r.get('analytical_s'))} | "
-                         f"{_signed(ae)} | {fb} |")
-        lines += ["", *e2e_summary_lines(e2e)]
+    lines += render_e2e(result.get("e2e_rows") or [])
     if result.get("perop_rows"):
         from perfforge.engines.learned.splits import NEUSIGHT_PEROP
         from perfforge.evaluation.op_breakdown import render_section
@@ -267,18 +197,6 @@ def render_report(result: dict[str, Any], *, command: str) -> str:
             neusight_id=NEUSIGHT_PEROP["id"])[:-1]
     lines.append("")
     return "\n".join(lines)
-
-
-def e2e_summary_lines(e2e: list[dict[str, Any]]) -> list[str]:
-    out = []
-    for backend in ("learned", "analytical"):
-        errs = [abs(r[f"{backend}_s"] / r["measured_s"] - 1) * 100 for r in e2e if r.get(f"{backend}_s")]
-        inside = [r["low_s"] <= r["measured_s"] <= r["high_s"] for r in e2e if backend == "learned" and r.get("low_s")]
-        if errs:
-            cov = f", measured inside the interval in {sum(inside)}/{len(inside)}" if inside else ""
-            out.append(f"- {backend}: {len(errs)} labels, mean APE {np.mean(errs):.1f}%, median {np.median(errs):.1f}%, "
-                       f"max {np.max(errs):.1f}% (NeuSight reports {NEUSIGHT_E2E}%){cov}")
-    return out
 
 
 def write_outputs(result: dict[str, Any], folder: str | Path, *, command: str) -> None:
