@@ -47,24 +47,30 @@ def from_torch(module: Any, *example_inputs: Any, name: str | None = None, dtype
 
 
 def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: int = 1, seq: int | None = None,
-                     dtype: DType | str = DType.FP16, attention_impl: str = "fused") -> Workload:
-    """A zoo id, a path to an HF ``config.json``, or an already built Workload."""
+                     dtype: DType | str = DType.FP16, attention_impl: str = "fused", dropout: float = 0.0) -> Workload:
+    """A zoo id, a path to an HF ``config.json``, or an already built Workload. ``dropout`` applies to training
+    (``mode="train"``) only: evaluation runs no dropout kernels."""
     if isinstance(model, Workload):
         return model
     phase = "decode" if mode == "decode" else "prefill"
+    dropout = dropout if mode == "train" else 0.0
     if model.endswith(".json") or Path(model).is_dir():
+        if dropout:
+            raise ConfigError("dropout is modelled for the zoo's transformers, not for HF config.json imports")
         return from_hf_config(model, batch=batch, seq=seq or 128, dtype=dtype, phase=phase,
                               attention_impl=attention_impl)
     entry = MODELS.get(model) if model in MODELS else None
     if mode == "decode" and entry is not None and entry.kind != "decoder":
         raise ConfigError(f"mode 'decode' needs a decoder model; {model} is a {entry.kind}")
-    return get_model(model, batch=batch, seq=seq, dtype=dtype, phase=phase, attention_impl=attention_impl)
+    return get_model(model, batch=batch, seq=seq, dtype=dtype, phase=phase, attention_impl=attention_impl,
+                     dropout=dropout)
 
 
 def run_scenario(scenario: Scenario, workload: Workload | None = None) -> Result:
     if workload is None:
         workload = resolve_workload(scenario.model, mode=scenario.mode, batch=scenario.batch, seq=scenario.seq,
-                                    dtype=scenario.dtype, attention_impl=scenario.attention_impl)
+                                    dtype=scenario.dtype, attention_impl=scenario.attention_impl,
+                                    dropout=scenario.dropout)
     device = get_device(scenario.hardware)
     system = System(device=device, num_devices=scenario.gpus)
     engine = ENGINES.get(scenario.engine)()
@@ -75,7 +81,7 @@ def predict(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, mode: st
             dtype: DType | str = DType.FP16, batch: int = 1, seq: int | None = None, optimizer: str = "adamw",
             recompute: bool = False, attention_impl: str = "fused", engine: str = "analytical",
             calibration: str | None = None, execution: str = "eager", backend: str = "analytical",
-            memory_format: str = "nhwc") -> Result:
+            memory_format: str = "nhwc", dropout: float = 0.0) -> Result:
     """Predict one step of ``model`` on one ``hardware`` device. See ``Result`` for the fields.
 
     ``backend="learned"`` times GEMM, convolution and vector ops with the learned kernel model (other op
@@ -86,7 +92,7 @@ def predict(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, mode: st
                              mode=mode, dtype=dtype, batch=batch, seq=seq, optimizer=optimizer,
                              recompute=recompute, attention_impl=attention_impl, engine=engine,
                              calibration=calibration, execution=execution, backend=backend,
-                             memory_format=memory_format)
+                             memory_format=memory_format, dropout=dropout)
     return run_scenario(scenario, model if isinstance(model, Workload) else None)
 
 
@@ -96,7 +102,7 @@ def train(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, gpus: int 
           calibration: str | None = None, execution: str = "eager", tp: int = 1, pp: int = 1, zero: int = 0,
           microbatches: int = 1, schedule: str = "1f1b", virtual_stages: int = 1,
           sequence_parallel: bool = False, comm_streams: int = 1, shared_links: bool = True,
-          backend: str = "analytical") -> Result:
+          backend: str = "analytical", memory_format: str = "nhwc", dropout: float = 0.0) -> Result:
     """Predict one training step on ``gpus`` devices: ``batch`` samples per data-parallel replica per step,
     with ``tp`` x ``pp`` GPUs per replica (``gpus = tp * pp * dp``) and an optional ZeRO stage."""
     if isinstance(model, Workload):
@@ -107,5 +113,6 @@ def train(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, gpus: int 
                              recompute=recompute, calibration=calibration, execution=execution, engine="distributed",
                              tp=tp, pp=pp, zero=zero, microbatches=microbatches, schedule=schedule,
                              virtual_stages=virtual_stages, sequence_parallel=sequence_parallel,
-                             comm_streams=comm_streams, shared_links=shared_links, backend=backend)
+                             comm_streams=comm_streams, shared_links=shared_links, backend=backend,
+                             memory_format=memory_format, dropout=dropout)
     return run_scenario(scenario, model if isinstance(model, Workload) else None)

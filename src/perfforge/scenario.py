@@ -30,6 +30,9 @@ class Scenario(BaseModel):
     optimizer: str = "adamw"
     recompute: bool = False
     attention_impl: Literal["fused", "unfused"] = "fused"
+    dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="dropout probability of a training run (HF's GPT-2/BERT/OPT configs use 0.1): "
+                                         "adds the dropout kernels eager PyTorch runs; inference runs none")
     memory_format: Literal["nhwc", "nchw"] = Field(
         "nhwc", description="activation layout of convolutions: nhwc (channels_last) or nchw (PyTorch's default); "
                             "cuDNN's NCHW path is slower on tensor cores (calibration key conv_nchw_efficiency)")

@@ -105,3 +105,15 @@ def test_shipped_label_traces_are_read():
         sums = r["class_sums"]
         assert max(sums, key=sums.get) == "FC"            # GEMMs dominate every one of these transformers
         assert 0.5 < sum(sums.values()) / r["latency_s"] < 2.0
+
+
+def test_training_dropout_of_measured_runs():
+    from perfforge.evaluation.measured import training_dropout
+    from perfforge.evaluation.neusight import read_labels
+
+    assert training_dropout({"params": {"mode": "train", "head": "lm"}}) == 0.1        # HF defaults
+    assert training_dropout({"params": {"mode": "train", "head": "lm", "dropout": 0.0}}) == 0.0
+    assert training_dropout({"params": {"mode": "inference", "head": "lm"}}) == 0.0
+    assert training_dropout({"params": {"mode": "train", "model": "resnet50"}}) == 0.0
+    labels = read_labels(ROOT / "neusight")
+    assert all(r["params"].get("dropout", 0.0) == (0.1 if r["params"]["mode"] == "train" else 0.0) for r in labels)

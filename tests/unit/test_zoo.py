@@ -114,3 +114,28 @@ def test_gelu_new_runs_as_eight_kernels_only_when_eager():
     assert len(eager) == 8 and len(fused) == 1
     assert sum(len(op.inputs) for op in eager) == 10          # two steps read two tensors
     assert all(op.outputs == ((32, 3072),) for op in eager)
+
+
+def test_training_dropout_adds_hf_dropout_kernels():
+    """Dropout 0.1 in training adds HF's dropout kernels (embeddings, attention probabilities when unfused, after
+    the attention projection and the MLP); inference and dropout 0 add none; OPT has no attention dropout."""
+    from perfforge.api import resolve_workload
+    from perfforge.workload.backward import backward_ops
+
+    def drops(model: str, **kw) -> list:
+        w = resolve_workload(model, batch=2, seq=64, dtype="fp32", **kw)
+        return [op for op in w.ops if op.attrs.get("fn") == "dropout"]
+
+    gpt2 = drops("gpt2", mode="train", attention_impl="unfused", dropout=0.1)
+    assert len(gpt2) == 1 + 3 * 12
+    probs = next(op for op in gpt2 if op.name == "layers.0.attn.core.dropout")
+    assert probs.outputs == ((2 * 12, 64, 64),) and probs.saved_bytes == 2 * 12 * 64 * 64   # a one-byte mask
+    assert len(drops("gpt2", mode="train", dropout=0.1)) == 1 + 2 * 12      # fused attention drops inside
+    assert drops("gpt2", mode="inference", attention_impl="unfused", dropout=0.1) == []
+    assert drops("gpt2", mode="train", attention_impl="unfused") == []
+    assert len(drops("opt-1.3b", mode="train", attention_impl="unfused", dropout=0.1)) == 1 + 2 * 24
+    (bwd,) = backward_ops(probs)
+    n = 2 * 12 * 64 * 64
+    assert bwd.bytes_read == n * 4 + n and bwd.bytes_written == n * 4        # dY and the mask in, dX out
+    with pytest.raises(ConfigError, match="dropout must be in"):
+        resolve_workload("gpt2", mode="train", dropout=1.0)

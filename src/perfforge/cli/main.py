@@ -32,6 +32,7 @@ def predict(
     attention: Optional[str] = typer.Option(None, "--attention", help="fused | unfused"),
     memory_format: Optional[str] = typer.Option(None, "--memory-format",
                                                 help="nhwc (channels_last) | nchw: convolution activation layout"),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="training dropout probability (adds its kernels)"),
     calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
     execution: Optional[str] = typer.Option(None, help="eager (host issues each op) | graph (CUDA graphs)"),
     backend: Optional[str] = typer.Option(None, "--backend", help="analytical | learned (per-op timer)"),
@@ -52,7 +53,7 @@ def predict(
 
     given = {"hardware": hardware, "mode": mode, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
              "recompute": recompute, "attention_impl": attention, "calibration": calibration,
-             "execution": execution, "backend": backend, "memory_format": memory_format}
+             "execution": execution, "backend": backend, "memory_format": memory_format, "dropout": dropout}
     given = {k: v for k, v in given.items() if v is not None}
     if model.endswith((".yaml", ".yml")):
         base = load_scenario(model).model_dump(exclude_unset=False)

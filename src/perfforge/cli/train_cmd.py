@@ -39,6 +39,7 @@ def train(
     backend: Optional[str] = typer.Option(None, "--backend", help="analytical | learned (per-op timer)"),
     memory_format: Optional[str] = typer.Option(None, "--memory-format",
                                                 help="nhwc (channels_last) | nchw: convolution activation layout"),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="training dropout probability (adds its kernels)"),
     loader_workers: Optional[int] = typer.Option(
         None, "--loader-workers", help="data-loader workers per GPU: the step waits for the host's input pipeline"),
     loader_rate: Optional[float] = typer.Option(
@@ -55,7 +56,7 @@ def train(
              "node": node, "collective_algorithm": algorithm, "recompute": recompute, "calibration": calibration,
              "tp": tp, "pp": pp, "zero": zero, "microbatches": microbatches, "schedule": schedule,
              "virtual_stages": virtual_stages, "backend": backend, "loader_workers": loader_workers,
-             "loader_rate": loader_rate, "memory_format": memory_format}
+             "loader_rate": loader_rate, "memory_format": memory_format, "dropout": dropout}
     if sequence_parallel:
         given["sequence_parallel"] = True
     if comm_streams is not None:

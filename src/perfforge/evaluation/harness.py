@@ -22,6 +22,7 @@ from perfforge.evaluation.measured import (
     model_predict_kwargs,
     read_measurements,
     record_dtypes,
+    training_dropout,
 )
 from perfforge.evaluation.neusight import read_kernels as neusight_kernels
 from perfforge.evaluation.neusight import read_labels as neusight_labels
@@ -93,7 +94,7 @@ def _predict_model(task: Task) -> Row:
         return row
     try:
         workload = build(row.variant, row.subject, mode=row.mode, batch=row.batch, seq=row.seq, dtype=row.dtype,
-                         head=p.get("head"))
+                         head=p.get("head"), dropout=p.get("dropout", 0.0))
         gpus = int(p.get("gpus", 1))
         if row.engine == "analytical" and gpus > 1:
             row.status, row.reason = "not run", "the analytical engine models one device; the distributed engine covers multi-GPU rows"
@@ -375,7 +376,8 @@ def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *,
             tasks.append(Task(row, {"optimizer": kw.get("optimizer", "adamw"), "head": p.get("head"),
                                     "exclude_optimizer": p.get("exclude_optimizer", False),
                                     "source_model": p.get("neusight_model", p["model"]), "scenario": fed,
-                                    "attn_implementation": (rec.get("extra") or {}).get("attn_implementation")}))
+                                    "attn_implementation": (rec.get("extra") or {}).get("attn_implementation"),
+                                    "dropout": training_dropout(rec)}))
     return tasks
 
 

@@ -143,3 +143,20 @@ def model_predict_kwargs(rec: dict[str, Any]) -> dict[str, Any]:
     if p["mode"] == "train":
         kw["optimizer"] = "sgd_momentum" if p.get("optimizer") == "sgd_momentum" else "adamw"
     return kw
+
+
+# HuggingFace's GPT-2 and BERT configs default to dropout 0.1 (GPT2Config resid/embd/attn_pdrop, BertConfig
+# hidden/attention_probs_dropout_prob); `perfforge profile`'s `models` group builds them with those defaults.
+HF_DEFAULT_DROPOUT = 0.1
+
+
+def training_dropout(rec: dict[str, Any]) -> float:
+    """The dropout probability a measured training run used: its own ``params.dropout`` when recorded, HF's
+    default for the profiler's HuggingFace models (they record a ``head``), else none."""
+    p = rec.get("params", {})
+    if p.get("mode") != "train":
+        return 0.0
+    if "dropout" in p:
+        return float(p["dropout"])
+    return HF_DEFAULT_DROPOUT if p.get("head") else 0.0
+

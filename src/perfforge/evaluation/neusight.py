@@ -27,6 +27,10 @@ MODELS = {"bert_large": "bert-large", "gpt2_large": "gpt2-large", "gpt3_xl": "gp
 # attention views (2, 2048, 24, 128), c_attn 3072x9216, mlp.c_fc 3072x12288, lm_head to 50257, and the label
 # JSON says num_layer 24: a GPT-2-style decoder of about 2.9B parameters, as costly as its gpt3_27 (the A100
 # labels: 1749 ms vs 1742 ms at batch 2). The zoo has it as `gpt3-xl-neusight`.
+# NeuSight's training labels ran HF's models in train mode with their default dropout 0.1: its per-node traces
+# time every dropout node forward and backward (e.g. labels/Tesla_V100-PCIE-32GB/bert_large-train-512-2.csv,
+# bert_encoder_layer_0_attention_self_dropout: 0.136 ms forward, 0.289 ms backward on (2, 16, 512, 512)).
+TRAIN_DROPOUT = 0.1
 _BINARY = {"add", "mul", "div", "pow"}
 _UNARY = {"addu", "mulu", "divu", "powu", "gelu", "relu", "tanh"}
 _LABEL = re.compile(r"^(?P<model>[a-z0-9_]+)-(?P<mode>inf|train)-(?P<seq>\d+)-(?P<batch>\d+)\.json$")
@@ -102,7 +106,7 @@ def read_labels(folder: str | Path) -> list[dict[str, Any]]:
             "kind": "model", "group": "neusight", "op": f"{m['model']}_{mode}", "dtype": "fp32",
             "params": {"model": MODELS.get(m["model"]), "neusight_model": m["model"], "mode": mode,
                        "batch": int(m["batch"]), "seq": int(m["seq"]), "optimizer": "adamw",
-                       "exclude_optimizer": mode == "train"},
+                       "exclude_optimizer": mode == "train", **({"dropout": TRAIN_DROPOUT} if mode == "train" else {})},
             "latency_s": float(data["e2e_latency"]) * 1e-3, "device": {"name": device},
             "key": f"neusight/{path.parent.name}/{path.stem}", "run_id": f"neusight:{path.parent.name}",
             "source": SOURCE,

@@ -55,12 +55,13 @@ def measured_sums(rec: dict[str, Any]) -> dict[str, float]:
 
 
 def predicted_sums(result: Any) -> dict[str, float]:
-    """Seconds per class of a Result's forward and backward ops (no optimizer step)."""
+    """Seconds per class of a Result's forward and backward ops (no optimizer step). Dropout is not scored
+    (NeuSight drops it; the profiler's ``native_dropout`` is OTHER too)."""
     sums: dict[str, float] = {}
     for r in result.breakdown:
         if r.phase == "optimizer" or r.stream != "compute":
             continue
-        c = KIND_CLASS.get(r.kind, "OTHER")
+        c = "OTHER" if ".dropout" in r.name else KIND_CLASS.get(r.kind, "OTHER")
         sums[c] = sums.get(c, 0.0) + r.time_s
     return sums
 
@@ -82,7 +83,7 @@ def predict_record(rec: dict[str, Any], backend: str) -> Any:
 
     p = rec["params"]
     workload = resolve_workload(p["model"], mode=p["mode"], batch=p["batch"], seq=p["seq"], dtype="fp32",
-                                attention_impl="unfused")
+                                attention_impl="unfused", dropout=p.get("dropout", 0.0))
     return predict(workload, device_id(rec), mode="train" if p["mode"] == "train" else "inference",
                    optimizer="adamw", backend=backend)
 

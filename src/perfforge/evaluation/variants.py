@@ -30,10 +30,13 @@ class VariantUnavailable(RuntimeError):
 
 
 def build(variant: str, model: str, *, mode: str, batch: int, seq: int | None, dtype: str,
-          head: str | None = None) -> Workload:
+          head: str | None = None, dropout: float = 0.0) -> Workload:
+    """``dropout``: the measured training run's dropout probability (the zoo variants add its kernels; the
+    traced HF module carries its own)."""
     if variant in ("zoo", "zoo-unfused"):
         impl = "unfused" if variant == "zoo-unfused" else "fused"
-        return resolve_workload(model, mode=mode, batch=batch, seq=seq, dtype=dtype, attention_impl=impl)
+        return resolve_workload(model, mode=mode, batch=batch, seq=seq, dtype=dtype, attention_impl=impl,
+                                dropout=dropout)
     if variant == "hf-trace":
         return _hf_trace(model, mode=mode, batch=batch, seq=seq or 128, dtype=dtype, head=head)
     raise ValueError(f"unknown variant '{variant}' (known: {', '.join(VARIANTS)})")

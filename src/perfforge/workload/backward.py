@@ -86,6 +86,11 @@ def backward_ops(op: Op) -> list[Op]:
             bytes_written=(a["vocab"] * a["hidden"]) * b, layer=op.layer, phase=Phase.BACKWARD_WEIGHT,
             attrs=dict(a),
         )]
+    if kind is OpKind.ELEMENTWISE and op.attrs.get("fn") == "dropout":
+        n = int(op.attrs["numel"])
+        # dX = dY * mask / (1 - p): read dY and the one-byte mask, write dX
+        return [op.with_(name=f"{op.name}.bwd", phase=Phase.BACKWARD_INPUT, bytes_read=n * op.dtype.bytes + n,
+                         bytes_written=n * op.dtype.bytes, saved_bytes=0.0, params=0)]
     if kind is OpKind.ELEMENTWISE and op.attrs.get("fn") in ("mask_add", "add_scalar"):
         return []  # the gradient passes through unchanged: no kernel
     if kind is OpKind.ELEMENTWISE and op.attrs.get("fn") in ("add",):

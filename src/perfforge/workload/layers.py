@@ -152,6 +152,16 @@ def attention_unfused(
     return ops
 
 
+def dropout(name: str, shape: Sequence[int], dtype: DType, *, layer: str = "") -> Op:
+    """Training-mode dropout as eager PyTorch runs it (``native_dropout``): reads the input, writes the output
+    and a one-byte keep mask, which it saves for the backward (``mask * dY / (1 - p)``)."""
+    n = numel(shape)
+    b = dtype.bytes
+    return Op(name=name, kind=OpKind.ELEMENTWISE, dtype=dtype, flops=2.0 * n, bytes_read=n * b,
+              bytes_written=n * b + n, inputs=(tuple(shape),), outputs=(tuple(shape),), saved_bytes=float(n),
+              layer=layer, attrs={"fn": "dropout", "numel": n})
+
+
 def gelu_tanh_eager(name: str, shape: Sequence[int], dtype: DType, *, layer: str = "") -> list[Op]:
     """The tanh-approximated GELU as eager PyTorch runs HuggingFace's ``NewGELUActivation`` ("gelu_new", GPT-2):
     ``0.5*x * (1 + tanh(sqrt(2/pi) * (x + 0.044715*x**3)))``, one kernel per pointwise step (8 kernels, two of

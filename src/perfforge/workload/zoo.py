@@ -41,7 +41,8 @@ _LLAMA2_SRC = "Touvron et al. 2023 (Llama 2) and meta-llama/Llama-2-*-hf config.
 _LLAMA3_SRC = "meta-llama/Meta-Llama-3-*/config.json (vocab 128256, num_key_value_heads 8, intermediate_size)"
 _OPT_SRC = ("Zhang et al. 2022 (OPT), Table 1 (1.3B: 24 layers, 32 heads, d_model 2048), and facebook/opt-1.3b "
             "config.json (ffn_dim 8192, vocab_size 50272, max_position_embeddings 2048, activation relu, "
-            "do_layer_norm_before true); OPTLearnedPositionalEmbedding adds 2 rows (offset 2): 2050 positions")
+            "do_layer_norm_before true, dropout 0.1, attention_dropout 0.0); OPTLearnedPositionalEmbedding adds 2 rows "
+            "(offset 2): 2050 positions")
 _SWITCH_SRC = ("NeuSight's switchxl4 config (sitar-lab/NeuSight scripts/asplos/data/DLmodel_configs/switchxl4.json: "
                "SwitchTransformers, d_model 1024, d_ff 16384, num_heads 32, d_kv 128, num_layers 24 + "
                "num_decoder_layers 24, num_experts 4, expert_capacity 64, encoder/decoder_sparse_step 2, "
@@ -51,9 +52,9 @@ _MIXTRAL_SRC = "Jiang et al. 2024 (Mixtral of Experts), Table 1, and mistralai/M
 
 def _register_transformer(cfg: TransformerConfig, kind: str, default_seq: int, description: str) -> None:
     def build(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, phase: str = "prefill",
-              attention_impl: str = "fused") -> Workload:
+              attention_impl: str = "fused", dropout: float = 0.0) -> Workload:
         return build_transformer(cfg, batch=batch, seq=seq or default_seq, dtype=dtype, phase=phase,
-                                 attention_impl=attention_impl)
+                                 attention_impl=attention_impl, dropout=dropout)
 
     MODELS.add(cfg.name, ModelEntry(cfg.name, kind, default_seq, build, description, cfg))
 
@@ -119,6 +120,7 @@ _llama("mixtral-8x7b", 32, 4096, 32, 8, 14336, 32000, _MIXTRAL_SRC, "Mixtral 8x7
 
 _OPT_1_3B = TransformerConfig(name="opt-1.3b", layers=24, hidden=2048, heads=32, ffn=8192, vocab=50272,
                               max_positions=2050, norm="layer", activation="relu", tied_embeddings=True,
+                              attention_dropout=False,
                               source=_OPT_SRC)
 _register_transformer(_OPT_1_3B, "decoder", 2048, "OPT 1.3B (ReLU MLP, learned positions)")
 
@@ -161,7 +163,7 @@ ALIASES = {"bert-large-uncased": "bert-large", "bert-base-uncased": "bert-base",
 
 
 def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType | str = DType.FP16,
-              phase: str = "prefill", attention_impl: str = "fused") -> Workload:
+              phase: str = "prefill", attention_impl: str = "fused", dropout: float = 0.0) -> Workload:
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise ConfigError(f"batch must be a positive integer, got {batch!r}")
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq <= 0):
@@ -170,4 +172,8 @@ def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType
     kwargs = {"batch": batch, "seq": seq, "dtype": DType.parse(dtype)}
     if (entry.config is not None and entry.kind in ("decoder", "encoder")) or entry.kind == "encoder-decoder":
         kwargs.update(phase=phase, attention_impl=attention_impl)
+    if dropout:
+        if not (entry.config is not None and entry.kind in ("decoder", "encoder")):
+            raise ConfigError(f"dropout kernels are modelled for the zoo's transformers; '{name}' is a {entry.kind} model")
+        kwargs["dropout"] = dropout
     return entry.build(**kwargs)

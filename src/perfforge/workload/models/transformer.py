@@ -47,6 +47,7 @@ class TransformerConfig:
     num_experts: int = 0                 # >0: mixture-of-experts MLP
     top_k: int = 0
     rotary: bool = False
+    attention_dropout: bool = True       # training dropout on the attention probabilities (OPT: off)
     source: str = ""                     # where the architecture numbers come from
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -103,8 +104,10 @@ def _mlp(cfg: TransformerConfig, ops: list[Op], prefix: str, tokens: int, dtype:
 
 
 def transformer_layers(cfg: TransformerConfig, *, batch: int, seq: int, dtype: DType, phase: str = "prefill",
-                       attention_impl: str = "fused", prefix: str = "layers") -> list[Op]:
-    """The repeated blocks only (no embeddings or head), for builders such as ViT to reuse."""
+                       attention_impl: str = "fused", prefix: str = "layers", dropout: float = 0.0) -> list[Op]:
+    """The repeated blocks only (no embeddings or head), for builders such as ViT to reuse. ``dropout`` > 0
+    (a training run with dropout) adds HF's dropout kernels: on the attention probabilities when attention is
+    unfused (a fused kernel applies it inside), after the attention projection and after the MLP."""
     if phase not in ("prefill", "decode"):
         raise ConfigError(f"unknown phase '{phase}' (allowed: prefill, decode)")
     if attention_impl not in ("fused", "unfused"):
@@ -128,13 +131,21 @@ def transformer_layers(cfg: TransformerConfig, *, batch: int, seq: int, dtype: D
             ops.append(L.attention(*attn_args, causal=causal, layer=layer))
             out_saved = False  # the attention op already saved its output
         else:
-            ops.extend(L.attention_unfused(*attn_args, causal=causal, layer=layer))
+            core = L.attention_unfused(*attn_args, causal=causal, layer=layer)
+            if dropout and cfg.attention_dropout:   # on the probabilities, between softmax and PV
+                probs = core[-2]
+                core.insert(len(core) - 1, L.dropout(f"{layer}.attn.core.dropout", probs.outputs[0], dtype, layer=layer))
+            ops.extend(core)
             out_saved = True
         ops.append(L.linear(f"{layer}.attn.out", tokens, nh * d, h, dtype, bias=cfg.out_bias, layer=layer,
                             save_input=out_saved))
+        if dropout:
+            ops.append(L.dropout(f"{layer}.attn.dropout", shape, dtype, layer=layer))
         ops.append(L.elementwise(f"{layer}.attn.residual", shape, dtype, fn="add", n_inputs=2, layer=layer))
         ops.append(_norm(cfg, f"{layer}.norm2" if not cfg.post_norm else f"{layer}.norm1", shape, dtype, layer))
         _mlp(cfg, ops, f"{layer}.mlp", tokens, dtype, layer, eager=attention_impl == "unfused")
+        if dropout:
+            ops.append(L.dropout(f"{layer}.mlp.dropout", shape, dtype, layer=layer))
         ops.append(L.elementwise(f"{layer}.mlp.residual", shape, dtype, fn="add", n_inputs=2, layer=layer))
         if cfg.post_norm:
             ops.append(_norm(cfg, f"{layer}.norm2", shape, dtype, layer))
@@ -142,7 +153,10 @@ def transformer_layers(cfg: TransformerConfig, *, batch: int, seq: int, dtype: D
 
 
 def build_transformer(cfg: TransformerConfig, *, batch: int = 1, seq: int = 128, dtype: DType = DType.FP16,
-                      phase: str = "prefill", attention_impl: str = "fused") -> Workload:
+                      phase: str = "prefill", attention_impl: str = "fused", dropout: float = 0.0) -> Workload:
+    """``dropout``: the training run's dropout probability (0: no dropout kernels; inference runs none)."""
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
     if batch <= 0 or seq <= 0:
         raise ConfigError(f"batch and seq must be > 0 (got batch={batch}, seq={seq})")
     if cfg.max_positions and seq > cfg.max_positions:
@@ -161,7 +175,10 @@ def build_transformer(cfg: TransformerConfig, *, batch: int = 1, seq: int = 128,
         ops.append(L.elementwise("embed.add_types", (tokens, h), dtype, fn="add", n_inputs=2, layer="embed"))
     if cfg.embedding_norm:
         ops.append(_norm(cfg, "embed.norm", (tokens, h), dtype, "embed"))
-    ops.extend(transformer_layers(cfg, batch=batch, seq=seq, dtype=dtype, phase=phase, attention_impl=attention_impl))
+    if dropout:
+        ops.append(L.dropout("embed.dropout", (tokens, h), dtype, layer="embed"))
+    ops.extend(transformer_layers(cfg, batch=batch, seq=seq, dtype=dtype, phase=phase, attention_impl=attention_impl,
+                                  dropout=dropout))
     if cfg.final_norm:
         ops.append(_norm(cfg, "final_norm", (tokens, h), dtype, "head"))
     loss_rows, loss_classes = 0, 0
