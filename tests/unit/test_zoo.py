@@ -139,3 +139,9 @@ def test_training_dropout_adds_hf_dropout_kernels():
     assert bwd.bytes_read == n * 4 + n and bwd.bytes_written == n * 4        # dY and the mask in, dX out
     with pytest.raises(ConfigError, match="dropout must be in"):
         resolve_workload("gpt2", mode="train", dropout=1.0)
+
+
+def test_eager_gelu_keeps_four_tensors_for_its_backward():
+    ops = [op for op in get_model("gpt2", batch=1, seq=32, attention_impl="unfused").ops
+           if op.layer == "layers.0" and ".mlp.act" in op.name]
+    assert sum(op.saved_bytes for op in ops) == 4 * 32 * 3072 * 2       # fp16: x, tanh(.), 0.5x, 1 + tanh(.)

@@ -165,10 +165,14 @@ def dropout(name: str, shape: Sequence[int], dtype: DType, *, layer: str = "") -
 def gelu_tanh_eager(name: str, shape: Sequence[int], dtype: DType, *, layer: str = "") -> list[Op]:
     """The tanh-approximated GELU as eager PyTorch runs HuggingFace's ``NewGELUActivation`` ("gelu_new", GPT-2):
     ``0.5*x * (1 + tanh(sqrt(2/pi) * (x + 0.044715*x**3)))``, one kernel per pointwise step (8 kernels, two of
-    them with two tensor inputs), against one fused kernel in ``elementwise(fn="gelu_tanh")``."""
-    steps = [("half", "mul", 1), ("cube", "pow", 1), ("coef", "mul", 1), ("inner", "add", 2), ("scale", "mul", 1),
-             ("tanh", "tanh", 1), ("one_plus", "add_scalar", 1), ("out", "mul", 2)]
-    return [elementwise(f"{name}.{step}", shape, dtype, fn=fn, n_inputs=n, layer=layer) for step, fn, n in steps]
+    them with two tensor inputs), against one fused kernel in ``elementwise(fn="gelu_tanh")``. Autograd keeps
+    x for the cube's backward, tanh's output, and both factors of the last product: four tensors, not one."""
+    # (step, function, tensor inputs, tensors saved for the backward)
+    steps = [("half", "mul", 1, 0), ("cube", "pow", 1, 1), ("coef", "mul", 1, 0), ("inner", "add", 2, 0),
+             ("scale", "mul", 1, 0), ("tanh", "tanh", 1, 1), ("one_plus", "add_scalar", 1, 0), ("out", "mul", 2, 2)]
+    size = numel(shape) * dtype.bytes
+    return [elementwise(f"{name}.{step}", shape, dtype, fn=fn, n_inputs=n, layer=layer, saved_bytes=float(saved * size))
+            for step, fn, n, saved in steps]
 
 
 def elementwise(
