@@ -4,12 +4,7 @@
 #   has torch/torchvision but not pydantic, which the profiler does not need)
 # Results land in $OUT/run/: measurements.jsonl, device.json, nvidia-smi.csv, lscpu.txt, the log.
 set -u
-OUT=${OUT:-/tmp/perfforge-out}
-mkdir -p "$OUT/run"
-export PYTHONPATH="$PWD/src" PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,uuid,driver_version,clocks.max.sm,clocks.max.memory,power.limit \
-  --format=csv > "$OUT/run/nvidia-smi.csv" 2>&1
-{ lscpu; echo; nproc; free -g; } > "$OUT/run/lscpu.txt" 2>&1
+. "$(dirname "$0")/_setup.sh"   # $OUT/run, PYTHONPATH, nvidia-smi.csv, lscpu.txt
 timeout "${PROFILE_TIMEOUT:-420}" python3 -m perfforge.profiling --suite "${SUITE:-standard}" \
   --only input --out "${PROF_DIR:=/tmp/perfforge-prof}" 2>&1 | tee "$OUT/run/profile-log.txt"
 cp "$PROF_DIR/measurements.jsonl" "$PROF_DIR/device.json" "$OUT/run/"

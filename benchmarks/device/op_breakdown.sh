@@ -6,12 +6,7 @@
 # Results land in $OUT/run/ as they are measured (a timeout keeps the finished cases): measurements.jsonl,
 # device.json, nvidia-smi.csv, lscpu.txt, the log.
 set -u
-OUT=${OUT:-/tmp/perfforge-out}
-mkdir -p "$OUT/run"
-export PYTHONPATH="$PWD/src" PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,uuid,driver_version,clocks.max.sm,clocks.max.memory,power.limit \
-  --format=csv > "$OUT/run/nvidia-smi.csv" 2>&1
-{ lscpu; echo; nproc; free -g; } > "$OUT/run/lscpu.txt" 2>&1
+. "$(dirname "$0")/_setup.sh"   # $OUT/run, PYTHONPATH, nvidia-smi.csv, lscpu.txt
 timeout "${PROFILE_TIMEOUT:-420}" python3 -m perfforge.profiling --suite "${SUITE:-standard}" \
   --only breakdown --out "$OUT/run" 2>&1 | grep -v "^USDT" | tee "$OUT/run/profile-log.txt"
 gzip -f "$OUT/run/measurements.jsonl"

@@ -4,11 +4,7 @@
 # NVIDIA's published DGX recipe trains AMP in NHWC but TF32/FP32 in NCHW (DeepLearningExamples
 # PyTorch/Classification/ConvNets/configs.yml); this measures what the layout costs.
 set -u
-OUT=${OUT:-/tmp/perfforge-out}
-mkdir -p "$OUT/run"
-export PYTHONPATH="$PWD/src" PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,uuid,driver_version,clocks.max.sm,clocks.max.memory,power.limit \
-  --format=csv > "$OUT/run/nvidia-smi.csv" 2>&1
+. "$(dirname "$0")/_setup.sh"   # $OUT/run, PYTHONPATH, nvidia-smi.csv, lscpu.txt
 timeout "${PROFILE_TIMEOUT:-300}" python3 -c "
 import sys
 from perfforge.profiling.models import layout_cases

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from perfforge.core.errors import ConfigError
+from perfforge.profiling.op_breakdown import NEUSIGHT_NAMES
 
 SOURCE = "NeuSight (sitar-lab/NeuSight, MIT): FP32 measurements, PyTorch 2.1 / CUDA 12.1"
 # NeuSight model names -> perfforge zoo ids (None: not in the zoo, reported as not run)
-MODELS = {"bert_large": "bert-large", "gpt2_large": "gpt2-large", "gpt3_xl": "gpt3-xl-neusight",
-          "gpt3_27": "gpt3-2.7b", "opt_13": "opt-1.3b", "switchxl4": "switch-xl"}
+MODELS = {**{ns: zoo for zoo, ns in NEUSIGHT_NAMES.items()}, "switchxl4": "switch-xl"}
 # NeuSight's "gpt3_xl" is NOT the GPT-3 paper's XL (d_model 2048, 24 layers, 1.3B parameters: perfforge's zoo
 # `gpt3-xl`). The graph NeuSight traced for its own gpt3_xl labels (labels/<GPU>/gpt3_xl-inf-2048-2.csv in
 # sitar-lab/NeuSight's data, per-node CSVs not copied here) has transformer.wte output (2, 2048, 3072),
@@ -33,7 +33,7 @@ MODELS = {"bert_large": "bert-large", "gpt2_large": "gpt2-large", "gpt3_xl": "gp
 TRAIN_DROPOUT = 0.1
 # models whose zoo graph has dropout kernels (the Switch builder has none: its training labels are predicted
 # without them, an under-count the reports show as such)
-DROPOUT_MODELS = frozenset({"bert_large", "gpt2_large", "gpt3_xl", "gpt3_27", "opt_13"})
+DROPOUT_MODELS = frozenset(NEUSIGHT_NAMES.values())
 _BINARY = {"add", "mul", "div", "pow"}
 _UNARY = {"addu", "mulu", "divu", "powu", "gelu", "relu", "tanh"}
 _LABEL = re.compile(r"^(?P<model>[a-z0-9_]+)-(?P<mode>inf|train)-(?P<seq>\d+)-(?P<batch>\d+)\.json$")

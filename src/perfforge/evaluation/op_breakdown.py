@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from perfforge.engines.learned.model import CLASS_OF_KIND
+
 # NeuSight's op classes, named as perfforge's learned model names them (BMM, FC, ELEMENTWISE, SOFTMAX, NORM)
 SCORED = ("BMM", "FC", "SOFTMAX", "NORM", "ELEMENTWISE")
 _ATEN_CLASS = {
@@ -29,9 +31,8 @@ _ATEN_CLASS = {
 _POINTWISE = {"add", "add_", "sub", "mul", "mul_", "div", "div_", "pow", "tanh", "tanh_backward", "gelu",
               "gelu_backward", "relu", "clamp_min", "threshold_backward", "where", "masked_fill", "masked_fill_",
               "neg", "exp", "rsqrt", "sqrt", "silu", "silu_backward", "sigmoid", "sigmoid_backward"}
-# perfforge graph op kinds -> the same classes
-KIND_CLASS = {"matmul": "FC", "bmm": "BMM", "softmax": "SOFTMAX", "layer_norm": "NORM", "rms_norm": "NORM",
-              "elementwise": "ELEMENTWISE"}
+# perfforge graph op kinds -> the same classes (the learned model's table)
+KIND_CLASS = {kind.value: c for kind, c in CLASS_OF_KIND.items()}
 
 
 def op_class(aten: str) -> str:

@@ -143,10 +143,10 @@ def op_table(fn: Callable[[], object], cuda: bool = True) -> tuple[list[dict[str
                          "calls": int(avg.count), "self_device_s": us * 1e-6})
     rows.sort(key=lambda r: -r["self_device_s"])
     if cuda:
-        total_us = sum(e.time_range.elapsed_us() for e in prof.events() if str(e.device_type).endswith("CUDA"))
-    else:
-        total_us = sum(r["self_device_s"] for r in rows) * 1e6
-    return rows, total_us * 1e-6
+        from perfforge.profiling.timing import cuda_kernel_us
+
+        return rows, cuda_kernel_us(prof) * 1e-6
+    return rows, sum(r["self_device_s"] for r in rows)
 
 
 def case_key(model_id: str, mode: str, batch: int, seq: int) -> tuple[str, dict[str, Any]]:
@@ -167,6 +167,7 @@ def measure_records(suite: str, dev: Any, base: Any, done: set[str], emit: Calla
     """``perfforge profile --only breakdown``: the suite's cases as measurement records (resumable by key)."""
     import torch
 
+    from perfforge.profiling.kernels import set_precision_flags
     from perfforge.profiling.records import utc_now_iso
     from perfforge.profiling.timing import time_callable
 
@@ -178,8 +179,7 @@ def measure_records(suite: str, dev: Any, base: Any, done: set[str], emit: Calla
 
         raise ConfigError(f"--only breakdown --suite {suite} runs 0.3-2.9B-parameter FP32 transformers: run it on "
                           "a GPU (on a CPU, --suite tiny runs two-layer models)")
-    torch.backends.cuda.matmul.allow_tf32 = False   # FP32 as NeuSight measured it
-    torch.backends.cudnn.allow_tf32 = False
+    set_precision_flags("fp32")   # strict FP32 (TF32 off) as NeuSight measured it
     empty_cache = torch.cuda.empty_cache if cuda else (lambda: None)
     warmup, repeats = TIMING[suite]
     todo = [c for c in SUITE_CASES[suite] if case_key(*c)[0] not in done]

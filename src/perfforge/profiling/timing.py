@@ -185,6 +185,11 @@ def _time_cuda(fn: Callable[[], object], device: Any, warmup: int, repeats: int,
     return _summarise(samples, warmup, "cuda_event", flush)
 
 
+def cuda_kernel_us(prof: Any) -> float:
+    """Sum of the CUDA kernels' own durations in a finished ``torch.profiler.profile`` (microseconds)."""
+    return float(sum(e.time_range.elapsed_us() for e in prof.events() if str(e.device_type).endswith("CUDA")))
+
+
 def kernel_time_s(fn: Callable[[], object], *, repeats: int = 5, calls: int = 1) -> float:
     """GPU time of one call as the sum of its kernels' own durations (PyTorch profiler, no launch gaps):
     the median over ``repeats`` profiles of ``calls`` calls each, divided by ``calls``."""
@@ -199,7 +204,7 @@ def kernel_time_s(fn: Callable[[], object], *, repeats: int = 5, calls: int = 1)
             for _ in range(calls):
                 fn()
             torch.cuda.synchronize()
-        us = sum(e.time_range.elapsed_us() for e in prof.events() if str(e.device_type).endswith("CUDA"))
+        us = cuda_kernel_us(prof)
         if us <= 0:
             raise RuntimeError("the profiler reported no CUDA kernels")
         totals.append(us * 1e-6 / calls)
