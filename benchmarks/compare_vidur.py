@@ -8,7 +8,9 @@ perfforge's operator table), perfforge as shipped, and perfforge with Vidur's lo
 (``vidur_lookups``), which separates differences in simulation from differences in how each looks up times.
 Percentiles are computed from the per-request arrays with one function (numpy's linear interpolation) for
 both tools. CPU time per simulated request is Vidur's ``Simulator.run`` against perfforge's ``simulate``
-(median of 3), both measured with ``time.process_time`` on this machine. Writes ``vidur_comparison.json`` and
+(the whole call: set-up, simulation, metrics; median of 3 after one warm-up run that compiles the compiled core
+or loads it from numba's cache), both measured with ``time.process_time`` on this machine, for perfforge's
+compiled core (the default) and its Python reference simulator. Writes ``vidur_comparison.json`` and
 ``vidur_comparison.md``.
 """
 
@@ -66,11 +68,17 @@ def main() -> None:
             spec = make_spec(**spec_args)
             table = vidur_composition(operator_table(spec))
             reqs = request_set(spec)
-            cpu = []
+            cpu, cpu_py = [], []
+            simulate(spec, reqs, table)   # warm-up: compiles the compiled core or loads it from the cache
             for _ in range(3):
                 t0 = time.process_time()
                 ours = simulate(spec, reqs, table)
                 cpu.append(time.process_time() - t0)
+            py_spec = spec.model_copy(update={"core": "python"})
+            for _ in range(3):
+                t0 = time.process_time()
+                simulate(py_spec, reqs, table)
+                cpu_py.append(time.process_time() - t0)
             aligned = simulate(spec, reqs, table, vidur_lookups=True)
             # each Vidur lookup behaviour alone: how much of the as-shipped difference it explains
             single = {q: _pcts(_ours(simulate(spec, reqs, table, vidur_lookups=(q,)))) for q in VIDUR_LOOKUPS}
@@ -80,7 +88,8 @@ def main() -> None:
                 rows.append({"scheduler": scheduler, "load": load, "qps": spec.qps, "requests": len(reqs),
                              "vidur_error": str(exc), "perfforge": _pcts(_ours(ours)),
                              "preemptions": {"perfforge": int(ours.summary["preemptions"])},
-                             "cpu_s_per_request": {"perfforge": statistics.median(cpu) / len(reqs)}})
+                             "cpu_s_per_request": {"perfforge": statistics.median(cpu) / len(reqs),
+                                                   "perfforge_python": statistics.median(cpu_py) / len(reqs)}})
                 print(scheduler, load, "Vidur failed:", exc, flush=True)
                 continue
             row = {"scheduler": scheduler, "load": load, "qps": spec.qps, "requests": len(reqs), "spec": spec_args,
@@ -90,8 +99,11 @@ def main() -> None:
                                    "perfforge_vidur_lookups": int(aligned.summary["preemptions"])},
                    "cpu_s_per_request": {"vidur": vid["simulation_cpu_s"] / len(reqs),
                                          "vidur_setup_s": vid["setup_cpu_s"],
-                                         "perfforge": statistics.median(cpu) / len(reqs)}}
+                                         "perfforge": statistics.median(cpu) / len(reqs),
+                                         "perfforge_python": statistics.median(cpu_py) / len(reqs)},
+                   "simulation_core": ours.summary["simulation_core"]}
             row["cpu_ratio"] = row["cpu_s_per_request"]["vidur"] / row["cpu_s_per_request"]["perfforge"]
+            row["cpu_ratio_python"] = row["cpu_s_per_request"]["vidur"] / row["cpu_s_per_request"]["perfforge_python"]
             for variant in ("perfforge", "perfforge_vidur_lookups"):
                 row[f"{variant}_diff"] = {k: row[variant][k] / row["vidur"][k] - 1 for k in row["vidur"]}
             row["single_lookup_diff"] = {q: {k: v[k] / row["vidur"][k] - 1 for k in v} for q, v in single.items()}
@@ -140,14 +152,18 @@ def _markdown(rows: list[dict], meta: dict) -> str:
             cells = " | ".join(f"{r['single_lookup_diff'][q][k]:+.1%}" for q in VIDUR_LOOKUPS)
             lines.append(f"| {r['scheduler']} | {r['load']} | {k.removesuffix('_s')} | {r['perfforge_diff'][k]:+.1%} | "
                          f"{cells} | {r['perfforge_vidur_lookups_diff'][k]:+.1%} |")
-    lines += ["", "| scheduler | load | preemptions Vidur / perfforge / aligned | CPU ms per request Vidur | perfforge | ratio |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "CPU per simulated request (ms): Vidur's simulation loop against perfforge's whole `simulate` call, "
+              "with its compiled core (the default) and its Python reference simulator.", "",
+              "| scheduler | load | preemptions Vidur / perfforge / aligned | Vidur | perfforge compiled | ratio | "
+              "perfforge Python | ratio |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "vidur_error" in r:
             continue
         p, c = r["preemptions"], r["cpu_s_per_request"]
         lines.append(f"| {r['scheduler']} | {r['load']} | {p['vidur']} / {p['perfforge']} / {p['perfforge_vidur_lookups']} | "
-                     f"{c['vidur'] * 1e3:.3f} | {c['perfforge'] * 1e3:.3f} | {r['cpu_ratio']:.0f}x |")
+                     f"{c['vidur'] * 1e3:.3f} | {c['perfforge'] * 1e3:.4f} | {r['cpu_ratio']:.0f}x | "
+                     f"{c['perfforge_python'] * 1e3:.3f} | {r['cpu_ratio_python']:.0f}x |")
     return "\n".join(lines) + "\n"
 
 

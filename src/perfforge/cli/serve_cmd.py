@@ -52,6 +52,7 @@ SPEC_OPTIONS: dict[str, tuple[Any, str, str]] = {
     "seed": (Optional[int], "--seed", "random seed (42)"),
     "replica_jobs": (Optional[int], "--replica-jobs",
                      "processes that simulate replicas in parallel (round_robin/random routing; same results; 1)"),
+    "core": (Optional[str], "--core", "auto | compiled | python: the simulation core (same results; auto)"),
     "ttft_slo_s": (Optional[float], "--ttft-slo", "TTFT SLO in s, for goodput"),
     "tbt_slo_s": (Optional[float], "--tbt-slo", "TPOT SLO in s, for goodput"),
 }

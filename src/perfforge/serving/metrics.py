@@ -7,6 +7,7 @@ completion - arrival; normalised E2E = E2E / output tokens; scheduling delay = f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,22 +17,33 @@ from perfforge.serving.simulator import SimulationOutput
 PERCENTILES = (50, 90, 99)
 
 
+def weighted_percentiles(values: np.ndarray, weights: np.ndarray | None, qs: tuple[float, ...]) -> list[float]:
+    """For each q, the smallest value whose cumulative weight reaches q% (the inverted-CDF definition);
+    ``weights=None``: every value weighs 1. One sort for all qs."""
+    if len(values) == 0:
+        return [float("nan")] * len(qs)
+    if weights is None:
+        v = np.sort(values)
+        # with unit weights the cumulative weights are 1, 2, ..., n: fewer than x of them are below x
+        idx = [max(math.ceil(q / 100.0 * float(len(v))) - 1, 0) for q in qs]
+    else:
+        order = np.argsort(values)   # ties share a value, so their order cannot change the result
+        v = values[order]
+        c = np.cumsum(weights[order])
+        idx = [int(np.searchsorted(c, q / 100.0 * c[-1], side="left")) for q in qs]
+    return [float(v[min(i, len(v) - 1)]) for i in idx]
+
+
 def weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
     """The smallest value whose cumulative weight reaches q% (the inverted-CDF definition)."""
-    if len(values) == 0:
-        return float("nan")
-    order = np.argsort(values, kind="stable")
-    v, w = values[order], weights[order]
-    c = np.cumsum(w)
-    i = int(np.searchsorted(c, q / 100.0 * c[-1], side="left"))
-    return float(v[min(i, len(v) - 1)])
+    return weighted_percentiles(values, weights, (q,))[0]
 
 
 def _pct(x: np.ndarray) -> dict[str, float]:
     x = x[~np.isnan(x)]
     if len(x) == 0:
         return {f"p{p}": float("nan") for p in PERCENTILES} | {"mean": float("nan")}
-    out = {f"p{p}": weighted_percentile(x, np.ones(len(x)), p) for p in PERCENTILES}
+    out = dict(zip((f"p{p}" for p in PERCENTILES), weighted_percentiles(x, None, PERCENTILES)))
     out["mean"] = float(x.mean())
     return out
 
@@ -74,8 +86,8 @@ def summarize(out: SimulationOutput, *, ttft_slo_s: float | None = None, tbt_slo
                       ("scheduling_delay", m.scheduling_delay)):
         for k, v in _pct(arr).items():
             res[f"{name}_{k}_s"] = v
-    for p in PERCENTILES:
-        res[f"tbt_p{p}_s"] = weighted_percentile(out.tbt_values, out.tbt_weights, p)
+    for p, v in zip(PERCENTILES, weighted_percentiles(out.tbt_values, out.tbt_weights, PERCENTILES)):
+        res[f"tbt_p{p}_s"] = v
     res["tbt_max_s"] = float(out.tbt_values.max()) if len(out.tbt_values) else float("nan")
     start = float(m.arrival.min())
     end = float(np.nanmax(m.completed_at)) if done.any() else start

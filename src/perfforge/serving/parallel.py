@@ -22,6 +22,16 @@ from perfforge.serving.schedulers import ReplicaScheduler
 from perfforge.serving.simulator import BatchLog, SimulationOutput, Simulator, replica_routes
 from perfforge.serving.state import RequestState
 
+MakeScheduler = Callable[[RequestState], ReplicaScheduler]
+# simulates one replica alone: (its requests, stage timer, scheduler factory, fast_forward) -> output
+ReplicaRunner = Callable[[RequestSet, StageTimer, MakeScheduler, bool], SimulationOutput]
+
+
+def python_replica(requests: RequestSet, timer: StageTimer, make_scheduler: MakeScheduler,
+                   fast_forward: bool) -> SimulationOutput:
+    """One replica with the reference (Python) simulator."""
+    return Simulator(requests, timer, make_scheduler, replicas=1, fast_forward=fast_forward).run()
+
 # Tokens and timings a replica's simulation writes into its requests' state, copied back on merge.
 _STATE_FIELDS = ("prefill", "processed", "prefill_done", "reserved", "scheduled_at", "first_token_at",
                  "last_token_at", "completed_at", "restarts")
@@ -29,17 +39,17 @@ _LOG_FIELDS = ("start", "end", "iterations", "size", "prefill_tokens", "decode_t
 
 # What forked workers read (set just before the pool starts; closures such as the scheduler factory are
 # inherited by fork, never pickled).
-_JOB: tuple[list[RequestSet | None], StageTimer, Callable[[RequestState], ReplicaScheduler], bool] | None = None
+_JOB: tuple[list[RequestSet | None], StageTimer, MakeScheduler, bool, ReplicaRunner] | None = None
 
 
 def can_split(routing: str, replicas: int) -> bool:
     return replicas > 1 and routing in ("round_robin", "random")
 
 
-def simulate_split(requests: RequestSet, timer: StageTimer,
-                   make_scheduler: Callable[[RequestState], ReplicaScheduler], *, replicas: int, routing: str,
-                   seed: int, fast_forward: bool, jobs: int) -> SimulationOutput:
-    """The joint simulation's output, computed one replica at a time in ``jobs`` processes."""
+def simulate_split(requests: RequestSet, timer: StageTimer, make_scheduler: MakeScheduler, *, replicas: int,
+                   routing: str, seed: int, fast_forward: bool, jobs: int,
+                   runner: ReplicaRunner = python_replica) -> SimulationOutput:
+    """The joint simulation's output, computed one replica at a time (by ``runner``) in ``jobs`` processes."""
     global _JOB
     if not can_split(routing, replicas):
         raise ValueError(f"routing '{routing}' over {replicas} replica(s): replicas cannot run apart")
@@ -49,7 +59,7 @@ def simulate_split(requests: RequestSet, timer: StageTimer,
     subsets: list[RequestSet | None] = [
         RequestSet(requests.arrival_s[g], requests.prefill[g], requests.decode[g]) if len(g) else None
         for g in groups]
-    _JOB = (subsets, timer, make_scheduler, fast_forward)
+    _JOB = (subsets, timer, make_scheduler, fast_forward, runner)
     try:
         shares = [list(range(j, replicas, jobs)) for j in range(min(jobs, replicas))]
         if len(shares) == 1:
@@ -64,12 +74,12 @@ def simulate_split(requests: RequestSet, timer: StageTimer,
 
 def _simulate(replica_ids: list[int]) -> list[tuple[int, SimulationOutput]]:
     assert _JOB is not None
-    subsets, timer, make_scheduler, fast_forward = _JOB
+    subsets, timer, make_scheduler, fast_forward, runner = _JOB
     out = []
     for r in replica_ids:
         sub = subsets[r]
         if sub is not None:
-            out.append((r, Simulator(sub, timer, make_scheduler, replicas=1, fast_forward=fast_forward).run()))
+            out.append((r, runner(sub, timer, make_scheduler, fast_forward)))
     return out
 
 
@@ -94,9 +104,9 @@ def _merge(requests: RequestSet, groups: list[np.ndarray], outs: dict[int, Simul
         events += out.events
         num_blocks = out.num_blocks
     # one log in time order, as the joint simulation writes it (ties: lower replica first)
-    order = np.lexsort((np.asarray(log.replica), np.asarray(log.end))).tolist()
+    order = np.lexsort((np.asarray(log.replica), np.asarray(log.end)))
     for name in ("replica", *_LOG_FIELDS):
         values: list[Any] = getattr(log, name)
-        setattr(log, name, [values[i] for i in order])
+        setattr(log, name, np.asarray(values)[order].tolist())
     return SimulationOutput(state, log, np.concatenate(tbt_v), np.concatenate(tbt_w), preemptions, num_blocks,
                             events)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,8 @@ from perfforge.serving.batch_time import VIDUR_LOOKUPS, StageTimer
 from perfforge.serving.kv_cache import KVPlan, plan_kv
 from perfforge.serving.metrics import request_metrics, summarize
 from perfforge.serving.optable import OperatorTable, model_table
-from perfforge.serving.parallel import can_split, simulate_split
+from perfforge.serving import compiled
+from perfforge.serving.parallel import can_split, python_replica, simulate_split
 from perfforge.serving.requests import RequestSet, generate
 from perfforge.serving.schedulers import SCHEDULERS, ReplicaScheduler, SchedulerLimits
 from perfforge.serving.simulator import SimulationOutput, Simulator
@@ -68,7 +70,7 @@ class ServingReport:
             ts, dur = log.start[i] * 1e6, (log.end[i] - log.start[i]) * 1e6
             kind = "prefill" if log.prefill_tokens[i] and not log.decode_tokens[i] else \
                 "mixed" if log.prefill_tokens[i] else "decode"
-            ev.append({"name": f"{kind} x{log.size[i]}" + (f" ({log.iterations[i]} iters)" if log.iterations[i] > 1 else ""),
+            ev.append({"name": f"{kind} x{log.size[i]:g}" + (f" ({log.iterations[i]} iters)" if log.iterations[i] > 1 else ""),
                        "cat": kind, "ph": "X", "ts": ts, "dur": dur, "pid": log.replica[i], "tid": 0,
                        "args": {"size": log.size[i], "prefill_tokens": log.prefill_tokens[i],
                                 "iterations": log.iterations[i]}})
@@ -106,12 +108,22 @@ def request_set(spec: ServeSpec) -> RequestSet:
                     trace=spec.trace, seed=spec.seed)
 
 
+@lru_cache(maxsize=64)
+def _model_facts(model: str, dtype: DType) -> tuple[int, float]:
+    """Parameter count and KV-cache bytes per token (from the zoo's graph; cached: capacity searches call
+    ``simulate`` many times)."""
+    from perfforge.workload.zoo import get_model
+
+    one = get_model(model, batch=1, seq=8, dtype=dtype)
+    return one.params, one.kv_cache_bytes(context=1, batch=1)
+
+
 def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: OperatorTable | None = None, *,
              exact: bool = False, vidur_lookups: bool | tuple[str, ...] = ()) -> ServingReport:
     """``exact``: step every iteration (no fast-forward). ``vidur_lookups``: True, or some of
     ``batch_time.VIDUR_LOOKUPS``, to look times up as Vidur 0.0.26 does (comparisons with Vidur only)."""
     from perfforge.system.catalog import get_device
-    from perfforge.workload.zoo import ALIASES, MODELS, get_model
+    from perfforge.workload.zoo import ALIASES, MODELS
 
     entry = MODELS.get(ALIASES.get(spec.model, spec.model))
     cfg = entry.config
@@ -121,8 +133,7 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
         raise ConfigError(f"pp={spec.pp} must divide {spec.model}'s {cfg.layers} layers")
     device = get_device(spec.hardware)
     dtype = DType.parse(spec.dtype)
-    one = get_model(spec.model, batch=1, seq=8, dtype=dtype)
-    params = one.params
+    params, kv_bytes_per_token = _model_facts(spec.model, dtype)
     kv = plan_kv(params=params, layers=cfg.layers, kv_heads=cfg.n_kv_heads, head_dim=cfg.d_head, tp=spec.tp,
                  pp=spec.pp, dtype=dtype, memory_bytes=device.memory_bytes, memory_fraction=spec.memory_fraction,
                  block_size=spec.block_size)
@@ -142,10 +153,15 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
         return cls(st, limits, exact=exact)
 
     fast_forward = spec.fast_forward and not exact
-    jobs = spec.replica_jobs if can_split(spec.routing, spec.replicas) else 1
-    if jobs > 1:
+    split = can_split(spec.routing, spec.replicas)
+    core = simulation_core(spec)
+    jobs = spec.replica_jobs if split else 1
+    if core == "compiled" and spec.replicas == 1:
+        out = compiled.simulate_replica(reqs, timer, make_scheduler, fast_forward)
+    elif jobs > 1 or core == "compiled":
         out = simulate_split(reqs, timer, make_scheduler, replicas=spec.replicas, routing=spec.routing,
-                             seed=spec.seed, fast_forward=fast_forward, jobs=jobs)
+                             seed=spec.seed, fast_forward=fast_forward, jobs=jobs,
+                             runner=compiled.simulate_replica if core == "compiled" else python_replica)
     else:
         out = Simulator(reqs, timer, make_scheduler, replicas=spec.replicas, routing=spec.routing,
                         seed=spec.seed, fast_forward=fast_forward).run()
@@ -157,8 +173,24 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
         flops_per_token=2.0 * (params - cfg.vocab * cfg.hidden),
         attn_flops_per_pair=4.0 * cfg.layers * cfg.heads * cfg.d_head,
         weight_bytes=per_layer_params * cfg.layers * dtype.bytes,
-        kv_bytes_per_token=one.kv_cache_bytes(context=1, batch=1),
+        kv_bytes_per_token=kv_bytes_per_token,
         peak_flop_per_s=device.peak_flop_per_s(dtype), peak_bytes_per_s=device.memory_bytes_per_s,
         devices_per_replica=devices, replicas=spec.replicas)
     summary["replica_jobs"] = jobs
+    summary["simulation_core"] = core
     return ServingReport(spec, summary, out, kv, table.source, wall)
+
+
+def simulation_core(spec: ServeSpec) -> str:
+    """Which core simulates ``spec``: "compiled" or "python" (``spec.core``; "auto" picks compiled where
+    it applies). Asking for "compiled" where it does not apply is an error that says why."""
+    routing_known = spec.replicas == 1 or can_split(spec.routing, spec.replicas)
+    ok = compiled.supports(spec.pp, routing_known, spec.scheduler)
+    if spec.core == "compiled" and not ok:
+        why = ("numba is not installed (pip install numba)" if not compiled.available() else
+               "it simulates single-stage replicas (pp=1)" if spec.pp > 1 else
+               "least_outstanding routing couples the replicas")
+        raise ConfigError(f"serve core: 'compiled' cannot run this scenario: {why}; use core 'auto' or 'python'")
+    if spec.core == "python" or not ok:
+        return "python"
+    return "compiled"

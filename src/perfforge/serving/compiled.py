@@ -1,0 +1,859 @@
+"""The serving simulation of one replica, compiled with numba: the Python simulator's semantics, a fraction of its CPU.
+
+``simulator.Simulator`` is the reference: readable, every replica layout, every routing. Its cost is
+Python's per-event overhead (tens of numpy calls on small arrays per batch), not the work itself. This module
+runs the same event loop for one single-stage replica (pipeline depth 1) as one compiled function: the same
+schedulers element by element (vLLM v0, Sarathi-Serve, Orca, static), the same paged-block bookkeeping and
+preemption, the same decode fast-forward (``MAX_FAST_FORWARD`` iterations at most per run, stopped by the
+next arrival, a completion or a block boundary), the same batch-time lookups (``batch_time.StageTimer``,
+including Vidur's lookup behaviours) and the same log and token-gap records. Tests check that both give the
+same results. A cluster whose routing is known upfront (round robin, random) runs one replica at a time
+(``parallel.simulate_split``); least-outstanding routing and pipeline-parallel replicas use the Python
+simulator. numba is a dependency of the package; where it is missing everything runs in Python
+(``available()`` says which).
+
+Floating-point operations follow the Python code's order (numpy's ``interp`` formula, the bilinear lookups'
+term order, sequential cumulative sums), so results agree to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from perfforge.serving.batch_time import StageTimer
+from perfforge.serving.requests import RequestSet
+from perfforge.serving.schedulers import OrcaScheduler, ReplicaScheduler
+from perfforge.serving.simulator import MAX_FAST_FORWARD, BatchLog, SimulationOutput
+from perfforge.serving.state import RequestState
+
+try:  # pragma: no cover - exercised by whichever environment runs the tests
+    from numba import njit
+
+    _HAVE_NUMBA = True
+except ImportError:  # pragma: no cover
+    _HAVE_NUMBA = False
+
+    def njit(*args, **kwargs):  # type: ignore[no-redef]
+        """Without numba the functions stay plain Python (never called: ``available()`` is False)."""
+        if args and callable(args[0]):
+            return args[0]
+        return lambda f: f
+
+SCHEDULER_CODES = {"vllm": 0, "sarathi": 1, "orca": 2, "static": 3}
+VLLM, SARATHI, ORCA, STATIC = 0, 1, 2, 3
+# scalar scheduler state kept in one int64 array (compiled helpers cannot rebind their caller's ints)
+_FREE, _NALLOC, _QHEAD, _QLEN, _RS, _RE, _PREEMPT, _GROUP = range(8)
+
+
+def available() -> bool:
+    return _HAVE_NUMBA
+
+
+def supports(stages: int, routing_known: bool, scheduler: str) -> bool:
+    """Can the compiled core simulate this replica layout?"""
+    return _HAVE_NUMBA and stages == 1 and routing_known and scheduler in SCHEDULER_CODES
+
+
+# ---- lookups (mirror StageTimer and OperatorTable, operation for operation) -----------------------------------
+@njit(cache=True)
+def _bisect_right(a, x):
+    lo, hi = 0, len(a)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x < a[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@njit(cache=True)
+def _np_interp(x, xp, fp):
+    """numpy.interp for one x (its C loop: clamped ends, exact hits, slope * (x - x_j) + y_j)."""
+    n = len(xp)
+    if x < xp[0]:
+        return fp[0]
+    if x > xp[n - 1]:
+        return fp[n - 1]
+    j = _bisect_right(xp, x) - 1
+    if j >= n - 1 or xp[j] == x:
+        return fp[j]
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    return slope * (x - xp[j]) + fp[j]
+
+
+@njit(cache=True)
+def _lookup(g, ys, x):
+    """StageTimer._lookup: linear, flat below the grid, extrapolated above it."""
+    if x <= g[0]:
+        return ys[0]
+    i = _bisect_right(g, x) - 1
+    if i >= len(g) - 1:
+        i = len(g) - 2
+    return ys[i] + (ys[i + 1] - ys[i]) * (x - g[i]) / (g[i + 1] - g[i])
+
+
+@njit(cache=True)
+def _interp2(xg, yg, z, x, y):
+    """optable.interp2 for one point (clamped bilinear)."""
+    x = min(max(x, xg[0]), xg[len(xg) - 1])
+    y = min(max(y, yg[0]), yg[len(yg) - 1])
+    i = min(_bisect_right(xg, x) - 1, len(xg) - 2)
+    j = min(_bisect_right(yg, y) - 1, len(yg) - 2)
+    x0 = xg[i]
+    y0 = yg[j]
+    tx = (x - x0) / (xg[i + 1] - x0)
+    ty = (y - y0) / (yg[j + 1] - y0)
+    z00 = z[i, j]
+    z10 = z[i + 1, j]
+    z01 = z[i, j + 1]
+    z11 = z[i + 1, j + 1]
+    return z00 + tx * (z10 - z00) + ty * (z01 - z00) + tx * ty * (z11 - z10 - z01 + z00)
+
+
+@njit(cache=True)
+def _prefill_one(xs, ys, z, ctx, chunk):
+    """StageTimer._prefill_one (its own term order)."""
+    x = min(max(ctx, xs[0]), xs[len(xs) - 1])
+    y = min(max(chunk, ys[0]), ys[len(ys) - 1])
+    i = min(_bisect_right(xs, x) - 1, len(xs) - 2)
+    j = min(_bisect_right(ys, y) - 1, len(ys) - 2)
+    tx = (x - xs[i]) / (xs[i + 1] - xs[i])
+    ty = (y - ys[j]) / (ys[j + 1] - ys[j])
+    return ((1 - tx) * (1 - ty) * z[i, j] + tx * (1 - ty) * z[i + 1, j]
+            + (1 - tx) * ty * z[i, j + 1] + tx * ty * z[i + 1, j + 1])
+
+
+@njit(cache=True)
+def _decode_row(rows, row_ok, dec_b, dec_c, dec_z, b):
+    """Decode attention versus context at batch size b (StageTimer._decode_row), cached per batch size."""
+    cap = len(row_ok)
+    slot = b if b < cap else cap     # the last row is scratch space for batch sizes beyond the cache
+    if slot < cap and row_ok[slot]:
+        return rows[slot]
+    for j in range(len(dec_c)):
+        rows[slot, j] = _interp2(dec_b, dec_c, dec_z, float(b), dec_c[j])
+    if slot < cap:
+        row_ok[slot] = True
+    return rows[slot]
+
+
+@njit(cache=True)
+def _fixed(g, curve, head, has_head, tokens, seqs):
+    t = _lookup(g, curve, tokens)
+    if has_head:
+        t += _lookup(g, head, seqs)
+    return t
+
+
+@njit(cache=True)
+def _ceil_to(x, m):
+    return ((x + m - 1) // m) * m
+
+
+# quirk flags: bit 0 tokens_x8, bit 1 decode_context_x256, bit 2 prefill_context_with_chunk, bit 3 gqa overhead
+# (already combined with "the model has grouped-query attention")
+@njit(cache=True)
+def _decode_iter_time(tm, rows, row_ok, quirks, layers, batch, ctx):
+    """One decode-only iteration of ``batch`` requests at mean context ``ctx`` (StageTimer.decode_iterations
+    for one element; decode_one is the same lookup)."""
+    g, curve, head, has_head, dec_b, dec_c, dec_z = tm[0], tm[1], tm[2], tm[3][0] > 0, tm[4], tm[5], tm[6]
+    tokens = float(_ceil_to(batch, 8)) if quirks & 1 else float(batch)
+    if quirks & 2:
+        ctx = float(_ceil_to(int(math.floor(ctx)), 256))
+    attn = _np_interp(ctx, dec_c, _decode_row(rows, row_ok, dec_b, dec_c, dec_z, batch))
+    if quirks & 8 and batch > 1:
+        attn = attn * 1.1
+    return _fixed(g, curve, head, has_head, tokens, float(batch)) + layers * attn
+
+
+@njit(cache=True)
+def _shrinking_iter_time(tm, quirks, layers, active, ctx):
+    """StageTimer.shrinking_decode_iterations for one element (direct bilinear lookup, numpy.interp)."""
+    g, curve, head, has_head, dec_b, dec_c, dec_z = tm[0], tm[1], tm[2], tm[3][0] > 0, tm[4], tm[5], tm[6]
+    b = float(active)
+    tokens = float(_ceil_to(active, 8)) if quirks & 1 else b
+    if quirks & 2:
+        ctx = float(_ceil_to(int(math.floor(ctx)), 256))
+    attn = _interp2(dec_b, dec_c, dec_z, b, ctx)
+    if quirks & 8 and b > 1:
+        attn = attn * 1.1
+    fixed = _np_interp(tokens, g, curve)
+    if has_head:
+        fixed = fixed + _np_interp(b, g, head)
+    return fixed + layers * attn
+
+
+@njit(cache=True)
+def _batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, n, pad, pad_kv):
+    """StageTimer.batch_time over the batch's ``n`` requests plus ``pad`` padded decode slots at ``pad_kv``."""
+    g, curve, head, has_head, dec_b, dec_c, dec_z = tm[0], tm[1], tm[2], tm[3][0] > 0, tm[4], tm[5], tm[6]
+    n_dec = pad
+    tok = pad
+    kv_dec = pad * pad_kv
+    for i in range(n):
+        tok += q[i]
+        if q[i] == 1:
+            n_dec += 1
+            kv_dec += kv[i]
+    attn = 0.0
+    if n_dec:
+        ctx = kv_dec / n_dec
+        if quirks & 2:
+            ctx = float(_ceil_to(int(ctx), 256))
+        a = _np_interp(ctx, dec_c, _decode_row(rows, row_ok, dec_b, dec_c, dec_z, n_dec))
+        attn += a * (1.1 if quirks & 8 and n_dec > 1 else 1.0)
+    if n_dec < n + pad:
+        for i in range(n):
+            if q[i] != 1:
+                c, k = q[i], kv[i]
+                if quirks & 4:
+                    attn += _prefill_one(pre[0], pre[1], pre[2], float(_ceil_to(k, 256)), float(_ceil_to(c, 32)))
+                else:
+                    attn += _prefill_one(pre[0], pre[1], pre[2], float(k - c), float(c))
+    tokens = float(_ceil_to(tok, 8)) if quirks & 1 else float(tok)
+    return _fixed(g, curve, head, has_head, tokens, float(n + pad)) + layers * attn
+
+
+# ---- growable outputs ---------------------------------------------------------------------------------------
+# (explicit loops instead of slice assignments and numba's sorts: its generic array machinery costs tens of
+# seconds of compilation)
+@njit(cache=True)
+def _room(a, need):
+    if need <= len(a):
+        return a
+    b = np.empty(max(need, 2 * len(a)), a.dtype)
+    for i in range(len(a)):
+        b[i] = a[i]
+    return b
+
+
+@njit(cache=True)
+def _sort_by(keys, idx, n, buf, by_value):
+    """Stable bottom-up merge sort of ``idx[:n]`` by ``keys[idx]``, or by the values themselves."""
+    width = 1
+    src, dst = idx, buf
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i, j, o = lo, mid, lo
+            while i < mid and j < hi:
+                if (src[j] < src[i]) if by_value else (keys[src[j]] < keys[src[i]]):
+                    dst[o] = src[j]
+                    j += 1
+                else:
+                    dst[o] = src[i]
+                    i += 1
+                o += 1
+            while i < mid:
+                dst[o] = src[i]
+                i += 1
+                o += 1
+            while j < hi:
+                dst[o] = src[j]
+                j += 1
+                o += 1
+        src, dst = dst, src
+        width *= 2
+    if src is not idx:
+        for i in range(n):
+            idx[i] = src[i]
+
+
+@njit(cache=True)
+def _gap(tv, tw, n, value, weight):
+    """Record ``weight`` tokens that waited ``value`` s; a repeat of the last value adds to its weight (the
+    percentiles see the same distribution, and a decode batch's tokens mostly share one gap)."""
+    if n and tv[n - 1] == value:
+        tw[n - 1] += weight
+        return n
+    tv[n] = value
+    tw[n] = weight
+    return n + 1
+
+
+# ---- scheduler pieces ---------------------------------------------------------------------------------------
+@njit(cache=True)
+def _release(r, st, reserved):
+    st[_FREE] += reserved[r]
+    reserved[r] = 0
+    st[_NALLOC] -= 1
+
+
+@njit(cache=True)
+def _preempt(r, st, qbuf, prefill, processed, prefill_done, reserved, restarts):
+    """vLLM v0's preemption by recompute: the tokens so far become the prompt; back to the queue's head."""
+    prefill[r] = processed[r]
+    processed[r] = 0
+    prefill_done[r] = False
+    restarts[r] += 1
+    _release(r, st, reserved)
+    cap = len(qbuf)
+    st[_QHEAD] = (st[_QHEAD] - 1) % cap
+    qbuf[st[_QHEAD]] = r
+    st[_QLEN] += 1
+    st[_PREEMPT] += 1
+
+
+@njit(cache=True)
+def _decode_one(r, st, run, qbuf, prefill, processed, prefill_done, reserved, restarts, bs, ids, q, nb):
+    """ReplicaScheduler._decode_one: preempt the youngest running requests (at last ``r``) while no block is
+    free, then grow ``r``'s blocks and add it. Returns the batch's new size."""
+    while st[_FREE] < 1:
+        if st[_RE] > st[_RS]:
+            st[_RE] -= 1
+            _preempt(run[st[_RE]], st, qbuf, prefill, processed, prefill_done, reserved, restarts)
+        else:
+            _preempt(r, st, qbuf, prefill, processed, prefill_done, reserved, restarts)
+            return nb
+    if processed[r] > reserved[r] * bs:
+        reserved[r] += 1
+        st[_FREE] -= 1
+    ids[nb] = r
+    q[nb] = 1
+    return nb + 1
+
+
+@njit(cache=True)
+def _compact_running(st, run):
+    """Close the gap left by requests taken from the running list's front."""
+    rs, re = st[_RS], st[_RE]
+    if rs:
+        for i in range(re - rs):
+            run[i] = run[rs + i]
+    st[_RS] = 0
+    st[_RE] = re - rs
+
+
+@njit(cache=True)
+def _can_admit(r, st, prefill, bs, watermark, kind, mbps):
+    if kind >= ORCA:
+        return st[_FREE] >= mbps
+    return st[_FREE] - (prefill[r] + bs - 1) // bs >= watermark
+
+
+@njit(cache=True)
+def _admit(r, st, prefill, reserved, bs, kind, mbps):
+    nblk = mbps if kind >= ORCA else (prefill[r] + bs - 1) // bs
+    st[_FREE] -= nblk
+    reserved[r] = nblk
+    st[_NALLOC] += 1
+
+
+# ---- the simulation -----------------------------------------------------------------------------------------
+@njit(cache=True)
+def _simulate(arrival, prefill, total, processed, prefill_done, reserved, scheduled_at, first_token_at,
+              last_token_at, completed_at, restarts, tm, pre, quirks, layers, kind, lim, fast_forward, max_ff):
+    """One replica. ``lim``: num_blocks, block_size, max_batch_size, max_tokens_per_batch, chunk_size,
+    watermark (blocks), max_micro, max_batch (Orca/static), max_blocks_per_seq, step_allocates,
+    keeps_finished_slots. Returns the batch log's columns and length, the token gaps with their weights and
+    count, the preemptions and the events."""
+    n_req = len(arrival)
+    num_blocks, bs, max_bsz, max_tok, chunk = lim[0], lim[1], lim[2], lim[3], lim[4]
+    watermark, max_micro, max_batch, mbps = lim[5], lim[6], lim[7], lim[8]
+    step_alloc, keeps = lim[9] > 0, lim[10] > 0
+    st = np.zeros(8, np.int64)
+    st[_FREE] = num_blocks
+    qbuf = np.empty(max(n_req, 1), np.int64)
+    run = np.empty(max(n_req, 1), np.int64)
+    ids = np.empty(max(n_req, 1), np.int64)
+    q = np.empty(max(n_req, 1), np.int64)
+    kv = np.empty(max(n_req, 1), np.int64)
+    tmp = np.empty(max(n_req, 1), np.int64)
+    p0 = np.empty(max(n_req, 1), np.int64)
+    rem = np.empty(max(n_req, 1), np.int64)
+    order = np.empty(max(n_req, 1), np.int64)
+    srt = np.empty(max(n_req, 1), np.int64)    # sort buffer
+    cum = np.empty(max(n_req, 1) + 1)
+    dur = np.empty(max_ff)
+    ends = np.empty(max_ff)
+    act = np.empty(max_ff, np.int64)
+    cnt = np.empty(max_ff, np.int64)
+    cap_rows = max(max_bsz, max_batch) + 2
+    rows = np.empty((cap_rows + 1, len(tm[5])))
+    row_ok = np.zeros(cap_rows, np.bool_)
+    lg_start = np.empty(1024)
+    lg_end = np.empty(1024)
+    lg_size = np.empty(1024)
+    lg_dec = np.empty(1024)
+    lg_kv = np.empty(1024)
+    lg_iters = np.empty(1024, np.int64)
+    lg_pre = np.empty(1024, np.int64)
+    lg_blocks = np.empty(1024, np.int64)
+    n_log = 0
+    tv = np.empty(4096)
+    tw = np.empty(4096)
+    n_tbt = 0
+    events = 0
+    ai = 0
+    busy = False
+    batch_end = np.inf
+    # the batch in flight
+    nb = 0
+    pad = 0
+    decode_only = False
+    iters = 1
+    run_time = 0.0
+    has_active = False
+    sched_t = 0.0
+    while ai < n_req or busy:
+        t = arrival[ai] if ai < n_req else np.inf
+        if busy and batch_end < t:
+            t = batch_end
+        while ai < n_req and arrival[ai] == t:
+            cap = len(qbuf)
+            qbuf[(st[_QHEAD] + st[_QLEN]) % cap] = ai
+            st[_QLEN] += 1
+            ai += 1
+            events += 1
+        if busy and batch_end == t:
+            busy = False
+            events += 1
+            # ---- the batch's end: tokens, timings, completions --------------------------------------------
+            kv_read = 0.0
+            decoding = -1.0
+            tv = _room(tv, n_tbt + nb + iters)
+            tw = _room(tw, n_tbt + nb + iters)
+            if decode_only and iters > 1 and has_active:
+                # a fast-forwarded run during which requests finished (Simulator._finish_shrinking)
+                ssum = 0
+                for i in range(nb):
+                    r = ids[i]
+                    rm = total[r] - p0[i]
+                    steps = min(rm, iters)
+                    ssum += steps
+                    n_tbt = _gap(tv, tw, n_tbt, (sched_t + dur[0]) - last_token_at[r], 1.0)
+                    kv_read += steps * (kv[i] - 1) + steps * (steps + 1) / 2
+                for j in range(1, iters):
+                    n_tbt = _gap(tv, tw, n_tbt, dur[j], float(act[j]))
+                decoding = ssum / iters
+                nleft = 0
+                for i in range(nb):
+                    r = ids[i]
+                    rm = total[r] - p0[i]
+                    steps = min(rm, iters)
+                    proc = p0[i] + steps
+                    processed[r] = proc
+                    if rm <= iters:
+                        completed_at[r] = ends[rm - 1]
+                        last_token_at[r] = ends[rm - 1]
+                    else:
+                        last_token_at[r] = t
+                        if step_alloc:
+                            need = (proc - 1 + bs - 1) // bs
+                            if need > reserved[r]:
+                                st[_FREE] -= need - reserved[r]
+                                reserved[r] = need
+                        tmp[nleft] = r
+                        nleft += 1
+                for i in range(nb):
+                    if total[ids[i]] - p0[i] <= iters:
+                        _release(ids[i], st, reserved)
+            else:
+                if decode_only:
+                    if iters > 1:
+                        first_end = sched_t + dur[0]
+                        for i in range(nb):
+                            n_tbt = _gap(tv, tw, n_tbt, first_end - last_token_at[ids[i]], 1.0)
+                        for j in range(1, iters):
+                            n_tbt = _gap(tv, tw, n_tbt, dur[j], float(nb))
+                        ksum = 0
+                        for i in range(nb):
+                            ksum += kv[i]
+                        kv_read = iters * float(ksum) + nb * iters * (iters - 1) / 2
+                    else:
+                        ksum = 0
+                        for i in range(nb):
+                            n_tbt = _gap(tv, tw, n_tbt, t - last_token_at[ids[i]], 1.0)
+                            ksum += kv[i]
+                        kv_read = float(ksum)
+                    for i in range(nb):
+                        r = ids[i]
+                        proc = processed[r] + iters
+                        processed[r] = proc
+                        if iters > 1 and step_alloc:
+                            need = (proc - 1 + bs - 1) // bs
+                            if need > reserved[r]:
+                                st[_FREE] -= need - reserved[r]
+                                reserved[r] = need
+                        last_token_at[r] = t
+                else:
+                    ksum = 0
+                    for i in range(nb):
+                        ksum += kv[i]
+                    kv_read = float(ksum)
+                    for i in range(nb):
+                        r = ids[i]
+                        proc = processed[r] + q[i]
+                        was_decode = prefill_done[r]
+                        if not was_decode and proc == prefill[r]:
+                            prefill_done[r] = True
+                            proc += 1          # the prefill's forward pass yields the first token
+                            if np.isnan(first_token_at[r]):
+                                first_token_at[r] = t
+                            out = True
+                        else:
+                            out = was_decode
+                        processed[r] = proc
+                        if out:
+                            prev = last_token_at[r]
+                            if not np.isnan(prev):
+                                n_tbt = _gap(tv, tw, n_tbt, t - prev, 1.0)
+                            last_token_at[r] = t
+                # completions free their blocks; the rest go back to the scheduler (Simulator._end)
+                nleft = 0
+                for i in range(nb):
+                    r = ids[i]
+                    if processed[r] >= total[r]:
+                        completed_at[r] = t
+                for i in range(nb):
+                    r = ids[i]
+                    if processed[r] >= total[r]:
+                        _release(r, st, reserved)
+                    else:
+                        tmp[nleft] = r
+                        nleft += 1
+            # on_batch_end: unfinished requests join the running list
+            for i in range(nleft):
+                run[st[_RE]] = tmp[i]
+                st[_RE] += 1
+            if kind == STATIC and st[_RE] == 0:
+                st[_GROUP] = 0
+            # the batch log (BatchLog.add)
+            if n_log == len(lg_start):
+                lg_start, lg_end, lg_size = _room(lg_start, n_log + 1), _room(lg_end, n_log + 1), _room(lg_size, n_log + 1)
+                lg_dec, lg_kv = _room(lg_dec, n_log + 1), _room(lg_kv, n_log + 1)
+                lg_iters, lg_pre, lg_blocks = _room(lg_iters, n_log + 1), _room(lg_pre, n_log + 1), _room(lg_blocks, n_log + 1)
+            lg_start[n_log] = sched_t
+            lg_end[n_log] = t
+            lg_iters[n_log] = iters
+            if decode_only:
+                dec = float(nb) if decoding < 0 else decoding
+                lg_size[n_log] = float(nb + pad) if (keeps and has_active) or decoding < 0 else dec
+                lg_pre[n_log] = 0
+                lg_dec[n_log] = dec
+            else:
+                ndec = 0
+                qsum = 0
+                for i in range(nb):
+                    qsum += q[i]
+                    if q[i] == 1:
+                        ndec += 1
+                lg_size[n_log] = float(nb + pad)
+                lg_pre[n_log] = qsum - ndec
+                lg_dec[n_log] = float(ndec)
+            lg_kv[n_log] = kv_read
+            lg_blocks[n_log] = num_blocks - st[_FREE]
+            n_log += 1
+        # ---- dispatch: the scheduler forms the next batch ------------------------------------------------------
+        if busy:
+            continue
+        nb = 0
+        pad = 0
+        decode_only = False
+        # sort the running list (every scheduler starts from it in arrival order)
+        re = st[_RE]
+        unsorted = False
+        for i in range(1, re):
+            if run[i] < run[i - 1]:
+                unsorted = True
+                break
+        if unsorted:
+            _sort_by(run, run, re, srt, True)
+        st[_RS] = 0
+        if kind == VLLM:
+            tokens = 0
+            while st[_QLEN] > 0:
+                r = qbuf[st[_QHEAD]]
+                nt = prefill[r]
+                if (not _can_admit(r, st, prefill, bs, watermark, kind, mbps) or tokens + nt > max_tok
+                        or st[_NALLOC] == max_bsz or nb == max_micro):
+                    break
+                st[_QHEAD] = (st[_QHEAD] + 1) % len(qbuf)
+                st[_QLEN] -= 1
+                _admit(r, st, prefill, reserved, bs, kind, mbps)
+                ids[nb] = r
+                q[nb] = nt
+                nb += 1
+                tokens += nt
+            if nb == 0:
+                while st[_RE] > st[_RS] and nb < max_micro:
+                    r = run[st[_RS]]
+                    st[_RS] += 1
+                    nb = _decode_one(r, st, run, qbuf, prefill, processed, prefill_done, reserved, restarts,
+                                     bs, ids, q, nb)
+                decode_only = True
+            _compact_running(st, run)
+        elif kind == SARATHI:
+            budget = chunk
+            npart = 0
+            while st[_RE] > st[_RS] and nb < max_micro:
+                r = run[st[_RS]]
+                st[_RS] += 1
+                if not prefill_done[r]:
+                    tmp[npart] = r
+                    npart += 1
+                    continue
+                nb = _decode_one(r, st, run, qbuf, prefill, processed, prefill_done, reserved, restarts,
+                                 bs, ids, q, nb)
+            used = nb
+            partial_used = False
+            nskip = 0
+            for i in range(npart):          # continue chunked prefills (their blocks are already held)
+                r = tmp[i]
+                nt = min(prefill[r] - processed[r], budget - used)
+                if nt <= 0:
+                    tmp[nskip] = r            # skipped ones stay in order, ahead of the rest
+                    nskip += 1
+                    continue
+                ids[nb] = r
+                q[nb] = nt
+                nb += 1
+                used += nt
+                partial_used = True
+            rs, re = st[_RS], st[_RE]
+            if nskip:                        # nskip <= rs: the skipped were taken from the front
+                for i in range(re - rs):
+                    run[nskip + i] = run[rs + i]
+                for i in range(nskip):
+                    run[i] = tmp[i]
+                st[_RS] = 0
+                st[_RE] = nskip + re - rs
+            else:
+                _compact_running(st, run)
+            admitted = False
+            while st[_QLEN] > 0:
+                if st[_NALLOC] == max_bsz or nb == max_micro:
+                    break
+                r = qbuf[st[_QHEAD]]
+                if not _can_admit(r, st, prefill, bs, watermark, kind, mbps):
+                    break
+                nt = min(prefill[r], budget - used)
+                if nt <= 0:
+                    break
+                st[_QHEAD] = (st[_QHEAD] + 1) % len(qbuf)
+                st[_QLEN] -= 1
+                _admit(r, st, prefill, reserved, bs, kind, mbps)
+                ids[nb] = r
+                q[nb] = nt
+                nb += 1
+                used += nt
+                admitted = True
+            decode_only = not partial_used and not admitted
+        elif kind == ORCA:
+            take = min(st[_RE], max_batch)
+            for i in range(take):
+                ids[i] = run[i]
+                q[i] = 1
+            nb = take
+            st[_RS] = take
+            _compact_running(st, run)
+            decode_only = True
+            while st[_QLEN] > 0 and nb < max_batch and _can_admit(qbuf[st[_QHEAD]], st, prefill, bs, watermark,
+                                                                  kind, mbps):
+                r = qbuf[st[_QHEAD]]
+                st[_QHEAD] = (st[_QHEAD] + 1) % len(qbuf)
+                st[_QLEN] -= 1
+                _admit(r, st, prefill, reserved, bs, kind, mbps)
+                ids[nb] = r
+                q[nb] = prefill[r]
+                nb += 1
+                decode_only = False
+        else:   # STATIC
+            if st[_RE] == 0:
+                if st[_GROUP] == 0:
+                    while st[_QLEN] > 0 and nb < max_batch and _can_admit(qbuf[st[_QHEAD]], st, prefill, bs,
+                                                                          watermark, kind, mbps):
+                        r = qbuf[st[_QHEAD]]
+                        st[_QHEAD] = (st[_QHEAD] + 1) % len(qbuf)
+                        st[_QLEN] -= 1
+                        _admit(r, st, prefill, reserved, bs, kind, mbps)
+                        ids[nb] = r
+                        q[nb] = prefill[r]
+                        nb += 1
+                    st[_GROUP] = nb
+            else:
+                nb = st[_RE]
+                for i in range(nb):
+                    ids[i] = run[i]
+                    q[i] = 1
+                st[_RE] = 0
+                decode_only = True
+                pad = st[_GROUP] - nb
+        if nb == 0:
+            continue
+        for i in range(nb):
+            kv[i] = processed[ids[i]] + q[i]
+        sched_t = t
+        iters = 1
+        has_active = False
+        if decode_only:
+            for i in range(nb):
+                p0[i] = processed[ids[i]]
+            if fast_forward:
+                # ---- fast-forward (Simulator._extend) -------------------------------------------------------
+                blocked = -1                  # -1: a queued request could join now; 0: queue empty; 1: blocked
+                if st[_QLEN] == 0:
+                    blocked = 0
+                else:
+                    r = qbuf[st[_QHEAD]]
+                    if kind == VLLM:
+                        if (not _can_admit(r, st, prefill, bs, watermark, kind, mbps) or st[_NALLOC] == max_bsz
+                                or prefill[r] > max_tok):
+                            blocked = 1
+                    elif kind == SARATHI:
+                        if (st[_NALLOC] == max_bsz or nb >= max_micro or nb >= chunk
+                                or not _can_admit(r, st, prefill, bs, watermark, kind, mbps)):
+                            blocked = 1
+                    elif kind == ORCA:
+                        if nb >= max_batch or not _can_admit(r, st, prefill, bs, watermark, kind, mbps):
+                            blocked = 1
+                    else:
+                        blocked = 1
+                if kind == STATIC:
+                    blocked = 1
+                if blocked >= 0:
+                    rmin = total[ids[0]] - p0[0]
+                    rmax = rmin
+                    psum = 0
+                    for i in range(nb):
+                        rem[i] = total[ids[i]] - p0[i]
+                        rmin = min(rmin, rem[i])
+                        rmax = max(rmax, rem[i])
+                        psum += p0[i]
+                    through = st[_RE] == 0 and (blocked == 0 or keeps)
+                    k = min(rmax if through else rmin, max_ff)
+                    nxt = arrival[ai] if ai < n_req else np.inf
+                    if blocked == 0 and k > 32 and nxt < np.inf:
+                        d0 = _decode_iter_time(tm, rows, row_ok, quirks, layers, 1 if through else nb + pad,
+                                               float(psum) / nb + 1.0)
+                        k = min(k, int((nxt - t) / d0) + 2)
+                    if k > 1 and step_alloc and st[_FREE] <= nb * (k // bs + 2):
+                        # iterations at which requests cross a block boundary; stop before the blocks run out
+                        for j in range(k):
+                            cnt[j] = 0
+                        for i in range(nb):
+                            first = reserved[ids[i]] * bs - p0[i] + 1
+                            for o in range(0, k, bs):
+                                it = first + o
+                                if it >= 1 and it < k and it < rem[i]:
+                                    cnt[it] += 1
+                        c = 0
+                        for j in range(k):
+                            c += cnt[j]
+                            if st[_FREE] - c < 1:
+                                k = j
+                                break
+                    if k > 1:
+                        shrinking = through and rmin < k
+                        if shrinking:
+                            for i in range(nb):
+                                order[i] = i
+                            _sort_by(rem, order, nb, srt, False)
+                            cum[0] = 0.0
+                            for i in range(nb):
+                                cum[i + 1] = cum[i] + p0[order[i]]
+                            gone = 0
+                            for j in range(k):
+                                while gone < nb and rem[order[gone]] <= j:
+                                    gone += 1
+                                a = nb - gone
+                                act[j] = a
+                                ctx = (cum[nb] - cum[gone]) / a + 1.0 + j
+                                if keeps:
+                                    dur[j] = _decode_iter_time(tm, rows, row_ok, quirks, layers, nb + pad, ctx)
+                                else:
+                                    dur[j] = _shrinking_iter_time(tm, quirks, layers, a, ctx)
+                        else:
+                            base = float(psum) / nb + 1.0
+                            for j in range(k):
+                                dur[j] = _decode_iter_time(tm, rows, row_ok, quirks, layers, nb + pad, base + j)
+                        s = 0.0
+                        for j in range(k):
+                            s += dur[j]
+                            ends[j] = s
+                        if blocked == 0:
+                            # iterations that end before the next arrival, plus the one it arrives during
+                            x = nxt - t
+                            lo = 0
+                            while lo < k and ends[lo] < x:
+                                lo += 1
+                            k = min(k, 1 + lo)
+                        if k > 1:
+                            iters = k
+                            run_time = ends[k - 1]
+                            has_active = shrinking
+                            for j in range(k):
+                                ends[j] = sched_t + ends[j]
+        else:
+            for i in range(nb):                # only prompts can be scheduled for the first time
+                r = ids[i]
+                if not prefill_done[r] and np.isnan(scheduled_at[r]):
+                    scheduled_at[r] = t
+        if iters > 1:
+            dt = run_time
+        else:
+            pad_kv = 0.0
+            if pad:
+                s_kv = 0
+                for i in range(nb):
+                    s_kv += kv[i]
+                pad_kv = s_kv / nb
+            dt = _batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, nb, pad, pad_kv)
+        busy = True
+        batch_end = t + dt
+    return (lg_start, lg_end, lg_size, lg_dec, lg_kv, lg_iters, lg_pre, lg_blocks, n_log, tv, tw, n_tbt,
+            st[_PREEMPT], events)
+
+
+# ---- Python side --------------------------------------------------------------------------------------------
+def _timer_arrays(timer: StageTimer) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], int]:
+    t = timer.table
+    has_head = timer.pp == 1 and "lm_head" not in t.absent
+    head = np.asarray(timer._head if has_head else np.zeros(len(t.tokens)), dtype=np.float64)
+    tm = (np.asarray(t.tokens, np.float64), np.asarray(timer._curves[0], np.float64), head,
+          np.array([1.0 if has_head else 0.0]), np.asarray(t.decode_batch, np.float64),
+          np.asarray(t.decode_context, np.float64), np.ascontiguousarray(t.decode_time, np.float64))
+    pre = (np.asarray(t.prefill_context, np.float64), np.asarray(t.prefill_chunk, np.float64),
+           np.ascontiguousarray(t.prefill_time, np.float64))
+    q = timer.vidur_lookups
+    quirks = (1 * ("tokens_x8" in q) + 2 * ("decode_context_x256" in q) + 4 * ("prefill_context_with_chunk" in q)
+              + 8 * ("gqa_decode_overhead" in q and timer.gqa))
+    return tm, pre, quirks
+
+
+def simulate_replica(requests: RequestSet, timer: StageTimer,
+                     make_scheduler: Callable[[RequestState], ReplicaScheduler],
+                     fast_forward: bool = True) -> SimulationOutput:
+    """Simulate one single-stage replica serving ``requests`` (arrival order) with the compiled core
+    (``parallel.ReplicaRunner``). The scheduler ``make_scheduler`` makes supplies its kind, limits and derived
+    caps; the compiled loop does its work."""
+    state = RequestState(requests)
+    scheduler = make_scheduler(state)
+    if not supports(timer.pp, True, scheduler.name):
+        raise ValueError(f"the compiled core does not cover scheduler '{scheduler.name}' with "
+                         f"{timer.pp} pipeline stage(s) (numba installed: {_HAVE_NUMBA})")
+    lim = scheduler.lim
+    orca = isinstance(scheduler, OrcaScheduler)
+    caps = np.array([lim.num_blocks, lim.block_size, lim.max_batch_size, lim.max_tokens_per_batch, lim.chunk_size,
+                     scheduler.watermark, scheduler.max_micro, scheduler.max_batch if orca else 0,
+                     scheduler.max_blocks_per_seq, int(scheduler.step_allocates),
+                     int(scheduler.keeps_finished_slots)], dtype=np.int64)
+    tm, pre, quirks = _timer_arrays(timer)
+    (start, end, size, dec, kv, iters, pre_tok, blocks, n_log, tv, tw, n_tbt, preemptions,
+     events) = _simulate(
+        state.arrival, state.prefill, state.total, state.processed, state.prefill_done, state.reserved,
+        state.scheduled_at, state.first_token_at, state.last_token_at, state.completed_at, state.restarts,
+        tm, pre, quirks, float(timer.layers), SCHEDULER_CODES[scheduler.name], caps, fast_forward,
+        MAX_FAST_FORWARD)
+    state.replica[:] = 0
+    m = int(n_log)
+    log = BatchLog(replica=[0] * m, start=start[:m].tolist(), end=end[:m].tolist(), iterations=iters[:m].tolist(),
+                   size=size[:m].tolist(), prefill_tokens=pre_tok[:m].tolist(), decode_tokens=dec[:m].tolist(),
+                   kv_tokens=kv[:m].tolist(), blocks_used=blocks[:m].tolist())
+    return SimulationOutput(state, log, tv[:n_tbt].copy(), tw[:n_tbt].copy(), int(preemptions), lim.num_blocks,
+                            int(events))

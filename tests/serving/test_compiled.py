@@ -1,0 +1,96 @@
+"""The compiled core gives the Python reference simulator's results: same requests, same state, same log."""
+
+import numpy as np
+import pytest
+
+from perfforge.core.errors import ConfigError
+from perfforge.serving.run import simulate
+from perfforge.serving.spec import make_spec
+
+pytest.importorskip("numba")
+
+_STATE = ("first_token_at", "completed_at", "scheduled_at", "last_token_at", "restarts", "processed", "prefill",
+          "reserved", "replica")
+_LOG = ("replica", "start", "end", "iterations", "size", "prefill_tokens", "decode_tokens", "kv_tokens",
+        "blocks_used")
+
+
+def _distribution(values, weights):
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return uniq, np.bincount(inverse, weights=weights)
+
+
+def _assert_same(py, cc):
+    a, b = py.output, cc.output
+    for name in _STATE:
+        np.testing.assert_allclose(getattr(b.state, name), getattr(a.state, name), rtol=1e-12, atol=0,
+                                   err_msg=name)
+    for name in _LOG:
+        np.testing.assert_allclose(np.asarray(getattr(b.log, name), float), np.asarray(getattr(a.log, name), float),
+                                   rtol=1e-12, atol=0, err_msg=name)
+    # token gaps: the same distribution, i.e. the same total weight (tokens) at each distinct gap (each core
+    # groups equal gaps its own way)
+    va, wa = _distribution(a.tbt_values, a.tbt_weights)
+    vb, wb = _distribution(b.tbt_values, b.tbt_weights)
+    np.testing.assert_allclose(vb, va, rtol=1e-12)
+    np.testing.assert_array_equal(wb, wa)
+    assert (b.preemptions, b.events, b.num_blocks) == (a.preemptions, a.events, a.num_blocks)
+    for key, value in py.summary.items():
+        if key != "simulation_core":
+            assert cc.summary[key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
+
+
+SCENARIOS = {
+    # load: (qps, memory_fraction) -- "pressure" shrinks the KV cache until requests are preempted
+    "low": (1.0, 0.9), "near": (8.0, 0.9), "over": (40.0, 0.9), "pressure": (40.0, 0.25),
+}
+
+
+@pytest.mark.parametrize("scheduler", ["vllm", "sarathi", "orca", "static"])
+@pytest.mark.parametrize("load", list(SCENARIOS))
+@pytest.mark.parametrize("exact", [False, True], ids=["fast-forward", "stepping"])
+def test_compiled_equals_python(scheduler, load, exact):
+    qps, mem = SCENARIOS[load]
+    spec = dict(model="llama-2-7b", scheduler=scheduler, qps=qps, requests=150, length="uniform", min_tokens=200,
+                max_tokens=2048, prefill_to_decode_ratio=2.0, memory_fraction=mem, seed=7)
+    py = simulate(make_spec(**spec, core="python"), exact=exact)
+    cc = simulate(make_spec(**spec, core="compiled"), exact=exact)
+    assert (py.summary["simulation_core"], cc.summary["simulation_core"]) == ("python", "compiled")
+    _assert_same(py, cc)
+    if load == "pressure" and scheduler in ("vllm", "sarathi"):
+        assert cc.summary["preemptions"] > 0   # the scenario exercises preemption by recompute
+
+
+@pytest.mark.parametrize("scheduler", ["vllm", "sarathi"])
+def test_compiled_equals_python_with_vidur_lookups_on_a_gqa_model(scheduler):
+    spec = dict(model="llama-3-8b", scheduler=scheduler, qps=6.0, requests=120, length="zipf", min_tokens=64,
+                max_tokens=3000, seed=3)
+    py = simulate(make_spec(**spec, core="python"), vidur_lookups=True)
+    cc = simulate(make_spec(**spec, core="compiled"), vidur_lookups=True)
+    _assert_same(py, cc)
+
+
+@pytest.mark.parametrize("routing", ["round_robin", "random"])
+def test_compiled_cluster_equals_python_joint_simulation(routing):
+    spec = dict(model="llama-2-7b", scheduler="vllm", qps=20.0, requests=200, replicas=3, routing=routing,
+                length="uniform", min_tokens=200, max_tokens=1500, prefill_to_decode_ratio=2.0)
+    py = simulate(make_spec(**spec, core="python"))
+    cc = simulate(make_spec(**spec, core="compiled"))
+    _assert_same(py, cc)
+
+
+def test_auto_core_falls_back_to_python_where_compiled_does_not_apply():
+    base = dict(model="llama-2-7b", qps=6.0, requests=40)
+    assert simulate(make_spec(**base)).summary["simulation_core"] == "compiled"
+    assert simulate(make_spec(**base, pp=2)).summary["simulation_core"] == "python"
+    assert simulate(make_spec(**base, replicas=2, routing="least_outstanding")).summary["simulation_core"] == "python"
+
+
+def test_compiled_core_refuses_what_it_does_not_simulate():
+    with pytest.raises(ConfigError, match="pp=1"):
+        simulate(make_spec(model="llama-2-7b", pp=2, requests=10, core="compiled"))
+    with pytest.raises(ConfigError, match="least_outstanding"):
+        simulate(make_spec(model="llama-2-7b", replicas=2, routing="least_outstanding", requests=10,
+                           core="compiled"))
+    with pytest.raises(ConfigError, match="core"):
+        make_spec(core="fortran")
