@@ -79,6 +79,13 @@ def test_compiled_cluster_equals_python_joint_simulation(routing):
     _assert_same(py, cc)
 
 
+def test_a_compiled_core_in_this_process_needs_no_compiling():
+    from perfforge.serving import compiled
+
+    simulate(make_spec(model="llama-2-7b", qps=6.0, requests=5))
+    assert compiled.needs_compiling() is False
+
+
 def test_auto_core_falls_back_to_python_where_compiled_does_not_apply():
     base = dict(model="llama-2-7b", qps=6.0, requests=40)
     assert simulate(make_spec(**base)).summary["simulation_core"] == "compiled"

@@ -75,6 +75,16 @@ def with_spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _say_if_compiling(spec: Any) -> None:
+    """The compiled core's first run on a machine compiles it (tens of seconds): say so on stderr."""
+    from perfforge.serving import compiled
+    from perfforge.serving.run import simulation_core
+
+    if simulation_core(spec) == "compiled" and compiled.needs_compiling():
+        typer.echo("compiling perfforge's serving core with numba (once per machine, 15-30 s; "
+                   "--core python skips it)", err=True)
+
+
 def _spec(scenario: Optional[Path], spec_kwargs: dict[str, Any]):  # noqa: ANN202
     from perfforge.serving.spec import load_spec, make_spec
 
@@ -109,6 +119,7 @@ def serve(
 
         write_profile_dir(operator_table(spec), export_profiles, model=spec.model, tp=spec.tp,
                           block_size=spec.block_size, max_tokens=spec.max_tokens)
+    _say_if_compiling(spec)
     report = simulate(spec)
     if csv_path:
         write_atomic(csv_path, report.requests_csv())
@@ -164,6 +175,7 @@ def capacity_cmd(
 
     obj = ctx.obj or {}
     spec = _spec(obj.get("scenario"), obj.get("spec_kwargs", {}))
+    _say_if_compiling(spec)
     cap = capacity(spec, _slo(ttft, ttft_quantile, tbt, tbt_quantile))
     out = {"capacity_qps": cap.qps, f"ttft_p{ttft_quantile}_s": cap.ttft_s, f"tbt_p{tbt_quantile}_s": cap.tbt_s,
            "runs": cap.runs, "violating_qps": cap.upper_qps}
@@ -214,6 +226,7 @@ def search_cmd(
     if not axes:
         raise ConfigError("give at least one axis to search (--gpus, --tps, --pps, --replica-counts, --schedulers, "
                           "--batch-caps)")
+    _say_if_compiling(spec)
     rows = search_configs(spec, axes, _slo(ttft, 90, tbt, 99), executor=executor, jobs=jobs)
     if as_json:
         print(json.dumps(rows, indent=2, default=str))

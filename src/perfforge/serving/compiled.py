@@ -19,6 +19,7 @@ term order, sequential cumulative sums), so results agree to rounding.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -50,6 +51,17 @@ _FREE, _NALLOC, _QHEAD, _QLEN, _RS, _RE, _PREEMPT, _GROUP = range(8)
 
 def available() -> bool:
     return _HAVE_NUMBA
+
+
+def needs_compiling() -> bool:
+    """Best effort: will the next call compile the core (nothing in this process, no cache file from numba)?
+    A stale cache (an edited source) is recompiled by numba without this noticing."""
+    if not _HAVE_NUMBA or _simulate.signatures:
+        return False
+    try:
+        return not os.path.exists(_simulate._cache._cache_file._index_path)
+    except AttributeError:   # numba's cache layout is not public API
+        return False
 
 
 def supports(stages: int, routing_known: bool, scheduler: str) -> bool:
