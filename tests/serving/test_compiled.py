@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from perfforge.core.errors import ConfigError
+from perfforge.core.errors import ConfigError, InfeasibleError
 from perfforge.serving.run import simulate
 from perfforge.serving.spec import make_spec
 
@@ -101,3 +103,23 @@ def test_compiled_core_refuses_what_it_does_not_simulate():
                            core="compiled"))
     with pytest.raises(ConfigError, match="core"):
         make_spec(core="fortran")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.fixed_dictionaries(dict(
+    model=st.sampled_from(["llama-2-7b", "llama-3-8b"]), scheduler=st.sampled_from(["vllm", "sarathi", "orca", "static"]),
+    qps=st.sampled_from([0.5, 3.0, 10.0, 50.0, 200.0]), requests=st.sampled_from([1, 2, 17, 60]),
+    arrival=st.sampled_from(["poisson", "gamma", "static"]), length=st.sampled_from(["fixed", "uniform", "zipf"]),
+    prefill=st.sampled_from([1, 16, 300]), decode=st.sampled_from([1, 2, 50]), min_tokens=st.sampled_from([16, 200]),
+    max_tokens=st.sampled_from([512, 2048]), block_size=st.sampled_from([1, 16, 32]),
+    max_batch_size=st.sampled_from([1, 3, 128, 600]), chunk_size=st.sampled_from([1, 64, 512]),
+    memory_fraction=st.sampled_from([0.2, 0.5, 0.9]), replicas=st.sampled_from([1, 2]),
+    routing=st.sampled_from(["round_robin", "random"]), seed=st.integers(0, 99))),
+    st.booleans(), st.booleans())
+def test_compiled_equals_python_on_random_scenarios(kw, exact, vidur_lookups):
+    """Odd corners too: one-token blocks, chunks and prompts, a batch cap of 1, all requests at once."""
+    try:
+        py = simulate(make_spec(**kw, core="python"), exact=exact, vidur_lookups=vidur_lookups)
+    except (ConfigError, InfeasibleError):
+        return   # an impossible scenario (a request longer than the KV cache, no room for weights)
+    _assert_same(py, simulate(make_spec(**kw, core="compiled"), exact=exact, vidur_lookups=vidur_lookups))
