@@ -12,19 +12,19 @@ same results. A cluster whose routing is known upfront (round robin, random) run
 simulator. numba is a dependency of the package; where it is missing everything runs in Python
 (``available()`` says which).
 
-Floating-point operations follow the Python code's order (numpy's ``interp`` formula, the bilinear lookups'
-term order, sequential cumulative sums), so results agree to rounding.
+Floating-point operations follow the Python code's order (the lookups in ``compiled_lookups``, sequential
+cumulative sums), so results agree to rounding.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 
 import numpy as np
 
 from perfforge.serving.batch_time import StageTimer
+from perfforge.serving.compiled_lookups import batch_time, decode_iter_time, shrinking_iter_time, timer_arrays
 from perfforge.serving.requests import RequestSet
 from perfforge.serving.schedulers import OrcaScheduler, ReplicaScheduler
 from perfforge.serving.simulator import MAX_FAST_FORWARD, BatchLog, SimulationOutput
@@ -67,167 +67,6 @@ def needs_compiling() -> bool:
 def supports(stages: int, routing_known: bool, scheduler: str) -> bool:
     """Can the compiled core simulate this replica layout?"""
     return _HAVE_NUMBA and stages == 1 and routing_known and scheduler in SCHEDULER_CODES
-
-
-# ---- lookups (mirror StageTimer and OperatorTable, operation for operation) -----------------------------------
-@njit(cache=True)
-def _bisect_right(a, x):
-    lo, hi = 0, len(a)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if x < a[mid]:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-@njit(cache=True)
-def _np_interp(x, xp, fp):
-    """numpy.interp for one x (its C loop: clamped ends, exact hits, slope * (x - x_j) + y_j)."""
-    n = len(xp)
-    if x < xp[0]:
-        return fp[0]
-    if x > xp[n - 1]:
-        return fp[n - 1]
-    j = _bisect_right(xp, x) - 1
-    if j >= n - 1 or xp[j] == x:
-        return fp[j]
-    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
-    return slope * (x - xp[j]) + fp[j]
-
-
-@njit(cache=True)
-def _lookup(g, ys, x):
-    """StageTimer._lookup: linear, flat below the grid, extrapolated above it."""
-    if x <= g[0]:
-        return ys[0]
-    i = _bisect_right(g, x) - 1
-    if i >= len(g) - 1:
-        i = len(g) - 2
-    return ys[i] + (ys[i + 1] - ys[i]) * (x - g[i]) / (g[i + 1] - g[i])
-
-
-@njit(cache=True)
-def _interp2(xg, yg, z, x, y):
-    """optable.interp2 for one point (clamped bilinear)."""
-    x = min(max(x, xg[0]), xg[len(xg) - 1])
-    y = min(max(y, yg[0]), yg[len(yg) - 1])
-    i = min(_bisect_right(xg, x) - 1, len(xg) - 2)
-    j = min(_bisect_right(yg, y) - 1, len(yg) - 2)
-    x0 = xg[i]
-    y0 = yg[j]
-    tx = (x - x0) / (xg[i + 1] - x0)
-    ty = (y - y0) / (yg[j + 1] - y0)
-    z00 = z[i, j]
-    z10 = z[i + 1, j]
-    z01 = z[i, j + 1]
-    z11 = z[i + 1, j + 1]
-    return z00 + tx * (z10 - z00) + ty * (z01 - z00) + tx * ty * (z11 - z10 - z01 + z00)
-
-
-@njit(cache=True)
-def _prefill_one(xs, ys, z, ctx, chunk):
-    """StageTimer._prefill_one (its own term order)."""
-    x = min(max(ctx, xs[0]), xs[len(xs) - 1])
-    y = min(max(chunk, ys[0]), ys[len(ys) - 1])
-    i = min(_bisect_right(xs, x) - 1, len(xs) - 2)
-    j = min(_bisect_right(ys, y) - 1, len(ys) - 2)
-    tx = (x - xs[i]) / (xs[i + 1] - xs[i])
-    ty = (y - ys[j]) / (ys[j + 1] - ys[j])
-    return ((1 - tx) * (1 - ty) * z[i, j] + tx * (1 - ty) * z[i + 1, j]
-            + (1 - tx) * ty * z[i, j + 1] + tx * ty * z[i + 1, j + 1])
-
-
-@njit(cache=True)
-def _decode_row(rows, row_ok, dec_b, dec_c, dec_z, b):
-    """Decode attention versus context at batch size b (StageTimer._decode_row), cached per batch size."""
-    cap = len(row_ok)
-    slot = b if b < cap else cap     # the last row is scratch space for batch sizes beyond the cache
-    if slot < cap and row_ok[slot]:
-        return rows[slot]
-    for j in range(len(dec_c)):
-        rows[slot, j] = _interp2(dec_b, dec_c, dec_z, float(b), dec_c[j])
-    if slot < cap:
-        row_ok[slot] = True
-    return rows[slot]
-
-
-@njit(cache=True)
-def _fixed(g, curve, head, has_head, tokens, seqs):
-    t = _lookup(g, curve, tokens)
-    if has_head:
-        t += _lookup(g, head, seqs)
-    return t
-
-
-@njit(cache=True)
-def _ceil_to(x, m):
-    return ((x + m - 1) // m) * m
-
-
-# quirk flags: bit 0 tokens_x8, bit 1 decode_context_x256, bit 2 prefill_context_with_chunk, bit 3 gqa overhead
-# (already combined with "the model has grouped-query attention")
-@njit(cache=True)
-def _decode_iter_time(tm, rows, row_ok, quirks, layers, batch, ctx):
-    """One decode-only iteration of ``batch`` requests at mean context ``ctx`` (StageTimer.decode_iterations
-    for one element; decode_one is the same lookup)."""
-    g, curve, head, has_head, dec_b, dec_c, dec_z = tm[0], tm[1], tm[2], tm[3][0] > 0, tm[4], tm[5], tm[6]
-    tokens = float(_ceil_to(batch, 8)) if quirks & 1 else float(batch)
-    if quirks & 2:
-        ctx = float(_ceil_to(int(math.floor(ctx)), 256))
-    attn = _np_interp(ctx, dec_c, _decode_row(rows, row_ok, dec_b, dec_c, dec_z, batch))
-    if quirks & 8 and batch > 1:
-        attn = attn * 1.1
-    return _fixed(g, curve, head, has_head, tokens, float(batch)) + layers * attn
-
-
-@njit(cache=True)
-def _shrinking_iter_time(tm, quirks, layers, active, ctx):
-    """StageTimer.shrinking_decode_iterations for one element (direct bilinear lookup, numpy.interp)."""
-    g, curve, head, has_head, dec_b, dec_c, dec_z = tm[0], tm[1], tm[2], tm[3][0] > 0, tm[4], tm[5], tm[6]
-    b = float(active)
-    tokens = float(_ceil_to(active, 8)) if quirks & 1 else b
-    if quirks & 2:
-        ctx = float(_ceil_to(int(math.floor(ctx)), 256))
-    attn = _interp2(dec_b, dec_c, dec_z, b, ctx)
-    if quirks & 8 and b > 1:
-        attn = attn * 1.1
-    fixed = _np_interp(tokens, g, curve)
-    if has_head:
-        fixed = fixed + _np_interp(b, g, head)
-    return fixed + layers * attn
-
-
-@njit(cache=True)
-def _batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, n, pad, pad_kv):
-    """StageTimer.batch_time over the batch's ``n`` requests plus ``pad`` padded decode slots at ``pad_kv``."""
-    g, curve, head, has_head, dec_b, dec_c, dec_z = tm[0], tm[1], tm[2], tm[3][0] > 0, tm[4], tm[5], tm[6]
-    n_dec = pad
-    tok = pad
-    kv_dec = pad * pad_kv
-    for i in range(n):
-        tok += q[i]
-        if q[i] == 1:
-            n_dec += 1
-            kv_dec += kv[i]
-    attn = 0.0
-    if n_dec:
-        ctx = kv_dec / n_dec
-        if quirks & 2:
-            ctx = float(_ceil_to(int(ctx), 256))
-        a = _np_interp(ctx, dec_c, _decode_row(rows, row_ok, dec_b, dec_c, dec_z, n_dec))
-        attn += a * (1.1 if quirks & 8 and n_dec > 1 else 1.0)
-    if n_dec < n + pad:
-        for i in range(n):
-            if q[i] != 1:
-                c, k = q[i], kv[i]
-                if quirks & 4:
-                    attn += _prefill_one(pre[0], pre[1], pre[2], float(_ceil_to(k, 256)), float(_ceil_to(c, 32)))
-                else:
-                    attn += _prefill_one(pre[0], pre[1], pre[2], float(k - c), float(c))
-    tokens = float(_ceil_to(tok, 8)) if quirks & 1 else float(tok)
-    return _fixed(g, curve, head, has_head, tokens, float(n + pad)) + layers * attn
 
 
 # ---- growable outputs ---------------------------------------------------------------------------------------
@@ -741,7 +580,7 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
                     k = min(rmax if through else rmin, max_ff)
                     nxt = arrival[ai] if ai < n_req else np.inf
                     if blocked == 0 and k > 32 and nxt < np.inf:
-                        d0 = _decode_iter_time(tm, rows, row_ok, quirks, layers, 1 if through else nb + pad,
+                        d0 = decode_iter_time(tm, rows, row_ok, quirks, layers, 1 if through else nb + pad,
                                                float(psum) / nb + 1.0)
                         k = min(k, int((nxt - t) / d0) + 2)
                     if k > 1 and step_alloc and st[_FREE] <= nb * (k // bs + 2):
@@ -777,13 +616,13 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
                                 act[j] = a
                                 ctx = (cum[nb] - cum[gone]) / a + 1.0 + j
                                 if keeps:
-                                    dur[j] = _decode_iter_time(tm, rows, row_ok, quirks, layers, nb + pad, ctx)
+                                    dur[j] = decode_iter_time(tm, rows, row_ok, quirks, layers, nb + pad, ctx)
                                 else:
-                                    dur[j] = _shrinking_iter_time(tm, quirks, layers, a, ctx)
+                                    dur[j] = shrinking_iter_time(tm, quirks, layers, a, ctx)
                         else:
                             base = float(psum) / nb + 1.0
                             for j in range(k):
-                                dur[j] = _decode_iter_time(tm, rows, row_ok, quirks, layers, nb + pad, base + j)
+                                dur[j] = decode_iter_time(tm, rows, row_ok, quirks, layers, nb + pad, base + j)
                         s = 0.0
                         for j in range(k):
                             s += dur[j]
@@ -815,7 +654,7 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
                 for i in range(nb):
                     s_kv += kv[i]
                 pad_kv = s_kv / nb
-            dt = _batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, nb, pad, pad_kv)
+            dt = batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, nb, pad, pad_kv)
         busy = True
         batch_end = t + dt
     return (lg_start, lg_end, lg_size, lg_dec, lg_kv, lg_iters, lg_pre, lg_blocks, n_log, tv, tw, n_tbt,
@@ -823,21 +662,6 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
 
 
 # ---- Python side --------------------------------------------------------------------------------------------
-def _timer_arrays(timer: StageTimer) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], int]:
-    t = timer.table
-    has_head = timer.pp == 1 and "lm_head" not in t.absent
-    head = np.asarray(timer._head if has_head else np.zeros(len(t.tokens)), dtype=np.float64)
-    tm = (np.asarray(t.tokens, np.float64), np.asarray(timer._curves[0], np.float64), head,
-          np.array([1.0 if has_head else 0.0]), np.asarray(t.decode_batch, np.float64),
-          np.asarray(t.decode_context, np.float64), np.ascontiguousarray(t.decode_time, np.float64))
-    pre = (np.asarray(t.prefill_context, np.float64), np.asarray(t.prefill_chunk, np.float64),
-           np.ascontiguousarray(t.prefill_time, np.float64))
-    q = timer.vidur_lookups
-    quirks = (1 * ("tokens_x8" in q) + 2 * ("decode_context_x256" in q) + 4 * ("prefill_context_with_chunk" in q)
-              + 8 * ("gqa_decode_overhead" in q and timer.gqa))
-    return tm, pre, quirks
-
-
 def simulate_replica(requests: RequestSet, timer: StageTimer,
                      make_scheduler: Callable[[RequestState], ReplicaScheduler],
                      fast_forward: bool = True) -> SimulationOutput:
@@ -855,7 +679,7 @@ def simulate_replica(requests: RequestSet, timer: StageTimer,
                      scheduler.watermark, scheduler.max_micro, scheduler.max_batch if orca else 0,
                      scheduler.max_blocks_per_seq, int(scheduler.step_allocates),
                      int(scheduler.keeps_finished_slots)], dtype=np.int64)
-    tm, pre, quirks = _timer_arrays(timer)
+    tm, pre, quirks = timer_arrays(timer)
     (start, end, size, dec, kv, iters, pre_tok, blocks, n_log, tv, tw, n_tbt, preemptions,
      events) = _simulate(
         state.arrival, state.prefill, state.total, state.processed, state.prefill_done, state.reserved,
