@@ -24,24 +24,12 @@ from collections.abc import Callable
 import numpy as np
 
 from perfforge.serving.batch_time import StageTimer
-from perfforge.serving.compiled_lookups import batch_time, decode_iter_time, shrinking_iter_time, timer_arrays
+from perfforge.serving.compiled_lookups import HAVE_NUMBA as _HAVE_NUMBA
+from perfforge.serving.compiled_lookups import batch_time, decode_iter_time, njit, shrinking_iter_time, timer_arrays
 from perfforge.serving.requests import RequestSet
 from perfforge.serving.schedulers import OrcaScheduler, ReplicaScheduler
 from perfforge.serving.simulator import MAX_FAST_FORWARD, BatchLog, SimulationOutput
 from perfforge.serving.state import RequestState
-
-try:  # pragma: no cover - exercised by whichever environment runs the tests
-    from numba import njit
-
-    _HAVE_NUMBA = True
-except ImportError:  # pragma: no cover
-    _HAVE_NUMBA = False
-
-    def njit(*args, **kwargs):  # type: ignore[no-redef]
-        """Without numba the functions stay plain Python (never called: ``available()`` is False)."""
-        if args and callable(args[0]):
-            return args[0]
-        return lambda f: f
 
 SCHEDULER_CODES = {"vllm": 0, "sarathi": 1, "orca": 2, "static": 3}
 VLLM, SARATHI, ORCA, STATIC = 0, 1, 2, 3

@@ -15,7 +15,11 @@ from perfforge.serving.batch_time import StageTimer
 
 try:  # pragma: no cover - exercised by whichever environment runs the tests
     from numba import njit
+
+    HAVE_NUMBA = True
 except ImportError:  # pragma: no cover
+    HAVE_NUMBA = False
+
     def njit(*args, **kwargs):  # type: ignore[no-redef]
         """Without numba the functions stay plain Python (the compiled core is then not used)."""
         if args and callable(args[0]):
