@@ -123,3 +123,17 @@ def test_compiled_equals_python_on_random_scenarios(kw, exact, vidur_lookups):
     except (ConfigError, InfeasibleError):
         return   # an impossible scenario (a request longer than the KV cache, no room for weights)
     _assert_same(py, simulate(make_spec(**kw, core="compiled"), exact=exact, vidur_lookups=vidur_lookups))
+
+
+def test_without_numba_serving_runs_in_python_and_compiled_says_why():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['numba'] = None\n"   # numba absent: its import raises ImportError
+            "from perfforge.core.errors import ConfigError\n"
+            "from perfforge.serving.run import simulate\nfrom perfforge.serving.spec import make_spec\n"
+            "print(simulate(make_spec(model='llama-2-7b', requests=20)).summary['simulation_core'])\n"
+            "try:\n    simulate(make_spec(model='llama-2-7b', requests=20, core='compiled'))\n"
+            "except ConfigError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[0] == "python" and "numba is not installed" in out
