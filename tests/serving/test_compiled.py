@@ -72,13 +72,27 @@ def test_compiled_equals_python_with_vidur_lookups_on_a_gqa_model(scheduler):
     _assert_same(py, cc)
 
 
-@pytest.mark.parametrize("routing", ["round_robin", "random"])
-def test_compiled_cluster_equals_python_joint_simulation(routing):
-    spec = dict(model="llama-2-7b", scheduler="vllm", qps=20.0, requests=200, replicas=3, routing=routing,
+@pytest.mark.parametrize("routing", ["round_robin", "random", "least_outstanding"])
+@pytest.mark.parametrize("scheduler", ["vllm", "sarathi"])
+@pytest.mark.parametrize("exact", [False, True], ids=["fast-forward", "stepping"])
+def test_compiled_cluster_equals_python_joint_simulation(routing, scheduler, exact):
+    spec = dict(model="llama-2-7b", scheduler=scheduler, qps=20.0, requests=200, replicas=3, routing=routing,
                 length="uniform", min_tokens=200, max_tokens=1500, prefill_to_decode_ratio=2.0)
+    py = simulate(make_spec(**spec, core="python"), exact=exact)
+    cc = simulate(make_spec(**spec, core="compiled"), exact=exact)
+    _assert_same(py, cc)
+
+
+def test_least_outstanding_cluster_with_simultaneous_arrivals_and_preemption():
+    """Ties everywhere: all requests at once on identical replicas, whose batches end at the same instants;
+    memory pressure makes them preempt."""
+    spec = dict(model="llama-2-7b", scheduler="vllm", arrival="static", requests=120, replicas=4,
+                routing="least_outstanding", length="uniform", min_tokens=300, max_tokens=2048,
+                prefill_to_decode_ratio=1.0, memory_fraction=0.2)
     py = simulate(make_spec(**spec, core="python"))
     cc = simulate(make_spec(**spec, core="compiled"))
     _assert_same(py, cc)
+    assert cc.summary["preemptions"] > 0
 
 
 def test_a_compiled_core_in_this_process_needs_no_compiling():
@@ -88,19 +102,16 @@ def test_a_compiled_core_in_this_process_needs_no_compiling():
     assert compiled.needs_compiling() is False
 
 
-def test_auto_core_falls_back_to_python_where_compiled_does_not_apply():
+def test_auto_core_falls_back_to_python_for_pipeline_parallel_replicas():
     base = dict(model="llama-2-7b", qps=6.0, requests=40)
     assert simulate(make_spec(**base)).summary["simulation_core"] == "compiled"
     assert simulate(make_spec(**base, pp=2)).summary["simulation_core"] == "python"
-    assert simulate(make_spec(**base, replicas=2, routing="least_outstanding")).summary["simulation_core"] == "python"
+    assert simulate(make_spec(**base, replicas=2, routing="least_outstanding")).summary["simulation_core"] == "compiled"
 
 
 def test_compiled_core_refuses_what_it_does_not_simulate():
     with pytest.raises(ConfigError, match="pp=1"):
         simulate(make_spec(model="llama-2-7b", pp=2, requests=10, core="compiled"))
-    with pytest.raises(ConfigError, match="least_outstanding"):
-        simulate(make_spec(model="llama-2-7b", replicas=2, routing="least_outstanding", requests=10,
-                           core="compiled"))
     with pytest.raises(ConfigError, match="core"):
         make_spec(core="fortran")
 
@@ -113,8 +124,8 @@ def test_compiled_core_refuses_what_it_does_not_simulate():
     prefill=st.sampled_from([1, 16, 300]), decode=st.sampled_from([1, 2, 50]), min_tokens=st.sampled_from([16, 200]),
     max_tokens=st.sampled_from([512, 2048]), block_size=st.sampled_from([1, 16, 32]),
     max_batch_size=st.sampled_from([1, 3, 128, 600]), chunk_size=st.sampled_from([1, 64, 512]),
-    memory_fraction=st.sampled_from([0.2, 0.5, 0.9]), replicas=st.sampled_from([1, 2]),
-    routing=st.sampled_from(["round_robin", "random"]), seed=st.integers(0, 99))),
+    memory_fraction=st.sampled_from([0.2, 0.5, 0.9]), replicas=st.sampled_from([1, 2, 3]),
+    routing=st.sampled_from(["round_robin", "random", "least_outstanding"]), seed=st.integers(0, 99))),
     st.booleans(), st.booleans())
 def test_compiled_equals_python_on_random_scenarios(kw, exact, vidur_lookups):
     """Odd corners too: one-token blocks, chunks and prompts, a batch cap of 1, all requests at once."""

@@ -1,15 +1,17 @@
-"""The serving simulation of one replica, compiled with numba: the Python simulator's semantics, a fraction of its CPU.
+"""The serving simulation of single-stage replicas, compiled with numba: the Python simulator's semantics, a
+fraction of its CPU.
 
 ``simulator.Simulator`` is the reference: readable, every replica layout, every routing. Its cost is
 Python's per-event overhead (tens of numpy calls on small arrays per batch), not the work itself. This module
-runs the same event loop for one single-stage replica (pipeline depth 1) as one compiled function: the same
+runs the same event loop for single-stage replicas (pipeline depth 1) as one compiled function: the same
 schedulers element by element (vLLM v0, Sarathi-Serve, Orca, static), the same paged-block bookkeeping and
 preemption, the same decode fast-forward (``MAX_FAST_FORWARD`` iterations at most per run, stopped by the
 next arrival, a completion or a block boundary), the same batch-time lookups (``batch_time.StageTimer``,
 including Vidur's lookup behaviours) and the same log and token-gap records. Tests check that both give the
 same results. A cluster whose routing is known upfront (round robin, random) runs one replica at a time
-(``parallel.simulate_split``); least-outstanding routing and pipeline-parallel replicas use the Python
-simulator. numba is a dependency of the package; where it is missing everything runs in Python
+(``parallel.simulate_split``); under least-outstanding routing the replicas run together in the one loop
+(each event scans the replicas: fine for tens of them). Pipeline-parallel replicas use the Python simulator.
+numba is a dependency of the package; where it is missing everything runs in Python
 (``available()`` says which).
 
 Floating-point operations follow the Python code's order (the lookups in ``compiled_lookups``, sequential
@@ -34,7 +36,8 @@ from perfforge.serving.state import RequestState
 SCHEDULER_CODES = {"vllm": 0, "sarathi": 1, "orca": 2, "static": 3}
 VLLM, SARATHI, ORCA, STATIC = 0, 1, 2, 3
 # scalar scheduler state kept in one int64 array (compiled helpers cannot rebind their caller's ints)
-_FREE, _NALLOC, _QHEAD, _QLEN, _RS, _RE, _PREEMPT, _GROUP = range(8)
+# (queue head and tail are request ids: the queues are linked lists through ``qnext``)
+_FREE, _NALLOC, _QHEAD, _QLEN, _RS, _RE, _PREEMPT, _GROUP, _QTAIL, _OUTST = range(10)
 
 
 def available() -> bool:
@@ -52,9 +55,9 @@ def needs_compiling() -> bool:
         return False
 
 
-def supports(stages: int, routing_known: bool, scheduler: str) -> bool:
+def supports(stages: int, scheduler: str) -> bool:
     """Can the compiled core simulate this replica layout?"""
-    return _HAVE_NUMBA and stages == 1 and routing_known and scheduler in SCHEDULER_CODES
+    return _HAVE_NUMBA and stages == 1 and scheduler in SCHEDULER_CODES
 
 
 # ---- growable outputs ---------------------------------------------------------------------------------------
@@ -124,30 +127,51 @@ def _release(r, st, reserved):
 
 
 @njit(cache=True)
-def _preempt(r, st, qbuf, prefill, processed, prefill_done, reserved, restarts):
+def _q_push_back(st, qnext, r):
+    if st[_QLEN] == 0:
+        st[_QHEAD] = r
+    else:
+        qnext[st[_QTAIL]] = r
+    st[_QTAIL] = r
+    st[_QLEN] += 1
+
+
+@njit(cache=True)
+def _q_pop(st, qnext):
+    """Take the queue's head (``st[_QHEAD]`` peeks at it)."""
+    r = st[_QHEAD]
+    st[_QLEN] -= 1
+    st[_QHEAD] = qnext[r] if st[_QLEN] else -1
+    return r
+
+
+@njit(cache=True)
+def _preempt(r, st, qnext, prefill, processed, prefill_done, reserved, restarts):
     """vLLM v0's preemption by recompute: the tokens so far become the prompt; back to the queue's head."""
     prefill[r] = processed[r]
     processed[r] = 0
     prefill_done[r] = False
     restarts[r] += 1
     _release(r, st, reserved)
-    cap = len(qbuf)
-    st[_QHEAD] = (st[_QHEAD] - 1) % cap
-    qbuf[st[_QHEAD]] = r
+    if st[_QLEN] == 0:
+        st[_QTAIL] = r
+    else:
+        qnext[r] = st[_QHEAD]
+    st[_QHEAD] = r
     st[_QLEN] += 1
     st[_PREEMPT] += 1
 
 
 @njit(cache=True)
-def _decode_one(r, st, run, qbuf, prefill, processed, prefill_done, reserved, restarts, bs, ids, q, nb):
+def _decode_one(r, st, run, qnext, prefill, processed, prefill_done, reserved, restarts, bs, ids, q, nb):
     """ReplicaScheduler._decode_one: preempt the youngest running requests (at last ``r``) while no block is
     free, then grow ``r``'s blocks and add it. Returns the batch's new size."""
     while st[_FREE] < 1:
         if st[_RE] > st[_RS]:
             st[_RE] -= 1
-            _preempt(run[st[_RE]], st, qbuf, prefill, processed, prefill_done, reserved, restarts)
+            _preempt(run[st[_RE]], st, qnext, prefill, processed, prefill_done, reserved, restarts)
         else:
-            _preempt(r, st, qbuf, prefill, processed, prefill_done, reserved, restarts)
+            _preempt(r, st, qnext, prefill, processed, prefill_done, reserved, restarts)
             return nb
     if processed[r] > reserved[r] * bs:
         reserved[r] += 1
@@ -186,31 +210,56 @@ def _admit(r, st, prefill, reserved, bs, kind, mbps):
 # ---- the simulation -----------------------------------------------------------------------------------------
 @njit(cache=True)
 def _simulate(arrival, prefill, total, processed, prefill_done, reserved, scheduled_at, first_token_at,
-              last_token_at, completed_at, restarts, tm, pre, quirks, layers, kind, lim, fast_forward, max_ff):
-    """One replica. ``lim``: num_blocks, block_size, max_batch_size, max_tokens_per_batch, chunk_size,
-    watermark (blocks), max_micro, max_batch (Orca/static), max_blocks_per_seq, step_allocates,
-    keeps_finished_slots. Returns the batch log's columns and length, the token gaps with their weights and
-    count, the preemptions and the events."""
+              last_token_at, completed_at, restarts, replica_of, routes, next_same, n_rep, tm, pre, quirks, layers,
+              kind, lim, fast_forward, max_ff):
+    """``n_rep`` single-stage replicas. ``routes[i]``: request i's replica when routing is known upfront
+    (``next_same[i]``: the next request routed to the same replica, or n), or all -1 for least-outstanding
+    routing (a request goes to the first replica with the fewest routed, unfinished requests).
+    ``lim``: num_blocks, block_size, max_batch_size, max_tokens_per_batch, chunk_size, watermark (blocks),
+    max_micro, max_batch (Orca/static), max_blocks_per_seq, step_allocates, keeps_finished_slots. Returns the
+    batch log's columns and length, the token gaps with their weights and count, the preemptions and the
+    events. Replicas whose batches end at the same time finish in the order the batches started, and then
+    schedule in replica order (the Python simulator's heap and dispatch order)."""
     n_req = len(arrival)
     num_blocks, bs, max_bsz, max_tok, chunk = lim[0], lim[1], lim[2], lim[3], lim[4]
     watermark, max_micro, max_batch, mbps = lim[5], lim[6], lim[7], lim[8]
     step_alloc, keeps = lim[9] > 0, lim[10] > 0
-    st = np.zeros(8, np.int64)
-    st[_FREE] = num_blocks
-    qbuf = np.empty(max(n_req, 1), np.int64)
-    run = np.empty(max(n_req, 1), np.int64)
-    ids = np.empty(max(n_req, 1), np.int64)
-    q = np.empty(max(n_req, 1), np.int64)
-    kv = np.empty(max(n_req, 1), np.int64)
-    tmp = np.empty(max(n_req, 1), np.int64)
-    p0 = np.empty(max(n_req, 1), np.int64)
-    rem = np.empty(max(n_req, 1), np.int64)
-    order = np.empty(max(n_req, 1), np.int64)
-    srt = np.empty(max(n_req, 1), np.int64)    # sort buffer
-    cum = np.empty(max(n_req, 1) + 1)
-    dur = np.empty(max_ff)
-    ends = np.empty(max_ff)
-    act = np.empty(max_ff, np.int64)
+    known = n_req == 0 or routes[0] >= 0
+    # per replica: scheduler scalars, running list, the batch in flight and its fast-forwarded run
+    cap = max(max_bsz, max_batch, 1) + 1      # requests in a replica's memory: at most its batch cap
+    st = np.zeros((n_rep, 10), np.int64)
+    for r in range(n_rep):
+        st[r, _FREE] = num_blocks
+        st[r, _QHEAD] = -1
+    ptr = np.full(n_rep, n_req, np.int64)     # each replica's next arrival (known routing)
+    if known:
+        for i in range(n_req - 1, -1, -1):
+            ptr[routes[i]] = i
+    qnext = np.empty(max(n_req, 1), np.int64)  # the queues, as linked lists through the requests
+    runs = np.empty((n_rep, cap), np.int64)
+    bids = np.empty((n_rep, cap), np.int64)
+    bq = np.empty((n_rep, cap), np.int64)
+    bkv = np.empty((n_rep, cap), np.int64)
+    bp0 = np.empty((n_rep, cap), np.int64)
+    bdur = np.empty((n_rep, max_ff))
+    bends = np.empty((n_rep, max_ff))
+    bact = np.empty((n_rep, max_ff), np.int64)
+    busy = np.zeros(n_rep, np.bool_)
+    bend = np.full(n_rep, np.inf)
+    bseq = np.zeros(n_rep, np.int64)
+    bnb = np.zeros(n_rep, np.int64)
+    bpad = np.zeros(n_rep, np.int64)
+    bdec = np.zeros(n_rep, np.bool_)
+    biters = np.ones(n_rep, np.int64)
+    bhas = np.zeros(n_rep, np.bool_)
+    bsched = np.zeros(n_rep)
+    touched = np.zeros(n_rep, np.bool_)
+    # scratch shared by all replicas (used within one scheduling step)
+    tmp = np.empty(cap, np.int64)
+    rem = np.empty(cap, np.int64)
+    order = np.empty(cap, np.int64)
+    srt = np.empty(cap, np.int64)    # sort buffer
+    cum = np.empty(cap + 1)
     cnt = np.empty(max_ff, np.int64)
     cap_rows = max(max_bsz, max_batch) + 2
     rows = np.empty((cap_rows + 1, len(tm[5])))
@@ -223,35 +272,55 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
     lg_iters = np.empty(1024, np.int64)
     lg_pre = np.empty(1024, np.int64)
     lg_blocks = np.empty(1024, np.int64)
+    lg_rep = np.empty(1024, np.int64)
     n_log = 0
     tv = np.empty(4096)
     tw = np.empty(4096)
     n_tbt = 0
     events = 0
     ai = 0
-    busy = False
-    batch_end = np.inf
-    # the batch in flight
-    nb = 0
-    pad = 0
-    decode_only = False
-    iters = 1
-    run_time = 0.0
-    has_active = False
-    sched_t = 0.0
-    while ai < n_req or busy:
+    nbusy = 0
+    seq = 0
+    while ai < n_req or nbusy:
         t = arrival[ai] if ai < n_req else np.inf
-        if busy and batch_end < t:
-            t = batch_end
+        for r in range(n_rep):
+            if busy[r] and bend[r] < t:
+                t = bend[r]
+        for r in range(n_rep):
+            touched[r] = False
         while ai < n_req and arrival[ai] == t:
-            cap = len(qbuf)
-            qbuf[(st[_QHEAD] + st[_QLEN]) % cap] = ai
-            st[_QLEN] += 1
+            if known:
+                rid = routes[ai]
+                ptr[rid] = next_same[ai]
+            else:
+                rid = 0
+                for r in range(1, n_rep):
+                    if st[r, _OUTST] < st[rid, _OUTST]:
+                        rid = r
+            replica_of[ai] = rid
+            st[rid, _OUTST] += 1
+            _q_push_back(st[rid], qnext, ai)
+            touched[rid] = True
             ai += 1
             events += 1
-        if busy and batch_end == t:
-            busy = False
+        while True:
+            # batches ending now, in the order they started
+            rid = -1
+            for r in range(n_rep):
+                if busy[r] and bend[r] == t and (rid < 0 or bseq[r] < bseq[rid]):
+                    rid = r
+            if rid < 0:
+                break
+            busy[rid] = False
+            nbusy -= 1
+            touched[rid] = True
             events += 1
+            st_r = st[rid]
+            run = runs[rid]
+            ids, q, kv, p0 = bids[rid], bq[rid], bkv[rid], bp0[rid]
+            dur, ends, act = bdur[rid], bends[rid], bact[rid]
+            nb, pad, decode_only, iters, has_active, sched_t = (bnb[rid], bpad[rid], bdec[rid], biters[rid],
+                                                                bhas[rid], bsched[rid])
             # ---- the batch's end: tokens, timings, completions --------------------------------------------
             kv_read = 0.0
             decoding = -1.0
@@ -285,13 +354,14 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
                         if step_alloc:
                             need = (proc - 1 + bs - 1) // bs
                             if need > reserved[r]:
-                                st[_FREE] -= need - reserved[r]
+                                st_r[_FREE] -= need - reserved[r]
                                 reserved[r] = need
                         tmp[nleft] = r
                         nleft += 1
                 for i in range(nb):
                     if total[ids[i]] - p0[i] <= iters:
-                        _release(ids[i], st, reserved)
+                        _release(ids[i], st_r, reserved)
+                        st_r[_OUTST] -= 1
             else:
                 if decode_only:
                     if iters > 1:
@@ -317,7 +387,7 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
                         if iters > 1 and step_alloc:
                             need = (proc - 1 + bs - 1) // bs
                             if need > reserved[r]:
-                                st[_FREE] -= need - reserved[r]
+                                st_r[_FREE] -= need - reserved[r]
                                 reserved[r] = need
                         last_token_at[r] = t
                 else:
@@ -352,21 +422,26 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
                 for i in range(nb):
                     r = ids[i]
                     if processed[r] >= total[r]:
-                        _release(r, st, reserved)
+                        _release(r, st_r, reserved)
+                        st_r[_OUTST] -= 1
                     else:
                         tmp[nleft] = r
                         nleft += 1
             # on_batch_end: unfinished requests join the running list
+            if st_r[_RE] + nleft > run.shape[0]:
+                raise RuntimeError("serving core: running list overflow")
             for i in range(nleft):
-                run[st[_RE]] = tmp[i]
-                st[_RE] += 1
-            if kind == STATIC and st[_RE] == 0:
-                st[_GROUP] = 0
+                run[st_r[_RE]] = tmp[i]
+                st_r[_RE] += 1
+            if kind == STATIC and st_r[_RE] == 0:
+                st_r[_GROUP] = 0
             # the batch log (BatchLog.add)
             if n_log == len(lg_start):
                 lg_start, lg_end, lg_size = _room(lg_start, n_log + 1), _room(lg_end, n_log + 1), _room(lg_size, n_log + 1)
                 lg_dec, lg_kv = _room(lg_dec, n_log + 1), _room(lg_kv, n_log + 1)
                 lg_iters, lg_pre, lg_blocks = _room(lg_iters, n_log + 1), _room(lg_pre, n_log + 1), _room(lg_blocks, n_log + 1)
+                lg_rep = _room(lg_rep, n_log + 1)
+            lg_rep[n_log] = rid
             lg_start[n_log] = sched_t
             lg_end[n_log] = t
             lg_iters[n_log] = iters
@@ -386,281 +461,309 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
                 lg_pre[n_log] = qsum - ndec
                 lg_dec[n_log] = float(ndec)
             lg_kv[n_log] = kv_read
-            lg_blocks[n_log] = num_blocks - st[_FREE]
+            lg_blocks[n_log] = num_blocks - st_r[_FREE]
             n_log += 1
-        # ---- dispatch: the scheduler forms the next batch ------------------------------------------------------
-        if busy:
-            continue
-        nb = 0
-        pad = 0
-        decode_only = False
-        # sort the running list (every scheduler starts from it in arrival order)
-        re = st[_RE]
-        unsorted = False
-        for i in range(1, re):
-            if run[i] < run[i - 1]:
-                unsorted = True
-                break
-        if unsorted:
-            _sort_by(run, run, re, srt, True)
-        st[_RS] = 0
-        if kind == VLLM:
-            tokens = 0
-            while st[_QLEN] > 0:
-                r = qbuf[st[_QHEAD]]
-                nt = prefill[r]
-                if (not _can_admit(r, st, prefill, bs, watermark, kind, mbps) or tokens + nt > max_tok
-                        or st[_NALLOC] == max_bsz or nb == max_micro):
+        for rid in range(n_rep):
+            if not touched[rid] or busy[rid]:
+                continue
+            st_r = st[rid]
+            run = runs[rid]
+            ids, q, kv, p0 = bids[rid], bq[rid], bkv[rid], bp0[rid]
+            dur, ends, act = bdur[rid], bends[rid], bact[rid]
+            if known:
+                nxt_t = arrival[ptr[rid]] if ptr[rid] < n_req else np.inf
+            else:
+                nxt_t = arrival[ai] if ai < n_req else np.inf
+            nb = 0
+            pad = 0
+            decode_only = False
+            # sort the running list (every scheduler starts from it in arrival order)
+            re = st_r[_RE]
+            unsorted = False
+            for i in range(1, re):
+                if run[i] < run[i - 1]:
+                    unsorted = True
                     break
-                st[_QHEAD] = (st[_QHEAD] + 1) % len(qbuf)
-                st[_QLEN] -= 1
-                _admit(r, st, prefill, reserved, bs, kind, mbps)
-                ids[nb] = r
-                q[nb] = nt
-                nb += 1
-                tokens += nt
-            if nb == 0:
-                while st[_RE] > st[_RS] and nb < max_micro:
-                    r = run[st[_RS]]
-                    st[_RS] += 1
-                    nb = _decode_one(r, st, run, qbuf, prefill, processed, prefill_done, reserved, restarts,
+            if unsorted:
+                _sort_by(run, run, re, srt, True)
+            st_r[_RS] = 0
+            if kind == VLLM:
+                tokens = 0
+                while st_r[_QLEN] > 0:
+                    r = st_r[_QHEAD]
+                    nt = prefill[r]
+                    if (not _can_admit(r, st_r, prefill, bs, watermark, kind, mbps) or tokens + nt > max_tok
+                            or st_r[_NALLOC] == max_bsz or nb == max_micro):
+                        break
+                    _q_pop(st_r, qnext)
+                    _admit(r, st_r, prefill, reserved, bs, kind, mbps)
+                    ids[nb] = r
+                    q[nb] = nt
+                    nb += 1
+                    tokens += nt
+                if nb == 0:
+                    while st_r[_RE] > st_r[_RS] and nb < max_micro:
+                        r = run[st_r[_RS]]
+                        st_r[_RS] += 1
+                        nb = _decode_one(r, st_r, run, qnext, prefill, processed, prefill_done, reserved, restarts,
+                                         bs, ids, q, nb)
+                    decode_only = True
+                _compact_running(st_r, run)
+            elif kind == SARATHI:
+                budget = chunk
+                npart = 0
+                while st_r[_RE] > st_r[_RS] and nb < max_micro:
+                    r = run[st_r[_RS]]
+                    st_r[_RS] += 1
+                    if not prefill_done[r]:
+                        tmp[npart] = r
+                        npart += 1
+                        continue
+                    nb = _decode_one(r, st_r, run, qnext, prefill, processed, prefill_done, reserved, restarts,
                                      bs, ids, q, nb)
-                decode_only = True
-            _compact_running(st, run)
-        elif kind == SARATHI:
-            budget = chunk
-            npart = 0
-            while st[_RE] > st[_RS] and nb < max_micro:
-                r = run[st[_RS]]
-                st[_RS] += 1
-                if not prefill_done[r]:
-                    tmp[npart] = r
-                    npart += 1
-                    continue
-                nb = _decode_one(r, st, run, qbuf, prefill, processed, prefill_done, reserved, restarts,
-                                 bs, ids, q, nb)
-            used = nb
-            partial_used = False
-            nskip = 0
-            for i in range(npart):          # continue chunked prefills (their blocks are already held)
-                r = tmp[i]
-                nt = min(prefill[r] - processed[r], budget - used)
-                if nt <= 0:
-                    tmp[nskip] = r            # skipped ones stay in order, ahead of the rest
-                    nskip += 1
-                    continue
-                ids[nb] = r
-                q[nb] = nt
-                nb += 1
-                used += nt
-                partial_used = True
-            rs, re = st[_RS], st[_RE]
-            if nskip:                        # nskip <= rs: the skipped were taken from the front
-                for i in range(re - rs):
-                    run[nskip + i] = run[rs + i]
-                for i in range(nskip):
-                    run[i] = tmp[i]
-                st[_RS] = 0
-                st[_RE] = nskip + re - rs
-            else:
-                _compact_running(st, run)
-            admitted = False
-            while st[_QLEN] > 0:
-                if st[_NALLOC] == max_bsz or nb == max_micro:
-                    break
-                r = qbuf[st[_QHEAD]]
-                if not _can_admit(r, st, prefill, bs, watermark, kind, mbps):
-                    break
-                nt = min(prefill[r], budget - used)
-                if nt <= 0:
-                    break
-                st[_QHEAD] = (st[_QHEAD] + 1) % len(qbuf)
-                st[_QLEN] -= 1
-                _admit(r, st, prefill, reserved, bs, kind, mbps)
-                ids[nb] = r
-                q[nb] = nt
-                nb += 1
-                used += nt
-                admitted = True
-            decode_only = not partial_used and not admitted
-        elif kind == ORCA:
-            take = min(st[_RE], max_batch)
-            for i in range(take):
-                ids[i] = run[i]
-                q[i] = 1
-            nb = take
-            st[_RS] = take
-            _compact_running(st, run)
-            decode_only = True
-            while st[_QLEN] > 0 and nb < max_batch and _can_admit(qbuf[st[_QHEAD]], st, prefill, bs, watermark,
-                                                                  kind, mbps):
-                r = qbuf[st[_QHEAD]]
-                st[_QHEAD] = (st[_QHEAD] + 1) % len(qbuf)
-                st[_QLEN] -= 1
-                _admit(r, st, prefill, reserved, bs, kind, mbps)
-                ids[nb] = r
-                q[nb] = prefill[r]
-                nb += 1
-                decode_only = False
-        else:   # STATIC
-            if st[_RE] == 0:
-                if st[_GROUP] == 0:
-                    while st[_QLEN] > 0 and nb < max_batch and _can_admit(qbuf[st[_QHEAD]], st, prefill, bs,
-                                                                          watermark, kind, mbps):
-                        r = qbuf[st[_QHEAD]]
-                        st[_QHEAD] = (st[_QHEAD] + 1) % len(qbuf)
-                        st[_QLEN] -= 1
-                        _admit(r, st, prefill, reserved, bs, kind, mbps)
-                        ids[nb] = r
-                        q[nb] = prefill[r]
-                        nb += 1
-                    st[_GROUP] = nb
-            else:
-                nb = st[_RE]
-                for i in range(nb):
+                used = nb
+                partial_used = False
+                nskip = 0
+                for i in range(npart):          # continue chunked prefills (their blocks are already held)
+                    r = tmp[i]
+                    nt = min(prefill[r] - processed[r], budget - used)
+                    if nt <= 0:
+                        tmp[nskip] = r            # skipped ones stay in order, ahead of the rest
+                        nskip += 1
+                        continue
+                    ids[nb] = r
+                    q[nb] = nt
+                    nb += 1
+                    used += nt
+                    partial_used = True
+                rs, re = st_r[_RS], st_r[_RE]
+                if nskip:                        # nskip <= rs: the skipped were taken from the front
+                    for i in range(re - rs):
+                        run[nskip + i] = run[rs + i]
+                    for i in range(nskip):
+                        run[i] = tmp[i]
+                    st_r[_RS] = 0
+                    st_r[_RE] = nskip + re - rs
+                else:
+                    _compact_running(st_r, run)
+                admitted = False
+                while st_r[_QLEN] > 0:
+                    if st_r[_NALLOC] == max_bsz or nb == max_micro:
+                        break
+                    r = st_r[_QHEAD]
+                    if not _can_admit(r, st_r, prefill, bs, watermark, kind, mbps):
+                        break
+                    nt = min(prefill[r], budget - used)
+                    if nt <= 0:
+                        break
+                    _q_pop(st_r, qnext)
+                    _admit(r, st_r, prefill, reserved, bs, kind, mbps)
+                    ids[nb] = r
+                    q[nb] = nt
+                    nb += 1
+                    used += nt
+                    admitted = True
+                decode_only = not partial_used and not admitted
+            elif kind == ORCA:
+                take = min(st_r[_RE], max_batch)
+                for i in range(take):
                     ids[i] = run[i]
                     q[i] = 1
-                st[_RE] = 0
+                nb = take
+                st_r[_RS] = take
+                _compact_running(st_r, run)
                 decode_only = True
-                pad = st[_GROUP] - nb
-        if nb == 0:
-            continue
-        for i in range(nb):
-            kv[i] = processed[ids[i]] + q[i]
-        sched_t = t
-        iters = 1
-        has_active = False
-        if decode_only:
-            for i in range(nb):
-                p0[i] = processed[ids[i]]
-            if fast_forward:
-                # ---- fast-forward (Simulator._extend) -------------------------------------------------------
-                blocked = -1                  # -1: a queued request could join now; 0: queue empty; 1: blocked
-                if st[_QLEN] == 0:
-                    blocked = 0
+                while st_r[_QLEN] > 0 and nb < max_batch and _can_admit(st_r[_QHEAD], st_r, prefill, bs, watermark,
+                                                                      kind, mbps):
+                    r = st_r[_QHEAD]
+                    _q_pop(st_r, qnext)
+                    _admit(r, st_r, prefill, reserved, bs, kind, mbps)
+                    ids[nb] = r
+                    q[nb] = prefill[r]
+                    nb += 1
+                    decode_only = False
+            else:   # STATIC
+                if st_r[_RE] == 0:
+                    if st_r[_GROUP] == 0:
+                        while st_r[_QLEN] > 0 and nb < max_batch and _can_admit(st_r[_QHEAD], st_r, prefill, bs,
+                                                                              watermark, kind, mbps):
+                            r = st_r[_QHEAD]
+                            _q_pop(st_r, qnext)
+                            _admit(r, st_r, prefill, reserved, bs, kind, mbps)
+                            ids[nb] = r
+                            q[nb] = prefill[r]
+                            nb += 1
+                        st_r[_GROUP] = nb
                 else:
-                    r = qbuf[st[_QHEAD]]
-                    if kind == VLLM:
-                        if (not _can_admit(r, st, prefill, bs, watermark, kind, mbps) or st[_NALLOC] == max_bsz
-                                or prefill[r] > max_tok):
-                            blocked = 1
-                    elif kind == SARATHI:
-                        if (st[_NALLOC] == max_bsz or nb >= max_micro or nb >= chunk
-                                or not _can_admit(r, st, prefill, bs, watermark, kind, mbps)):
-                            blocked = 1
-                    elif kind == ORCA:
-                        if nb >= max_batch or not _can_admit(r, st, prefill, bs, watermark, kind, mbps):
-                            blocked = 1
-                    else:
-                        blocked = 1
-                if kind == STATIC:
-                    blocked = 1
-                if blocked >= 0:
-                    rmin = total[ids[0]] - p0[0]
-                    rmax = rmin
-                    psum = 0
+                    nb = st_r[_RE]
                     for i in range(nb):
-                        rem[i] = total[ids[i]] - p0[i]
-                        rmin = min(rmin, rem[i])
-                        rmax = max(rmax, rem[i])
-                        psum += p0[i]
-                    through = st[_RE] == 0 and (blocked == 0 or keeps)
-                    k = min(rmax if through else rmin, max_ff)
-                    nxt = arrival[ai] if ai < n_req else np.inf
-                    if blocked == 0 and k > 32 and nxt < np.inf:
-                        d0 = decode_iter_time(tm, rows, row_ok, quirks, layers, 1 if through else nb + pad,
-                                               float(psum) / nb + 1.0)
-                        k = min(k, int((nxt - t) / d0) + 2)
-                    if k > 1 and step_alloc and st[_FREE] <= nb * (k // bs + 2):
-                        # iterations at which requests cross a block boundary; stop before the blocks run out
-                        for j in range(k):
-                            cnt[j] = 0
-                        for i in range(nb):
-                            first = reserved[ids[i]] * bs - p0[i] + 1
-                            for o in range(0, k, bs):
-                                it = first + o
-                                if it >= 1 and it < k and it < rem[i]:
-                                    cnt[it] += 1
-                        c = 0
-                        for j in range(k):
-                            c += cnt[j]
-                            if st[_FREE] - c < 1:
-                                k = j
-                                break
-                    if k > 1:
-                        shrinking = through and rmin < k
-                        if shrinking:
-                            for i in range(nb):
-                                order[i] = i
-                            _sort_by(rem, order, nb, srt, False)
-                            cum[0] = 0.0
-                            for i in range(nb):
-                                cum[i + 1] = cum[i] + p0[order[i]]
-                            gone = 0
-                            for j in range(k):
-                                while gone < nb and rem[order[gone]] <= j:
-                                    gone += 1
-                                a = nb - gone
-                                act[j] = a
-                                ctx = (cum[nb] - cum[gone]) / a + 1.0 + j
-                                if keeps:
-                                    dur[j] = decode_iter_time(tm, rows, row_ok, quirks, layers, nb + pad, ctx)
-                                else:
-                                    dur[j] = shrinking_iter_time(tm, quirks, layers, a, ctx)
-                        else:
-                            base = float(psum) / nb + 1.0
-                            for j in range(k):
-                                dur[j] = decode_iter_time(tm, rows, row_ok, quirks, layers, nb + pad, base + j)
-                        s = 0.0
-                        for j in range(k):
-                            s += dur[j]
-                            ends[j] = s
-                        if blocked == 0:
-                            # iterations that end before the next arrival, plus the one it arrives during
-                            x = nxt - t
-                            lo = 0
-                            while lo < k and ends[lo] < x:
-                                lo += 1
-                            k = min(k, 1 + lo)
-                        if k > 1:
-                            iters = k
-                            run_time = ends[k - 1]
-                            has_active = shrinking
-                            for j in range(k):
-                                ends[j] = sched_t + ends[j]
-        else:
-            for i in range(nb):                # only prompts can be scheduled for the first time
-                r = ids[i]
-                if not prefill_done[r] and np.isnan(scheduled_at[r]):
-                    scheduled_at[r] = t
-        if iters > 1:
-            dt = run_time
-        else:
-            pad_kv = 0.0
-            if pad:
-                s_kv = 0
+                        ids[i] = run[i]
+                        q[i] = 1
+                    st_r[_RE] = 0
+                    decode_only = True
+                    pad = st_r[_GROUP] - nb
+            if nb == 0:
+                continue
+            for i in range(nb):
+                kv[i] = processed[ids[i]] + q[i]
+            sched_t = t
+            iters = 1
+            has_active = False
+            if decode_only:
                 for i in range(nb):
-                    s_kv += kv[i]
-                pad_kv = s_kv / nb
-            dt = batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, nb, pad, pad_kv)
-        busy = True
-        batch_end = t + dt
-    return (lg_start, lg_end, lg_size, lg_dec, lg_kv, lg_iters, lg_pre, lg_blocks, n_log, tv, tw, n_tbt,
-            st[_PREEMPT], events)
+                    p0[i] = processed[ids[i]]
+                if fast_forward:
+                    # ---- fast-forward (Simulator._extend) -------------------------------------------------------
+                    blocked = -1                  # -1: a queued request could join now; 0: queue empty; 1: blocked
+                    if st_r[_QLEN] == 0:
+                        blocked = 0
+                    else:
+                        r = st_r[_QHEAD]
+                        if kind == VLLM:
+                            if (not _can_admit(r, st_r, prefill, bs, watermark, kind, mbps) or st_r[_NALLOC] == max_bsz
+                                    or prefill[r] > max_tok):
+                                blocked = 1
+                        elif kind == SARATHI:
+                            if (st_r[_NALLOC] == max_bsz or nb >= max_micro or nb >= chunk
+                                    or not _can_admit(r, st_r, prefill, bs, watermark, kind, mbps)):
+                                blocked = 1
+                        elif kind == ORCA:
+                            if nb >= max_batch or not _can_admit(r, st_r, prefill, bs, watermark, kind, mbps):
+                                blocked = 1
+                        else:
+                            blocked = 1
+                    if kind == STATIC:
+                        blocked = 1
+                    if blocked >= 0:
+                        rmin = total[ids[0]] - p0[0]
+                        rmax = rmin
+                        psum = 0
+                        for i in range(nb):
+                            rem[i] = total[ids[i]] - p0[i]
+                            rmin = min(rmin, rem[i])
+                            rmax = max(rmax, rem[i])
+                            psum += p0[i]
+                        through = known and st_r[_RE] == 0 and (blocked == 0 or keeps)
+                        k = min(rmax if through else rmin, max_ff)
+                        nxt = nxt_t
+                        if blocked == 0 and k > 32 and nxt < np.inf:
+                            d0 = decode_iter_time(tm, rows, row_ok, quirks, layers, 1 if through else nb + pad,
+                                                   float(psum) / nb + 1.0)
+                            k = min(k, int((nxt - t) / d0) + 2)
+                        if k > 1 and step_alloc and st_r[_FREE] <= nb * (k // bs + 2):
+                            # iterations at which requests cross a block boundary; stop before the blocks run out
+                            for j in range(k):
+                                cnt[j] = 0
+                            for i in range(nb):
+                                first = reserved[ids[i]] * bs - p0[i] + 1
+                                for o in range(0, k, bs):
+                                    it = first + o
+                                    if it >= 1 and it < k and it < rem[i]:
+                                        cnt[it] += 1
+                            c = 0
+                            for j in range(k):
+                                c += cnt[j]
+                                if st_r[_FREE] - c < 1:
+                                    k = j
+                                    break
+                        if k > 1:
+                            shrinking = through and rmin < k
+                            if shrinking:
+                                for i in range(nb):
+                                    order[i] = i
+                                _sort_by(rem, order, nb, srt, False)
+                                cum[0] = 0.0
+                                for i in range(nb):
+                                    cum[i + 1] = cum[i] + p0[order[i]]
+                                gone = 0
+                                for j in range(k):
+                                    while gone < nb and rem[order[gone]] <= j:
+                                        gone += 1
+                                    a = nb - gone
+                                    act[j] = a
+                                    ctx = (cum[nb] - cum[gone]) / a + 1.0 + j
+                                    if keeps:
+                                        dur[j] = decode_iter_time(tm, rows, row_ok, quirks, layers, nb + pad, ctx)
+                                    else:
+                                        dur[j] = shrinking_iter_time(tm, quirks, layers, a, ctx)
+                            else:
+                                base = float(psum) / nb + 1.0
+                                for j in range(k):
+                                    dur[j] = decode_iter_time(tm, rows, row_ok, quirks, layers, nb + pad, base + j)
+                            s = 0.0
+                            for j in range(k):
+                                s += dur[j]
+                                ends[j] = s
+                            if blocked == 0:
+                                # iterations that end before the next arrival, plus the one it arrives during
+                                x = nxt - t
+                                lo = 0
+                                while lo < k and ends[lo] < x:
+                                    lo += 1
+                                k = min(k, 1 + lo)
+                            if k > 1:
+                                iters = k
+                                run_time = ends[k - 1]
+                                has_active = shrinking
+                                for j in range(k):
+                                    ends[j] = sched_t + ends[j]
+            else:
+                for i in range(nb):                # only prompts can be scheduled for the first time
+                    r = ids[i]
+                    if not prefill_done[r] and np.isnan(scheduled_at[r]):
+                        scheduled_at[r] = t
+            if iters > 1:
+                dt = run_time
+            else:
+                pad_kv = 0.0
+                if pad:
+                    s_kv = 0
+                    for i in range(nb):
+                        s_kv += kv[i]
+                    pad_kv = s_kv / nb
+                dt = batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, nb, pad, pad_kv)
+            busy[rid] = True
+            bend[rid] = t + dt
+            bseq[rid] = seq
+            seq += 1
+            nbusy += 1
+            bnb[rid], bpad[rid], bdec[rid], biters[rid], bhas[rid], bsched[rid] = nb, pad, decode_only, iters, has_active, sched_t
+    return (lg_rep, lg_start, lg_end, lg_size, lg_dec, lg_kv, lg_iters, lg_pre, lg_blocks, n_log, tv, tw, n_tbt,
+            st[:, _PREEMPT].sum(), events)
 
 
 # ---- Python side --------------------------------------------------------------------------------------------
 def simulate_replica(requests: RequestSet, timer: StageTimer,
                      make_scheduler: Callable[[RequestState], ReplicaScheduler],
                      fast_forward: bool = True) -> SimulationOutput:
-    """Simulate one single-stage replica serving ``requests`` (arrival order) with the compiled core
-    (``parallel.ReplicaRunner``). The scheduler ``make_scheduler`` makes supplies its kind, limits and derived
-    caps; the compiled loop does its work."""
+    """One single-stage replica serving ``requests`` (arrival order) with the compiled core
+    (``parallel.ReplicaRunner``)."""
+    return simulate_cluster(requests, timer, make_scheduler, fast_forward, routes=np.zeros(len(requests), np.int64))
+
+
+def simulate_cluster(requests: RequestSet, timer: StageTimer,
+                     make_scheduler: Callable[[RequestState], ReplicaScheduler], fast_forward: bool = True, *,
+                     replicas: int = 1, routes: np.ndarray | None = None) -> SimulationOutput:
+    """Single-stage replicas serving ``requests`` (arrival order) together with the compiled core. ``routes``:
+    each request's replica when routing is known upfront; None: least-outstanding routing over ``replicas``.
+    The scheduler that ``make_scheduler`` makes supplies its kind, limits and derived caps; the compiled loop
+    does its work."""
     state = RequestState(requests)
     scheduler = make_scheduler(state)
-    if not supports(timer.pp, True, scheduler.name):
+    if not supports(timer.pp, scheduler.name):
         raise ValueError(f"the compiled core does not cover scheduler '{scheduler.name}' with "
                          f"{timer.pp} pipeline stage(s) (numba installed: {_HAVE_NUMBA})")
+    n = len(requests)
+    if routes is None:
+        route_arr, next_same = np.full(n, -1, np.int64), np.full(n, n, np.int64)
+    else:
+        route_arr = np.asarray(routes, dtype=np.int64)
+        replicas = max(replicas, int(route_arr.max()) + 1 if n else 1)
+        next_same = np.full(n, n, np.int64)      # the next request routed to the same replica
+        last = np.full(replicas, n, np.int64)
+        for i in range(n - 1, -1, -1):             # (once per run: cheap next to the simulation)
+            next_same[i] = last[route_arr[i]]
+            last[route_arr[i]] = i
     lim = scheduler.lim
     orca = isinstance(scheduler, OrcaScheduler)
     caps = np.array([lim.num_blocks, lim.block_size, lim.max_batch_size, lim.max_tokens_per_batch, lim.chunk_size,
@@ -668,16 +771,15 @@ def simulate_replica(requests: RequestSet, timer: StageTimer,
                      scheduler.max_blocks_per_seq, int(scheduler.step_allocates),
                      int(scheduler.keeps_finished_slots)], dtype=np.int64)
     tm, pre, quirks = timer_arrays(timer)
-    (start, end, size, dec, kv, iters, pre_tok, blocks, n_log, tv, tw, n_tbt, preemptions,
+    (rep, start, end, size, dec, kv, iters, pre_tok, blocks, n_log, tv, tw, n_tbt, preemptions,
      events) = _simulate(
         state.arrival, state.prefill, state.total, state.processed, state.prefill_done, state.reserved,
         state.scheduled_at, state.first_token_at, state.last_token_at, state.completed_at, state.restarts,
-        tm, pre, quirks, float(timer.layers), SCHEDULER_CODES[scheduler.name], caps, fast_forward,
-        MAX_FAST_FORWARD)
-    state.replica[:] = 0
+        state.replica, route_arr, next_same, replicas, tm, pre, quirks, float(timer.layers),
+        SCHEDULER_CODES[scheduler.name], caps, fast_forward, MAX_FAST_FORWARD)
     m = int(n_log)
-    log = BatchLog(replica=[0] * m, start=start[:m].tolist(), end=end[:m].tolist(), iterations=iters[:m].tolist(),
-                   size=size[:m].tolist(), prefill_tokens=pre_tok[:m].tolist(), decode_tokens=dec[:m].tolist(),
-                   kv_tokens=kv[:m].tolist(), blocks_used=blocks[:m].tolist())
+    log = BatchLog(replica=rep[:m].tolist(), start=start[:m].tolist(), end=end[:m].tolist(),
+                   iterations=iters[:m].tolist(), size=size[:m].tolist(), prefill_tokens=pre_tok[:m].tolist(),
+                   decode_tokens=dec[:m].tolist(), kv_tokens=kv[:m].tolist(), blocks_used=blocks[:m].tolist())
     return SimulationOutput(state, log, tv[:n_tbt].copy(), tw[:n_tbt].copy(), int(preemptions), lim.num_blocks,
                             int(events))

@@ -158,6 +158,8 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
     jobs = spec.replica_jobs if split else 1
     if core == "compiled" and spec.replicas == 1:
         out = compiled.simulate_replica(reqs, timer, make_scheduler, fast_forward)
+    elif core == "compiled" and not split:     # least-outstanding routing: the replicas run together
+        out = compiled.simulate_cluster(reqs, timer, make_scheduler, fast_forward, replicas=spec.replicas)
     elif jobs > 1 or core == "compiled":
         out = simulate_split(reqs, timer, make_scheduler, replicas=spec.replicas, routing=spec.routing,
                              seed=spec.seed, fast_forward=fast_forward, jobs=jobs,
@@ -184,12 +186,10 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
 def simulation_core(spec: ServeSpec) -> str:
     """Which core simulates ``spec``: "compiled" or "python" (``spec.core``; "auto" picks compiled where
     it applies). Asking for "compiled" where it does not apply is an error that says why."""
-    routing_known = spec.replicas == 1 or can_split(spec.routing, spec.replicas)
-    ok = compiled.supports(spec.pp, routing_known, spec.scheduler)
+    ok = compiled.supports(spec.pp, spec.scheduler)
     if spec.core == "compiled" and not ok:
         why = ("numba is not installed (pip install numba)" if not compiled.available() else
-               "it simulates single-stage replicas (pp=1)" if spec.pp > 1 else
-               "least_outstanding routing couples the replicas")
+               "it simulates single-stage replicas (pp=1)")
         raise ConfigError(f"serve core: 'compiled' cannot run this scenario: {why}; use core 'auto' or 'python'")
     if spec.core == "python" or not ok:
         return "python"
