@@ -102,16 +102,25 @@ def test_a_compiled_core_in_this_process_needs_no_compiling():
     assert compiled.needs_compiling() is False
 
 
-def test_auto_core_falls_back_to_python_for_pipeline_parallel_replicas():
+@pytest.mark.parametrize("scheduler", ["vllm", "sarathi", "orca", "static"])
+@pytest.mark.parametrize("pp", [2, 4])
+def test_compiled_pipeline_parallel_replicas_equal_python(scheduler, pp):
+    """Micro-batches in flight on every stage, each stage's queue, the last stage finishing them."""
+    spec = dict(model="llama-2-7b", scheduler=scheduler, qps=8.0, requests=100, pp=pp, tp=2, replicas=2,
+                routing="least_outstanding", length="uniform", min_tokens=200, max_tokens=2048,
+                prefill_to_decode_ratio=2.0, memory_fraction=0.3)
+    _assert_same(simulate(make_spec(**spec, core="python")), simulate(make_spec(**spec, core="compiled")))
+
+
+def test_auto_core_is_compiled_for_every_layout_and_routing():
     base = dict(model="llama-2-7b", qps=6.0, requests=40)
     assert simulate(make_spec(**base)).summary["simulation_core"] == "compiled"
-    assert simulate(make_spec(**base, pp=2)).summary["simulation_core"] == "python"
+    assert simulate(make_spec(**base, pp=2)).summary["simulation_core"] == "compiled"
     assert simulate(make_spec(**base, replicas=2, routing="least_outstanding")).summary["simulation_core"] == "compiled"
+    assert simulate(make_spec(**base, core="python")).summary["simulation_core"] == "python"
 
 
-def test_compiled_core_refuses_what_it_does_not_simulate():
-    with pytest.raises(ConfigError, match="pp=1"):
-        simulate(make_spec(model="llama-2-7b", pp=2, requests=10, core="compiled"))
+def test_an_unknown_core_is_refused_with_the_allowed_values():
     with pytest.raises(ConfigError, match="core"):
         make_spec(core="fortran")
 
@@ -125,7 +134,8 @@ def test_compiled_core_refuses_what_it_does_not_simulate():
     max_tokens=st.sampled_from([512, 2048]), block_size=st.sampled_from([1, 16, 32]),
     max_batch_size=st.sampled_from([1, 3, 128, 600]), chunk_size=st.sampled_from([1, 64, 512]),
     memory_fraction=st.sampled_from([0.2, 0.5, 0.9]), replicas=st.sampled_from([1, 2, 3]),
-    routing=st.sampled_from(["round_robin", "random", "least_outstanding"]), seed=st.integers(0, 99))),
+    routing=st.sampled_from(["round_robin", "random", "least_outstanding"]), seed=st.integers(0, 99),
+    pp=st.sampled_from([1, 2, 4]), tp=st.sampled_from([1, 2]))),
     st.booleans(), st.booleans())
 def test_compiled_equals_python_on_random_scenarios(kw, exact, vidur_lookups):
     """Odd corners too: one-token blocks, chunks and prompts, a batch cap of 1, all requests at once."""

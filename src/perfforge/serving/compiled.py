@@ -1,16 +1,16 @@
-"""The serving simulation of single-stage replicas, compiled with numba: the Python simulator's semantics, a
-fraction of its CPU.
+"""The serving simulation, compiled with numba: the Python simulator's semantics at a fraction of its CPU.
 
 ``simulator.Simulator`` is the reference: readable, every replica layout, every routing. Its cost is
 Python's per-event overhead (tens of numpy calls on small arrays per batch), not the work itself. This module
-runs the same event loop for single-stage replicas (pipeline depth 1) as one compiled function: the same
+runs the same event loop as one compiled function: the same
 schedulers element by element (vLLM v0, Sarathi-Serve, Orca, static), the same paged-block bookkeeping and
 preemption, the same decode fast-forward (``MAX_FAST_FORWARD`` iterations at most per run, stopped by the
 next arrival, a completion or a block boundary), the same batch-time lookups (``batch_time.StageTimer``,
 including Vidur's lookup behaviours) and the same log and token-gap records. Tests check that both give the
 same results. A cluster whose routing is known upfront (round robin, random) runs one replica at a time
 (``parallel.simulate_split``); under least-outstanding routing the replicas run together in the one loop
-(each event scans the replicas: fine for tens of them). Pipeline-parallel replicas use the Python simulator.
+(each event scans the replicas' stages: fine for tens of them). Pipeline-parallel replicas keep one
+micro-batch per stage in flight, as the Python simulator does (no fast-forward there, in either).
 numba is a dependency of the package; where it is missing everything runs in Python
 (``available()`` says which).
 
@@ -55,9 +55,9 @@ def needs_compiling() -> bool:
         return False
 
 
-def supports(stages: int, scheduler: str) -> bool:
-    """Can the compiled core simulate this replica layout?"""
-    return _HAVE_NUMBA and stages == 1 and scheduler in SCHEDULER_CODES
+def supports(scheduler: str) -> bool:
+    """Can the compiled core simulate this scheduler (numba installed)?"""
+    return _HAVE_NUMBA and scheduler in SCHEDULER_CODES
 
 
 # ---- growable outputs ---------------------------------------------------------------------------------------
@@ -210,23 +210,31 @@ def _admit(r, st, prefill, reserved, bs, kind, mbps):
 # ---- the simulation -----------------------------------------------------------------------------------------
 @njit(cache=True)
 def _simulate(arrival, prefill, total, processed, prefill_done, reserved, scheduled_at, first_token_at,
-              last_token_at, completed_at, restarts, replica_of, routes, next_same, n_rep, tm, pre, quirks, layers,
-              kind, lim, fast_forward, max_ff):
-    """``n_rep`` single-stage replicas. ``routes[i]``: request i's replica when routing is known upfront
+              last_token_at, completed_at, restarts, replica_of, routes, next_same, n_rep, n_stages, tm, pre,
+              quirks, curves, layers, kind, lim, fast_forward, max_ff):
+    """``n_rep`` replicas of ``n_stages`` pipeline stages. ``routes[i]``: request i's replica when routing is known upfront
     (``next_same[i]``: the next request routed to the same replica, or n), or all -1 for least-outstanding
     routing (a request goes to the first replica with the fewest routed, unfinished requests).
     ``lim``: num_blocks, block_size, max_batch_size, max_tokens_per_batch, chunk_size, watermark (blocks),
     max_micro, max_batch (Orca/static), max_blocks_per_seq, step_allocates, keeps_finished_slots. Returns the
     batch log's columns and length, the token gaps with their weights and count, the preemptions and the
     events. Replicas whose batches end at the same time finish in the order the batches started, and then
-    schedule in replica order (the Python simulator's heap and dispatch order)."""
+    schedule in replica order (the Python simulator's heap and dispatch order). With ``n_stages`` > 1 pipeline
+    stages a replica keeps up to that many batches in flight (one per stage, each in a slot), a batch moves
+    to the next stage's queue when a stage ends, and only the last stage's end finishes it; iterations are
+    then stepped one at a time, as in the Python simulator."""
     n_req = len(arrival)
     num_blocks, bs, max_bsz, max_tok, chunk = lim[0], lim[1], lim[2], lim[3], lim[4]
     watermark, max_micro, max_batch, mbps = lim[5], lim[6], lim[7], lim[8]
     step_alloc, keeps = lim[9] > 0, lim[10] > 0
     known = n_req == 0 or routes[0] >= 0
-    # per replica: scheduler scalars, running list, the batch in flight and its fast-forwarded run
-    cap = max(max_bsz, max_batch, 1) + 1      # requests in a replica's memory: at most its batch cap
+    n_st = n_stages
+    fast_forward = fast_forward and n_st == 1
+    # per replica: scheduler scalars, running list, the batches in flight (slot g = replica * n_st + k) and the
+    # fast-forwarded run (single stage only); per replica and stage: the batch running there and the queue
+    # requests in a replica's memory: at most its batch cap (vLLM, Sarathi), or a full micro-batch per stage
+    # (Orca and static batching cap each micro-batch, not the replica)
+    cap = max(max_bsz, max_batch * n_st, 1) + 1
     st = np.zeros((n_rep, 10), np.int64)
     for r in range(n_rep):
         st[r, _FREE] = num_blocks
@@ -237,22 +245,33 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
             ptr[routes[i]] = i
     qnext = np.empty(max(n_req, 1), np.int64)  # the queues, as linked lists through the requests
     runs = np.empty((n_rep, cap), np.int64)
-    bids = np.empty((n_rep, cap), np.int64)
-    bq = np.empty((n_rep, cap), np.int64)
-    bkv = np.empty((n_rep, cap), np.int64)
-    bp0 = np.empty((n_rep, cap), np.int64)
+    n_slot = n_rep * n_st
+    bids = np.empty((n_slot, cap), np.int64)
+    bq = np.empty((n_slot, cap), np.int64)
+    bkv = np.empty((n_slot, cap), np.int64)
+    bp0 = np.empty((n_slot, cap), np.int64)
     bdur = np.empty((n_rep, max_ff))
     bends = np.empty((n_rep, max_ff))
     bact = np.empty((n_rep, max_ff), np.int64)
-    busy = np.zeros(n_rep, np.bool_)
-    bend = np.full(n_rep, np.inf)
-    bseq = np.zeros(n_rep, np.int64)
-    bnb = np.zeros(n_rep, np.int64)
-    bpad = np.zeros(n_rep, np.int64)
-    bdec = np.zeros(n_rep, np.bool_)
-    biters = np.ones(n_rep, np.int64)
-    bhas = np.zeros(n_rep, np.bool_)
-    bsched = np.zeros(n_rep)
+    busy = np.zeros((n_rep, n_st), np.bool_)     # a batch runs on this stage ...
+    bend = np.full((n_rep, n_st), np.inf)        # ... until then
+    bseq = np.zeros((n_rep, n_st), np.int64)     # (started as the seq-th stage run)
+    bslot = np.zeros((n_rep, n_st), np.int64)    # (its slot)
+    wq = np.zeros((n_rep, n_st, n_st), np.int64)  # slots waiting for a stage (FIFO rings)
+    wq_head = np.zeros((n_rep, n_st), np.int64)
+    wq_len = np.zeros((n_rep, n_st), np.int64)
+    free_slots = np.empty((n_rep, n_st), np.int64)
+    n_free = np.full(n_rep, n_st, np.int64)
+    for r in range(n_rep):
+        for k in range(n_st):
+            free_slots[r, k] = r * n_st + n_st - 1 - k   # a stack: the lowest slot on top
+    in_flight = np.zeros(n_rep, np.int64)
+    bnb = np.zeros(n_slot, np.int64)
+    bpad = np.zeros(n_slot, np.int64)
+    bdec = np.zeros(n_slot, np.bool_)
+    biters = np.ones(n_slot, np.int64)
+    bhas = np.zeros(n_slot, np.bool_)
+    bsched = np.zeros(n_slot)
     touched = np.zeros(n_rep, np.bool_)
     # scratch shared by all replicas (used within one scheduling step)
     tmp = np.empty(cap, np.int64)
@@ -284,8 +303,9 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
     while ai < n_req or nbusy:
         t = arrival[ai] if ai < n_req else np.inf
         for r in range(n_rep):
-            if busy[r] and bend[r] < t:
-                t = bend[r]
+            for k in range(n_st):
+                if busy[r, k] and bend[r, k] < t:
+                    t = bend[r, k]
         for r in range(n_rep):
             touched[r] = False
         while ai < n_req and arrival[ai] == t:
@@ -304,23 +324,35 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
             ai += 1
             events += 1
         while True:
-            # batches ending now, in the order they started
+            # stage runs ending now, in the order they started
             rid = -1
+            stage = -1
             for r in range(n_rep):
-                if busy[r] and bend[r] == t and (rid < 0 or bseq[r] < bseq[rid]):
-                    rid = r
+                for k in range(n_st):
+                    if busy[r, k] and bend[r, k] == t and (rid < 0 or bseq[r, k] < bseq[rid, stage]):
+                        rid = r
+                        stage = k
             if rid < 0:
                 break
-            busy[rid] = False
+            busy[rid, stage] = False
             nbusy -= 1
             touched[rid] = True
             events += 1
+            g = bslot[rid, stage]
+            if stage < n_st - 1:                 # on to the next stage's queue
+                k = stage + 1
+                wq[rid, k, (wq_head[rid, k] + wq_len[rid, k]) % n_st] = g
+                wq_len[rid, k] += 1
+                continue
+            in_flight[rid] -= 1
+            free_slots[rid, n_free[rid]] = g
+            n_free[rid] += 1
             st_r = st[rid]
             run = runs[rid]
-            ids, q, kv, p0 = bids[rid], bq[rid], bkv[rid], bp0[rid]
+            ids, q, kv, p0 = bids[g], bq[g], bkv[g], bp0[g]
             dur, ends, act = bdur[rid], bends[rid], bact[rid]
-            nb, pad, decode_only, iters, has_active, sched_t = (bnb[rid], bpad[rid], bdec[rid], biters[rid],
-                                                                bhas[rid], bsched[rid])
+            nb, pad, decode_only, iters, has_active, sched_t = (bnb[g], bpad[g], bdec[g], biters[g],
+                                                                bhas[g], bsched[g])
             # ---- the batch's end: tokens, timings, completions --------------------------------------------
             kv_read = 0.0
             decoding = -1.0
@@ -464,11 +496,36 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
             lg_blocks[n_log] = num_blocks - st_r[_FREE]
             n_log += 1
         for rid in range(n_rep):
-            if not touched[rid] or busy[rid]:
+            if not touched[rid]:
                 continue
+            for k in range(1, n_st):             # waiting batches move on to free stages
+                if not busy[rid, k] and wq_len[rid, k]:
+                    g = wq[rid, k, wq_head[rid, k]]
+                    wq_head[rid, k] = (wq_head[rid, k] + 1) % n_st
+                    wq_len[rid, k] -= 1
+                    nb, pad = bnb[g], bpad[g]
+                    ids, q, kv = bids[g], bq[g], bkv[g]
+                    pad_kv = 0.0
+                    if pad:
+                        s_kv = 0
+                        for i in range(nb):
+                            s_kv += kv[i]
+                        pad_kv = s_kv / nb
+                    ci = 2 if k == n_st - 1 else 1
+                    dt = batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, nb, pad, pad_kv, curves[ci],
+                                    k == n_st - 1)
+                    busy[rid, k] = True
+                    bend[rid, k] = t + dt
+                    bseq[rid, k] = seq
+                    bslot[rid, k] = g
+                    seq += 1
+                    nbusy += 1
+            if in_flight[rid] >= n_st or busy[rid, 0]:
+                continue
+            g = free_slots[rid, n_free[rid] - 1]
             st_r = st[rid]
             run = runs[rid]
-            ids, q, kv, p0 = bids[rid], bq[rid], bkv[rid], bp0[rid]
+            ids, q, kv, p0 = bids[g], bq[g], bkv[g], bp0[g]
             dur, ends, act = bdur[rid], bends[rid], bact[rid]
             if known:
                 nxt_t = arrival[ptr[rid]] if ptr[rid] < n_req else np.inf
@@ -721,13 +778,16 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
                     for i in range(nb):
                         s_kv += kv[i]
                     pad_kv = s_kv / nb
-                dt = batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, nb, pad, pad_kv)
-            busy[rid] = True
-            bend[rid] = t + dt
-            bseq[rid] = seq
+                dt = batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, nb, pad, pad_kv, curves[0], n_st == 1)
+            n_free[rid] -= 1
+            in_flight[rid] += 1
+            busy[rid, 0] = True
+            bend[rid, 0] = t + dt
+            bseq[rid, 0] = seq
+            bslot[rid, 0] = g
             seq += 1
             nbusy += 1
-            bnb[rid], bpad[rid], bdec[rid], biters[rid], bhas[rid], bsched[rid] = nb, pad, decode_only, iters, has_active, sched_t
+            bnb[g], bpad[g], bdec[g], biters[g], bhas[g], bsched[g] = nb, pad, decode_only, iters, has_active, sched_t
     return (lg_rep, lg_start, lg_end, lg_size, lg_dec, lg_kv, lg_iters, lg_pre, lg_blocks, n_log, tv, tw, n_tbt,
             st[:, _PREEMPT].sum(), events)
 
@@ -736,7 +796,7 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
 def simulate_replica(requests: RequestSet, timer: StageTimer,
                      make_scheduler: Callable[[RequestState], ReplicaScheduler],
                      fast_forward: bool = True) -> SimulationOutput:
-    """One single-stage replica serving ``requests`` (arrival order) with the compiled core
+    """One replica serving ``requests`` (arrival order) with the compiled core
     (``parallel.ReplicaRunner``)."""
     return simulate_cluster(requests, timer, make_scheduler, fast_forward, routes=np.zeros(len(requests), np.int64))
 
@@ -744,15 +804,15 @@ def simulate_replica(requests: RequestSet, timer: StageTimer,
 def simulate_cluster(requests: RequestSet, timer: StageTimer,
                      make_scheduler: Callable[[RequestState], ReplicaScheduler], fast_forward: bool = True, *,
                      replicas: int = 1, routes: np.ndarray | None = None) -> SimulationOutput:
-    """Single-stage replicas serving ``requests`` (arrival order) together with the compiled core. ``routes``:
+    """Replicas serving ``requests`` (arrival order) together with the compiled core. ``routes``:
     each request's replica when routing is known upfront; None: least-outstanding routing over ``replicas``.
     The scheduler that ``make_scheduler`` makes supplies its kind, limits and derived caps; the compiled loop
     does its work."""
     state = RequestState(requests)
     scheduler = make_scheduler(state)
-    if not supports(timer.pp, scheduler.name):
-        raise ValueError(f"the compiled core does not cover scheduler '{scheduler.name}' with "
-                         f"{timer.pp} pipeline stage(s) (numba installed: {_HAVE_NUMBA})")
+    if not supports(scheduler.name):
+        raise ValueError(f"the compiled core does not cover scheduler '{scheduler.name}' "
+                         f"(numba installed: {_HAVE_NUMBA})")
     n = len(requests)
     if routes is None:
         route_arr, next_same = np.full(n, -1, np.int64), np.full(n, n, np.int64)
@@ -770,12 +830,12 @@ def simulate_cluster(requests: RequestSet, timer: StageTimer,
                      scheduler.watermark, scheduler.max_micro, scheduler.max_batch if orca else 0,
                      scheduler.max_blocks_per_seq, int(scheduler.step_allocates),
                      int(scheduler.keeps_finished_slots)], dtype=np.int64)
-    tm, pre, quirks = timer_arrays(timer)
+    tm, pre, quirks, curves = timer_arrays(timer)
     (rep, start, end, size, dec, kv, iters, pre_tok, blocks, n_log, tv, tw, n_tbt, preemptions,
      events) = _simulate(
         state.arrival, state.prefill, state.total, state.processed, state.prefill_done, state.reserved,
         state.scheduled_at, state.first_token_at, state.last_token_at, state.completed_at, state.restarts,
-        state.replica, route_arr, next_same, replicas, tm, pre, quirks, float(timer.layers),
+        state.replica, route_arr, next_same, replicas, timer.pp, tm, pre, quirks, curves, float(timer.layers),
         SCHEDULER_CODES[scheduler.name], caps, fast_forward, MAX_FAST_FORWARD)
     m = int(n_log)
     log = BatchLog(replica=rep[:m].tolist(), start=start[:m].tolist(), end=end[:m].tolist(),

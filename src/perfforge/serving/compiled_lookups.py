@@ -157,9 +157,10 @@ def shrinking_iter_time(tm, quirks, layers, active, ctx):
 
 
 @njit(cache=True)
-def batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, n, pad, pad_kv):
-    """StageTimer.batch_time over the batch's ``n`` requests plus ``pad`` padded decode slots at ``pad_kv``."""
-    g, curve, head, has_head, dec_b, dec_c, dec_z = tm[0], tm[1], tm[2], tm[3][0] > 0, tm[4], tm[5], tm[6]
+def batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, n, pad, pad_kv, curve, last_stage):
+    """StageTimer.batch_time over the batch's ``n`` requests plus ``pad`` padded decode slots at ``pad_kv``, on
+    a stage whose token-indexed ops sum to ``curve`` (the LM head runs on the last stage)."""
+    g, head, has_head, dec_b, dec_c, dec_z = tm[0], tm[2], tm[3][0] > 0 and last_stage, tm[4], tm[5], tm[6]
     n_dec = pad
     tok = pad
     kv_dec = pad * pad_kv
@@ -187,9 +188,11 @@ def batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, n, pad, pad_kv):
     return _fixed(g, curve, head, has_head, tokens, float(n + pad)) + layers * attn
 
 
-def timer_arrays(timer: StageTimer) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], int]:
+def timer_arrays(timer: StageTimer) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], int, np.ndarray]:
+    """(lookup arrays, prefill-attention arrays, Vidur-lookup flags, stage curves): the curves of the token
+    ops summed per stage kind, rows first / middle / last stage (``StageTimer._curves``' stage keys)."""
     t = timer.table
-    has_head = timer.pp == 1 and "lm_head" not in t.absent
+    has_head = "lm_head" not in t.absent
     head = np.asarray(timer._head if has_head else np.zeros(len(t.tokens)), dtype=np.float64)
     tm = (np.asarray(t.tokens, np.float64), np.asarray(timer._curves[0], np.float64), head,
           np.array([1.0 if has_head else 0.0]), np.asarray(t.decode_batch, np.float64),
@@ -199,4 +202,9 @@ def timer_arrays(timer: StageTimer) -> tuple[tuple[np.ndarray, ...], tuple[np.nd
     q = timer.vidur_lookups
     quirks = (1 * ("tokens_x8" in q) + 2 * ("decode_context_x256" in q) + 4 * ("prefill_context_with_chunk" in q)
               + 8 * ("gqa_decode_overhead" in q and timer.gqa))
-    return tm, pre, quirks
+    curves = np.zeros((3, len(t.tokens)))
+    curves[0] = timer._curves[0]
+    curves[2] = timer._curves[timer.pp - 1]
+    if timer.pp > 2:
+        curves[1] = timer._curves[1]
+    return tm, pre, quirks, curves

@@ -156,10 +156,12 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
     split = can_split(spec.routing, spec.replicas)
     core = simulation_core(spec)
     jobs = spec.replica_jobs if split else 1
-    if core == "compiled" and spec.replicas == 1:
-        out = compiled.simulate_replica(reqs, timer, make_scheduler, fast_forward)
-    elif core == "compiled" and not split:     # least-outstanding routing: the replicas run together
+    if core == "compiled" and spec.routing == "least_outstanding":
+        # the replicas run together; as in the Python simulator, no replica knows its future arrivals, even
+        # alone (so a fast-forward never runs on through completions)
         out = compiled.simulate_cluster(reqs, timer, make_scheduler, fast_forward, replicas=spec.replicas)
+    elif core == "compiled" and spec.replicas == 1:
+        out = compiled.simulate_replica(reqs, timer, make_scheduler, fast_forward)
     elif jobs > 1 or core == "compiled":
         out = simulate_split(reqs, timer, make_scheduler, replicas=spec.replicas, routing=spec.routing,
                              seed=spec.seed, fast_forward=fast_forward, jobs=jobs,
@@ -186,11 +188,10 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
 def simulation_core(spec: ServeSpec) -> str:
     """Which core simulates ``spec``: "compiled" or "python" (``spec.core``; "auto" picks compiled where
     it applies). Asking for "compiled" where it does not apply is an error that says why."""
-    ok = compiled.supports(spec.pp, spec.scheduler)
+    ok = compiled.supports(spec.scheduler)
     if spec.core == "compiled" and not ok:
-        why = ("numba is not installed (pip install numba)" if not compiled.available() else
-               "it simulates single-stage replicas (pp=1)")
-        raise ConfigError(f"serve core: 'compiled' cannot run this scenario: {why}; use core 'auto' or 'python'")
+        raise ConfigError("serve core: 'compiled' cannot run: numba is not installed (pip install numba); "
+                          "use core 'auto' or 'python'")
     if spec.core == "python" or not ok:
         return "python"
     return "compiled"

@@ -57,7 +57,7 @@ class ServeSpec(BaseModel):
     ttft_slo_s: Optional[float] = Field(None, gt=0)
     tbt_slo_s: Optional[float] = Field(None, gt=0)
     fast_forward: bool = True
-    # simulation core: "compiled" (numba; single-stage replicas, any routing), "python"
+    # simulation core: "compiled" (numba; every layout and routing), "python"
     # (the reference simulator; every layout), "auto" (compiled where it applies and numba is installed)
     core: Literal["auto", "compiled", "python"] = "auto"
     replica_jobs: int = Field(1, ge=1)         # processes simulating replicas apart (round_robin/random routing)
