@@ -12,11 +12,11 @@ import numpy as np
 
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
+from perfforge.serving import compiled
 from perfforge.serving.batch_time import VIDUR_LOOKUPS, StageTimer
 from perfforge.serving.kv_cache import KVPlan, plan_kv
 from perfforge.serving.metrics import request_metrics, summarize
 from perfforge.serving.optable import OperatorTable, model_table
-from perfforge.serving import compiled
 from perfforge.serving.parallel import can_split, python_replica, simulate_split
 from perfforge.serving.requests import RequestSet, generate
 from perfforge.serving.schedulers import SCHEDULERS, ReplicaScheduler, SchedulerLimits
