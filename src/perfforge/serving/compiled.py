@@ -106,7 +106,7 @@ def _sort_by(keys, idx, n, buf, by_value):
             idx[i] = src[i]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")   # (inlined, as _decode_one: once per request per iteration, 13% of the CPU)
 def _gap(tv, tw, n, value, weight):
     """Record ``weight`` tokens that waited ``value`` s; a repeat of the last value adds to its weight (the
     percentiles see the same distribution, and a decode batch's tokens mostly share one gap)."""
@@ -162,7 +162,7 @@ def _preempt(r, st, qnext, prefill, processed, prefill_done, reserved, restarts)
     st[_PREEMPT] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _decode_one(r, st, run, qnext, prefill, processed, prefill_done, reserved, restarts, bs, ids, q, nb):
     """ReplicaScheduler._decode_one: preempt the youngest running requests (at last ``r``) while no block is
     free, then grow ``r``'s blocks and add it. Returns the batch's new size."""
