@@ -81,7 +81,7 @@ def _say_if_compiling(spec: Any) -> None:
     from perfforge.serving.run import simulation_core
 
     if simulation_core(spec) == "compiled" and compiled.needs_compiling():
-        typer.echo("compiling perfforge's serving core with numba (once per machine, 15-30 s; "
+        typer.echo("compiling perfforge's serving core with numba (once per machine, 20-40 s; "
                    "--core python skips it)", err=True)
 
 
