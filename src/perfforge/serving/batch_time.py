@@ -122,8 +122,22 @@ class StageTimer:
             self._rows[batch] = row
         return row
 
+    def _curve_key(self, stage: int) -> int:
+        """Stages share a curve by position: first, last, or any middle one (key 1)."""
+        return stage if stage in (0, self.pp - 1) else 1
+
+    def stage_curve(self, stage: int) -> np.ndarray:
+        """The token-indexed ops of one pipeline stage summed per token count (at ``table.tokens``), seconds."""
+        return self._curves[self._curve_key(stage)]
+
+    @property
+    def lm_head_curve(self) -> np.ndarray | None:
+        """The LM head's time per sequence count (at ``table.tokens``), run by the last stage; None when the
+        table has no LM head."""
+        return None if "lm_head" in self.table.absent else np.asarray(self._head)
+
     def _fixed(self, tokens: float, seqs: float, stage: int) -> float:
-        t = self._lookup(self._lists[stage if stage in (0, self.pp - 1) else 1], tokens)
+        t = self._lookup(self._lists[self._curve_key(stage)], tokens)
         if stage == self.pp - 1 and "lm_head" not in self.table.absent:
             t += self._lookup(self._head, seqs)
         return t
@@ -161,8 +175,7 @@ class StageTimer:
         attn = self.table.decode_attention(b, mean_context)
         if "gqa_decode_overhead" in quirks and self.gqa:
             attn = np.where(b > 1, attn * 1.1, attn)
-        key = stage if stage in (0, self.pp - 1) else 1
-        fixed = np.interp(tokens, self.table.tokens, self._curves[key])
+        fixed = np.interp(tokens, self.table.tokens, self.stage_curve(stage))
         if stage == self.pp - 1 and "lm_head" not in self.table.absent:
             fixed = fixed + np.interp(b, self.table.tokens, np.asarray(self._head))
         return fixed + self.layers * attn

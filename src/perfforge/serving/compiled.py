@@ -207,6 +207,17 @@ def _admit(r, st, prefill, reserved, bs, kind, mbps):
     st[_NALLOC] += 1
 
 
+@njit(cache=True)
+def _admit_head(st, qnext, prefill, reserved, bs, kind, mbps, ids, q, nb, tokens):
+    """Take the queue's head into memory and into the batch with ``tokens`` query tokens (the schedulers'
+    popleft, admit, append); returns the batch's new size."""
+    r = _q_pop(st, qnext)
+    _admit(r, st, prefill, reserved, bs, kind, mbps)
+    ids[nb] = r
+    q[nb] = tokens
+    return nb + 1
+
+
 # ---- the simulation -----------------------------------------------------------------------------------------
 @njit(cache=True)
 def _simulate(arrival, prefill, total, processed, prefill_done, reserved, scheduled_at, first_token_at,
@@ -552,11 +563,7 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
                     if (not _can_admit(r, st_r, prefill, bs, watermark, kind, mbps) or tokens + nt > max_tok
                             or st_r[_NALLOC] == max_bsz or nb == max_micro):
                         break
-                    _q_pop(st_r, qnext)
-                    _admit(r, st_r, prefill, reserved, bs, kind, mbps)
-                    ids[nb] = r
-                    q[nb] = nt
-                    nb += 1
+                    nb = _admit_head(st_r, qnext, prefill, reserved, bs, kind, mbps, ids, q, nb, nt)
                     tokens += nt
                 if nb == 0:
                     while st_r[_RE] > st_r[_RS] and nb < max_micro:
@@ -613,11 +620,7 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
                     nt = min(prefill[r], budget - used)
                     if nt <= 0:
                         break
-                    _q_pop(st_r, qnext)
-                    _admit(r, st_r, prefill, reserved, bs, kind, mbps)
-                    ids[nb] = r
-                    q[nb] = nt
-                    nb += 1
+                    nb = _admit_head(st_r, qnext, prefill, reserved, bs, kind, mbps, ids, q, nb, nt)
                     used += nt
                     admitted = True
                 decode_only = not partial_used and not admitted
@@ -632,24 +635,16 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
                 decode_only = True
                 while st_r[_QLEN] > 0 and nb < max_batch and _can_admit(st_r[_QHEAD], st_r, prefill, bs, watermark,
                                                                       kind, mbps):
-                    r = st_r[_QHEAD]
-                    _q_pop(st_r, qnext)
-                    _admit(r, st_r, prefill, reserved, bs, kind, mbps)
-                    ids[nb] = r
-                    q[nb] = prefill[r]
-                    nb += 1
+                    nb = _admit_head(st_r, qnext, prefill, reserved, bs, kind, mbps, ids, q, nb,
+                                     prefill[st_r[_QHEAD]])
                     decode_only = False
             else:   # STATIC
                 if st_r[_RE] == 0:
                     if st_r[_GROUP] == 0:
                         while st_r[_QLEN] > 0 and nb < max_batch and _can_admit(st_r[_QHEAD], st_r, prefill, bs,
                                                                               watermark, kind, mbps):
-                            r = st_r[_QHEAD]
-                            _q_pop(st_r, qnext)
-                            _admit(r, st_r, prefill, reserved, bs, kind, mbps)
-                            ids[nb] = r
-                            q[nb] = prefill[r]
-                            nb += 1
+                            nb = _admit_head(st_r, qnext, prefill, reserved, bs, kind, mbps, ids, q, nb,
+                                             prefill[st_r[_QHEAD]])
                         st_r[_GROUP] = nb
                 else:
                     nb = st_r[_RE]

@@ -66,16 +66,19 @@ def _lookup(g, ys, x):
 
 
 @njit(cache=True)
+def _cell(grid, v):
+    """The grid interval holding ``v`` clamped to the grid, and ``v``'s fraction of the way across it (the
+    clamping and index arithmetic of ``optable.interp2`` and ``StageTimer._prefill_one``)."""
+    v = min(max(v, grid[0]), grid[len(grid) - 1])
+    i = min(_bisect_right(grid, v) - 1, len(grid) - 2)
+    return i, (v - grid[i]) / (grid[i + 1] - grid[i])
+
+
+@njit(cache=True)
 def _interp2(xg, yg, z, x, y):
     """optable.interp2 for one point (clamped bilinear)."""
-    x = min(max(x, xg[0]), xg[len(xg) - 1])
-    y = min(max(y, yg[0]), yg[len(yg) - 1])
-    i = min(_bisect_right(xg, x) - 1, len(xg) - 2)
-    j = min(_bisect_right(yg, y) - 1, len(yg) - 2)
-    x0 = xg[i]
-    y0 = yg[j]
-    tx = (x - x0) / (xg[i + 1] - x0)
-    ty = (y - y0) / (yg[j + 1] - y0)
+    i, tx = _cell(xg, x)
+    j, ty = _cell(yg, y)
     z00 = z[i, j]
     z10 = z[i + 1, j]
     z01 = z[i, j + 1]
@@ -86,12 +89,8 @@ def _interp2(xg, yg, z, x, y):
 @njit(cache=True)
 def _prefill_one(xs, ys, z, ctx, chunk):
     """StageTimer._prefill_one (its own term order)."""
-    x = min(max(ctx, xs[0]), xs[len(xs) - 1])
-    y = min(max(chunk, ys[0]), ys[len(ys) - 1])
-    i = min(_bisect_right(xs, x) - 1, len(xs) - 2)
-    j = min(_bisect_right(ys, y) - 1, len(ys) - 2)
-    tx = (x - xs[i]) / (xs[i + 1] - xs[i])
-    ty = (y - ys[j]) / (ys[j + 1] - ys[j])
+    i, tx = _cell(xs, ctx)
+    j, ty = _cell(ys, chunk)
     return ((1 - tx) * (1 - ty) * z[i, j] + tx * (1 - ty) * z[i + 1, j]
             + (1 - tx) * ty * z[i, j + 1] + tx * ty * z[i + 1, j + 1])
 
@@ -190,11 +189,12 @@ def batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, n, pad, pad_kv, cur
 
 def timer_arrays(timer: StageTimer) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], int, np.ndarray]:
     """(lookup arrays, prefill-attention arrays, Vidur-lookup flags, stage curves): the curves of the token
-    ops summed per stage kind, rows first / middle / last stage (``StageTimer._curves``' stage keys)."""
+    ops summed per stage kind, rows first / middle / last stage (``StageTimer.stage_curve``)."""
     t = timer.table
-    has_head = "lm_head" not in t.absent
-    head = np.asarray(timer._head if has_head else np.zeros(len(t.tokens)), dtype=np.float64)
-    tm = (np.asarray(t.tokens, np.float64), np.asarray(timer._curves[0], np.float64), head,
+    head_curve = timer.lm_head_curve
+    has_head = head_curve is not None
+    head = np.asarray(head_curve if has_head else np.zeros(len(t.tokens)), dtype=np.float64)
+    tm = (np.asarray(t.tokens, np.float64), np.asarray(timer.stage_curve(0), np.float64), head,
           np.array([1.0 if has_head else 0.0]), np.asarray(t.decode_batch, np.float64),
           np.asarray(t.decode_context, np.float64), np.ascontiguousarray(t.decode_time, np.float64))
     pre = (np.asarray(t.prefill_context, np.float64), np.asarray(t.prefill_chunk, np.float64),
@@ -203,8 +203,8 @@ def timer_arrays(timer: StageTimer) -> tuple[tuple[np.ndarray, ...], tuple[np.nd
     quirks = (1 * ("tokens_x8" in q) + 2 * ("decode_context_x256" in q) + 4 * ("prefill_context_with_chunk" in q)
               + 8 * ("gqa_decode_overhead" in q and timer.gqa))
     curves = np.zeros((3, len(t.tokens)))
-    curves[0] = timer._curves[0]
-    curves[2] = timer._curves[timer.pp - 1]
+    curves[0] = timer.stage_curve(0)
+    curves[2] = timer.stage_curve(timer.pp - 1)
     if timer.pp > 2:
-        curves[1] = timer._curves[1]
+        curves[1] = timer.stage_curve(1)
     return tm, pre, quirks, curves

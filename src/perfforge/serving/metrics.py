@@ -34,11 +34,6 @@ def weighted_percentiles(values: np.ndarray, weights: np.ndarray | None, qs: tup
     return [float(v[min(i, len(v) - 1)]) for i in idx]
 
 
-def weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
-    """The smallest value whose cumulative weight reaches q% (the inverted-CDF definition)."""
-    return weighted_percentiles(values, weights, (q,))[0]
-
-
 def _pct(x: np.ndarray) -> dict[str, float]:
     x = x[~np.isnan(x)]
     if len(x) == 0:
