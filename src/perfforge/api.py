@@ -34,16 +34,17 @@ def from_hf_config(path: str | Path, *, batch: int = 1, seq: int = 128, dtype: D
 
 def from_torch(module: Any, *example_inputs: Any, name: str | None = None, dtype: DType | str | None = None,
                batch: int | None = None, seq: int | None = None,
-               example_kwargs: dict[str, Any] | None = None) -> Workload:
+               example_kwargs: dict[str, Any] | None = None, amp: DType | str | None = None) -> Workload:
     """Trace an ``nn.Module`` on PyTorch's meta device into a workload (needs the ``torch`` extra).
 
-    ``dtype`` casts floating parameters and inputs first, like ``module.half()``; keyword inputs (for
-    example HF ``labels=``) go in ``example_kwargs``.
+    ``dtype`` casts floating parameters and inputs first, like ``module.half()``; ``amp="bf16"`` (or
+    "fp16") keeps fp32 parameters and traces the forward as ``torch.autocast`` runs it, casts included.
+    Keyword inputs (for example HF ``labels=``) go in ``example_kwargs``.
     """
     from perfforge.workload.importers.torch_trace import trace_module
 
     return trace_module(module, *example_inputs, name=name, dtype=dtype, batch=batch, seq=seq,
-                        example_kwargs=example_kwargs)
+                        example_kwargs=example_kwargs, amp=amp)
 
 
 def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: int = 1, seq: int | None = None,

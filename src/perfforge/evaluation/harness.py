@@ -94,7 +94,7 @@ def _predict_model(task: Task) -> Row:
         return row
     try:
         workload = build(row.variant, row.subject, mode=row.mode, batch=row.batch, seq=row.seq, dtype=row.dtype,
-                         head=p.get("head"), dropout=p.get("dropout", 0.0))
+                         head=p.get("head"), dropout=p.get("dropout", 0.0), amp=p.get("amp"))
         gpus = int(p.get("gpus", 1))
         if row.engine == "analytical" and gpus > 1:
             row.status, row.reason = "not run", "the analytical engine models one device; the distributed engine covers multi-GPU rows"
@@ -377,7 +377,7 @@ def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *,
                                     "exclude_optimizer": p.get("exclude_optimizer", False),
                                     "source_model": p.get("neusight_model", p["model"]), "scenario": fed,
                                     "attn_implementation": (rec.get("extra") or {}).get("attn_implementation"),
-                                    "dropout": training_dropout(rec)}))
+                                    "dropout": training_dropout(rec), "amp": p.get("amp")}))
     return tasks
 
 

@@ -7,7 +7,9 @@
   what HuggingFace models ran before PyTorch's fused SDPA became their default.
 - ``hf-trace``: the exact HuggingFace module the profiler measured, traced on the meta device with
   ``perfforge.from_torch`` (needs torch and transformers): every kernel that implementation launches,
-  unfused GELU, dropout and dtype casts included.
+  unfused GELU, dropout and dtype casts included. A run measured under ``torch.autocast`` (the profiler's
+  fp16/bf16 training) is traced under autocast too: fp32 parameters, the casts autocast inserts, and the
+  ops it runs in fp32.
 A variant that cannot run says why; the harness reports it as not run, never as a number.
 """
 
@@ -30,19 +32,22 @@ class VariantUnavailable(RuntimeError):
 
 
 def build(variant: str, model: str, *, mode: str, batch: int, seq: int | None, dtype: str,
-          head: str | None = None, dropout: float = 0.0) -> Workload:
+          head: str | None = None, dropout: float = 0.0, amp: str | None = None) -> Workload:
     """``dropout``: the measured training run's dropout probability (the zoo variants add its kernels; the
-    traced HF module carries its own)."""
+    traced HF module carries its own). ``amp``: the run's mixed-precision mode as the profiler records it
+    ("autocast", "autocast+gradscaler", "cast" or "none"); the hf-trace variant follows it."""
     if variant in ("zoo", "zoo-unfused"):
         impl = "unfused" if variant == "zoo-unfused" else "fused"
         return resolve_workload(model, mode=mode, batch=batch, seq=seq, dtype=dtype, attention_impl=impl,
                                 dropout=dropout)
     if variant == "hf-trace":
-        return _hf_trace(model, mode=mode, batch=batch, seq=seq or 128, dtype=dtype, head=head)
+        return _hf_trace(model, mode=mode, batch=batch, seq=seq or 128, dtype=dtype, head=head,
+                         autocast=bool(amp and amp.startswith("autocast")))
     raise ValueError(f"unknown variant '{variant}' (known: {', '.join(VARIANTS)})")
 
 
-def _hf_trace(model: str, *, mode: str, batch: int, seq: int, dtype: str, head: str | None) -> Workload:
+def _hf_trace(model: str, *, mode: str, batch: int, seq: int, dtype: str, head: str | None,
+              autocast: bool = False) -> Workload:
     if model not in _GPT2 and model not in _BERT:
         raise VariantUnavailable(f"hf-trace covers {', '.join([*_GPT2, *_BERT])}; not {model}")
     try:
@@ -70,7 +75,8 @@ def _hf_trace(model: str, *, mode: str, batch: int, seq: int, dtype: str, head: 
     from perfforge.api import from_torch
 
     try:
-        return from_torch(module, ids, name=f"{model} (hf-trace)", dtype=dtype, batch=batch, seq=seq,
-                          example_kwargs=kwargs)
+        precision = {"amp": dtype} if autocast else {"dtype": dtype}
+        return from_torch(module, ids, name=f"{model} (hf-trace)", batch=batch, seq=seq, example_kwargs=kwargs,
+                          **precision)
     except RuntimeError as exc:  # a data-dependent branch (e.g. .item()) cannot run on the meta device
         raise VariantUnavailable(f"tracing {model} on the meta device failed: {str(exc)[:120]}") from None

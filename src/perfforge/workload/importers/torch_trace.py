@@ -6,6 +6,12 @@ Forward hooks on leaf modules name each op's layer and attribute each parameter 
 module that owns it (a tied parameter is counted once). Aten ops are mapped to perfforge op kinds with
 the same FLOP and byte formulas as the zoo; view and metadata ops are free; anything else is listed in
 ``meta["unmodelled"]`` rather than silently dropped.
+
+``amp`` traces the module as ``torch.autocast`` runs it: parameters stay fp32, and every aten op on
+PyTorch's autocast lists (torch.amp documentation, "CUDA Ops that can autocast to float16" / "... to
+float32") first casts its floating inputs, each cast recorded as the copy kernel it is. Casts of
+parameters are made once per forward, as autocast caches them; everything else follows PyTorch's type
+promotion on the meta tensors, so a GELU built from ``pow`` and ``tanh`` runs in fp32 after its ``pow``.
 """
 
 from __future__ import annotations
@@ -51,13 +57,38 @@ _FREE = {
 }
 
 
+# torch.autocast's CUDA op policy (torch.amp docs, "Autocast Op Reference"; the registrations in
+# aten/src/ATen/autocast_mode.cpp), named as a TorchDispatchMode sees the ops after decomposition
+# (``linear`` arrives as ``addmm``/``mm``, ``conv2d`` as ``convolution``, ``layer_norm`` as
+# ``native_layer_norm``). Ops on neither list run in the promoted type of their inputs.
+AMP_LOWER_PRECISION = frozenset({
+    "mm", "addmm", "bmm", "baddbmm", "addbmm", "addmv", "addr", "mv", "convolution", "_convolution", "prelu",
+    "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention",
+})
+AMP_FP32 = frozenset({
+    "native_layer_norm", "layer_norm", "native_group_norm", "group_norm", "_softmax", "softmax", "_log_softmax",
+    "log_softmax", "nll_loss_forward", "nll_loss2d_forward", "nll_loss_nd", "mse_loss", "l1_loss", "smooth_l1_loss",
+    "binary_cross_entropy_with_logits", "kl_div", "pow", "exp", "expm1", "log", "log1p", "log2", "log10", "rsqrt",
+    "reciprocal", "sum", "prod", "cumsum", "cumprod", "norm", "linalg_vector_norm", "softplus", "acos", "asin",
+    "cosh", "sinh", "tan", "erfinv", "cdist", "dist", "renorm",
+})
+
+
 def _dtype(t: torch.Tensor) -> DType:
     return _TORCH_DTYPES.get(t.dtype, DType.FP32)
 
 
+def _param_root(t: Any) -> str | None:
+    """The parameter a meta tensor is (or is a view of), for autocast's per-forward cast cache."""
+    return getattr(t, "_perfforge_param", None) if isinstance(t, torch.Tensor) else None
+
+
 class _Recorder(TorchDispatchMode):
-    def __init__(self) -> None:
+    def __init__(self, amp: torch.dtype | None = None) -> None:
         super().__init__()
+        self.amp = amp
+        self.amp_cache: dict[tuple[str, torch.dtype], torch.Tensor] = {}  # parameter casts, once per forward
         self.ops: list[Op] = []
         self.unmodelled: list[str] = []
         self.module_stack: list[tuple[str, int]] = []  # (qualified name, pending param count)
@@ -80,12 +111,50 @@ class _Recorder(TorchDispatchMode):
                                  layer=self._layer()))
 
     # -- aten dispatch ----------------------------------------------------------------------
+    # -- autocast ---------------------------------------------------------------------------
+    def cast(self, t: Any, dtype: torch.dtype) -> Any:
+        """``t`` in ``dtype`` as autocast makes it: a floating tensor of another type is copied (one recorded
+        kernel); a parameter is copied once per forward."""
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dtype == dtype or t.dtype == torch.float64:
+            return t
+        root = _param_root(t)
+        if root is not None and (root, dtype) in self.amp_cache:
+            return self.amp_cache[(root, dtype)]
+        self.suppress += 1
+        try:
+            out = t.to(dtype)
+        finally:
+            self.suppress -= 1
+        n = t.numel()
+        op = L.elementwise("autocast", tuple(t.shape), _TORCH_DTYPES[dtype], fn="copy")
+        self._emit(op.with_(bytes_read=float(n * t.element_size()), bytes_written=float(n * out.element_size())),
+                   owns_params=False)
+        if root is not None:
+            self.amp_cache[(root, dtype)] = out
+        return out
+
+    def _autocast(self, name: str, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        target = self.amp if name in AMP_LOWER_PRECISION else torch.float32 if name in AMP_FP32 else None
+        if target is None:
+            return args, kwargs
+        return (tuple(self.cast(a, target) for a in args),
+                {k: self.cast(v, target) for k, v in kwargs.items()})
+
+    # -- aten dispatch ----------------------------------------------------------------------
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
+        name = func.__name__.split(".")[0]
+        if self.amp is not None and not self.suppress:
+            args, kwargs = self._autocast(name, args, kwargs)
         out = func(*args, **kwargs)
         if self.suppress:
             return out
-        name = func.__name__.split(".")[0]
+        if name in _FREE:
+            root = next((r for r in map(_param_root, args) if r is not None), None)
+            if root is not None:  # a view of a parameter is still that parameter for the cast cache
+                for o in (out if isinstance(out, (tuple, list)) else (out,)):
+                    if isinstance(o, torch.Tensor):
+                        o._perfforge_param = root
         try:
             first_out = out[0] if isinstance(out, (tuple, list)) and out else out
             self._record(name, args, kwargs, first_out)
@@ -155,7 +224,9 @@ class _Recorder(TorchDispatchMode):
             self._emit(L.reduction(name, tuple(first.shape), tuple(out.shape), dt), owns_params=False)
         elif name in _POINTWISE:
             tensors = sum(isinstance(a, torch.Tensor) and a.numel() > 1 for a in args)
-            self._emit(L.elementwise(name, tuple(out.shape), dt, fn=_POINTWISE[name], n_inputs=max(1, tensors)),
+            # mixed inputs (autocast: fp32 + bf16) run in the promoted type, which is the output's
+            pdt = _dtype(out) if isinstance(out, torch.Tensor) and out.is_floating_point() else dt
+            self._emit(L.elementwise(name, tuple(out.shape), pdt, fn=_POINTWISE[name], n_inputs=max(1, tensors)),
                        owns_params=True)
         else:
             self.unmodelled.append(name)
@@ -173,11 +244,14 @@ class _FusedOps(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is not torch.nn.functional.scaled_dot_product_attention or self.recorder.suppress:
             return func(*args, **kwargs)
+        rec = self.recorder
+        if rec.amp is not None:  # scaled_dot_product_attention is on autocast's lower-precision list
+            args = (*(rec.cast(a, rec.amp) for a in args[:3]), *args[3:])
         q, k = args[0], args[1]
         causal = bool(kwargs.get("is_causal", args[4] if len(args) > 4 else False))
         bsz, heads, sq, d = q.shape
-        self.recorder._emit(L.attention("sdpa", bsz, heads, k.shape[1], sq, k.shape[2], d, _dtype(q), causal=causal),
-                            owns_params=False)
+        rec._emit(L.attention("sdpa", bsz, heads, k.shape[1], sq, k.shape[2], d, _dtype(q), causal=causal),
+                  owns_params=False)
         self.recorder.suppress += 1
         try:
             return func(*args, **kwargs)
@@ -187,11 +261,21 @@ class _FusedOps(TorchFunctionMode):
 
 def trace_module(module: torch.nn.Module, *example_inputs: Any, name: str | None = None,
                  dtype: DType | str | None = None, batch: int | None = None, seq: int | None = None,
-                 example_kwargs: dict[str, Any] | None = None) -> Workload:
-    """Trace ``module(*example_inputs, **example_kwargs)`` on the meta device into a forward Workload."""
+                 example_kwargs: dict[str, Any] | None = None, amp: DType | str | None = None) -> Workload:
+    """Trace ``module(*example_inputs, **example_kwargs)`` on the meta device into a forward Workload.
+
+    ``dtype`` casts floating parameters and inputs first (``module.half()``); ``amp`` ("fp16" or "bf16")
+    instead keeps them as they are and traces the forward as ``torch.autocast`` in that dtype runs it.
+    """
     if not isinstance(module, torch.nn.Module):
         raise ConfigError(f"from_torch expects an nn.Module, got {type(module).__name__}")
-
+    amp_dtype: DType | None = None
+    if amp is not None:
+        amp_dtype = DType.parse(amp)
+        if amp_dtype not in (DType.FP16, DType.BF16):
+            raise ConfigError(f"amp: autocast runs in fp16 or bf16, not '{amp_dtype.value}' (allowed: fp16, bf16)")
+        if dtype is not None:
+            raise ConfigError("pass either dtype (cast the module, like module.half()) or amp (torch.autocast), not both")
     target = _TORCH_OF.get(DType.parse(dtype)) if dtype else None
 
     def to_meta(x: Any) -> Any:
@@ -204,10 +288,11 @@ def trace_module(module: torch.nn.Module, *example_inputs: Any, name: str | None
     state: dict[str, torch.Tensor] = {}
     for pname, p in module.named_parameters():
         state[pname] = to_meta(p)
+        state[pname]._perfforge_param = pname  # autocast caches the casts of parameters
     for bname, b in module.named_buffers():
         state[bname] = to_meta(b)
     inputs = tuple(to_meta(x) for x in example_inputs)
-    recorder = _Recorder()
+    recorder = _Recorder(_TORCH_OF[amp_dtype] if amp_dtype is not None else None)
     seen: set[int] = set()
     hooks = []
     for qname, sub in module.named_modules():
@@ -236,12 +321,14 @@ def trace_module(module: torch.nn.Module, *example_inputs: Any, name: str | None
     ops = tuple(recorder.ops)
     if ops:
         ops = (ops[0].with_(attrs={**ops[0].attrs, "input_grad": False}),) + ops[1:]
-    wdtype = DType.parse(dtype) if dtype else (ops[0].dtype if ops else DType.FP32)
+    # the workload's dtype is its compute dtype: under autocast, the dtype its GEMMs run in
+    wdtype = amp_dtype or (DType.parse(dtype) if dtype else (ops[0].dtype if ops else DType.FP32))
     return Workload(
         name=name or type(module).__name__, ops=ops, dtype=wdtype,
         batch=batch or (int(first.shape[0]) if first is not None and first.dim() else 1),
         seq=seq or (int(first.shape[1]) if first is not None and first.dim() == 2 else 1),
-        meta={"family": "torch", "unmodelled": sorted(set(recorder.unmodelled)), "kv_layers": 0},
+        meta={"family": "torch", "unmodelled": sorted(set(recorder.unmodelled)), "kv_layers": 0,
+              **({"amp": amp_dtype.value} if amp_dtype is not None else {})},
         extra_params=total - attributed,
     )
 
