@@ -119,3 +119,4 @@ def test_autocast_training_costs_more_than_pure_bf16():
 def test_bad_amp_arguments(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         perfforge.from_torch(NormMLP(), torch.randn(2, 16), **kwargs)
+

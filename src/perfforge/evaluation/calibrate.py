@@ -137,6 +137,20 @@ def fit_conv_nchw_efficiency(records: Iterable[Mapping[str, Any]], device_id: st
     return out
 
 
+def traced_op_count(rec: Mapping[str, Any]) -> int | None:
+    """Forward ops of the measured HF module traced on the meta device (the ``hf-trace`` graph), or None
+    where it cannot be traced here (no torch/transformers, or a model the tracer does not build)."""
+    from perfforge.evaluation.variants import VariantUnavailable, build
+
+    p = rec["params"]
+    try:
+        w = build("hf-trace", p["model"], mode="inference", batch=p["batch"], seq=p.get("seq"), dtype=rec["dtype"],
+                  head=p.get("head"), amp=p.get("amp"))
+    except VariantUnavailable:
+        return None
+    return len(w.ops)
+
+
 def is_host_calibration_record(rec: dict[str, Any]) -> bool:
     p = rec.get("params", {})
     return (p.get("model"), p.get("mode"), p.get("batch"), p.get("seq")) in HOST_CALIBRATION_RUNS
@@ -165,17 +179,22 @@ def calibrate(measurements: str, architecture: str | None = None) -> tuple[dict[
     else:  # an input-pipeline run alone: nothing to fit on kernels
         err = float("nan")
         report = FitReport(start, err, err, 0, {})
-    host_runs = []
+    host_runs, traced_runs = [], []
     for rec in records:
         if rec.get("kind") == "model" and is_host_calibration_record(rec):
             p = rec["params"]
             w = resolve_workload(p["model"], mode="inference", batch=p["batch"], seq=p.get("seq"), dtype=rec["dtype"])
             host_runs.append((rec["latency_s"], len(w.ops)))
+            traced = traced_op_count(rec)
+            if traced:
+                traced_runs.append((rec["latency_s"], traced))
     block = dict(report.fitted)
     if loader_rate is not None:
         block["loader_samples_per_s_per_worker"] = round(loader_rate, 1)
     if host_runs:
         block["host_overhead_s"] = fit_host_overhead(host_runs)
+    if traced_runs:
+        block["host_overhead_traced_op_s"] = fit_host_overhead(traced_runs)
     summary = {
         "measurements": str(measurements), "device": device.id, "architecture": arch,
         "device_name": records[0]["device"].get("name"), "run_id": records[0].get("run_id"),

@@ -29,6 +29,9 @@ class Calibration(BaseModel):
     memory_half_bytes: float = Field(ge=0)
     kernel_overhead_s: float = Field(ge=0)
     host_overhead_s: float = Field(ge=0)
+    # The same host cost per forward op of a graph traced from a PyTorch module (``from_torch``): one op per
+    # kernel-launching aten op, a finer grain than the zoo's ops, so it has its own constant.
+    host_overhead_traced_op_s: float = Field(ge=0)
     misaligned_efficiency: float = Field(gt=0, le=1)
     collective_efficiency: float = Field(gt=0, le=1)
     collective_launch_s: float = Field(ge=0)

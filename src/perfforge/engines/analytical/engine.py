@@ -78,7 +78,9 @@ class AnalyticalEngine:
         # Only forward ops are charged: the backward is issued by autograd's C++ engine without the
         # Python-level dispatch that dominates the per-op host cost.
         forward_ops = sum(1 for r in records if r.phase in ("forward", "recompute"))
-        host_time = forward_ops * cal.host_overhead_s if scenario.execution == "eager" else 0.0
+        # a graph traced from a PyTorch module has one op per launched aten op, a finer grain than the zoo's
+        per_op = cal.host_overhead_traced_op_s if workload.meta.get("family") == "torch" else cal.host_overhead_s
+        host_time = forward_ops * per_op if scenario.execution == "eager" else 0.0
         if host_time > clock:
             records.append(OpRecord("host-bound idle", "idle", "host", "host", host_time - clock, 0.0, 0.0,
                                     "host", start_s=clock, stream="idle"))
