@@ -120,3 +120,20 @@ def test_bad_amp_arguments(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         perfforge.from_torch(NormMLP(), torch.randn(2, 16), **kwargs)
 
+
+
+def test_input_casts_and_the_first_layer_get_no_input_gradient():
+    """Under autocast the image is cast before the stem convolution; neither the cast nor the stem's dgrad
+    appears in the backward (the data needs no gradient), the stem's weight gradient does."""
+    from perfforge.workload.backward import backward_ops
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+    w = perfforge.from_torch(model, torch.randn(2, 3, 16, 16), amp="fp16")
+    input_cast, weight_cast, bias_cast, stem = w.ops[:4]
+    assert [op.attrs["cast_of"] for op in (input_cast, weight_cast, bias_cast)] == ["activation", "0.weight", "0.bias"]
+    assert stem.kind is OpKind.CONV2D
+    assert backward_ops(input_cast) == []
+    assert len(backward_ops(weight_cast)) == len(backward_ops(bias_cast)) == 1  # the gradient back to fp32
+    assert [b.name.rsplit(".", 1)[-1] for b in backward_ops(stem)] == ["wgrad"]
+    second = [op for op in w.ops if op.kind is OpKind.CONV2D][1]
+    assert [b.name.rsplit(".", 1)[-1] for b in backward_ops(second)] == ["dgrad", "wgrad"]

@@ -8,7 +8,8 @@ Rules (FLOPs relative to the forward op ``F``):
 - pointwise ops, norms, softmax, pooling: memory-bound kernels that read the output gradient and what the
   forward saved, and write the input gradient; about twice the forward FLOPs;
 - a residual add's backward is the gradient accumulation at the branch point: one add of the same shape.
-An op with ``attrs["input_grad"] is False`` (the first layer, fed by data) gets no dgrad.
+An op with ``attrs["input_grad"] is False`` (the first layer, fed by data) gets no dgrad; such an op without
+weights of its own (a pointwise op or cast on the input) gets no backward at all.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ def backward_ops(op: Op) -> list[Op]:
                          bytes_written=op.bytes_read, saved_bytes=0.0)]
     if kind is OpKind.OPTIMIZER:
         raise ValueError("optimizer ops have no backward")
+    if not wants_dgrad and not op.params:
+        return []  # fed by data that needs no gradient, and no weights of its own: nothing to compute
     # pointwise / normalisation / softmax / pooling / router: read dY and the saved tensor, write dX
     out_bytes = op.bytes_written
     in_bytes = op.bytes_read - op.params * op.dtype.bytes

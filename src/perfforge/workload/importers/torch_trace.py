@@ -110,7 +110,6 @@ class _Recorder(TorchDispatchMode):
         self.ops.append(op.with_(params=params, name=f"{self._layer() or 'op'}.{len(self.ops)}:{op.name}",
                                  layer=self._layer()))
 
-    # -- aten dispatch ----------------------------------------------------------------------
     # -- autocast ---------------------------------------------------------------------------
     def cast(self, t: Any, dtype: torch.dtype) -> Any:
         """``t`` in ``dtype`` as autocast makes it: a floating tensor of another type is copied (one recorded
@@ -127,8 +126,8 @@ class _Recorder(TorchDispatchMode):
             self.suppress -= 1
         n = t.numel()
         op = L.elementwise("autocast", tuple(t.shape), _TORCH_DTYPES[dtype], fn="copy")
-        self._emit(op.with_(bytes_read=float(n * t.element_size()), bytes_written=float(n * out.element_size())),
-                   owns_params=False)
+        self._emit(op.with_(bytes_read=float(n * t.element_size()), bytes_written=float(n * out.element_size()),
+                            attrs={**op.attrs, "cast_of": root or "activation"}), owns_params=False)
         if root is not None:
             self.amp_cache[(root, dtype)] = out
         return out
@@ -232,9 +231,17 @@ class _Recorder(TorchDispatchMode):
             self.unmodelled.append(name)
 
 
+_F = torch.nn.functional
+# Convolutions check that input, weight and bias share a dtype before they reach aten ``convolution``, so
+# autocast's casts for them are made here, where torch.autocast makes them (on ``conv2d`` and friends).
+_AMP_CONVS = frozenset({_F.conv1d, _F.conv2d, _F.conv3d, _F.conv_transpose1d, _F.conv_transpose2d,
+                        _F.conv_transpose3d})
+
+
 class _FusedOps(TorchFunctionMode):
     """Records scaled_dot_product_attention as one fused op: on the meta device it decomposes into the math
-    path (bmm, softmax, bmm), which is not what a GPU runs."""
+    path (bmm, softmax, bmm), which is not what a GPU runs. Under autocast it also casts convolution
+    inputs at the functional level (see ``_AMP_CONVS``)."""
 
     def __init__(self, recorder: _Recorder) -> None:
         super().__init__()
@@ -242,9 +249,13 @@ class _FusedOps(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        if func is not torch.nn.functional.scaled_dot_product_attention or self.recorder.suppress:
-            return func(*args, **kwargs)
         rec = self.recorder
+        if rec.amp is not None and func in _AMP_CONVS and not rec.suppress:
+            args = (*(rec.cast(a, rec.amp) for a in args[:3]), *args[3:])
+            kwargs = {k: rec.cast(v, rec.amp) if k in ("weight", "bias") else v for k, v in kwargs.items()}
+            return func(*args, **kwargs)
+        if func is not _F.scaled_dot_product_attention or rec.suppress:
+            return func(*args, **kwargs)
         if rec.amp is not None:  # scaled_dot_product_attention is on autocast's lower-precision list
             args = (*(rec.cast(a, rec.amp) for a in args[:3]), *args[3:])
         q, k = args[0], args[1]
@@ -252,11 +263,11 @@ class _FusedOps(TorchFunctionMode):
         bsz, heads, sq, d = q.shape
         rec._emit(L.attention("sdpa", bsz, heads, k.shape[1], sq, k.shape[2], d, _dtype(q), causal=causal),
                   owns_params=False)
-        self.recorder.suppress += 1
+        rec.suppress += 1
         try:
             return func(*args, **kwargs)
         finally:
-            self.recorder.suppress -= 1
+            rec.suppress -= 1
 
 
 def trace_module(module: torch.nn.Module, *example_inputs: Any, name: str | None = None,
@@ -318,9 +329,16 @@ def trace_module(module: torch.nn.Module, *example_inputs: Any, name: str | None
     total = sum(p.numel() for p in module.parameters())
     attributed = sum(op.params for op in recorder.ops)
     first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
-    ops = tuple(recorder.ops)
-    if ops:
-        ops = (ops[0].with_(attrs={**ops[0].attrs, "input_grad": False}),) + ops[1:]
+    ops = list(recorder.ops)
+    # the data needs no gradient: neither the first op nor, under autocast, the casts of the inputs before it
+    # (the casts of its weights keep theirs: their backward turns the weight gradient back into fp32)
+    for i, op in enumerate(ops):
+        if op.attrs.get("cast_of") not in (None, "activation"):
+            continue
+        ops[i] = op.with_(attrs={**op.attrs, "input_grad": False})
+        if "cast_of" not in op.attrs:
+            break
+    ops = tuple(ops)
     # the workload's dtype is its compute dtype: under autocast, the dtype its GEMMs run in
     wdtype = amp_dtype or (DType.parse(dtype) if dtype else (ops[0].dtype if ops else DType.FP32))
     return Workload(
