@@ -116,6 +116,8 @@ def test_standard_suite_shape() -> None:
     convs = [c for c in cases if c.op == "conv2d"]
     assert len({(c.params["in_ch"], c.params["out_ch"], c.params["kernel"], c.params["stride"],
                  c.params["h"]) for c in convs}) == 23
+    for which in ("conv2d_dgrad", "conv2d_wgrad"):  # every ResNet-50 conv at batch 128 and 256, fp16 and fp32
+        assert sum(c.op == which for c in cases) == 23 * 2 * 2
 
 
 # ---- with torch, on CPU -------------------------------------------------------------------
@@ -154,8 +156,8 @@ def test_tiny_suite_schema(tiny_run: Run) -> None:
             assert r["latency_p10_s"] <= r["latency_s"] <= r["latency_p90_s"]
             assert r["repeats"] >= 1
     ok_kernels = {r["op"] for r in recs if r["kind"] == "kernel" and "latency_s" in r}
-    assert {"matmul", "gemm_peak", "memcpy_d2d", "conv2d", "sdpa", "layer_norm", "rms_norm",
-            "softmax", "gelu", "add", "mul", "embedding", "bmm", "linear"} <= ok_kernels
+    assert {"matmul", "gemm_peak", "memcpy_d2d", "conv2d", "conv2d_dgrad", "conv2d_wgrad", "sdpa", "layer_norm",
+            "rms_norm", "softmax", "gelu", "add", "mul", "embedding", "bmm", "linear"} <= ok_kernels
     device = json.loads((out / "device.json").read_text())
     assert device["device"]["type"] == "cpu" and device["software"]["python"]
 
@@ -296,3 +298,19 @@ def test_whole_model_cases_can_record_their_op_breakdown(tmp_path):
     for r in recs:
         ops = {o["op"] for o in r["extra"]["ops"]}
         assert "aten::addmm" in ops and r["extra"]["kernel_sum_s"] > 0
+
+
+def test_conv_backward_records_map_to_the_training_steps_backward_ops():
+    """A measured dgrad/wgrad record becomes the op perfforge's backward rule derives for that conv: the
+    forward's FLOPs (by hand: 2 * N * Cout * Ho * Wo * Cin * k * k) in the gradient's phase."""
+    from perfforge.evaluation.measured import kernel_op
+    from perfforge.workload.op import OpKind, Phase
+
+    p = {"batch": 8, "in_ch": 64, "out_ch": 128, "h": 28, "w": 28, "kernel": 3, "stride": 2, "padding": 1}
+    flops = 2.0 * 8 * 128 * 14 * 14 * 64 * 9
+    dgrad = kernel_op({"op": "conv2d_dgrad", "params": p, "dtype": "fp16"})
+    wgrad = kernel_op({"op": "conv2d_wgrad", "params": p, "dtype": "fp16"})
+    assert dgrad.kind is wgrad.kind is OpKind.CONV2D
+    assert dgrad.flops == pytest.approx(flops) and wgrad.flops == pytest.approx(flops)
+    assert dgrad.phase is Phase.BACKWARD_INPUT and wgrad.phase is Phase.BACKWARD_WEIGHT
+    assert wgrad.bytes_written == 128 * 64 * 9 * 2  # the fp16 weight gradient

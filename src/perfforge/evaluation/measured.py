@@ -16,6 +16,7 @@ from typing import Any
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
 from perfforge.workload import layers as L
+from perfforge.workload.backward import backward_ops
 from perfforge.workload.op import Op
 
 # The profiler's device names -> catalog ids. The H200 in the catalog is the SXM board.
@@ -88,10 +89,14 @@ def kernel_op(rec: dict[str, Any]) -> Op | None:
         return L.linear(op, p["m"], p["k"], p["n"], dt, bias=bool(p.get("bias", True)))
     if op == "bmm":
         return L.bmm(op, p["b"], p["m"], p["n"], p["k"], dt)
-    if op == "conv2d":
-        conv, _ = L.conv2d(op, p["batch"], p["in_ch"], (p["h"], p["w"]), p["out_ch"], p["kernel"], dt,
+    if op in ("conv2d", "conv2d_dgrad", "conv2d_wgrad"):
+        conv, _ = L.conv2d("conv2d", p["batch"], p["in_ch"], (p["h"], p["w"]), p["out_ch"], p["kernel"], dt,
                            stride=p["stride"], padding=p["padding"])
-        return conv
+        if op == "conv2d":
+            return conv
+        # the backward op perfforge derives for a training step (``workload.backward``)
+        suffix = op.removeprefix("conv2d_")
+        return next(b for b in backward_ops(conv) if b.name.endswith(f".{suffix}"))
     if op == "sdpa":
         return L.attention(op, p["batch"], p["heads"], p["kv_heads"], p["seq_q"], p["seq_kv"], p["head_dim"], dt,
                            causal=bool(p["causal"]))

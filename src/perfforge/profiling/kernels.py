@@ -55,6 +55,11 @@ RESNET50_CONVS: list[tuple[int, int, int, int, int, int]] = [
 CONV_GRID = {"tiny": ([(4, 8, 3, 1, 1, 8)], (2,), ("fp32",)),
              "smoke": (RESNET50_CONVS[:3], (32,), ("fp16",)),
              "standard": (RESNET50_CONVS, (32, 128, 256), ("fp16", "fp32"))}
+# The backward of the same convs: input gradient (dgrad) and weight gradient (wgrad), as a training step's
+# autograd runs them (aten convolution_backward with one output each), at training batch sizes.
+CONV_BACKWARD_GRID = {"tiny": ([(4, 8, 3, 1, 1, 8)], (2,), ("fp32",)),
+                      "smoke": (RESNET50_CONVS[1:3], (32,), ("fp16",)),
+                      "standard": (RESNET50_CONVS, (128, 256), ("fp16", "fp32"))}
 # (batch, seq) for causal prefill; (batch, kv_len, kv_heads) for decode; heads 32, head_dim 128.
 PREFILL = {"tiny": [(1, 16)], "smoke": [(1, 1024)],
            "standard": [(b, s) for b in (1, 4) for s in (128, 256, 512, 1024, 2048, 4096)]}
@@ -170,6 +175,34 @@ def _conv(spec: tuple[int, int, int, int, int, int], batch: int, dtype: str, sui
     return _case("conv2d", dtype, params, setup, flop, float(nbytes * ELEM_BYTES[dtype]), suite)
 
 
+def _conv_backward(which: str, spec: tuple[int, int, int, int, int, int], batch: int, dtype: str,
+                   suite: str) -> Case:
+    """``conv2d_dgrad`` (dX from dY and W) or ``conv2d_wgrad`` (dW from dY and X) of the forward conv ``spec``;
+    each has the forward's FLOPs."""
+    cin, cout, ks, stride, pad, hw = spec
+    channels_last = dtype in ("fp16", "bf16")
+    hout = (hw + 2 * pad - ks) // stride + 1
+    dgrad = which == "dgrad"
+
+    def setup(dev: Any) -> tuple[Callable[[], object], dict[str, Any]]:
+        import torch
+
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        x = _rand(dev, dtype, batch, cin, hw, hw).contiguous(memory_format=fmt)
+        w = _rand(dev, dtype, cout, cin, ks, ks).contiguous(memory_format=fmt)
+        dy = _rand(dev, dtype, batch, cout, hout, hout).contiguous(memory_format=fmt)
+        mask = [dgrad, not dgrad, False]
+        return (lambda: torch.ops.aten.convolution_backward(dy, x, w, None, [stride, stride], [pad, pad], [1, 1],
+                                                            False, [0, 0], 1, mask)), {}
+
+    params = {"batch": batch, "in_ch": cin, "out_ch": cout, "h": hw, "w": hw, "kernel": ks,
+              "stride": stride, "padding": pad, "channels_last": channels_last}
+    flop = 2.0 * batch * cout * hout * hout * cin * ks * ks
+    x_elems, w_elems, y_elems = batch * cin * hw * hw, cout * cin * ks * ks, batch * cout * hout * hout
+    nbytes = (y_elems + w_elems + x_elems) if dgrad else (y_elems + x_elems + w_elems)
+    return _case(f"conv2d_{which}", dtype, params, setup, flop, float(nbytes * ELEM_BYTES[dtype]), suite)
+
+
 def _sdpa(batch: int, heads: int, kv_heads: int, sq: int, skv: int, hd: int, causal: bool,
           dtype: str, suite: str) -> Case:
     def setup(dev: Any) -> tuple[Callable[[], object], dict[str, Any]]:
@@ -278,7 +311,7 @@ def _each(suite: str, dtypes: dict[str, tuple[str, ...]], grid: Iterable[Any],
 
 
 def kernel_cases(suite: str) -> list[Case]:
-    """Operator cases in priority order: GEMMs, attention, row/elementwise ops, then convs."""
+    """Operator cases in priority order: GEMMs, attention, row/elementwise ops, then convs and their backward."""
     cases = _each(suite, MATMUL_DTYPES, MATMUL_GRID[suite], matmul_case)
     cases += _each(suite, HALF_DTYPES, LLM_MATMUL_GRID[suite], matmul_case)
     cases += _each(suite, HALF_DTYPES, LINEAR_GRID[suite], _linear)
@@ -297,4 +330,7 @@ def kernel_cases(suite: str) -> list[Case]:
     cases += _each(suite, HALF_DTYPES, EMBEDDING[suite], _embedding)
     convs, batches, conv_dtypes = CONV_GRID[suite]
     cases += [_conv(spec, b, dt, suite) for dt in conv_dtypes for b in batches for spec in convs]
+    convs, batches, conv_dtypes = CONV_BACKWARD_GRID[suite]
+    cases += [_conv_backward(which, spec, b, dt, suite) for which in ("dgrad", "wgrad") for dt in conv_dtypes
+              for b in batches for spec in convs]
     return cases

@@ -31,8 +31,9 @@ GPU_GROUPS = {
     "a40": "A40", "h100-sxm5-80gb": "H100", "h200-sxm-141gb": "H200", "l4": "L4",
 }
 OP_CLASSES = ("BMM", "FC", "CONV", "NORM", "SOFTMAX", "ELEMENTWISE")
-_CLASS_OF_OP = {"bmm": "BMM", "linear": "FC", "matmul": "FC", "gemm_peak": "FC", "conv2d": "CONV", "layer_norm": "NORM",
-                "rms_norm": "NORM", "softmax": "SOFTMAX"}
+_CLASS_OF_OP = {"bmm": "BMM", "linear": "FC", "matmul": "FC", "gemm_peak": "FC", "conv2d": "CONV",
+                "conv2d_dgrad": "CONV", "conv2d_wgrad": "CONV", "layer_norm": "NORM", "rms_norm": "NORM",
+                "softmax": "SOFTMAX"}
 # Rows read per (op, GPU) file: GEMM-like files are large and carry the most information.
 NEUSIGHT_PER_FILE = {"bmm": 2500, "linear": 2000, "conv": 1500}
 NEUSIGHT_VECTOR_PER_FILE = 350
