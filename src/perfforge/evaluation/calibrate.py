@@ -203,3 +203,59 @@ def calibrate(measurements: str, architecture: str | None = None) -> tuple[dict[
         "host_calibration_runs": [list(r) for r in HOST_CALIBRATION_RUNS], "fitted": block,
     }
     return block, summary
+
+
+def conv3x3_fp32_errors(cases: list[KernelCase], device: DeviceSpec, cal: Calibration,
+                        speedups: Iterable[float]) -> list[float]:
+    """Mean |ln(pred/meas)| over FP32 3x3 stride-1 conv ``cases`` for each candidate ``conv3x3_fp32_speedup``.
+
+    The speed-up divides only the compute term, so each case is timed once at speed-up 1 and rescaled:
+    ``time(s) = max(compute / s, memory) + overhead``."""
+    import numpy as np
+
+    base = cal.model_copy(update={"conv3x3_fp32_speedup": 1.0})
+    parts = np.array([[t.compute_s, t.memory_s, t.overhead_s, c.record["latency_s"]]
+                      for c in cases for t in [op_time(c.op, device, base, c.compute_dtype)]])
+    out = []
+    for s in speedups:
+        pred = np.maximum(parts[:, 0] / s, parts[:, 1]) + parts[:, 2]
+        out.append(float(np.mean(np.abs(np.log(pred / parts[:, 3])))))
+    return out
+
+
+def fit_conv3x3_fp32_speedup(groups: list[tuple[list[KernelCase], DeviceSpec]], cal: Calibration) -> dict[str, float]:
+    """The ``conv3x3_fp32_speedup`` (grid 1.00-4.00, step 0.01) minimising the mean |ln(pred/meas)| over FP32
+    3x3 stride-1 convolutions of one architecture's GPUs, each GPU weighted the same. Returns the speed-up and
+    the error before (speed-up 1) and after."""
+    grid = [round(1.0 + 0.01 * i, 2) for i in range(301)]
+    per_gpu = []
+    for cases, device in groups:
+        cases = [c for c in cases if c.op.attrs.get("kernel") == 3 and c.op.attrs.get("stride") == 1
+                 and c.compute_dtype.value == "fp32"]
+        if cases:
+            per_gpu.append(conv3x3_fp32_errors(cases, device, cal, grid))
+    if not per_gpu:
+        raise ConfigError("no FP32 3x3 stride-1 convolution measurements to fit")
+    mean = [sum(col) / len(col) for col in zip(*per_gpu)]
+    best = min(range(len(grid)), key=lambda i: (mean[i], grid[i]))
+    return {"speedup": grid[best], "before": mean[0], "after": mean[best], "gpus": len(per_gpu)}
+
+
+def neusight_conv_fit_cases(folder: str, *, exclude_per_file: int = 100) -> dict[str, list[tuple[list[KernelCase], DeviceSpec]]]:
+    """NeuSight's FP32 convolution kernels grouped by architecture, leaving out the ``exclude_per_file`` evenly
+    spaced rows per file that the ``kernels`` evaluation suite scores (so those stay out of sample)."""
+    from perfforge.evaluation.measured import device_id, kernel_cases
+    from perfforge.evaluation.neusight import read_kernels
+    from perfforge.system.catalog import get_device
+
+    scored = {r["key"] for r in read_kernels(folder, ops=["conv"], per_file=exclude_per_file)}
+    records = [r for r in read_kernels(folder, ops=["conv"], per_file=None) if r["key"] not in scored]
+    by_device: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_device.setdefault(device_id(r), []).append(r)
+    out: dict[str, list[tuple[list[KernelCase], DeviceSpec]]] = {}
+    for dev_id, recs in sorted(by_device.items()):
+        device = get_device(dev_id)
+        cases, _ = kernel_cases(recs)
+        out.setdefault(device.architecture, []).append((cases, device))
+    return out

@@ -39,6 +39,10 @@ class Calibration(BaseModel):
     optimizer_kernels: int = Field(ge=1)
     usable_memory_fraction: float = Field(gt=0, le=1)
     framework_overhead_bytes: float = Field(ge=0)
+    # FP32 (CUDA-core) 3x3 stride-1 convolutions, forward and backward, run this much faster than the conv
+    # estimate above: cuDNN runs most of them as Winograd kernels, which do fewer multiplications than the
+    # direct convolution whose FLOPs perfforge counts. 1 = no such speed-up (the prior).
+    conv3x3_fp32_speedup: float = Field(1.0, ge=1.0, le=4.0)
     # Convolutions in NCHW on tensor cores run at this fraction of their NHWC speed, per compute dtype (cuDNN
     # transposes to NHWC or falls back to slower kernels); dtypes absent here run NCHW as fast as NHWC.
     conv_nchw_efficiency: dict[str, float] = Field(default_factory=dict)

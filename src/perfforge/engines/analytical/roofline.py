@@ -60,6 +60,8 @@ def _compute_peak_and_eff(op: Op, device: DeviceSpec, cal: Calibration, compute_
         eff = gemm_efficiency(int(a["m"]), int(a["n"]), int(a["k"]), int(a.get("batch", 1)), device.sms, cal).efficiency
         if op.kind is OpKind.CONV2D:
             eff *= cal.conv_efficiency
+            if compute_dtype is DType.FP32 and a.get("kernel") == 3 and a.get("stride") == 1:
+                eff *= cal.conv3x3_fp32_speedup  # Winograd; dgrad/wgrad keep their forward conv's attrs
         elif compute_dtype in TENSOR_CORE_DTYPES and not gemm_aligned(*a.get("ld_dims", (int(a["n"]), int(a["k"]))),
                                                                       compute_dtype):
             eff *= cal.misaligned_efficiency
