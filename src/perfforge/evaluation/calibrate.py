@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,57 +205,77 @@ def calibrate(measurements: str, architecture: str | None = None) -> tuple[dict[
     return block, summary
 
 
-def conv3x3_fp32_errors(cases: list[KernelCase], device: DeviceSpec, cal: Calibration,
-                        speedups: Iterable[float]) -> list[float]:
-    """Mean |ln(pred/meas)| over FP32 3x3 stride-1 conv ``cases`` for each candidate ``conv3x3_fp32_speedup``.
 
-    The speed-up divides only the compute term, so each case is timed once at speed-up 1 and rescaled:
-    ``time(s) = max(compute / s, memory) + overhead``."""
+def _timing_parts(cases: list[KernelCase], device: DeviceSpec, cal: Calibration) -> Any:
+    """Per case: compute, memory and overhead seconds, compute efficiency, measured seconds (numpy rows)."""
     import numpy as np
 
-    base = cal.model_copy(update={"conv3x3_fp32_speedup": 1.0})
-    parts = np.array([[t.compute_s, t.memory_s, t.overhead_s, c.record["latency_s"]]
-                      for c in cases for t in [op_time(c.op, device, base, c.compute_dtype)]])
-    out = []
-    for s in speedups:
-        pred = np.maximum(parts[:, 0] / s, parts[:, 1]) + parts[:, 2]
-        out.append(float(np.mean(np.abs(np.log(pred / parts[:, 3])))))
-    return out
+    return np.array([[t.compute_s, t.memory_s, t.overhead_s, t.compute_efficiency, c.record["latency_s"]]
+                     for c in cases for t in [op_time(c.op, device, cal, c.compute_dtype)]])
+
+
+def _grid_fit(groups: list[tuple[list[KernelCase], DeviceSpec]], cal: Calibration, grid: list[float],
+              rescale: Callable[[Any, float], Any]) -> dict[str, float]:
+    """The grid value minimising the mean |ln(pred/meas)| with every GPU weighted the same; ``rescale(parts, v)``
+    turns ``_timing_parts`` (taken at the neutral value) into predicted seconds."""
+    import numpy as np
+
+    per_gpu = []
+    for cases, device in groups:
+        if cases:
+            parts = _timing_parts(cases, device, cal)
+            per_gpu.append([float(np.mean(np.abs(np.log(rescale(parts, v) / parts[:, 4])))) for v in grid])
+    if not per_gpu:
+        raise ConfigError("no matching FP32 kernel measurements to fit")
+    mean = [sum(col) / len(col) for col in zip(*per_gpu)]
+    best = min(range(len(grid)), key=lambda i: (mean[i], abs(grid[i] - 1.0)))
+    neutral = min(range(len(grid)), key=lambda i: abs(grid[i] - 1.0))
+    return {"value": grid[best], "before": mean[neutral], "after": mean[best], "gpus": len(per_gpu)}
+
+
+def fit_fp32_gemm_scale(groups: list[tuple[list[KernelCase], DeviceSpec]], cal: Calibration) -> dict[str, float]:
+    """``fp32_gemm_scale`` (grid 0.30-2.00, step 0.01) for one architecture's FP32 GEMMs (matmul, linear, bmm)."""
+    import numpy as np
+
+    base = cal.model_copy(update={"fp32_gemm_scale": 1.0})
+    groups = [([c for c in cases if c.compute_dtype.value == "fp32" and c.op.kind.value in ("matmul", "bmm")], d)
+              for cases, d in groups]
+
+    def rescale(p: Any, v: float) -> Any:
+        compute = p[:, 0] * p[:, 3] / np.minimum(1.0, p[:, 3] * v)
+        return np.maximum(compute, p[:, 1]) + p[:, 2]
+
+    return _grid_fit(groups, base, [round(0.3 + 0.01 * i, 2) for i in range(171)], rescale)
 
 
 def fit_conv3x3_fp32_speedup(groups: list[tuple[list[KernelCase], DeviceSpec]], cal: Calibration) -> dict[str, float]:
-    """The ``conv3x3_fp32_speedup`` (grid 1.00-4.00, step 0.01) minimising the mean |ln(pred/meas)| over FP32
-    3x3 stride-1 convolutions of one architecture's GPUs, each GPU weighted the same. Returns the speed-up and
-    the error before (speed-up 1) and after."""
-    grid = [round(1.0 + 0.01 * i, 2) for i in range(301)]
-    per_gpu = []
-    for cases, device in groups:
-        cases = [c for c in cases if c.op.attrs.get("kernel") == 3 and c.op.attrs.get("stride") == 1
-                 and c.compute_dtype.value == "fp32"]
-        if cases:
-            per_gpu.append(conv3x3_fp32_errors(cases, device, cal, grid))
-    if not per_gpu:
-        raise ConfigError("no FP32 3x3 stride-1 convolution measurements to fit")
-    mean = [sum(col) / len(col) for col in zip(*per_gpu)]
-    best = min(range(len(grid)), key=lambda i: (mean[i], grid[i]))
-    return {"speedup": grid[best], "before": mean[0], "after": mean[best], "gpus": len(per_gpu)}
+    """``conv3x3_fp32_speedup`` (grid 1.00-4.00, step 0.01) for one architecture's FP32 3x3 stride-1 convolutions,
+    with the architecture's other constants (its ``fp32_gemm_scale`` included) as given."""
+    import numpy as np
+
+    base = cal.model_copy(update={"conv3x3_fp32_speedup": 1.0})
+    groups = [([c for c in cases if c.compute_dtype.value == "fp32" and c.op.attrs.get("kernel") == 3
+                and c.op.attrs.get("stride") == 1], d) for cases, d in groups]
+    return _grid_fit(groups, base, [round(1.0 + 0.01 * i, 2) for i in range(301)],
+                     lambda p, v: np.maximum(p[:, 0] / v, p[:, 1]) + p[:, 2])
 
 
-def neusight_conv_fit_cases(folder: str, *, exclude_per_file: int = 100) -> dict[str, list[tuple[list[KernelCase], DeviceSpec]]]:
-    """NeuSight's FP32 convolution kernels grouped by architecture, leaving out the ``exclude_per_file`` evenly
-    spaced rows per file that the ``kernels`` evaluation suite scores (so those stay out of sample)."""
+def neusight_fit_cases(folder: str, ops: list[str], *,
+                       exclude_per_file: int = 100) -> dict[str, list[tuple[list[KernelCase], DeviceSpec]]]:
+    """NeuSight's FP32 kernels of ``ops`` (its file names: bmm, linear, conv) grouped by architecture, leaving out
+    the ``exclude_per_file`` evenly spaced rows per file that the ``kernels`` suite scores (those stay out of
+    sample)."""
     from perfforge.evaluation.measured import device_id, kernel_cases
     from perfforge.evaluation.neusight import read_kernels
     from perfforge.system.catalog import get_device
 
-    scored = {r["key"] for r in read_kernels(folder, ops=["conv"], per_file=exclude_per_file)}
-    records = [r for r in read_kernels(folder, ops=["conv"], per_file=None) if r["key"] not in scored]
+    scored = {r["key"] for r in read_kernels(folder, ops=ops, per_file=exclude_per_file)}
     by_device: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        by_device.setdefault(device_id(r), []).append(r)
+    for r in read_kernels(folder, ops=ops, per_file=None):
+        if r["key"] not in scored:
+            by_device.setdefault(device_id(r), []).append(r)
     out: dict[str, list[tuple[list[KernelCase], DeviceSpec]]] = {}
     for dev_id, recs in sorted(by_device.items()):
         device = get_device(dev_id)
-        cases, _ = kernel_cases(recs)
-        out.setdefault(device.architecture, []).append((cases, device))
+        out.setdefault(device.architecture, []).append((kernel_cases(recs)[0], device))
     return out

@@ -39,6 +39,9 @@ class Calibration(BaseModel):
     optimizer_kernels: int = Field(ge=1)
     usable_memory_fraction: float = Field(gt=0, le=1)
     framework_overhead_bytes: float = Field(ge=0)
+    # FP32 GEMMs and convolutions on CUDA cores (no tensor cores) reach this multiple of the GEMM efficiency the
+    # shared constants give (capped at the peak): those constants are tensor-core figures. 1 = the prior.
+    fp32_gemm_scale: float = Field(1.0, gt=0.0, le=4.0)
     # FP32 (CUDA-core) 3x3 stride-1 convolutions, forward and backward, run this much faster than the conv
     # estimate above: cuDNN runs most of them as Winograd kernels, which do fewer multiplications than the
     # direct convolution whose FLOPs perfforge counts. 1 = no such speed-up (the prior).

@@ -58,6 +58,8 @@ def _compute_peak_and_eff(op: Op, device: DeviceSpec, cal: Calibration, compute_
     a = op.attrs
     if op.kind in (OpKind.MATMUL, OpKind.BMM, OpKind.CONV2D):
         eff = gemm_efficiency(int(a["m"]), int(a["n"]), int(a["k"]), int(a.get("batch", 1)), device.sms, cal).efficiency
+        if compute_dtype is DType.FP32:
+            eff = min(1.0, eff * cal.fp32_gemm_scale)
         if op.kind is OpKind.CONV2D:
             eff *= cal.conv_efficiency
             if compute_dtype is DType.FP32 and a.get("kernel") == 3 and a.get("stride") == 1:

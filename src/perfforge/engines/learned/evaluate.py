@@ -152,7 +152,9 @@ def render_report(result: dict[str, Any], *, command: str) -> str:
              "model's interval (plain percentiles of the pooled errors), for comparison.", "",
              "APE = |pred/meas - 1|; bias = median ln(pred/meas) (negative: too fast). Baselines on the same rows: "
              "the bare datasheet roofline, and the analytical engine with its shipped calibration (the Hopper block "
-             "was fitted on H100 kernels, so its H100 rows are in-sample). Means are over held-out GPUs with at "
+             "was fitted on H100 kernels, so its H100 rows are in-sample; the pre-Hopper blocks' FP32 GEMM scale and "
+             "3x3-conv speed-up were fitted on NeuSight's FP32 kernels, which overlap these rows). Means are over "
+             "held-out GPUs with at "
              "least 20 kernels of the class.",
              "", "## Summary by op class (mean over held-out GPUs)", "",
              "| op class | GPUs | trees MAPE | MLP MAPE | shipped | shipped MAPE | shipped median APE | coverage (80%) | "

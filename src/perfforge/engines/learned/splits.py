@@ -243,7 +243,8 @@ def render(result: dict[str, Any], *, command: str) -> str:
              "so no test GPU influenced any choice. Test GPUs: " + ", ".join(test_gpus) + ". The shipped model "
              "(trained on every GPU) is not used here. APE = |pred/meas - 1|; bias = median ln(pred/meas). "
              "Baselines on the same rows: the datasheet roofline and the analytical engine (its Hopper "
-             "calibration was fitted on perfforge's H100 run1 kernels, so its H100 rows are in-sample).", ""]
+             "calibration was fitted on perfforge's H100 run1 kernels, so its H100 rows are in-sample; its "
+             "Ampere FP32 GEMM scale and 3x3-conv speed-up on NeuSight's A100 kernels).", ""]
     if sp.name == "neusight":
         lines += [
             "## What NeuSight's split is, and how far this reproduces it", "",
