@@ -205,7 +205,6 @@ def calibrate(measurements: str, architecture: str | None = None) -> tuple[dict[
     return block, summary
 
 
-
 def _timing_parts(cases: list[KernelCase], device: DeviceSpec, cal: Calibration) -> Any:
     """Per case: compute, memory and overhead seconds, compute efficiency, measured seconds (numpy rows)."""
     import numpy as np

@@ -198,8 +198,8 @@ def _conv_backward(which: str, spec: tuple[int, int, int, int, int, int], batch:
     params = {"batch": batch, "in_ch": cin, "out_ch": cout, "h": hw, "w": hw, "kernel": ks,
               "stride": stride, "padding": pad, "channels_last": channels_last}
     flop = 2.0 * batch * cout * hout * hout * cin * ks * ks
-    x_elems, w_elems, y_elems = batch * cin * hw * hw, cout * cin * ks * ks, batch * cout * hout * hout
-    nbytes = (y_elems + w_elems + x_elems) if dgrad else (y_elems + x_elems + w_elems)
+    # each reads two of dY, W, X and writes the third: every tensor is touched once either way
+    nbytes = batch * cin * hw * hw + cout * cin * ks * ks + batch * cout * hout * hout
     return _case(f"conv2d_{which}", dtype, params, setup, flop, float(nbytes * ELEM_BYTES[dtype]), suite)
 
 
