@@ -32,6 +32,26 @@ def test_training_step_and_bad_backend():
         perfforge.predict("gpt2", "h100-sxm5-80gb", backend="neural")
 
 
+def test_backward_convolutions_fall_back_until_the_model_has_seen_them():
+    """The shipped model was trained on forward convolutions only: a ResNet-50 training step times its dgrad
+    and wgrad convs with the roofline and says so; a model whose data held backward convs covers them."""
+    import dataclasses
+
+    from perfforge.engines.learned.backend import using_model
+    from perfforge.engines.learned.model import load_model
+
+    shipped = load_model()
+    assert shipped.conv_backward is False
+    kw = dict(mode="train", batch=32, dtype="fp16", optimizer="sgd_momentum", backend="learned")
+    r = perfforge.predict("resnet50", "v100-sxm2-16gb", **kw)
+    n_backward_convs = sum(1 for x in r.breakdown if x.kind == "conv2d" and x.phase.startswith("backward"))
+    assert r.extra["fallback_ops"]["conv2d backward"] == n_backward_convs == 53 + 52  # the stem has no dgrad
+    with using_model(dataclasses.replace(shipped, conv_backward=True)):
+        covered = perfforge.predict("resnet50", "v100-sxm2-16gb", **kw)
+    assert "conv2d backward" not in covered.extra["fallback_ops"]
+    assert covered.extra["learned_ops"] == r.extra["learned_ops"] + n_backward_convs
+
+
 def test_zoo_ids_for_neusight_labels():
     from perfforge.workload.zoo import get_model
 

@@ -13,7 +13,7 @@ from perfforge.engines.analytical.roofline import OpTiming
 from perfforge.engines.analytical.timers import OP_TIMERS, roofline_or_none
 from perfforge.engines.learned.model import LearnedKernelModel, load_model
 from perfforge.system.device import DeviceSpec
-from perfforge.workload.op import Op
+from perfforge.workload.op import Op, OpKind, Phase
 
 _ACTIVE: ContextVar[LearnedKernelModel | None] = ContextVar("learned_kernel_model", default=None)
 
@@ -57,14 +57,16 @@ class LearnedTimer:
             timing = roofline_or_none(op, device, cal, compute_dtype)
             out.append(timing)
             if timing is not None:
-                fallback[op.kind.value] += 1
+                backward_conv = op.kind is OpKind.CONV2D and op.phase is not Phase.FORWARD
+                fallback[f"{op.kind.value} backward" if backward_conv else op.kind.value] += 1
                 low += timing.time_s
                 high += timing.time_s
         info = {
             "learned_model": model.version,
             "learned_ops": int(preds.covered.sum()),
             "fallback_ops": dict(sorted(fallback.items())),
-            "fallback_note": ("op kinds the learned model does not cover were timed by the analytical roofline"
+            "fallback_note": ("op kinds the learned model does not cover (no training data) were timed by the "
+                              "analytical roofline"
                               if fallback else ""),
             # sums of per-op 80% intervals (errors assumed fully correlated); fallback ops add their point time
             "kernel_time_low_s": low, "kernel_time_high_s": high,

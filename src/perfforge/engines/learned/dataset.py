@@ -34,6 +34,8 @@ OP_CLASSES = ("BMM", "FC", "CONV", "NORM", "SOFTMAX", "ELEMENTWISE")
 _CLASS_OF_OP = {"bmm": "BMM", "linear": "FC", "matmul": "FC", "gemm_peak": "FC", "conv2d": "CONV",
                 "conv2d_dgrad": "CONV", "conv2d_wgrad": "CONV", "layer_norm": "NORM", "rms_norm": "NORM",
                 "softmax": "SOFTMAX"}
+# Backward convolutions measured by `perfforge profile` (input and weight gradients of a conv2d)
+CONV_BACKWARD_OPS = ("conv2d_dgrad", "conv2d_wgrad")
 # Rows read per (op, GPU) file: GEMM-like files are large and carry the most information.
 NEUSIGHT_PER_FILE = {"bmm": 2500, "linear": 2000, "conv": 1500}
 NEUSIGHT_VECTOR_PER_FILE = 350

@@ -19,7 +19,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from perfforge.engines.learned.dataset import OP_CLASSES, describe, load_records, samples_from_records
+from perfforge.engines.learned.dataset import (
+    CONV_BACKWARD_OPS,
+    OP_CLASSES,
+    describe,
+    load_records,
+    samples_from_records,
+)
 from perfforge.engines.learned.e2e import e2e_rows, render_e2e
 from perfforge.engines.learned.train import (
     INTERVAL_QUANTILES,
@@ -97,7 +103,7 @@ def run(root: str | Path, *, scale: float = 1.0, progress: Callable[[str], None]
         progress(f"{sum(len(s) for s in samples.values())} kernel samples from {len(records)} records "
                  f"({time.perf_counter() - t0:.1f}s)")
     folds = {fam: leave_one_gpu_out(s, progress=progress) for fam, s in samples.items()}
-    model = train_model(samples, folds)
+    model = train_model(samples, folds, conv_backward=any(r.get("op") in CONV_BACKWARD_OPS for r in records))
     out = {"samples": samples, "folds": folds, "model": model, "kernel_rows": kernel_rows(folds),
            "data": describe(samples), "train_s": time.perf_counter() - t0}
     if with_e2e:

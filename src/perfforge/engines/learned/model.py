@@ -32,7 +32,7 @@ from perfforge.engines.learned.features import FEATURE_NAMES, batch_features
 from perfforge.engines.learned.mlp import NumpyMLP
 from perfforge.engines.learned.trees import TreeEnsemble
 from perfforge.system.device import DeviceSpec
-from perfforge.workload.op import Op, OpKind
+from perfforge.workload.op import Op, OpKind, Phase
 
 SHIPPED_NPZ = "data/kernel_model.npz"
 SHIPPED_MANIFEST = "data/kernel_model.json"
@@ -86,8 +86,13 @@ class OpPredictions:
 
 @dataclass(frozen=True)
 class LearnedKernelModel:
+    """``conv_backward``: whether the training data held measured backward convolutions (``conv2d_dgrad`` /
+    ``conv2d_wgrad`` records). Without them the conv family has only seen forward kernels, and the input- and
+    weight-gradient convolutions of a training step are left uncovered (the caller falls back), not extrapolated."""
+
     families: dict[str, FamilyModel]
     manifest: dict[str, Any] = field(default_factory=dict)
+    conv_backward: bool = False
 
     @property
     def version(self) -> str:
@@ -117,6 +122,11 @@ class LearnedKernelModel:
             low[batch.index] = (p * np.exp(offsets[:, 0]))[batch.row]
             high[batch.index] = (p * np.exp(offsets[:, 1]))[batch.row]
             covered[batch.index] = True
+        if not self.conv_backward:
+            unseen = [i for i, op in enumerate(ops) if op.kind is OpKind.CONV2D and op.phase is not Phase.FORWARD]
+            covered[unseen] = False
+            for arr in (pred, low, high, bound):
+                arr[unseen] = np.nan
         return OpPredictions(pred, low, high, bound, covered)
 
     # ---- persistence ---------------------------------------------------------------------------
@@ -141,6 +151,7 @@ class LearnedKernelModel:
                                "trees": int(fm.trees.feature.shape[0]),
                                "mlp_layers": [int(w.shape[1]) for w in fm.mlp.weights] if fm.mlp else [],
                                "blend_mlp_weight": dict(fm.blend)} for fam, fm in self.families.items()},
+            "conv_backward": self.conv_backward,
             **extra_manifest,
         }
         write_atomic(npz_path, data)
@@ -165,7 +176,7 @@ def _from_files(npz_bytes: bytes, manifest: dict[str, Any], where: str) -> Learn
         families[fam] = FamilyModel(fam, TreeEnsemble.from_arrays(data, fam), float(meta["floor"]),
                                     {k: (float(v[0]), float(v[1])) for k, v in meta["interval"].items()},
                                     mlp, {k: float(v) for k, v in meta.get("blend_mlp_weight", {"*": 0.0}).items()})
-    return LearnedKernelModel(families, manifest)
+    return LearnedKernelModel(families, manifest, bool(manifest.get("conv_backward", False)))
 
 
 def load_model(path: str | Path | None = None) -> LearnedKernelModel:

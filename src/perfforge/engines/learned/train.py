@@ -271,9 +271,10 @@ def interval_offsets(fold: FoldResult, *, exclude_group: str | None = None) -> d
 
 
 def train_model(samples: dict[str, Samples], folds: dict[str, FoldResult], *,
-                params: dict[str, Any] | None = None, mlp_params: dict[str, Any] | None = None) -> LearnedKernelModel:
+                params: dict[str, Any] | None = None, mlp_params: dict[str, Any] | None = None,
+                conv_backward: bool = False) -> LearnedKernelModel:
     """The shipped model: both learners fitted on every GPU, the per-class blend and the intervals taken
-    from the leave-one-GPU-out folds."""
+    from the leave-one-GPU-out folds. ``conv_backward``: the data held measured backward convolutions."""
     families = {}
     for fam, s in samples.items():
         fold = folds.get(fam)
@@ -282,4 +283,4 @@ def train_model(samples: dict[str, Samples], folds: dict[str, FoldResult], *,
         mlp = fit_mlp(s, params=mlp_params)[0] if any(w > 0 for w in blend.values()) else None
         interval = interval_offsets(fold) if fold is not None else {"*": (0.0, 0.0)}
         families[fam] = FamilyModel(fam, trees, family_floor(s), interval, mlp, blend if mlp is not None else {"*": 0.0})
-    return LearnedKernelModel(families)
+    return LearnedKernelModel(families, conv_backward=conv_backward)
