@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
 from perfforge.engines.analytical.calibration import Calibration
 from perfforge.engines.analytical.roofline import op_time
 from perfforge.evaluation.measured import KernelCase
 from perfforge.system.device import DeviceSpec
+from perfforge.workload.op import OpKind
 
 # constant -> (lower bound, upper bound)
 FITTABLE: dict[str, tuple[float, float]] = {
@@ -237,7 +239,7 @@ def fit_fp32_gemm_scale(groups: list[tuple[list[KernelCase], DeviceSpec]], cal: 
     import numpy as np
 
     base = cal.model_copy(update={"fp32_gemm_scale": 1.0})
-    groups = [([c for c in cases if c.compute_dtype.value == "fp32" and c.op.kind.value in ("matmul", "bmm")], d)
+    groups = [([c for c in cases if c.compute_dtype is DType.FP32 and c.op.kind in (OpKind.MATMUL, OpKind.BMM)], d)
               for cases, d in groups]
 
     def rescale(p: Any, v: float) -> Any:
@@ -253,7 +255,7 @@ def fit_conv3x3_fp32_speedup(groups: list[tuple[list[KernelCase], DeviceSpec]], 
     import numpy as np
 
     base = cal.model_copy(update={"conv3x3_fp32_speedup": 1.0})
-    groups = [([c for c in cases if c.compute_dtype.value == "fp32" and c.op.attrs.get("kernel") == 3
+    groups = [([c for c in cases if c.compute_dtype is DType.FP32 and c.op.attrs.get("kernel") == 3
                 and c.op.attrs.get("stride") == 1], d) for cases, d in groups]
     return _grid_fit(groups, base, [round(1.0 + 0.01 * i, 2) for i in range(301)],
                      lambda p, v: np.maximum(p[:, 0] / v, p[:, 1]) + p[:, 2])

@@ -516,14 +516,8 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
                     wq_len[rid, k] -= 1
                     nb, pad = bnb[g], bpad[g]
                     ids, q, kv = bids[g], bq[g], bkv[g]
-                    pad_kv = 0.0
-                    if pad:
-                        s_kv = 0
-                        for i in range(nb):
-                            s_kv += kv[i]
-                        pad_kv = s_kv / nb
                     ci = 2 if k == n_st - 1 else 1
-                    dt = batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, nb, pad, pad_kv, curves[ci],
+                    dt = batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, nb, pad, curves[ci],
                                     k == n_st - 1)
                     busy[rid, k] = True
                     bend[rid, k] = t + dt
@@ -767,13 +761,7 @@ def _simulate(arrival, prefill, total, processed, prefill_done, reserved, schedu
             if iters > 1:
                 dt = run_time
             else:
-                pad_kv = 0.0
-                if pad:
-                    s_kv = 0
-                    for i in range(nb):
-                        s_kv += kv[i]
-                    pad_kv = s_kv / nb
-                dt = batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, nb, pad, pad_kv, curves[0], n_st == 1)
+                dt = batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, nb, pad, curves[0], n_st == 1)
             n_free[rid] -= 1
             in_flight[rid] += 1
             busy[rid, 0] = True

@@ -156,13 +156,18 @@ def shrinking_iter_time(tm, quirks, layers, active, ctx):
 
 
 @njit(cache=True)
-def batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, n, pad, pad_kv, curve, last_stage):
-    """StageTimer.batch_time over the batch's ``n`` requests plus ``pad`` padded decode slots at ``pad_kv``, on
-    a stage whose token-indexed ops sum to ``curve`` (the LM head runs on the last stage)."""
+def batch_time(tm, pre, rows, row_ok, quirks, layers, q, kv, n, pad, curve, last_stage):
+    """StageTimer.batch_time over the batch's ``n`` requests plus ``pad`` padded decode slots at the requests'
+    mean context, on a stage whose token-indexed ops sum to ``curve`` (the LM head runs on the last stage)."""
     g, head, has_head, dec_b, dec_c, dec_z = tm[0], tm[2], tm[3][0] > 0 and last_stage, tm[4], tm[5], tm[6]
     n_dec = pad
     tok = pad
-    kv_dec = pad * pad_kv
+    kv_dec = 0.0
+    if pad:
+        s_kv = 0
+        for i in range(n):
+            s_kv += kv[i]
+        kv_dec = pad * (s_kv / n)
     for i in range(n):
         tok += q[i]
         if q[i] == 1:
