@@ -48,9 +48,11 @@ def from_torch(module: Any, *example_inputs: Any, name: str | None = None, dtype
 
 
 def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: int = 1, seq: int | None = None,
-                     dtype: DType | str = DType.FP16, attention_impl: str = "fused", dropout: float = 0.0) -> Workload:
+                     dtype: DType | str = DType.FP16, attention_impl: str = "fused", dropout: float = 0.0,
+                     amp: bool = False) -> Workload:
     """A zoo id, a path to an HF ``config.json``, or an already built Workload. ``dropout`` applies to training
-    (``mode="train"``) only: evaluation runs no dropout kernels."""
+    (``mode="train"``) only: evaluation runs no dropout kernels. ``amp``: the model in fp32 under
+    torch.autocast in ``dtype`` (mixed precision) rather than cast to ``dtype``."""
     if isinstance(model, Workload):
         return model
     phase = "decode" if mode == "decode" else "prefill"
@@ -58,20 +60,21 @@ def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: i
     if model.endswith(".json") or Path(model).is_dir():
         if dropout:
             raise ConfigError("dropout is modelled for the zoo's transformers, not for HF config.json imports")
-        return from_hf_config(model, batch=batch, seq=seq or 128, dtype=dtype, phase=phase,
-                              attention_impl=attention_impl)
+        cfg = load_hf_config(model)
+        return build_transformer(cfg, batch=batch, seq=seq or 128, dtype=DType.parse(dtype), phase=phase,
+                                 attention_impl=attention_impl, amp=amp)
     entry = MODELS.get(model) if model in MODELS else None
     if mode == "decode" and entry is not None and entry.kind != "decoder":
         raise ConfigError(f"mode 'decode' needs a decoder model; {model} is a {entry.kind}")
     return get_model(model, batch=batch, seq=seq, dtype=dtype, phase=phase, attention_impl=attention_impl,
-                     dropout=dropout)
+                     dropout=dropout, amp=amp)
 
 
 def run_scenario(scenario: Scenario, workload: Workload | None = None) -> Result:
     if workload is None:
         workload = resolve_workload(scenario.model, mode=scenario.mode, batch=scenario.batch, seq=scenario.seq,
                                     dtype=scenario.dtype, attention_impl=scenario.attention_impl,
-                                    dropout=scenario.dropout)
+                                    dropout=scenario.dropout, amp=scenario.amp)
     device = get_device(scenario.hardware)
     system = System(device=device, num_devices=scenario.gpus)
     engine = ENGINES.get(scenario.engine)()
@@ -82,18 +85,20 @@ def predict(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, mode: st
             dtype: DType | str = DType.FP16, batch: int = 1, seq: int | None = None, optimizer: str = "adamw",
             recompute: bool = False, attention_impl: str = "fused", engine: str = "analytical",
             calibration: str | None = None, execution: str = "eager", backend: str = "analytical",
-            memory_format: str = "nhwc", dropout: float = 0.0) -> Result:
+            memory_format: str = "nhwc", dropout: float = 0.0, amp: bool = False) -> Result:
     """Predict one step of ``model`` on one ``hardware`` device. See ``Result`` for the fields.
 
     ``backend="learned"`` times GEMM, convolution and vector ops with the learned kernel model (other op
-    kinds use the roofline; ``Result.extra["fallback_ops"]`` counts them)."""
+    kinds use the roofline; ``Result.extra["fallback_ops"]`` counts them). ``amp=True``: mixed precision as
+    torch.autocast runs it (fp32 weights, GEMMs in ``dtype``, norms, softmax and loss in fp32, and the casts);
+    a Workload passed in carries its own."""
     if isinstance(model, Workload):
-        batch, seq, dtype = model.batch, model.seq, model.dtype
+        batch, seq, dtype, amp = model.batch, model.seq, model.dtype, model.amp
     scenario = make_scenario(model=model.name if isinstance(model, Workload) else model, hardware=hardware,
                              mode=mode, dtype=dtype, batch=batch, seq=seq, optimizer=optimizer,
                              recompute=recompute, attention_impl=attention_impl, engine=engine,
                              calibration=calibration, execution=execution, backend=backend,
-                             memory_format=memory_format, dropout=dropout)
+                             memory_format=memory_format, dropout=dropout, amp=amp)
     return run_scenario(scenario, model if isinstance(model, Workload) else None)
 
 
@@ -103,11 +108,13 @@ def train(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, gpus: int 
           calibration: str | None = None, execution: str = "eager", tp: int = 1, pp: int = 1, zero: int = 0,
           microbatches: int = 1, schedule: str = "1f1b", virtual_stages: int = 1,
           sequence_parallel: bool = False, comm_streams: int = 1, shared_links: bool = True,
-          backend: str = "analytical", memory_format: str = "nhwc", dropout: float = 0.0) -> Result:
+          backend: str = "analytical", memory_format: str = "nhwc", dropout: float = 0.0,
+          amp: bool = False) -> Result:
     """Predict one training step on ``gpus`` devices: ``batch`` samples per data-parallel replica per step,
-    with ``tp`` x ``pp`` GPUs per replica (``gpus = tp * pp * dp``) and an optional ZeRO stage."""
+    with ``tp`` x ``pp`` GPUs per replica (``gpus = tp * pp * dp``) and an optional ZeRO stage. ``amp``: as in
+    ``predict`` (data parallelism only)."""
     if isinstance(model, Workload):
-        batch, seq, dtype = model.batch, model.seq, model.dtype
+        batch, seq, dtype, amp = model.batch, model.seq, model.dtype, model.amp
     scenario = make_scenario(model=model.name if isinstance(model, Workload) else model, hardware=hardware,
                              mode="train", dtype=dtype, batch=batch, seq=seq, optimizer=optimizer, gpus=gpus,
                              node=node, collective_algorithm=collective_algorithm, overlap=overlap,
@@ -115,5 +122,5 @@ def train(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, gpus: int 
                              tp=tp, pp=pp, zero=zero, microbatches=microbatches, schedule=schedule,
                              virtual_stages=virtual_stages, sequence_parallel=sequence_parallel,
                              comm_streams=comm_streams, shared_links=shared_links, backend=backend,
-                             memory_format=memory_format, dropout=dropout)
+                             memory_format=memory_format, dropout=dropout, amp=amp)
     return run_scenario(scenario, model if isinstance(model, Workload) else None)

@@ -29,10 +29,17 @@ class Scenario(BaseModel):
     dtype: DType = DType.FP16
     optimizer: str = "adamw"
     recompute: bool = False
-    attention_impl: Literal["fused", "unfused"] = "fused"
+    attention_impl: Literal["fused", "unfused", "sdpa"] = Field(
+        "fused", description="fused: one attention kernel and fused pointwise ops (an efficient implementation); "
+                             "unfused: HF's eager attention (QK^T, scale, mask, softmax, PV) and eager pointwise ops; "
+                             "sdpa: HF's default, one fused attention kernel with eager pointwise ops")
     dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="dropout probability of a training run (HF's GPT-2/BERT/OPT configs use 0.1): "
                                          "adds the dropout kernels eager PyTorch runs; inference runs none")
+    amp: bool = Field(
+        False, description="mixed precision as torch.autocast runs it: an fp32 model whose GEMMs, convolutions and "
+                           "attention run in dtype (fp16 or bf16) while norms, softmax, loss and the residual stream "
+                           "stay fp32, with the casts autocast launches; false: the whole model cast to dtype")
     memory_format: Literal["nhwc", "nchw"] = Field(
         "nhwc", description="activation layout of convolutions: nhwc (channels_last) or nchw (PyTorch's default); "
                             "cuDNN's NCHW path is slower on tensor cores (calibration key conv_nchw_efficiency)")
@@ -62,6 +69,17 @@ class Scenario(BaseModel):
     loader_rate: float | None = Field(
         None, gt=0, description="samples/s one loader worker produces (default: the measured CPU JPEG rate, "
                                 "preset jpeg-cpu-xeon-emr)")
+
+    @model_validator(mode="after")
+    def _amp(self) -> "Scenario":
+        if self.amp and self.dtype not in (DType.FP16, DType.BF16):
+            raise ValueError(f"amp: autocast runs in fp16 or bf16, not dtype '{self.dtype.value}' "
+                             "(allowed dtypes with amp: fp16, bf16)")
+        if self.amp and (self.tp > 1 or self.pp > 1 or self.zero > 0 or self.microbatches > 1):
+            raise ValueError("amp: autocast is modelled for single-device and data-parallel steps; tensor/pipeline "
+                             "parallelism, ZeRO and microbatching model Megatron-style half-precision modules "
+                             "(leave amp off)")
+        return self
 
     @model_validator(mode="after")
     def _loader(self) -> "Scenario":

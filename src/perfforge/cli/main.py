@@ -29,10 +29,12 @@ def predict(
     dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | fp16 | bf16 | fp8 | int8"),
     optimizer: Optional[str] = typer.Option(None, help="sgd | sgd_momentum | adam | adamw | lion"),
     recompute: Optional[bool] = typer.Option(None, "--recompute/--no-recompute", help="full activation recomputation"),
-    attention: Optional[str] = typer.Option(None, "--attention", help="fused | unfused"),
+    attention: Optional[str] = typer.Option(None, "--attention", help="fused | unfused (HF eager) | sdpa (HF default)"),
     memory_format: Optional[str] = typer.Option(None, "--memory-format",
                                                 help="nhwc (channels_last) | nchw: convolution activation layout"),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="training dropout probability (adds its kernels)"),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp",
+                                       help="mixed precision as torch.autocast runs it (fp32 weights; --dtype fp16|bf16)"),
     calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
     execution: Optional[str] = typer.Option(None, help="eager (host issues each op) | graph (CUDA graphs)"),
     backend: Optional[str] = typer.Option(None, "--backend", help="analytical | learned (per-op timer)"),
@@ -53,7 +55,8 @@ def predict(
 
     given = {"hardware": hardware, "mode": mode, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
              "recompute": recompute, "attention_impl": attention, "calibration": calibration,
-             "execution": execution, "backend": backend, "memory_format": memory_format, "dropout": dropout}
+             "execution": execution, "backend": backend, "memory_format": memory_format, "dropout": dropout,
+             "amp": amp}
     given = {k: v for k, v in given.items() if v is not None}
     if model.endswith((".yaml", ".yml")):
         base = load_scenario(model).model_dump(exclude_unset=False)

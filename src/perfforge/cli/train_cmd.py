@@ -40,6 +40,9 @@ def train(
     memory_format: Optional[str] = typer.Option(None, "--memory-format",
                                                 help="nhwc (channels_last) | nchw: convolution activation layout"),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="training dropout probability (adds its kernels)"),
+    attention: Optional[str] = typer.Option(None, "--attention", help="fused | unfused (HF eager) | sdpa (HF default)"),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp",
+                                       help="mixed precision as torch.autocast runs it (fp32 weights; --dtype fp16|bf16)"),
     loader_workers: Optional[int] = typer.Option(
         None, "--loader-workers", help="data-loader workers per GPU: the step waits for the host's input pipeline"),
     loader_rate: Optional[float] = typer.Option(
@@ -56,7 +59,8 @@ def train(
              "node": node, "collective_algorithm": algorithm, "recompute": recompute, "calibration": calibration,
              "tp": tp, "pp": pp, "zero": zero, "microbatches": microbatches, "schedule": schedule,
              "virtual_stages": virtual_stages, "backend": backend, "loader_workers": loader_workers,
-             "loader_rate": loader_rate, "memory_format": memory_format, "dropout": dropout}
+             "loader_rate": loader_rate, "memory_format": memory_format, "dropout": dropout,
+             "attention_impl": attention, "amp": amp}
     if sequence_parallel:
         given["sequence_parallel"] = True
     if comm_streams is not None:

@@ -87,14 +87,15 @@ def _predict_model(task: Task) -> Row:
     if not row.subject:
         row.status, row.reason = "not run", f"model '{p.get('source_model')}' is not in the perfforge zoo"
         return row
-    if row.variant == "zoo-unfused" and p.get("attn_implementation") not in (None, "eager"):
-        # the run used a fused attention kernel: the eager graph does not describe it
+    if row.variant == "zoo-unfused" and p.get("attn_implementation") not in (None, "eager", "sdpa"):
+        # the eager graph has eager attention or torch's SDPA kernel, not this one
         row.status, row.reason = "not run", (f"measured with {p['attn_implementation']} attention; the eager "
-                                             "(zoo-unfused) graph describes eager runs only")
+                                             "(zoo-unfused) graph describes eager and sdpa runs only")
         return row
     try:
         workload = build(row.variant, row.subject, mode=row.mode, batch=row.batch, seq=row.seq, dtype=row.dtype,
-                         head=p.get("head"), dropout=p.get("dropout", 0.0), amp=p.get("amp"))
+                         head=p.get("head"), dropout=p.get("dropout", 0.0), amp=p.get("amp"),
+                         attention=p.get("attn_implementation"))
         gpus = int(p.get("gpus", 1))
         if row.engine == "analytical" and gpus > 1:
             row.status, row.reason = "not run", "the analytical engine models one device; the distributed engine covers multi-GPU rows"

@@ -1,10 +1,12 @@
 """Graph variants an experiment can predict with.
 
-- ``zoo``: perfforge's own graph of the architecture (fused attention and activations, no dropout):
-  what an efficient implementation runs.
-- ``zoo-unfused``: the same graph executed eagerly (attention as QK^T, scale, mask, softmax, PV kernels; GPT-2's
-  tanh GELU as its 8 pointwise kernels), which is
-  what HuggingFace models ran before PyTorch's fused SDPA became their default.
+- ``zoo``: perfforge's own graph of the architecture (fused attention and activations): what an efficient
+  implementation runs.
+- ``zoo-unfused``: the same graph executed eagerly, as HuggingFace runs it: GPT-2's tanh GELU as its 8
+  pointwise kernels, and attention as the run had it: QK^T, scale, mask, softmax and PV kernels for
+  ``attn_implementation="eager"``, one fused kernel for "sdpa" (HF's default; ``attention_impl="sdpa"``).
+Both zoo variants add the run's dropout kernels and follow its precision: a run under ``torch.autocast`` is
+predicted with ``amp=True`` (fp32 weights, fp32 norms, softmax, loss and residual stream, and the casts).
 - ``hf-trace``: the exact HuggingFace module the profiler measured, traced on the meta device with
   ``perfforge.from_torch`` (needs torch and transformers): every kernel that implementation launches,
   unfused GELU, dropout and dtype casts included. A run measured under ``torch.autocast`` (the profiler's
@@ -32,17 +34,19 @@ class VariantUnavailable(RuntimeError):
 
 
 def build(variant: str, model: str, *, mode: str, batch: int, seq: int | None, dtype: str,
-          head: str | None = None, dropout: float = 0.0, amp: str | None = None) -> Workload:
+          head: str | None = None, dropout: float = 0.0, amp: str | None = None,
+          attention: str | None = None) -> Workload:
     """``dropout``: the measured training run's dropout probability (the zoo variants add its kernels; the
     traced HF module carries its own). ``amp``: the run's mixed-precision mode as the profiler records it
-    ("autocast", "autocast+gradscaler", "cast" or "none"); the hf-trace variant follows it."""
+    ("autocast", "autocast+gradscaler", "cast" or "none"); every variant follows it. ``attention``: the run's
+    HF ``attn_implementation`` (None or "eager": eager attention; "sdpa": one fused kernel)."""
+    autocast = bool(amp and amp.startswith("autocast"))
     if variant in ("zoo", "zoo-unfused"):
-        impl = "unfused" if variant == "zoo-unfused" else "fused"
+        impl = "fused" if variant == "zoo" else "sdpa" if attention == "sdpa" else "unfused"
         return resolve_workload(model, mode=mode, batch=batch, seq=seq, dtype=dtype, attention_impl=impl,
-                                dropout=dropout)
+                                dropout=dropout, amp=autocast)
     if variant == "hf-trace":
-        return _hf_trace(model, mode=mode, batch=batch, seq=seq or 128, dtype=dtype, head=head,
-                         autocast=bool(amp and amp.startswith("autocast")))
+        return _hf_trace(model, mode=mode, batch=batch, seq=seq or 128, dtype=dtype, head=head, autocast=autocast)
     raise ValueError(f"unknown variant '{variant}' (known: {', '.join(VARIANTS)})")
 
 

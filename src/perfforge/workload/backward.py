@@ -7,7 +7,9 @@ Rules (FLOPs relative to the forward op ``F``):
   Dao 2023, "FlashAttention-2", Sec. 3.1.2), reading Q, K, V, O, dO and writing dQ, dK, dV;
 - pointwise ops, norms, softmax, pooling: memory-bound kernels that read the output gradient and what the
   forward saved, and write the input gradient; about twice the forward FLOPs;
-- a residual add's backward is the gradient accumulation at the branch point: one add of the same shape.
+- a residual add's backward is the gradient accumulation at the branch point: one add of the same shape;
+- a dtype cast (``attrs["cast_of"]``, autocast's copies) casts the gradient back, reading and writing the
+  forward's widths swapped.
 An op with ``attrs["input_grad"] is False`` (the first layer, fed by data) gets no dgrad; such an op without
 weights of its own (a pointwise op or cast on the input) gets no backward at all.
 """
@@ -92,6 +94,14 @@ def backward_ops(op: Op) -> list[Op]:
         # dX = dY * mask / (1 - p): read dY and the one-byte mask, write dX
         return [op.with_(name=f"{op.name}.bwd", phase=Phase.BACKWARD_INPUT, bytes_read=n * op.dtype.bytes + n,
                          bytes_written=n * op.dtype.bytes, saved_bytes=0.0, params=0)]
+    if kind is OpKind.ELEMENTWISE and "cast_of" in op.attrs:
+        if not wants_dgrad:
+            return []  # a cast of the input data: no gradient flows back into it
+        # a dtype cast's backward casts the gradient back: read dY at the cast's output width, write dX at its
+        # input width; a weight's cast delivers the fp32 weight gradient
+        phase = Phase.BACKWARD_INPUT if op.attrs["cast_of"] == "activation" else Phase.BACKWARD_WEIGHT
+        return [op.with_(name=f"{op.name}.bwd", phase=phase, bytes_read=op.bytes_written,
+                         bytes_written=op.bytes_read, saved_bytes=0.0, params=0)]
     if kind is OpKind.ELEMENTWISE and op.attrs.get("fn") in ("mask_add", "add_scalar"):
         return []  # the gradient passes through unchanged: no kernel
     if kind is OpKind.ELEMENTWISE and op.attrs.get("fn") in ("add",):

@@ -12,6 +12,7 @@ from perfforge.workload.backward import backward_ops
 from perfforge.workload.layers import cross_entropy
 from perfforge.workload.op import Op, OpKind, Phase
 from perfforge.workload.optimizer import OptimizerSpec, optimizer_op
+from perfforge.workload.precision import Precision
 
 
 @dataclass(frozen=True)
@@ -70,19 +71,39 @@ class Workload:
     def tokens(self) -> int:
         return self.batch * self.seq
 
+    @property
+    def amp(self) -> bool:
+        """Traced or built as torch.autocast runs it (``meta["amp"]``): fp32 parameters, the GEMMs in ``dtype``."""
+        return bool(self.meta.get("amp"))
+
+    @property
+    def param_dtype(self) -> DType:
+        """What parameters and their gradients are stored in: fp32 under autocast, else the model's dtype."""
+        return DType.FP32 if self.amp else self.dtype
+
     @cached_property
     def loss_op(self) -> Op | None:
-        """Cross-entropy over the model's outputs, present only in training (``meta`` names its shape)."""
+        """Cross-entropy over the model's outputs, present only in training (``meta`` names its shape). Under
+        autocast it runs in fp32 (on autocast's fp32 list), after a cast of the logits (``loss_ops``)."""
         rows, classes = self.meta.get("loss_rows"), self.meta.get("loss_classes")
         if not rows or not classes:
             return None
-        return cross_entropy("loss", int(rows), int(classes), self.dtype)
+        return cross_entropy("loss", int(rows), int(classes), self.param_dtype)
+
+    @cached_property
+    def loss_ops(self) -> tuple[Op, ...]:
+        """The loss as it runs: under autocast, the cast of the low-precision logits to fp32, then the loss."""
+        if self.loss_op is None:
+            return ()
+        logits = self.loss_op.inputs[0]
+        return (*Precision(self.dtype, self.amp).cast("loss.logits_cast", logits, self.dtype, self.param_dtype,
+                                                       layer="loss"), self.loss_op)
 
     def training_ops(self, optimizer: OptimizerSpec) -> tuple[Op, ...]:
         """Forward, loss, backward (reverse order) and one optimizer update."""
-        loss = (self.loss_op,) if self.loss_op else ()
-        loss_bwd = tuple(backward_ops(self.loss_op)) if self.loss_op else ()
-        return self.ops + loss + loss_bwd + self.backward + (optimizer_op(optimizer, self.params, self.dtype),)
+        loss = self.loss_ops
+        loss_bwd = tuple(b for op in reversed(loss) for b in backward_ops(op))
+        return self.ops + loss + loss_bwd + self.backward + (optimizer_op(optimizer, self.params, self.param_dtype),)
 
     # ---- memory ---------------------------------------------------------------------------
     @cached_property
@@ -113,7 +134,7 @@ class Workload:
 
     @property
     def weight_bytes(self) -> float:
-        return self.params * self.dtype.bytes
+        return self.params * self.param_dtype.bytes
 
     def kv_cache_bytes(self, context: int | None = None, batch: int | None = None) -> float:
         """K and V for every layer at ``context`` tokens (0 for models without decoder attention)."""

@@ -162,17 +162,35 @@ def dropout(name: str, shape: Sequence[int], dtype: DType, *, layer: str = "") -
               layer=layer, attrs={"fn": "dropout", "numel": n})
 
 
-def gelu_tanh_eager(name: str, shape: Sequence[int], dtype: DType, *, layer: str = "") -> list[Op]:
+def gelu_tanh_eager(name: str, shape: Sequence[int], dtype: DType, *, layer: str = "",
+                    high: DType | None = None) -> list[Op]:
     """The tanh-approximated GELU as eager PyTorch runs HuggingFace's ``NewGELUActivation`` ("gelu_new", GPT-2):
     ``0.5*x * (1 + tanh(sqrt(2/pi) * (x + 0.044715*x**3)))``, one kernel per pointwise step (8 kernels, two of
     them with two tensor inputs), against one fused kernel in ``elementwise(fn="gelu_tanh")``. Autograd keeps
-    x for the cube's backward, tanh's output, and both factors of the last product: four tensors, not one."""
-    # (step, function, tensor inputs, tensors saved for the backward)
-    steps = [("half", "mul", 1, 0), ("cube", "pow", 1, 1), ("coef", "mul", 1, 0), ("inner", "add", 2, 0),
-             ("scale", "mul", 1, 0), ("tanh", "tanh", 1, 1), ("one_plus", "add_scalar", 1, 0), ("out", "mul", 2, 2)]
-    size = numel(shape) * dtype.bytes
-    return [elementwise(f"{name}.{step}", shape, dtype, fn=fn, n_inputs=n, layer=layer, saved_bytes=float(saved * size))
-            for step, fn, n, saved in steps]
+    x for the cube's backward, tanh's output, and both factors of the last product: four tensors, not one.
+
+    ``high`` (torch.autocast): ``pow`` is on autocast's fp32 list, so x is cast to ``high`` for the cube and
+    every later step runs in ``high`` (type promotion), reading x and ``0.5*x`` at the narrower width."""
+    # (step, function, tensor inputs, of which arrive in `dtype` under autocast, tensors saved for the backward)
+    steps = [("half", "mul", 1, 1, 0), ("cube", "pow", 1, 0, 1), ("coef", "mul", 1, 0, 0), ("inner", "add", 2, 1, 0),
+             ("scale", "mul", 1, 0, 0), ("tanh", "tanh", 1, 0, 1), ("one_plus", "add_scalar", 1, 0, 0),
+             ("out", "mul", 2, 1, 2)]
+    n = numel(shape)
+    if high is None or high == dtype:
+        return [elementwise(f"{name}.{step}", shape, dtype, fn=fn, n_inputs=k, layer=layer,
+                            saved_bytes=float(saved * n * dtype.bytes)) for step, fn, k, _, saved in steps]
+    ops: list[Op] = []
+    for step, fn, k, low, _ in steps:
+        dt = dtype if step == "half" else high
+        if step == "cube":  # autocast's copy of x into the fp32-list dtype
+            cast = elementwise(f"{name}.x_cast", shape, high, fn="copy", layer=layer, saved_bytes=0.0)
+            ops.append(cast.with_(bytes_read=float(n * dtype.bytes), attrs={**cast.attrs, "cast_of": "activation"}))
+        low = low if dt == high else 0
+        # saved: the cube keeps its fp32 input, tanh its output, the product both factors (0.5*x is narrow)
+        kept = {"cube": high.bytes, "tanh": high.bytes, "out": dtype.bytes + high.bytes}.get(step, 0)
+        op = elementwise(f"{name}.{step}", shape, dt, fn=fn, n_inputs=k, layer=layer, saved_bytes=float(n * kept))
+        ops.append(op.with_(bytes_read=op.bytes_read - low * n * (high.bytes - dtype.bytes)))
+    return ops
 
 
 def elementwise(

@@ -52,9 +52,9 @@ _MIXTRAL_SRC = "Jiang et al. 2024 (Mixtral of Experts), Table 1, and mistralai/M
 
 def _register_transformer(cfg: TransformerConfig, kind: str, default_seq: int, description: str) -> None:
     def build(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, phase: str = "prefill",
-              attention_impl: str = "fused", dropout: float = 0.0) -> Workload:
+              attention_impl: str = "fused", dropout: float = 0.0, amp: bool = False) -> Workload:
         return build_transformer(cfg, batch=batch, seq=seq or default_seq, dtype=dtype, phase=phase,
-                                 attention_impl=attention_impl, dropout=dropout)
+                                 attention_impl=attention_impl, dropout=dropout, amp=amp)
 
     MODELS.add(cfg.name, ModelEntry(cfg.name, kind, default_seq, build, description, cfg))
 
@@ -129,9 +129,9 @@ _SWITCH_XL = SwitchConfig(name="switch-xl", layers=24, d_model=1024, d_ff=16384,
 
 
 def _switch_xl(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, phase: str = "prefill",
-               attention_impl: str = "fused") -> Workload:
+               attention_impl: str = "fused", amp: bool = False) -> Workload:
     return build_switch(_SWITCH_XL, batch=batch, seq=seq or 512, dtype=dtype, phase=phase,
-                        attention_impl=attention_impl)
+                        attention_impl=attention_impl, amp=amp)
 
 
 MODELS.add("switch-xl", ModelEntry("switch-xl", "encoder-decoder", 512, _switch_xl,
@@ -141,16 +141,18 @@ _VIT_B16 = TransformerConfig(name="vit-b-16", layers=12, hidden=768, heads=12, f
                              source="Dosovitskiy et al. 2021, Table 1 (ViT-Base)")
 
 
-def _vit_b16(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, **_: object) -> Workload:
+def _vit_b16(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, amp: bool = False,
+             **_: object) -> Workload:
     if seq not in (None, 197):
         raise ConfigError("vit-b-16 has a fixed sequence of 197 tokens at 224x224; do not set --seq")
-    return vit(_VIT_B16, patch=16, batch=batch, dtype=dtype)
+    return vit(_VIT_B16, patch=16, batch=batch, dtype=dtype, amp=amp)
 
 
-def _resnet50(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, **_: object) -> Workload:
+def _resnet50(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, amp: bool = False,
+              **_: object) -> Workload:
     if seq not in (None, 1):
         raise ConfigError("resnet50 takes images, not sequences; do not set --seq")
-    return resnet50(batch=batch, dtype=dtype)
+    return resnet50(batch=batch, dtype=dtype, amp=amp)
 
 
 MODELS.add("resnet50", ModelEntry("resnet50", "cnn", 1, _resnet50, "ResNet-50 v1.5, 224x224, 1000 classes"))
@@ -163,7 +165,10 @@ ALIASES = {"bert-large-uncased": "bert-large", "bert-base-uncased": "bert-base",
 
 
 def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType | str = DType.FP16,
-              phase: str = "prefill", attention_impl: str = "fused", dropout: float = 0.0) -> Workload:
+              phase: str = "prefill", attention_impl: str = "fused", dropout: float = 0.0,
+              amp: bool = False) -> Workload:
+    """``amp``: the model in fp32 run under torch.autocast in ``dtype`` (``perfforge.workload.precision``),
+    instead of the whole model cast to ``dtype``."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise ConfigError(f"batch must be a positive integer, got {batch!r}")
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq <= 0):
@@ -176,4 +181,6 @@ def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType
         if not (entry.config is not None and entry.kind in ("decoder", "encoder")):
             raise ConfigError(f"dropout kernels are modelled for the zoo's transformers; '{name}' is a {entry.kind} model")
         kwargs["dropout"] = dropout
+    if amp:
+        kwargs["amp"] = True
     return entry.build(**kwargs)

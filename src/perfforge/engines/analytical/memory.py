@@ -21,13 +21,13 @@ def transient_activation_bytes(workload: Workload) -> float:
 def footprint(workload: Workload, device: DeviceSpec, cal: Calibration, *, mode: str,
               optimizer: OptimizerSpec | None, recompute: bool) -> MemoryFootprint:
     params = workload.params
-    weights = params * workload.dtype.bytes
+    weights = params * workload.param_dtype.bytes  # fp32 under autocast (its low-precision copies are activations)
     gradients = optimizer_states = kv = 0.0
     if mode == "train":
         if optimizer is None:
             raise ValueError("training needs an optimizer")
         gradients = weights
-        optimizer_states = params * optimizer_state_bytes_per_param(optimizer, workload.dtype)
+        optimizer_states = params * optimizer_state_bytes_per_param(optimizer, workload.param_dtype)
         activations = workload.activation_bytes_recompute() if recompute else workload.activation_bytes
     else:
         activations = transient_activation_bytes(workload)

@@ -11,18 +11,19 @@ from perfforge.core.dtypes import DType
 from perfforge.workload import layers as L
 from perfforge.workload.graph import Workload
 from perfforge.workload.op import Op
+from perfforge.workload.precision import Precision
 
 EXPANSION = 4
 WIDTHS = (64, 128, 256, 512)
 
 
-def _conv_bn(ops: list[Op], name: str, batch: int, cin: int, hw: tuple[int, int], cout: int, k: int, dtype: DType,
-             *, stride: int = 1, layer: str, relu: bool, save_input: bool = True, input_grad: bool = True) -> tuple[int, int]:
+def _conv_bn(ops: list[Op], name: str, batch: int, cin: int, hw: tuple[int, int], cout: int, k: int, prec: Precision,
+             *, stride: int = 1, layer: str, relu: bool, save_input: bool = True, input_grad: bool = True,
+             input_dtype: DType | None = None) -> tuple[int, int]:
+    dtype = prec.compute
     conv, out_hw = L.conv2d(f"{name}.conv", batch, cin, hw, cout, k, dtype, stride=stride, padding=k // 2,
                             layer=layer, save_input=save_input)
-    if not input_grad:
-        conv = conv.with_(attrs={**conv.attrs, "input_grad": False})
-    ops.append(conv)
+    ops.extend(prec.gemm(conv, input_dtype or dtype, data_input=not input_grad))
     shape = (batch, cout, *out_hw)
     ops.append(L.batch_norm(f"{name}.bn", shape, dtype, layer=layer))
     if relu:
@@ -32,10 +33,13 @@ def _conv_bn(ops: list[Op], name: str, batch: int, cin: int, hw: tuple[int, int]
 
 
 def resnet(depths: tuple[int, ...], *, batch: int, dtype: DType, image: int = 224, classes: int = 1000,
-           name: str = "resnet50") -> Workload:
+           name: str = "resnet50", amp: bool = False) -> Workload:
+    """``amp``: torch.autocast in ``dtype`` over an fp32 model (``perfforge.workload.precision``): the images and
+    every weight are cast for the convolutions; batch norm takes the low-precision activations as they are."""
+    prec = Precision(dtype, amp)
     ops: list[Op] = []
-    hw = _conv_bn(ops, "stem", batch, 3, (image, image), 64, 7, dtype, stride=2, layer="stem", relu=True,
-                  input_grad=False)
+    hw = _conv_bn(ops, "stem", batch, 3, (image, image), 64, 7, prec, stride=2, layer="stem", relu=True,
+                  input_grad=False, input_dtype=prec.high)
     pool_op, hw = L.pool("stem.maxpool", batch, 64, hw, 3, 2, 1, dtype, fn="max", layer="stem")
     ops.append(pool_op)
     cin = 64
@@ -45,23 +49,23 @@ def resnet(depths: tuple[int, ...], *, batch: int, dtype: DType, image: int = 22
             stride = 2 if (block == 0 and stage > 1) else 1
             cout = width * EXPANSION
             in_hw = hw
-            h1 = _conv_bn(ops, f"{layer}.1", batch, cin, in_hw, width, 1, dtype, layer=layer, relu=True)
-            h2 = _conv_bn(ops, f"{layer}.2", batch, width, h1, width, 3, dtype, stride=stride, layer=layer, relu=True)
-            h3 = _conv_bn(ops, f"{layer}.3", batch, width, h2, cout, 1, dtype, layer=layer, relu=False)
+            h1 = _conv_bn(ops, f"{layer}.1", batch, cin, in_hw, width, 1, prec, layer=layer, relu=True)
+            h2 = _conv_bn(ops, f"{layer}.2", batch, width, h1, width, 3, prec, stride=stride, layer=layer, relu=True)
+            h3 = _conv_bn(ops, f"{layer}.3", batch, width, h2, cout, 1, prec, layer=layer, relu=False)
             if block == 0:
                 # projection shortcut reads the same input tensor conv1 already saved
-                _conv_bn(ops, f"{layer}.downsample", batch, cin, in_hw, cout, 1, dtype, stride=stride, layer=layer,
+                _conv_bn(ops, f"{layer}.downsample", batch, cin, in_hw, cout, 1, prec, stride=stride, layer=layer,
                          relu=False, save_input=False)
             shape = (batch, cout, *h3)
             ops.append(L.elementwise(f"{layer}.add", shape, dtype, fn="add", n_inputs=2, layer=layer))
             ops.append(L.elementwise(f"{layer}.relu", shape, dtype, fn="relu", layer=layer, saved_bytes=0.0))
             hw, cin = h3, cout
     ops.append(L.reduction("head.avgpool", (batch, cin, *hw), (batch, cin), dtype, fn="mean", layer="head"))
-    ops.append(L.linear("head.fc", batch, cin, classes, dtype, bias=True, layer="head"))
+    ops.extend(prec.gemm(L.linear("head.fc", batch, cin, classes, dtype, bias=True, layer="head"), dtype))
     return Workload(name=name, ops=tuple(ops), dtype=dtype, batch=batch, seq=1,
                     meta={"family": "resnet", "image": image, "classes": classes, "depths": depths,
-                          "loss_rows": batch, "loss_classes": classes})
+                          "loss_rows": batch, "loss_classes": classes, **prec.meta})
 
 
-def resnet50(*, batch: int = 1, dtype: DType = DType.FP32, image: int = 224, **_: object) -> Workload:
-    return resnet((3, 4, 6, 3), batch=batch, dtype=dtype, image=image, name="resnet50")
+def resnet50(*, batch: int = 1, dtype: DType = DType.FP32, image: int = 224, amp: bool = False, **_: object) -> Workload:
+    return resnet((3, 4, 6, 3), batch=batch, dtype=dtype, image=image, name="resnet50", amp=amp)

@@ -18,6 +18,7 @@ from perfforge.core.errors import ConfigError
 from perfforge.workload import layers as L
 from perfforge.workload.graph import Workload
 from perfforge.workload.op import Op
+from perfforge.workload.precision import Precision
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,74 +36,92 @@ class SwitchConfig:
     source: str
 
 
-def _attention(ops: list[Op], p: str, batch: int, sq: int, skv: int, cfg: SwitchConfig, dtype: DType, layer: str,
+def _attention(ops: list[Op], p: str, batch: int, sq: int, skv: int, cfg: SwitchConfig, prec: Precision, layer: str,
                *, causal: bool, impl: str, cross: bool) -> None:
     h, inner = cfg.d_model, cfg.heads * cfg.d_kv
     tq, tkv = batch * sq, batch * skv
+    lo, hi = prec.compute, prec.high
     if cross:
-        ops.append(L.linear(f"{p}.q", tq, h, inner, dtype, bias=False, layer=layer))
-        ops.append(L.linear(f"{p}.kv", tkv, h, 2 * inner, dtype, bias=False, layer=layer))
+        ops.extend(prec.gemm(L.linear(f"{p}.q", tq, h, inner, lo, bias=False, layer=layer), hi))
+        ops.extend(prec.gemm(L.linear(f"{p}.kv", tkv, h, 2 * inner, lo, bias=False, layer=layer), hi))
     else:
-        ops.append(L.linear(f"{p}.qkv", tq, h, 3 * inner, dtype, bias=False, layer=layer))
-    args = (f"{p}.core", batch, cfg.heads, cfg.heads, sq, skv, cfg.d_kv, dtype)
+        ops.extend(prec.gemm(L.linear(f"{p}.qkv", tq, h, 3 * inner, lo, bias=False, layer=layer), hi))
+    args = (f"{p}.core", batch, cfg.heads, cfg.heads, sq, skv, cfg.d_kv)
     if impl == "fused":
-        ops.append(L.attention(*args, causal=causal, layer=layer))
+        ops.append(L.attention(*args, lo, causal=causal, layer=layer))
     else:
-        core = L.attention_unfused(*args, causal=causal, layer=layer)
-        # the relative-position bias is added to the scores before the softmax
-        ops += [core[0], L.elementwise(f"{p}.position_bias", (batch * cfg.heads, sq, skv), dtype, fn="add",
-                                       n_inputs=2, layer=layer), *core[1:]]
-    ops.append(L.linear(f"{p}.out", tq, inner, h, dtype, bias=False, layer=layer))
-    ops.append(L.elementwise(f"{p}.residual", (tq, h), dtype, fn="add", n_inputs=2, layer=layer))
+        core = L.attention_unfused(*args, lo, causal=causal, layer=layer)
+        scores = core[0].outputs[0]
+        # the relative-position bias (built from an fp32 table under autocast) is added to the scores before the
+        # softmax; from there on the scores are fp32 until PV's autocast casts the probabilities back
+        middle = L.attention_unfused(*args, hi, causal=causal, layer=layer)[1:-1] if prec.amp else core[1:-1]
+        ops += [core[0], prec.mixed(L.elementwise(f"{p}.position_bias", scores, hi, fn="add", n_inputs=2,
+                                                  layer=layer), 1),
+                *middle, *prec.cast(f"{p}.core.probs_cast", scores, hi, lo, layer=layer), core[-1]]
+    ops.extend(prec.gemm(L.linear(f"{p}.out", tq, inner, h, lo, bias=False, layer=layer), lo))
+    ops.append(prec.mixed(L.elementwise(f"{p}.residual", (tq, h), hi, fn="add", n_inputs=2, layer=layer), 1))
 
 
-def _ffn(ops: list[Op], p: str, batch: int, seq: int, cfg: SwitchConfig, dtype: DType, layer: str, sparse: bool) -> None:
+def _ffn(ops: list[Op], p: str, batch: int, seq: int, cfg: SwitchConfig, prec: Precision, layer: str,
+         sparse: bool) -> None:
     tokens, h, f = batch * seq, cfg.d_model, cfg.d_ff
-    ops.append(L.rms_norm(f"{p}.norm", (tokens, h), dtype, layer=layer))
+    lo, hi = prec.compute, prec.high
+    ops.append(L.rms_norm(f"{p}.norm", (tokens, h), hi, layer=layer))
     if sparse:
-        ops.append(L.linear(f"{p}.router", tokens, h, cfg.experts, dtype, bias=False, layer=layer))
-        ops.append(L.moe_router(f"{p}.route", tokens, cfg.experts, 1, dtype, layer=layer))
+        ops.extend(prec.gemm(L.linear(f"{p}.router", tokens, h, cfg.experts, lo, bias=False, layer=layer), hi))
+        ops.append(prec.mixed(L.moe_router(f"{p}.route", tokens, cfg.experts, 1, hi, layer=layer), 1))
         rows = batch * cfg.expert_capacity
-        ops.append(L.linear(f"{p}.experts.wi", rows, h, f, dtype, bias=False, layer=layer, batch=cfg.experts))
-        ops.append(L.elementwise(f"{p}.experts.act", (cfg.experts, rows, f), dtype, fn="relu", layer=layer))
-        ops.append(L.linear(f"{p}.experts.wo", rows, f, h, dtype, bias=False, layer=layer, batch=cfg.experts))
-        ops.append(L.elementwise(f"{p}.combine", (tokens, h), dtype, fn="mul", n_inputs=2, layer=layer))
+        ops.extend(prec.gemm(L.linear(f"{p}.experts.wi", rows, h, f, lo, bias=False, layer=layer, batch=cfg.experts),
+                             hi))
+        ops.append(L.elementwise(f"{p}.experts.act", (cfg.experts, rows, f), lo, fn="relu", layer=layer))
+        ops.extend(prec.gemm(L.linear(f"{p}.experts.wo", rows, f, h, lo, bias=False, layer=layer, batch=cfg.experts),
+                             lo))
+        # expert outputs times the fp32 router probabilities
+        ops.append(prec.mixed(L.elementwise(f"{p}.combine", (tokens, h), hi, fn="mul", n_inputs=2, layer=layer), 1))
+        branch = hi
     else:
-        ops.append(L.linear(f"{p}.wi", tokens, h, f, dtype, bias=False, layer=layer))
-        ops.append(L.elementwise(f"{p}.act", (tokens, f), dtype, fn="relu", layer=layer))
-        ops.append(L.linear(f"{p}.wo", tokens, f, h, dtype, bias=False, layer=layer))
-    ops.append(L.elementwise(f"{p}.residual", (tokens, h), dtype, fn="add", n_inputs=2, layer=layer))
+        ops.extend(prec.gemm(L.linear(f"{p}.wi", tokens, h, f, lo, bias=False, layer=layer), hi))
+        ops.append(L.elementwise(f"{p}.act", (tokens, f), lo, fn="relu", layer=layer))
+        ops.extend(prec.gemm(L.linear(f"{p}.wo", tokens, f, h, lo, bias=False, layer=layer), lo))
+        branch = lo
+    ops.append(prec.mixed(L.elementwise(f"{p}.residual", (tokens, h), hi, fn="add", n_inputs=2, layer=layer),
+                          1 if branch != hi else 0))
 
 
 def build_switch(cfg: SwitchConfig, *, batch: int = 1, seq: int = 512, dtype: DType = DType.FP16,
-                 phase: str = "prefill", attention_impl: str = "fused") -> Workload:
+                 phase: str = "prefill", attention_impl: str = "fused", amp: bool = False) -> Workload:
+    """``amp``: torch.autocast in ``dtype`` over an fp32 model (``perfforge.workload.precision``)."""
     if phase != "prefill":
         raise ConfigError(f"{cfg.name}: only full-sequence passes are modelled (phase 'prefill'), not '{phase}'")
     if attention_impl not in ("fused", "unfused"):
-        raise ConfigError(f"unknown attention_impl '{attention_impl}' (allowed: fused, unfused)")
+        # HF's SwitchTransformers has no sdpa path: its attention runs eagerly
+        raise ConfigError(f"{cfg.name}: attention_impl '{attention_impl}' is not modelled (allowed: fused, unfused)")
+    prec = Precision(dtype, amp)
+    hi = prec.high
     h, tokens = cfg.d_model, batch * seq
     ops: list[Op] = []
     for stack in ("encoder", "decoder"):
-        emb = L.embedding(f"{stack}.embed", tokens, cfg.vocab, h, dtype, layer=f"{stack}.embed")
+        emb = L.embedding(f"{stack}.embed", tokens, cfg.vocab, h, hi, layer=f"{stack}.embed")
         ops.append(emb.with_(attrs={**emb.attrs, "input_grad": False}))
         for i in range(cfg.layers):
             layer = f"{stack}.{i}"
-            ops.append(L.rms_norm(f"{layer}.self_attn.norm", (tokens, h), dtype, layer=layer))
-            _attention(ops, f"{layer}.self_attn", batch, seq, seq, cfg, dtype, layer, causal=stack == "decoder",
+            ops.append(L.rms_norm(f"{layer}.self_attn.norm", (tokens, h), hi, layer=layer))
+            _attention(ops, f"{layer}.self_attn", batch, seq, seq, cfg, prec, layer, causal=stack == "decoder",
                        impl=attention_impl, cross=False)
             if stack == "decoder":
-                ops.append(L.rms_norm(f"{layer}.cross_attn.norm", (tokens, h), dtype, layer=layer))
-                _attention(ops, f"{layer}.cross_attn", batch, seq, seq, cfg, dtype, layer, causal=False,
+                ops.append(L.rms_norm(f"{layer}.cross_attn.norm", (tokens, h), hi, layer=layer))
+                _attention(ops, f"{layer}.cross_attn", batch, seq, seq, cfg, prec, layer, causal=False,
                            impl=attention_impl, cross=True)
-            _ffn(ops, f"{layer}.ffn", batch, seq, cfg, dtype, layer, sparse=i % cfg.sparse_step == 1)
-        ops.append(L.rms_norm(f"{stack}.final_norm", (tokens, h), dtype, layer=f"{stack}.head"))
+            _ffn(ops, f"{layer}.ffn", batch, seq, cfg, prec, layer, sparse=i % cfg.sparse_step == 1)
+        ops.append(L.rms_norm(f"{stack}.final_norm", (tokens, h), hi, layer=f"{stack}.head"))
     head = L.linear("lm_head", tokens, h, cfg.vocab, dtype, bias=False, layer="head")
-    ops.append(head.with_(params=0))  # tied to the shared token embedding
+    # tied to the shared token embedding (autocast still casts that table for the GEMM)
+    ops.extend(prec.gemm(head.with_(params=0), hi, weight_numel=cfg.vocab * h))
     # encoder and decoder share one embedding table in T5-style models: count it once
     ops[ops.index(next(o for o in ops if o.name == "decoder.embed"))] = next(
         o for o in ops if o.name == "decoder.embed").with_(params=0)
     meta = {"family": "transformer", "arch": "encoder-decoder", "layers": 2 * cfg.layers, "hidden": h,
             "heads": cfg.heads, "kv_heads": cfg.heads, "head_dim": cfg.d_kv, "ffn": cfg.d_ff, "vocab": cfg.vocab,
             "phase": phase, "kv_layers": 0, "num_experts": cfg.experts, "top_k": 1, "loss_rows": tokens,
-            "loss_classes": cfg.vocab, "source": cfg.source}
+            "loss_classes": cfg.vocab, "source": cfg.source, **prec.meta}
     return Workload(name=cfg.name, ops=tuple(ops), dtype=dtype, batch=batch, seq=seq, meta=meta)

@@ -17,6 +17,7 @@ from perfforge.core.errors import ConfigError
 from perfforge.workload import layers as L
 from perfforge.workload.graph import Workload
 from perfforge.workload.op import Op
+from perfforge.workload.precision import Precision
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,47 +72,70 @@ class TransformerConfig:
         return self.head_dim or self.hidden // self.heads
 
 
+# fused: one attention kernel, fused pointwise ops; unfused: HF's eager attention and pointwise ops;
+# sdpa: HF's default, torch's fused scaled_dot_product_attention with the rest eager
+ATTENTION_IMPLS = ("fused", "unfused", "sdpa")
+
+
 def _norm(cfg: TransformerConfig, name: str, shape: tuple[int, ...], dtype: DType, layer: str) -> Op:
     if cfg.norm == "rms":
         return L.rms_norm(name, shape, dtype, layer=layer)
     return L.layer_norm(name, shape, dtype, layer=layer)
 
 
-def _mlp(cfg: TransformerConfig, ops: list[Op], prefix: str, tokens: int, dtype: DType, layer: str,
-         eager: bool = False) -> None:
+def _mlp(cfg: TransformerConfig, ops: list[Op], prefix: str, tokens: int, prec: Precision, layer: str,
+         eager: bool = False) -> DType:
+    """The MLP (or mixture of experts) on the norm's output (``prec.high``); returns its output's dtype."""
     h, f = cfg.hidden, cfg.ffn
+    lo, hi = prec.compute, prec.high
     gated = cfg.activation == "swiglu"
     up_width = 2 * f if gated else f
     if cfg.num_experts:
         e, k = cfg.num_experts, cfg.top_k
-        ops.append(L.linear(f"{prefix}.router", tokens, h, e, dtype, bias=False, layer=layer))
-        ops.append(L.moe_router(f"{prefix}.route", tokens, e, k, dtype, layer=layer))
+        ops.extend(prec.gemm(L.linear(f"{prefix}.router", tokens, h, e, lo, bias=False, layer=layer), hi))
+        # the routing softmax runs in fp32 under autocast (on its fp32 list) over the low-precision logits
+        ops.append(prec.mixed(L.moe_router(f"{prefix}.route", tokens, e, k, hi, layer=layer), 1))
         # tokens are balanced across experts: each expert sees tokens*k/e rows (a grouped GEMM)
         rows = max(1, -(-tokens * k // e))
-        ops.append(L.linear(f"{prefix}.experts.up", rows, h, up_width, dtype, bias=cfg.mlp_bias, layer=layer, batch=e))
-        ops.append(L.elementwise(f"{prefix}.experts.act", (e, rows, f), dtype, fn="swiglu" if gated else cfg.activation,
+        ops.extend(prec.gemm(L.linear(f"{prefix}.experts.up", rows, h, up_width, lo, bias=cfg.mlp_bias, layer=layer,
+                                      batch=e), hi))
+        ops.append(L.elementwise(f"{prefix}.experts.act", (e, rows, f), lo, fn="swiglu" if gated else cfg.activation,
                                  n_inputs=2 if gated else 1, layer=layer))
-        ops.append(L.linear(f"{prefix}.experts.down", rows, f, h, dtype, bias=cfg.mlp_bias, layer=layer, batch=e))
-        ops.append(L.elementwise(f"{prefix}.combine", (tokens, k, h), dtype, fn="mul", n_inputs=2, layer=layer))
-        return
-    ops.append(L.linear(f"{prefix}.up", tokens, h, up_width, dtype, bias=cfg.mlp_bias, layer=layer))
+        ops.extend(prec.gemm(L.linear(f"{prefix}.experts.down", rows, f, h, lo, bias=cfg.mlp_bias, layer=layer,
+                                      batch=e), lo))
+        # expert outputs times the fp32 routing weights
+        ops.append(prec.mixed(L.elementwise(f"{prefix}.combine", (tokens, k, h), hi, fn="mul", n_inputs=2,
+                                            layer=layer), 1))
+        return hi
+    ops.extend(prec.gemm(L.linear(f"{prefix}.up", tokens, h, up_width, lo, bias=cfg.mlp_bias, layer=layer), hi))
     act = "swiglu" if gated else cfg.activation
+    act_dtype = lo
     if eager and act == "gelu_tanh":
-        ops.extend(L.gelu_tanh_eager(f"{prefix}.act", (tokens, f), dtype, layer=layer))
+        ops.extend(L.gelu_tanh_eager(f"{prefix}.act", (tokens, f), lo, layer=layer, high=hi))
+        act_dtype = hi
     else:
-        ops.append(L.elementwise(f"{prefix}.act", (tokens, f), dtype, fn=act, n_inputs=2 if gated else 1, layer=layer))
-    ops.append(L.linear(f"{prefix}.down", tokens, f, h, dtype, bias=cfg.mlp_bias, layer=layer))
+        ops.append(L.elementwise(f"{prefix}.act", (tokens, f), lo, fn=act, n_inputs=2 if gated else 1, layer=layer))
+    ops.extend(prec.gemm(L.linear(f"{prefix}.down", tokens, f, h, lo, bias=cfg.mlp_bias, layer=layer), act_dtype))
+    return lo
 
 
 def transformer_layers(cfg: TransformerConfig, *, batch: int, seq: int, dtype: DType, phase: str = "prefill",
-                       attention_impl: str = "fused", prefix: str = "layers", dropout: float = 0.0) -> list[Op]:
-    """The repeated blocks only (no embeddings or head), for builders such as ViT to reuse. ``dropout`` > 0
+                       attention_impl: str = "fused", prefix: str = "layers", dropout: float = 0.0,
+                       amp: bool = False) -> list[Op]:
+    """The repeated blocks only (no embeddings or head), for builders such as ViT to reuse. ``attention_impl``:
+    "fused" (one attention kernel, fused pointwise ops), "unfused" (HF's eager attention and eager pointwise ops,
+    such as GPT-2's GELU as 8 kernels) or "sdpa" (HF's default: a fused attention kernel, eager pointwise ops).
+    ``dropout`` > 0
     (a training run with dropout) adds HF's dropout kernels: on the attention probabilities when attention is
-    unfused (a fused kernel applies it inside), after the attention projection and after the MLP."""
+    unfused (a fused kernel applies it inside), after the attention projection and after the MLP. ``amp``:
+    torch.autocast in ``dtype`` over fp32 weights (``perfforge.workload.precision``); the residual stream, the
+    norms and the eager softmax run in fp32, with the casts autocast launches."""
     if phase not in ("prefill", "decode"):
         raise ConfigError(f"unknown phase '{phase}' (allowed: prefill, decode)")
-    if attention_impl not in ("fused", "unfused"):
-        raise ConfigError(f"unknown attention_impl '{attention_impl}' (allowed: fused, unfused)")
+    if attention_impl not in ATTENTION_IMPLS:
+        raise ConfigError(f"unknown attention_impl '{attention_impl}' (allowed: {', '.join(ATTENTION_IMPLS)})")
+    prec = Precision(dtype, amp)
+    lo, hi = prec.compute, prec.high
     h, d, nh, nkv = cfg.hidden, cfg.d_head, cfg.heads, cfg.n_kv_heads
     q_len = 1 if phase == "decode" else seq
     tokens = batch * q_len
@@ -121,81 +145,102 @@ def transformer_layers(cfg: TransformerConfig, *, batch: int, seq: int, dtype: D
     for i in range(cfg.layers):
         layer = f"{prefix}.{i}"
         if not cfg.post_norm:
-            ops.append(_norm(cfg, f"{layer}.norm1", shape, dtype, layer))
-        ops.append(L.linear(f"{layer}.attn.qkv", tokens, h, (nh + 2 * nkv) * d, dtype, bias=cfg.qkv_bias, layer=layer))
+            ops.append(_norm(cfg, f"{layer}.norm1", shape, hi, layer))
+        # the QKV projection reads the norm's output (pre-norm) or the residual stream (post-norm): both `hi`
+        ops.extend(prec.gemm(L.linear(f"{layer}.attn.qkv", tokens, h, (nh + 2 * nkv) * d, lo, bias=cfg.qkv_bias,
+                                      layer=layer), hi))
         if cfg.rotary:
-            ops.append(L.elementwise(f"{layer}.attn.rotary", (tokens, (nh + nkv) * d), dtype, fn="mul", n_inputs=2,
-                                     layer=layer))
-        attn_args = (f"{layer}.attn.core", batch, nh, nkv, q_len, seq, d, dtype)
-        if attention_impl == "fused":
+            rot_shape = (tokens, (nh + nkv) * d)
+            # HF builds cos/sin in fp32 and returns them in the hidden states' dtype (fp32 under autocast), so the
+            # rotated q and k come out fp32 and attention casts them back
+            ops.append(prec.mixed(L.elementwise(f"{layer}.attn.rotary", rot_shape, hi, fn="mul", n_inputs=2,
+                                                layer=layer), 1))
+            ops.extend(prec.cast(f"{layer}.attn.rotary_cast", rot_shape, hi, lo, layer=layer))
+        attn_args = (f"{layer}.attn.core", batch, nh, nkv, q_len, seq, d, lo)
+        if attention_impl in ("fused", "sdpa"):
             ops.append(L.attention(*attn_args, causal=causal, layer=layer))
             out_saved = False  # the attention op already saved its output
         else:
             core = L.attention_unfused(*attn_args, causal=causal, layer=layer)
+            probs = core[-2]
+            if prec.amp:  # softmax is on autocast's fp32 list; HF casts the probabilities back to V's dtype
+                scores = probs.outputs[0]
+                core[-2:-1] = [*prec.cast(f"{layer}.attn.core.softmax_in", scores, lo, hi, layer=layer),
+                               L.softmax(probs.name, scores, hi, layer=layer),
+                               *prec.cast(f"{layer}.attn.core.softmax_out", scores, hi, lo, layer=layer)]
             if dropout and cfg.attention_dropout:   # on the probabilities, between softmax and PV
-                probs = core[-2]
-                core.insert(len(core) - 1, L.dropout(f"{layer}.attn.core.dropout", probs.outputs[0], dtype, layer=layer))
+                core.insert(len(core) - 1, L.dropout(f"{layer}.attn.core.dropout", probs.outputs[0], lo, layer=layer))
             ops.extend(core)
             out_saved = True
-        ops.append(L.linear(f"{layer}.attn.out", tokens, nh * d, h, dtype, bias=cfg.out_bias, layer=layer,
-                            save_input=out_saved))
+        ops.extend(prec.gemm(L.linear(f"{layer}.attn.out", tokens, nh * d, h, lo, bias=cfg.out_bias, layer=layer,
+                                      save_input=out_saved), lo))
         if dropout:
-            ops.append(L.dropout(f"{layer}.attn.dropout", shape, dtype, layer=layer))
-        ops.append(L.elementwise(f"{layer}.attn.residual", shape, dtype, fn="add", n_inputs=2, layer=layer))
-        ops.append(_norm(cfg, f"{layer}.norm2" if not cfg.post_norm else f"{layer}.norm1", shape, dtype, layer))
-        _mlp(cfg, ops, f"{layer}.mlp", tokens, dtype, layer, eager=attention_impl == "unfused")
+            ops.append(L.dropout(f"{layer}.attn.dropout", shape, lo, layer=layer))
+        # the residual stream (`hi`) plus the branch (`lo`): type promotion runs the add in `hi`
+        ops.append(prec.mixed(L.elementwise(f"{layer}.attn.residual", shape, hi, fn="add", n_inputs=2, layer=layer), 1))
+        ops.append(_norm(cfg, f"{layer}.norm2" if not cfg.post_norm else f"{layer}.norm1", shape, hi, layer))
+        branch = _mlp(cfg, ops, f"{layer}.mlp", tokens, prec, layer, eager=attention_impl in ("unfused", "sdpa"))
         if dropout:
-            ops.append(L.dropout(f"{layer}.mlp.dropout", shape, dtype, layer=layer))
-        ops.append(L.elementwise(f"{layer}.mlp.residual", shape, dtype, fn="add", n_inputs=2, layer=layer))
+            ops.append(L.dropout(f"{layer}.mlp.dropout", shape, branch, layer=layer))
+        ops.append(prec.mixed(L.elementwise(f"{layer}.mlp.residual", shape, hi, fn="add", n_inputs=2, layer=layer),
+                              1 if branch != hi else 0))
         if cfg.post_norm:
-            ops.append(_norm(cfg, f"{layer}.norm2", shape, dtype, layer))
+            ops.append(_norm(cfg, f"{layer}.norm2", shape, hi, layer))
     return ops
 
 
 def build_transformer(cfg: TransformerConfig, *, batch: int = 1, seq: int = 128, dtype: DType = DType.FP16,
-                      phase: str = "prefill", attention_impl: str = "fused", dropout: float = 0.0) -> Workload:
-    """``dropout``: the training run's dropout probability (0: no dropout kernels; inference runs none)."""
+                      phase: str = "prefill", attention_impl: str = "fused", dropout: float = 0.0,
+                      amp: bool = False) -> Workload:
+    """``dropout``: the training run's dropout probability (0: no dropout kernels; inference runs none).
+    ``amp``: torch.autocast in ``dtype`` over an fp32 model (``perfforge.workload.precision``)."""
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
     if batch <= 0 or seq <= 0:
         raise ConfigError(f"batch and seq must be > 0 (got batch={batch}, seq={seq})")
     if cfg.max_positions and seq > cfg.max_positions:
         raise ConfigError(f"{cfg.name}: seq {seq} exceeds its {cfg.max_positions} learned positions")
+    prec = Precision(dtype, amp)
+    lo, hi = prec.compute, prec.high
     h = cfg.hidden
     q_len = 1 if phase == "decode" else seq
     tokens = batch * q_len
     ops: list[Op] = []
-    emb = L.embedding("embed.tokens", tokens, cfg.vocab, h, dtype, layer="embed")
+    # embedding tables are parameters: fp32 under autocast, and so are the sums and norms that follow
+    emb = L.embedding("embed.tokens", tokens, cfg.vocab, h, hi, layer="embed")
     ops.append(emb.with_(attrs={**emb.attrs, "input_grad": False}))
     if cfg.max_positions:
-        ops.append(L.embedding("embed.positions", tokens, cfg.max_positions, h, dtype, layer="embed"))
-        ops.append(L.elementwise("embed.add_positions", (tokens, h), dtype, fn="add", n_inputs=2, layer="embed"))
+        ops.append(L.embedding("embed.positions", tokens, cfg.max_positions, h, hi, layer="embed"))
+        ops.append(L.elementwise("embed.add_positions", (tokens, h), hi, fn="add", n_inputs=2, layer="embed"))
     if cfg.type_vocab:
-        ops.append(L.embedding("embed.token_types", tokens, cfg.type_vocab, h, dtype, layer="embed"))
-        ops.append(L.elementwise("embed.add_types", (tokens, h), dtype, fn="add", n_inputs=2, layer="embed"))
+        ops.append(L.embedding("embed.token_types", tokens, cfg.type_vocab, h, hi, layer="embed"))
+        ops.append(L.elementwise("embed.add_types", (tokens, h), hi, fn="add", n_inputs=2, layer="embed"))
     if cfg.embedding_norm:
-        ops.append(_norm(cfg, "embed.norm", (tokens, h), dtype, "embed"))
+        ops.append(_norm(cfg, "embed.norm", (tokens, h), hi, "embed"))
     if dropout:
-        ops.append(L.dropout("embed.dropout", (tokens, h), dtype, layer="embed"))
+        ops.append(L.dropout("embed.dropout", (tokens, h), hi, layer="embed"))
     ops.extend(transformer_layers(cfg, batch=batch, seq=seq, dtype=dtype, phase=phase, attention_impl=attention_impl,
-                                  dropout=dropout))
+                                  dropout=dropout, amp=amp))
     if cfg.final_norm:
-        ops.append(_norm(cfg, "final_norm", (tokens, h), dtype, "head"))
+        ops.append(_norm(cfg, "final_norm", (tokens, h), hi, "head"))
     loss_rows, loss_classes = 0, 0
     if cfg.lm_head:
-        head = L.linear("lm_head", tokens, h, cfg.vocab, dtype, bias=False, layer="head")
+        head = L.linear("lm_head", tokens, h, cfg.vocab, lo, bias=False, layer="head")
         if cfg.tied_embeddings:
-            head = head.with_(params=0)  # shares the token-embedding matrix
-        ops.append(head)
+            # shares the token-embedding matrix (autocast still casts that matrix for the GEMM)
+            ops.extend(prec.gemm(head.with_(params=0), hi, weight_numel=cfg.vocab * h))
+        else:
+            ops.extend(prec.gemm(head, hi))
         loss_rows, loss_classes = tokens, cfg.vocab
     if cfg.pooler:
-        ops.append(L.linear("pooler.dense", batch, h, h, dtype, bias=True, layer="head"))
-        ops.append(L.elementwise("pooler.tanh", (batch, h), dtype, fn="tanh", layer="head"))
+        ops.extend(prec.gemm(L.linear("pooler.dense", batch, h, h, lo, bias=True, layer="head"), hi))
+        ops.append(L.elementwise("pooler.tanh", (batch, h), lo, fn="tanh", layer="head"))
         loss_rows, loss_classes = batch, 2  # sequence-pair classification fine-tuning head
     meta = {
         "family": "transformer", "arch": cfg.arch, "layers": cfg.layers, "hidden": h, "heads": cfg.heads,
         "kv_heads": cfg.n_kv_heads, "head_dim": cfg.d_head, "ffn": cfg.ffn, "vocab": cfg.vocab, "phase": phase,
         "kv_layers": cfg.layers if cfg.arch == "decoder" else 0, "num_experts": cfg.num_experts,
         "top_k": cfg.top_k, "loss_rows": loss_rows, "loss_classes": loss_classes, "source": cfg.source,
+        **prec.meta,
     }
     return Workload(name=cfg.name, ops=tuple(ops), dtype=dtype, batch=batch, seq=seq, meta=meta)
