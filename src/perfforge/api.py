@@ -49,8 +49,9 @@ def from_torch(module: Any, *example_inputs: Any, name: str | None = None, dtype
 
 def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: int = 1, seq: int | None = None,
                      dtype: DType | str = DType.FP16, attention_impl: str = "fused", dropout: float = 0.0,
-                     amp: bool = False) -> Workload:
-    """A zoo id, a path to an HF ``config.json``, or an already built Workload. ``dropout`` applies to training
+                     amp: bool = False, head: str | None = None) -> Workload:
+    """A zoo id, a path to an HF ``config.json``, or an already built Workload. ``head``: a zoo model's HF head
+    ("mlm": BERT's masked-LM head, ``perfforge.workload.zoo.get_model``). ``dropout`` applies to training
     (``mode="train"``) only: evaluation runs no dropout kernels. ``amp``: the model in fp32 under
     torch.autocast in ``dtype`` (mixed precision) rather than cast to ``dtype``."""
     if isinstance(model, Workload):
@@ -67,7 +68,7 @@ def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: i
     if mode == "decode" and entry is not None and entry.kind != "decoder":
         raise ConfigError(f"mode 'decode' needs a decoder model; {model} is a {entry.kind}")
     return get_model(model, batch=batch, seq=seq, dtype=dtype, phase=phase, attention_impl=attention_impl,
-                     dropout=dropout, amp=amp)
+                     dropout=dropout, amp=amp, head=head)
 
 
 def run_scenario(scenario: Scenario, workload: Workload | None = None) -> Result:

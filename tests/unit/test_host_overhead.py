@@ -49,3 +49,14 @@ def test_shipped_host_constants_refit_from_the_committed_run():
     cal = load_calibration("hopper")
     assert fit_host_overhead(zoo) == pytest.approx(cal.host_overhead_s, rel=1e-3)
     assert fit_host_overhead(traced) == pytest.approx(cal.host_overhead_traced_op_s, rel=1e-3)
+
+
+@pytest.mark.parametrize("impl", ["fused", "unfused", "sdpa"])
+def test_eager_zoo_graphs_pay_the_per_kernel_host_overhead(impl):
+    """The zoo's eager graphs list one op per launched kernel, like a traced module, and pay that constant; the
+    fused graph keeps its own (fitted per fused op)."""
+    cal = load_calibration("hopper")
+    w = resolve_workload("gpt2", batch=1, seq=128, dtype="fp16", attention_impl=impl)
+    res = perfforge.predict(w, hardware="h100-sxm5-80gb")
+    per_op = cal.host_overhead_s if impl == "fused" else cal.host_overhead_traced_op_s
+    assert res.host_time_s == pytest.approx(len(w.ops) * per_op)

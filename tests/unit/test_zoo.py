@@ -145,3 +145,59 @@ def test_eager_gelu_keeps_four_tensors_for_its_backward():
     ops = [op for op in get_model("gpt2", batch=1, seq=32, attention_impl="unfused").ops
            if op.layer == "layers.0" and ".mlp.act" in op.name]
     assert sum(op.saved_bytes for op in ops) == 4 * 32 * 3072 * 2       # fp16: x, tanh(.), 0.5x, 1 + tanh(.)
+
+
+def test_bert_masked_lm_head():
+    """``head="mlm"`` is HF's BertForMaskedLM: no pooler (768*768 + 768 parameters fewer), a transform (dense,
+    GELU, LayerNorm: 768*768 + 768 + 2*768) and a decoder tied to the word embeddings with its own 30522-wide
+    bias: 109,482,240 - 590,592 + 592,128 + 30,522 = 109,514,298 parameters. It scores every token over the
+    vocabulary."""
+    mlm = get_model("bert-base", batch=2, seq=128, head="mlm")
+    assert mlm.params == 109_514_298
+    assert not any(o.name.startswith("pooler") for o in mlm.ops)
+    decoder = next(o for o in mlm.ops if o.name == "mlm.decoder")
+    assert (decoder.attrs["m"], decoder.attrs["n"], decoder.attrs["k"]) == (256, 30522, 768)
+    assert (mlm.loss_op.inputs[0]) == (256, 30522)
+    assert get_model("bert-base", head="none").params == 109_482_240
+
+
+@pytest.mark.parametrize("model, head", [("gpt2", "mlm"), ("bert-base", "lm"), ("resnet50", "mlm")])
+def test_heads_that_do_not_apply(model, head):
+    with pytest.raises(ConfigError, match=f"head '{head}' does not apply"):
+        get_model(model, head=head)
+
+
+def test_bert_masked_lm_params_match_transformers():
+    torch = pytest.importorskip("torch")
+    tf = pytest.importorskip("transformers")
+    cfg = tf.BertConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=256,
+                        vocab_size=1000, max_position_embeddings=128)
+    with torch.device("meta"):
+        module = tf.BertForMaskedLM(cfg)
+    from perfforge.workload.models.transformer import TransformerConfig, build_transformer
+
+    zoo = build_transformer(TransformerConfig(name="tiny-bert", layers=2, hidden=64, heads=4, ffn=256, vocab=1000,
+                                              arch="encoder", max_positions=128, type_vocab=2, embedding_norm=True,
+                                              final_norm=False, post_norm=True, lm_head=False, pooler=True),
+                            batch=1, seq=16, mlm_head=True)
+    assert zoo.params == sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("model", ["bert-base", "llama-2-7b", "opt-1.3b"])
+def test_eager_graphs_project_qkv_as_hf_does(model):
+    """HF's BERT, Llama and OPT modules have separate q/k/v Linear layers: the eager graphs run three GEMMs of
+    the same total FLOPs and parameters as the fused graph's one, and keep their shared input once (under
+    autocast each GEMM casts the input itself and keeps its own copy)."""
+    fused = get_model(model, batch=2, seq=64, attention_impl="fused")
+    eager = get_model(model, batch=2, seq=64, attention_impl="sdpa")
+    qkv = [o for o in fused.ops if o.name == "layers.0.attn.qkv"]
+    parts = [o for o in eager.ops if o.name in ("layers.0.attn.q", "layers.0.attn.k", "layers.0.attn.v")]
+    assert len(qkv) == 1 and len(parts) == 3
+    assert sum(o.flops for o in parts) == qkv[0].flops and sum(o.params for o in parts) == qkv[0].params
+    assert sum(o.saved_bytes for o in parts) == qkv[0].saved_bytes
+    amp = get_model(model, batch=2, seq=64, attention_impl="sdpa", dtype="bf16", amp=True)
+    amp_parts = [o for o in amp.ops if o.name in ("layers.0.attn.q", "layers.0.attn.k", "layers.0.attn.v")]
+    assert sum(o.saved_bytes for o in amp_parts) == 3 * qkv[0].saved_bytes
+    assert sum(o.name.startswith("layers.0.attn.") and o.name.endswith(".input_cast") for o in amp.ops) == 3
+    # GPT-2's Conv1D projects all three at once in HF too
+    assert any(o.name == "layers.0.attn.qkv" for o in get_model("gpt2", batch=1, seq=8, attention_impl="sdpa").ops)

@@ -52,10 +52,13 @@ def test_gpt2_amp_graph_by_hand():
             assert op.dtype is DType.BF16, op.name
         if op.kind in (OpKind.LAYER_NORM, OpKind.EMBEDDING):
             assert op.dtype is DType.FP32, op.name
-    # one weight cast per linear layer, and the tied LM head casts the shared embedding table
+    # one cast per weight and one per bias (autocast casts each tensor argument); the tied LM head casts the
+    # shared embedding table and has no bias
     linears = [o for o in w.ops if o.kind is OpKind.MATMUL]
     weight_casts = _casts(w, "weight")
-    assert len(weight_casts) == len(linears) == 4 * GPT2_LAYERS + 1
+    assert len(linears) == 4 * GPT2_LAYERS + 1
+    assert sum(o.name.endswith(".weight_cast") for o in weight_casts) == len(linears)
+    assert sum(o.name.endswith(".bias_cast") for o in weight_casts) == 4 * GPT2_LAYERS
     cast_elems = sum(o.attrs["numel"] for o in weight_casts)
     assert cast_elems == sum(o.params for o in linears) + GPT2_VOCAB * GPT2_HIDDEN
     for o in weight_casts:  # fp32 read, bf16 written, the copy kept for the GEMM's backward
@@ -97,7 +100,7 @@ def test_cast_backward_swaps_widths_and_data_casts_have_none():
     assert bwd.phase is Phase.BACKWARD_WEIGHT
     assert (bwd.bytes_read, bwd.bytes_written) == (weight_cast.bytes_written, weight_cast.bytes_read)
     convs = [o for o in w.ops if o.kind is OpKind.CONV2D]
-    assert len(_casts(w, "weight")) == len(convs) + 1  # and the classifier
+    assert len(_casts(w, "weight")) == len(convs) + 2  # bias-free convs, and the classifier's weight and bias
     assert len(_casts(w, "activation")) == 1  # batch norm and ReLU take fp16 activations as they are
 
 

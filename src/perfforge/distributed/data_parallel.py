@@ -109,7 +109,8 @@ def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad
     clock = comm_free = 0.0
     optimizer = [r for r in records if r.phase == "optimizer"]
     body = [r for r in records if r.phase != "optimizer"]
-    launches = dict(bucket_plan(body, producers, grad_bytes))
+    # one device has no peer to reduce with: no buckets, no collectives (DDP is not even constructed)
+    launches = dict(bucket_plan(body, producers, grad_bytes)) if topology.npus > 1 else {}
     ready: list[float] = []  # when each bucket's last gradient exists
     for i, rec in enumerate(body):
         compute.append(OpRecord(rec.name, rec.kind, rec.layer, rec.phase, rec.time_s, rec.flops, rec.bytes,

@@ -107,7 +107,8 @@ def _predict_model(task: Task) -> Row:
                                                  "data-parallel steps; tensor/pipeline parallelism uses the roofline")
             return row
         scenario = make_scenario(model=workload.name, hardware=row.hardware, mode=row.mode, dtype=workload.dtype,
-                                 batch=workload.batch, seq=workload.seq, optimizer=p.get("optimizer", "adamw"),
+                                 amp=workload.amp, batch=workload.batch, seq=workload.seq,
+                                 optimizer=p.get("optimizer", "adamw"),
                                  engine=row.engine, gpus=gpus, node=p.get("node"), backend=row.backend,
                                  **parallel, **p.get("scenario", {}))
         engine = ENGINES.get(row.engine)()
@@ -210,8 +211,11 @@ def plan(suite: Suite, root: Path) -> list[Task]:
                                      "gpus": rec.gpus}, backend=backend)
                     if rec.memory_format != "nhwc":
                         row.extra["memory_format"] = rec.memory_format
+                    if rec.amp:
+                        row.extra["amp"] = "autocast"
                     tasks.append(Task(row, {"optimizer": "sgd_momentum" if rec.model == "resnet50" else "adamw",
                                             "gpus": rec.gpus, "node": rec.node, "parallel": rec.parallel,
+                                            "amp": "autocast" if rec.amp else None,
                                             "scenario": {"memory_format": rec.memory_format}}))
             continue
         if isinstance(src, AstraSimReferenceSource):

@@ -26,6 +26,9 @@ class PublishedRecord(BaseModel):
     parallel: dict[str, Any] = Field(default_factory=dict, description="tp, pp, microbatches, schedule, recompute...")
     memory_format: Literal["nhwc", "nchw"] = Field(
         "nhwc", description="activation layout the recipe trained convolutions in (its source must say)")
+    amp: bool = Field(
+        False, description="the recipe ran under torch.autocast (fp32 model, its dtype for GEMMs; its source must say); "
+                           "false: the model ran in its dtype")
     metric: Literal["throughput_samples_per_s", "step_time_s"]
     value: float = Field(gt=0)
     unit: str

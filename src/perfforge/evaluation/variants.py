@@ -5,7 +5,8 @@
 - ``zoo-unfused``: the same graph executed eagerly, as HuggingFace runs it: GPT-2's tanh GELU as its 8
   pointwise kernels, and attention as the run had it: QK^T, scale, mask, softmax and PV kernels for
   ``attn_implementation="eager"``, one fused kernel for "sdpa" (HF's default; ``attention_impl="sdpa"``).
-Both zoo variants add the run's dropout kernels and follow its precision: a run under ``torch.autocast`` is
+Both zoo variants add the run's dropout kernels, build the run's HF head (BERT's masked-LM head for
+``BertForMaskedLM``) and follow its precision: a run under ``torch.autocast`` is
 predicted with ``amp=True`` (fp32 weights, fp32 norms, softmax, loss and residual stream, and the casts).
 - ``hf-trace``: the exact HuggingFace module the profiler measured, traced on the meta device with
   ``perfforge.from_torch`` (needs torch and transformers): every kernel that implementation launches,
@@ -44,7 +45,7 @@ def build(variant: str, model: str, *, mode: str, batch: int, seq: int | None, d
     if variant in ("zoo", "zoo-unfused"):
         impl = "fused" if variant == "zoo" else "sdpa" if attention == "sdpa" else "unfused"
         return resolve_workload(model, mode=mode, batch=batch, seq=seq, dtype=dtype, attention_impl=impl,
-                                dropout=dropout, amp=autocast)
+                                dropout=dropout, amp=autocast, head=head)
     if variant == "hf-trace":
         return _hf_trace(model, mode=mode, batch=batch, seq=seq or 128, dtype=dtype, head=head, autocast=autocast)
     raise ValueError(f"unknown variant '{variant}' (known: {', '.join(VARIANTS)})")

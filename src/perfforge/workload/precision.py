@@ -68,15 +68,24 @@ class Precision:
                          attrs={**op.attrs, "cast_of": "activation"})]
 
     def weight_cast(self, gemm: Op, numel: int | None = None) -> list[Op]:
-        """Under AMP, the once-per-forward copy of ``gemm``'s fp32 weight (``numel`` elements, default its own
-        parameters; a tied head passes the shared table's size) into the compute dtype. The GEMM's backward
-        keeps that copy alive, so it counts as saved activation memory."""
-        n = gemm.params if numel is None else numel
-        if not self.amp or not n:
+        """Under AMP, the once-per-forward copies of ``gemm``'s fp32 weight and bias into the compute dtype (one
+        kernel each: autocast casts every tensor argument on its own). ``numel``: the weight's elements when the
+        GEMM borrows a tied table (default: its own ``batch * n * k``); whatever else it owns is its bias. The
+        GEMM's backward keeps the copies alive, so they count as saved activation memory."""
+        if not self.amp:
             return []
-        op = L.elementwise(f"{gemm.name}.weight_cast", (n,), self.compute, fn="copy", layer=gemm.layer)
-        return [op.with_(bytes_read=float(n * DType.FP32.bytes), bytes_written=float(n * self.compute.bytes),
-                         saved_bytes=float(n * self.compute.bytes), attrs={**op.attrs, "cast_of": gemm.name})]
+        a = gemm.attrs
+        own_weight = a.get("batch", 1) * a["n"] * a["k"]
+        weight = own_weight if numel is None else numel
+        bias = gemm.params - (own_weight if numel is None else 0)
+        out = []
+        for part, n in (("weight", weight), ("bias", bias)):
+            if n <= 0:
+                continue
+            op = L.elementwise(f"{gemm.name}.{part}_cast", (n,), self.compute, fn="copy", layer=gemm.layer)
+            out.append(op.with_(bytes_read=float(n * DType.FP32.bytes), bytes_written=float(n * self.compute.bytes),
+                                saved_bytes=float(n * self.compute.bytes), attrs={**op.attrs, "cast_of": gemm.name}))
+        return out
 
     def gemm(self, gemm: Op, input_dtype: DType, *, weight_numel: int | None = None,
              data_input: bool = False) -> list[Op]:

@@ -52,9 +52,10 @@ _MIXTRAL_SRC = "Jiang et al. 2024 (Mixtral of Experts), Table 1, and mistralai/M
 
 def _register_transformer(cfg: TransformerConfig, kind: str, default_seq: int, description: str) -> None:
     def build(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, phase: str = "prefill",
-              attention_impl: str = "fused", dropout: float = 0.0, amp: bool = False) -> Workload:
+              attention_impl: str = "fused", dropout: float = 0.0, amp: bool = False,
+              mlm_head: bool = False) -> Workload:
         return build_transformer(cfg, batch=batch, seq=seq or default_seq, dtype=dtype, phase=phase,
-                                 attention_impl=attention_impl, dropout=dropout, amp=amp)
+                                 attention_impl=attention_impl, dropout=dropout, amp=amp, mlm_head=mlm_head)
 
     MODELS.add(cfg.name, ModelEntry(cfg.name, kind, default_seq, build, description, cfg))
 
@@ -74,7 +75,7 @@ def _gpt3(name: str, layers: int, hidden: int, heads: int, params: str) -> None:
 def _bert(name: str, layers: int, hidden: int, heads: int) -> None:
     cfg = TransformerConfig(name=name, layers=layers, hidden=hidden, heads=heads, ffn=4 * hidden, vocab=30522,
                             arch="encoder", max_positions=512, type_vocab=2, embedding_norm=True, final_norm=False,
-                            post_norm=True, lm_head=False, pooler=True, source=_BERT_SRC)
+                            post_norm=True, lm_head=False, pooler=True, separate_qkv=True, source=_BERT_SRC)
     _register_transformer(cfg, "encoder", 512, f"BERT {name.split('-')[1]} (BertModel with pooler)")
 
 
@@ -82,7 +83,8 @@ def _llama(name: str, layers: int, hidden: int, heads: int, kv: int, ffn: int, v
            experts: int = 0, top_k: int = 0, default_seq: int = 4096) -> None:
     cfg = TransformerConfig(name=name, layers=layers, hidden=hidden, heads=heads, kv_heads=kv, ffn=ffn, vocab=vocab,
                             norm="rms", activation="swiglu", qkv_bias=False, out_bias=False, mlp_bias=False,
-                            tied_embeddings=False, rotary=True, num_experts=experts, top_k=top_k, source=src)
+                            tied_embeddings=False, rotary=True, num_experts=experts, top_k=top_k, separate_qkv=True,
+                            source=src)
     _register_transformer(cfg, "decoder", default_seq, desc)
 
 
@@ -120,7 +122,7 @@ _llama("mixtral-8x7b", 32, 4096, 32, 8, 14336, 32000, _MIXTRAL_SRC, "Mixtral 8x7
 
 _OPT_1_3B = TransformerConfig(name="opt-1.3b", layers=24, hidden=2048, heads=32, ffn=8192, vocab=50272,
                               max_positions=2050, norm="layer", activation="relu", tied_embeddings=True,
-                              attention_dropout=False,
+                              attention_dropout=False, separate_qkv=True,
                               source=_OPT_SRC)
 _register_transformer(_OPT_1_3B, "decoder", 2048, "OPT 1.3B (ReLU MLP, learned positions)")
 
@@ -166,9 +168,11 @@ ALIASES = {"bert-large-uncased": "bert-large", "bert-base-uncased": "bert-base",
 
 def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType | str = DType.FP16,
               phase: str = "prefill", attention_impl: str = "fused", dropout: float = 0.0,
-              amp: bool = False) -> Workload:
+              amp: bool = False, head: str | None = None) -> Workload:
     """``amp``: the model in fp32 run under torch.autocast in ``dtype`` (``perfforge.workload.precision``),
-    instead of the whole model cast to ``dtype``."""
+    instead of the whole model cast to ``dtype``. ``head`` (HF's model classes): "mlm" puts BERT's masked-LM head
+    (``BertForMaskedLM``) in place of its pooler; "none" (BERT's default, ``BertModel``) and "lm" (the decoders'
+    default, an LM head) change nothing."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise ConfigError(f"batch must be a positive integer, got {batch!r}")
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq <= 0):
@@ -183,4 +187,10 @@ def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType
         kwargs["dropout"] = dropout
     if amp:
         kwargs["amp"] = True
+    encoder = entry.config is not None and entry.kind == "encoder"
+    allowed = ("none", "mlm") if encoder else ("lm",) if entry.kind == "decoder" else ()
+    if head is not None and head not in allowed:
+        raise ConfigError(f"head '{head}' does not apply to {name} (allowed: {', '.join(allowed) or 'none'})")
+    if head == "mlm":
+        kwargs["mlm_head"] = True
     return entry.build(**kwargs)

@@ -21,6 +21,8 @@ def test_one_gpu_has_no_communication_and_matches_predict():
     one = perfforge.train("resnet50", "a100-sxm4-80gb", gpus=1, batch=64, optimizer="sgd_momentum")
     single = perfforge.predict("resnet50", "a100-sxm4-80gb", mode="train", batch=64, optimizer="sgd_momentum")
     assert one.extra["comm_s"] == 0 and one.step_time_s == pytest.approx(single.step_time_s)
+    # and lists no collective: a lone device has nothing to reduce
+    assert one.extra["gradient_buckets"] == 0 and not any(r.kind == "all_reduce" for r in one.breakdown)
 
 
 def test_scaling_is_symmetric_and_communication_grows():

@@ -79,7 +79,9 @@ class AnalyticalEngine:
         # Python-level dispatch that dominates the per-op host cost.
         forward_ops = sum(1 for r in records if r.phase in ("forward", "recompute"))
         # a graph traced from a PyTorch module has one op per launched aten op, a finer grain than the zoo's
-        per_op = cal.host_overhead_traced_op_s if workload.meta.get("family") == "torch" else cal.host_overhead_s
+        # fused graph; the zoo's eager graphs list kernels at that grain too
+        kernel_grain = workload.meta.get("family") == "torch" or workload.meta.get("op_granularity") == "kernel"
+        per_op = cal.host_overhead_traced_op_s if kernel_grain else cal.host_overhead_s
         host_time = forward_ops * per_op if scenario.execution == "eager" else 0.0
         if host_time > clock:
             records.append(OpRecord("host-bound idle", "idle", "host", "host", host_time - clock, 0.0, 0.0,

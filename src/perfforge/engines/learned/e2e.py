@@ -116,7 +116,8 @@ def render_e2e(e2e: list[dict[str, Any]]) -> list[str]:
              "intervals. NeuSight's `gpt3_xl` labels are predicted with the dimensions NeuSight ran (d_model 3072, "
              "24 layers, 24 heads; the zoo's `gpt3-xl-neusight`), not the GPT-3 paper's 1.3B XL that the zoo's "
              "`gpt3-xl` is. The eager graph runs every kernel HF's eager path launches for the score matrix (scale, "
-             "causal mask) and GPT-2's tanh GELU as its 8 pointwise kernels, as perfforge's own per-op H100/H200 "
+             "causal mask), GPT-2's tanh GELU as its 8 pointwise kernels and BERT's and OPT's Q, K and V "
+             "projections as three GEMMs, as perfforge's own per-op H100/H200 "
              "runs measure them (last section); GPT- and OPT-style labels come out 10-30% slow on A100, T4 and "
              "P100, where NeuSight's individually timed kernels (the training data) run slower than inside its "
              "whole-model runs. 'OOD' marks NeuSight's out-of-distribution rows (an OOD GPU or an OOD model).",

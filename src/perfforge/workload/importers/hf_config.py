@@ -35,7 +35,7 @@ def _bert(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
         heads=_req(c, "num_attention_heads", path), ffn=_req(c, "intermediate_size", path),
         vocab=_req(c, "vocab_size", path), arch="encoder", max_positions=c.get("max_position_embeddings", 512),
         type_vocab=c.get("type_vocab_size", 2), embedding_norm=True, final_norm=False, post_norm=True,
-        lm_head=False, pooler=True, source=path,
+        lm_head=False, pooler=True, separate_qkv=True, source=path,
     )
 
 
@@ -49,7 +49,7 @@ def _llama(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
         activation="swiglu", qkv_bias=bias or c.get("model_type") == "qwen2", out_bias=bias,
         mlp_bias=bool(c.get("mlp_bias", False)), tied_embeddings=bool(c.get("tie_word_embeddings", False)),
         rotary=True, num_experts=c.get("num_local_experts", 0) or 0, top_k=c.get("num_experts_per_tok", 0) or 0,
-        source=path,
+        separate_qkv=True, source=path,
     )
 
 

@@ -48,6 +48,9 @@ class TransformerConfig:
     num_experts: int = 0                 # >0: mixture-of-experts MLP
     top_k: int = 0
     rotary: bool = False
+    # HF's module projects Q, K and V with three Linear layers (BERT, OPT, Llama; GPT-2's Conv1D is one): the
+    # eager graphs (attention_impl unfused/sdpa) run them as three GEMMs, the fused graph as one
+    separate_qkv: bool = False
     attention_dropout: bool = True       # training dropout on the attention probabilities (OPT: off)
     source: str = ""                     # where the architecture numbers come from
     extras: dict[str, object] = field(default_factory=dict)
@@ -147,8 +150,14 @@ def transformer_layers(cfg: TransformerConfig, *, batch: int, seq: int, dtype: D
         if not cfg.post_norm:
             ops.append(_norm(cfg, f"{layer}.norm1", shape, hi, layer))
         # the QKV projection reads the norm's output (pre-norm) or the residual stream (post-norm): both `hi`
-        ops.extend(prec.gemm(L.linear(f"{layer}.attn.qkv", tokens, h, (nh + 2 * nkv) * d, lo, bias=cfg.qkv_bias,
-                                      layer=layer), hi))
+        if cfg.separate_qkv and attention_impl in ("unfused", "sdpa"):
+            for i_part, (part, width) in enumerate((("q", nh * d), ("k", nkv * d), ("v", nkv * d))):
+                # all three read one tensor, saved once; under autocast each casts it anew and saves its copy
+                ops.extend(prec.gemm(L.linear(f"{layer}.attn.{part}", tokens, h, width, lo, bias=cfg.qkv_bias,
+                                              layer=layer, save_input=i_part == 0 or prec.amp), hi))
+        else:
+            ops.extend(prec.gemm(L.linear(f"{layer}.attn.qkv", tokens, h, (nh + 2 * nkv) * d, lo, bias=cfg.qkv_bias,
+                                          layer=layer), hi))
         if cfg.rotary:
             rot_shape = (tokens, (nh + nkv) * d)
             # HF builds cos/sin in fp32 and returns them in the hidden states' dtype (fp32 under autocast), so the
@@ -191,9 +200,14 @@ def transformer_layers(cfg: TransformerConfig, *, batch: int, seq: int, dtype: D
 
 def build_transformer(cfg: TransformerConfig, *, batch: int = 1, seq: int = 128, dtype: DType = DType.FP16,
                       phase: str = "prefill", attention_impl: str = "fused", dropout: float = 0.0,
-                      amp: bool = False) -> Workload:
+                      amp: bool = False, mlm_head: bool = False) -> Workload:
     """``dropout``: the training run's dropout probability (0: no dropout kernels; inference runs none).
-    ``amp``: torch.autocast in ``dtype`` over an fp32 model (``perfforge.workload.precision``)."""
+    ``amp``: torch.autocast in ``dtype`` over an fp32 model (``perfforge.workload.precision``). ``mlm_head``
+    (encoders): HF's ``BertForMaskedLM`` instead of ``BertModel``: no pooler, and a masked-LM head over every
+    token (dense, GELU, LayerNorm, and a decoder to the vocabulary tied to the token embeddings, with its own
+    bias), trained with cross-entropy over the vocabulary."""
+    if mlm_head and cfg.arch != "encoder":
+        raise ConfigError(f"{cfg.name}: a masked-LM head belongs to an encoder, not a {cfg.arch}")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
     if batch <= 0 or seq <= 0:
@@ -232,7 +246,16 @@ def build_transformer(cfg: TransformerConfig, *, batch: int = 1, seq: int = 128,
         else:
             ops.extend(prec.gemm(head, hi))
         loss_rows, loss_classes = tokens, cfg.vocab
-    if cfg.pooler:
+    if mlm_head:
+        # BertLMPredictionHead: transform (dense + GELU + LayerNorm), then the tied decoder plus a vocab bias
+        ops.extend(prec.gemm(L.linear("mlm.transform", tokens, h, h, lo, bias=True, layer="head"), hi))
+        ops.append(L.elementwise("mlm.act", (tokens, h), lo, fn="gelu", layer="head"))
+        ops.extend(prec.cast("mlm.norm.input_cast", (tokens, h), lo, hi, layer="head"))  # LayerNorm runs in fp32
+        ops.append(_norm(cfg, "mlm.norm", (tokens, h), hi, "head"))
+        decoder = L.linear("mlm.decoder", tokens, h, cfg.vocab, lo, bias=True, layer="head")
+        ops.extend(prec.gemm(decoder.with_(params=cfg.vocab), hi, weight_numel=cfg.vocab * h))
+        loss_rows, loss_classes = tokens, cfg.vocab
+    elif cfg.pooler:
         ops.extend(prec.gemm(L.linear("pooler.dense", batch, h, h, lo, bias=True, layer="head"), hi))
         ops.append(L.elementwise("pooler.tanh", (batch, h), lo, fn="tanh", layer="head"))
         loss_rows, loss_classes = batch, 2  # sequence-pair classification fine-tuning head
@@ -242,5 +265,8 @@ def build_transformer(cfg: TransformerConfig, *, batch: int = 1, seq: int = 128,
         "kv_layers": cfg.layers if cfg.arch == "decoder" else 0, "num_experts": cfg.num_experts,
         "top_k": cfg.top_k, "loss_rows": loss_rows, "loss_classes": loss_classes, "source": cfg.source,
         **prec.meta,
+        # eager graphs list one op per kernel HF launches (the grain of a traced module): the engine charges
+        # them the traced per-op host cost
+        **({"op_granularity": "kernel"} if attention_impl in ("unfused", "sdpa") else {}),
     }
     return Workload(name=cfg.name, ops=tuple(ops), dtype=dtype, batch=batch, seq=seq, meta=meta)
