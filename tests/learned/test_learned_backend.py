@@ -64,6 +64,19 @@ def test_zoo_ids_for_neusight_labels():
     assert experts[0].attrs["m"] == 64 and experts[0].attrs["batch"] == 4  # batch x capacity rows, 4 experts
 
 
+def test_neusight_bert_training_labels_are_bert_for_pretraining():
+    """NeuSight trains BERT as HF's BertForPreTraining (neusight/Tracing/trace.py): its training labels are read
+    with that head, its inference labels with the plain encoder and pooler."""
+    from pathlib import Path
+
+    from perfforge.evaluation.neusight import read_labels
+
+    labels = read_labels(Path(__file__).resolve().parents[2] / "data/ground_truth/neusight")
+    bert = [r["params"] for r in labels if r["params"]["neusight_model"] == "bert_large"]
+    assert bert and all(p.get("head") == ("pretraining" if p["mode"] == "train" else None) for p in bert)
+    assert not any(r["params"].get("head") for r in labels if r["params"]["neusight_model"] != "bert_large")
+
+
 def test_predict_cli_gpt3_xl(capsys):
     rc = main(["predict", "--model", "gpt3-xl", "--seq", "2048", "--batch", "2", "--dtype", "fp32",
                "--hardware", "a100-pcie-40gb", "--backend", "learned", "--json"])

@@ -179,7 +179,7 @@ def test_bert_masked_lm_params_match_transformers():
     zoo = build_transformer(TransformerConfig(name="tiny-bert", layers=2, hidden=64, heads=4, ffn=256, vocab=1000,
                                               arch="encoder", max_positions=128, type_vocab=2, embedding_norm=True,
                                               final_norm=False, post_norm=True, lm_head=False, pooler=True),
-                            batch=1, seq=16, mlm_head=True)
+                            batch=1, seq=16, head="mlm")
     assert zoo.params == sum(p.numel() for p in module.parameters())
 
 
@@ -201,3 +201,23 @@ def test_eager_graphs_project_qkv_as_hf_does(model):
     assert sum(o.name.startswith("layers.0.attn.") and o.name.endswith(".input_cast") for o in amp.ops) == 3
     # GPT-2's Conv1D projects all three at once in HF too
     assert any(o.name == "layers.0.attn.qkv" for o in get_model("gpt2", batch=1, seq=8, attention_impl="sdpa").ops)
+
+
+def test_bert_pretraining_head_matches_transformers():
+    """``head="pretraining"`` is HF's BertForPreTraining (what NeuSight trains BERT as): the pooler, the masked-LM
+    head and the next-sentence classifier; the same parameters as transformers' module."""
+    torch = pytest.importorskip("torch")
+    tf = pytest.importorskip("transformers")
+    cfg = tf.BertConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=256,
+                        vocab_size=1000, max_position_embeddings=128)
+    with torch.device("meta"):
+        module = tf.BertForPreTraining(cfg)
+    from perfforge.workload.models.transformer import TransformerConfig, build_transformer
+
+    zoo = build_transformer(TransformerConfig(name="tiny-bert", layers=2, hidden=64, heads=4, ffn=256, vocab=1000,
+                                              arch="encoder", max_positions=128, type_vocab=2, embedding_norm=True,
+                                              final_norm=False, post_norm=True, lm_head=False, pooler=True),
+                            batch=2, seq=16, head="pretraining")
+    assert zoo.params == sum(p.numel() for p in module.parameters())
+    assert zoo.loss_op.inputs[0] == (32, 1000)  # the masked-LM logits, every token
+    assert [o.name for o in zoo.ops[-3:]] == ["mlm.norm", "mlm.decoder", "nsp.classifier"]

@@ -31,6 +31,10 @@ MODELS = {**{ns: zoo for zoo, ns in NEUSIGHT_NAMES.items()}, "switchxl4": "switc
 # time every dropout node forward and backward (e.g. labels/Tesla_V100-PCIE-32GB/bert_large-train-512-2.csv,
 # bert_encoder_layer_0_attention_self_dropout: 0.136 ms forward, 0.289 ms backward on (2, 16, 512, 512)).
 TRAIN_DROPOUT = 0.1
+# NeuSight trains BERT as HF's BertForPreTraining (AutoModelForPreTraining: the masked-LM head over every token
+# and the next-sentence classifier) and back-propagates a cross-entropy over its prediction logits
+# (neusight/Tracing/trace.py, get_model and measure_e2e, trsharm25/NeuSight @ 2e9d3fb)
+TRAIN_HEADS = {"bert_large": "pretraining"}
 # models whose zoo graph has dropout kernels (the Switch builder has none: its training labels are predicted
 # without them, an under-count the reports show as such)
 DROPOUT_MODELS = frozenset(NEUSIGHT_NAMES.values())
@@ -110,7 +114,8 @@ def read_labels(folder: str | Path) -> list[dict[str, Any]]:
             "params": {"model": MODELS.get(m["model"]), "neusight_model": m["model"], "mode": mode,
                        "batch": int(m["batch"]), "seq": int(m["seq"]), "optimizer": "adamw",
                        "exclude_optimizer": mode == "train",
-                       **({"dropout": TRAIN_DROPOUT} if mode == "train" and m["model"] in DROPOUT_MODELS else {})},
+                       **({"dropout": TRAIN_DROPOUT} if mode == "train" and m["model"] in DROPOUT_MODELS else {}),
+                       **({"head": TRAIN_HEADS[m["model"]]} if mode == "train" and m["model"] in TRAIN_HEADS else {})},
             "latency_s": float(data["e2e_latency"]) * 1e-3, "device": {"name": device},
             "key": f"neusight/{path.parent.name}/{path.stem}", "run_id": f"neusight:{path.parent.name}",
             "source": SOURCE,

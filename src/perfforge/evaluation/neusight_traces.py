@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from perfforge.evaluation.neusight import _LABEL, MODELS, SOURCE, TRAIN_DROPOUT
+from perfforge.evaluation.neusight import _LABEL, MODELS, SOURCE, TRAIN_DROPOUT, TRAIN_HEADS
 
 # NeuSight's scripts/asplos/summarize.py MODEL_LAYERS: the first and last node of the traced block
 LAYER_MARKERS = {"bert": ("bert_encoder_layer_0_attention_self_query", "bert_encoder_layer_0_output_layer_norm"),
@@ -102,7 +102,8 @@ def read_label_breakdowns(folder: str | Path) -> list[dict[str, Any]]:
         out.append({
             "kind": "model", "group": "neusight_trace", "op": f"{m['model']}_{mode}", "dtype": "fp32",
             "params": {"model": MODELS[m["model"]], "mode": mode, "batch": int(m["batch"]), "seq": int(m["seq"]),
-                       "neusight_label": label_json.stem, **({"dropout": TRAIN_DROPOUT} if mode == "train" else {})},
+                       "neusight_label": label_json.stem, **({"dropout": TRAIN_DROPOUT} if mode == "train" else {}),
+                       **({"head": TRAIN_HEADS[m["model"]]} if mode == "train" and m["model"] in TRAIN_HEADS else {})},
             "latency_s": float(label["e2e_latency"]) * 1e-3,
             "device": {"name": by_folder.get(path.parent.name, path.parent.name.replace("_", " "))},
             "class_sums": class_sums(path, int(label["num_layer"]), m["model"]),

@@ -84,7 +84,7 @@ def predict_record(rec: dict[str, Any], backend: str) -> Any:
 
     p = rec["params"]
     workload = resolve_workload(p["model"], mode=p["mode"], batch=p["batch"], seq=p["seq"], dtype="fp32",
-                                attention_impl="unfused", dropout=p.get("dropout", 0.0))
+                                attention_impl="unfused", dropout=p.get("dropout", 0.0), head=p.get("head"))
     return predict(workload, device_id(rec), mode="train" if p["mode"] == "train" else "inference",
                    optimizer="adamw", backend=backend)
 

@@ -70,13 +70,15 @@ def _hf_trace(model: str, *, mode: str, batch: int, seq: int, dtype: str, head: 
         layers, hidden, heads, inter = _BERT[model]
         cfg = tf.BertConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
                             intermediate_size=inter, vocab_size=30522, max_position_embeddings=512)
-        cls = tf.BertForMaskedLM if head == "mlm" else tf.BertModel
+        cls = {"mlm": tf.BertForMaskedLM, "pretraining": tf.BertForPreTraining}.get(head or "", tf.BertModel)
     cfg._attn_implementation = "sdpa"  # what the profiler's runs used (recorded in their `extra`)
     with torch.device("meta"):
         module = cls(cfg)
     module.train(train)
     ids = torch.zeros(batch, seq, dtype=torch.long, device="meta")
-    kwargs = {"labels": ids} if train and cls is not tf.BertModel else {}
+    # the loss inside the module's forward where HF computes one from `labels` alone (not BertForPreTraining's,
+    # which also needs next-sentence labels)
+    kwargs = {"labels": ids} if train and cls not in (tf.BertModel, tf.BertForPreTraining) else {}
     from perfforge.api import from_torch
 
     try:

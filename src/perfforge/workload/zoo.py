@@ -53,9 +53,9 @@ _MIXTRAL_SRC = "Jiang et al. 2024 (Mixtral of Experts), Table 1, and mistralai/M
 def _register_transformer(cfg: TransformerConfig, kind: str, default_seq: int, description: str) -> None:
     def build(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, phase: str = "prefill",
               attention_impl: str = "fused", dropout: float = 0.0, amp: bool = False,
-              mlm_head: bool = False) -> Workload:
+              head: str = "default") -> Workload:
         return build_transformer(cfg, batch=batch, seq=seq or default_seq, dtype=dtype, phase=phase,
-                                 attention_impl=attention_impl, dropout=dropout, amp=amp, mlm_head=mlm_head)
+                                 attention_impl=attention_impl, dropout=dropout, amp=amp, head=head)
 
     MODELS.add(cfg.name, ModelEntry(cfg.name, kind, default_seq, build, description, cfg))
 
@@ -171,8 +171,9 @@ def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType
               amp: bool = False, head: str | None = None) -> Workload:
     """``amp``: the model in fp32 run under torch.autocast in ``dtype`` (``perfforge.workload.precision``),
     instead of the whole model cast to ``dtype``. ``head`` (HF's model classes): "mlm" puts BERT's masked-LM head
-    (``BertForMaskedLM``) in place of its pooler; "none" (BERT's default, ``BertModel``) and "lm" (the decoders'
-    default, an LM head) change nothing."""
+    (``BertForMaskedLM``) in place of its pooler, "pretraining" adds it and the next-sentence classifier to the
+    pooler (``BertForPreTraining``); "none" (BERT's default, ``BertModel``) and "lm" (the decoders' default, an
+    LM head) change nothing."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         raise ConfigError(f"batch must be a positive integer, got {batch!r}")
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq <= 0):
@@ -188,9 +189,9 @@ def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType
     if amp:
         kwargs["amp"] = True
     encoder = entry.config is not None and entry.kind == "encoder"
-    allowed = ("none", "mlm") if encoder else ("lm",) if entry.kind == "decoder" else ()
+    allowed = ("none", "mlm", "pretraining") if encoder else ("lm",) if entry.kind == "decoder" else ()
     if head is not None and head not in allowed:
         raise ConfigError(f"head '{head}' does not apply to {name} (allowed: {', '.join(allowed) or 'none'})")
-    if head == "mlm":
-        kwargs["mlm_head"] = True
+    if head in ("mlm", "pretraining"):
+        kwargs["head"] = head
     return entry.build(**kwargs)

@@ -55,7 +55,8 @@ def e2e_rows(model: LearnedKernelModel, root: Path,
             for name, backend, m in runs:
                 try:
                     workload = resolve_workload(spec, mode=p["mode"], batch=p["batch"], seq=p["seq"],
-                                                dtype="fp32", attention_impl="unfused", dropout=p.get("dropout", 0.0))
+                                                dtype="fp32", attention_impl="unfused", dropout=p.get("dropout", 0.0),
+                                                head=p.get("head"))
                     with using_model(m):
                         r = predict(workload, hw, mode="train" if p["mode"] == "train" else "inference",
                                     optimizer="adamw", backend=backend)

@@ -78,6 +78,8 @@ class TransformerConfig:
 # fused: one attention kernel, fused pointwise ops; unfused: HF's eager attention and pointwise ops;
 # sdpa: HF's default, torch's fused scaled_dot_product_attention with the rest eager
 ATTENTION_IMPLS = ("fused", "unfused", "sdpa")
+# an encoder's head, as HF's model classes: BertModel (the config's pooler), BertForMaskedLM, BertForPreTraining
+ENCODER_HEADS = ("default", "mlm", "pretraining")
 
 
 def _norm(cfg: TransformerConfig, name: str, shape: tuple[int, ...], dtype: DType, layer: str) -> Op:
@@ -200,14 +202,19 @@ def transformer_layers(cfg: TransformerConfig, *, batch: int, seq: int, dtype: D
 
 def build_transformer(cfg: TransformerConfig, *, batch: int = 1, seq: int = 128, dtype: DType = DType.FP16,
                       phase: str = "prefill", attention_impl: str = "fused", dropout: float = 0.0,
-                      amp: bool = False, mlm_head: bool = False) -> Workload:
+                      amp: bool = False, head: str = "default") -> Workload:
     """``dropout``: the training run's dropout probability (0: no dropout kernels; inference runs none).
-    ``amp``: torch.autocast in ``dtype`` over an fp32 model (``perfforge.workload.precision``). ``mlm_head``
-    (encoders): HF's ``BertForMaskedLM`` instead of ``BertModel``: no pooler, and a masked-LM head over every
-    token (dense, GELU, LayerNorm, and a decoder to the vocabulary tied to the token embeddings, with its own
-    bias), trained with cross-entropy over the vocabulary."""
-    if mlm_head and cfg.arch != "encoder":
-        raise ConfigError(f"{cfg.name}: a masked-LM head belongs to an encoder, not a {cfg.arch}")
+    ``amp``: torch.autocast in ``dtype`` over an fp32 model (``perfforge.workload.precision``). ``head``
+    (encoders; HF's model classes): "default" is the config's own (``BertModel``: a pooler); "mlm" is
+    ``BertForMaskedLM``: no pooler, and a masked-LM head over every token (dense, GELU, LayerNorm, and a decoder
+    to the vocabulary tied to the token embeddings, with its own bias), trained with cross-entropy over the
+    vocabulary; "pretraining" is ``BertForPreTraining``: the pooler, the masked-LM head and the next-sentence
+    classifier on the pooled token, with the loss over the masked-LM logits."""
+    if head not in ENCODER_HEADS:
+        raise ConfigError(f"unknown head '{head}' (allowed: {', '.join(ENCODER_HEADS)})")
+    if head != "default" and cfg.arch != "encoder":
+        raise ConfigError(f"{cfg.name}: a '{head}' head belongs to an encoder, not a {cfg.arch}")
+    mlm_head = head in ("mlm", "pretraining")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
     if batch <= 0 or seq <= 0:
@@ -239,13 +246,17 @@ def build_transformer(cfg: TransformerConfig, *, batch: int = 1, seq: int = 128,
         ops.append(_norm(cfg, "final_norm", (tokens, h), hi, "head"))
     loss_rows, loss_classes = 0, 0
     if cfg.lm_head:
-        head = L.linear("lm_head", tokens, h, cfg.vocab, lo, bias=False, layer="head")
+        lm = L.linear("lm_head", tokens, h, cfg.vocab, lo, bias=False, layer="head")
         if cfg.tied_embeddings:
             # shares the token-embedding matrix (autocast still casts that matrix for the GEMM)
-            ops.extend(prec.gemm(head.with_(params=0), hi, weight_numel=cfg.vocab * h))
+            ops.extend(prec.gemm(lm.with_(params=0), hi, weight_numel=cfg.vocab * h))
         else:
-            ops.extend(prec.gemm(head, hi))
+            ops.extend(prec.gemm(lm, hi))
         loss_rows, loss_classes = tokens, cfg.vocab
+    if cfg.pooler and head in ("default", "pretraining"):
+        ops.extend(prec.gemm(L.linear("pooler.dense", batch, h, h, lo, bias=True, layer="head"), hi))
+        ops.append(L.elementwise("pooler.tanh", (batch, h), lo, fn="tanh", layer="head"))
+        loss_rows, loss_classes = batch, 2  # sequence-pair classification fine-tuning head
     if mlm_head:
         # BertLMPredictionHead: transform (dense + GELU + LayerNorm), then the tied decoder plus a vocab bias
         ops.extend(prec.gemm(L.linear("mlm.transform", tokens, h, h, lo, bias=True, layer="head"), hi))
@@ -255,10 +266,8 @@ def build_transformer(cfg: TransformerConfig, *, batch: int = 1, seq: int = 128,
         decoder = L.linear("mlm.decoder", tokens, h, cfg.vocab, lo, bias=True, layer="head")
         ops.extend(prec.gemm(decoder.with_(params=cfg.vocab), hi, weight_numel=cfg.vocab * h))
         loss_rows, loss_classes = tokens, cfg.vocab
-    elif cfg.pooler:
-        ops.extend(prec.gemm(L.linear("pooler.dense", batch, h, h, lo, bias=True, layer="head"), hi))
-        ops.append(L.elementwise("pooler.tanh", (batch, h), lo, fn="tanh", layer="head"))
-        loss_rows, loss_classes = batch, 2  # sequence-pair classification fine-tuning head
+    if head == "pretraining":  # next-sentence prediction on the pooled first token
+        ops.extend(prec.gemm(L.linear("nsp.classifier", batch, h, 2, lo, bias=True, layer="head"), lo))
     meta = {
         "family": "transformer", "arch": cfg.arch, "layers": cfg.layers, "hidden": h, "heads": cfg.heads,
         "kv_heads": cfg.n_kv_heads, "head_dim": cfg.d_head, "ffn": cfg.ffn, "vocab": cfg.vocab, "phase": phase,
