@@ -50,8 +50,8 @@ def from_torch(module: Any, *example_inputs: Any, name: str | None = None, dtype
 def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: int = 1, seq: int | None = None,
                      dtype: DType | str = DType.FP16, attention_impl: str = "fused", dropout: float = 0.0,
                      amp: bool = False, head: str | None = None) -> Workload:
-    """A zoo id, a path to an HF ``config.json``, or an already built Workload. ``head``: a zoo model's HF head
-    ("mlm": BERT's masked-LM head, ``perfforge.workload.zoo.get_model``). ``dropout`` applies to training
+    """A zoo id, a path to an HF ``config.json``, or an already built Workload. ``head``: the model's HF head
+    (BERT: "none", "mlm" or "pretraining"; ``perfforge.workload.zoo.get_model``). ``dropout`` applies to training
     (``mode="train"``) only: evaluation runs no dropout kernels. ``amp``: the model in fp32 under
     torch.autocast in ``dtype`` (mixed precision) rather than cast to ``dtype``."""
     if isinstance(model, Workload):
@@ -63,7 +63,8 @@ def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: i
             raise ConfigError("dropout is modelled for the zoo's transformers, not for HF config.json imports")
         cfg = load_hf_config(model)
         return build_transformer(cfg, batch=batch, seq=seq or 128, dtype=DType.parse(dtype), phase=phase,
-                                 attention_impl=attention_impl, amp=amp)
+                                 attention_impl=attention_impl, amp=amp,
+                                 head="default" if head in (None, "none", "lm") else head)
     entry = MODELS.get(model) if model in MODELS else None
     if mode == "decode" and entry is not None and entry.kind != "decoder":
         raise ConfigError(f"mode 'decode' needs a decoder model; {model} is a {entry.kind}")
@@ -75,7 +76,7 @@ def run_scenario(scenario: Scenario, workload: Workload | None = None) -> Result
     if workload is None:
         workload = resolve_workload(scenario.model, mode=scenario.mode, batch=scenario.batch, seq=scenario.seq,
                                     dtype=scenario.dtype, attention_impl=scenario.attention_impl,
-                                    dropout=scenario.dropout, amp=scenario.amp)
+                                    dropout=scenario.dropout, amp=scenario.amp, head=scenario.head)
     device = get_device(scenario.hardware)
     system = System(device=device, num_devices=scenario.gpus)
     engine = ENGINES.get(scenario.engine)()
@@ -86,11 +87,12 @@ def predict(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, mode: st
             dtype: DType | str = DType.FP16, batch: int = 1, seq: int | None = None, optimizer: str = "adamw",
             recompute: bool = False, attention_impl: str = "fused", engine: str = "analytical",
             calibration: str | None = None, execution: str = "eager", backend: str = "analytical",
-            memory_format: str = "nhwc", dropout: float = 0.0, amp: bool = False) -> Result:
+            memory_format: str = "nhwc", dropout: float = 0.0, amp: bool = False, head: str | None = None) -> Result:
     """Predict one step of ``model`` on one ``hardware`` device. See ``Result`` for the fields.
 
     ``backend="learned"`` times GEMM, convolution and vector ops with the learned kernel model (other op
-    kinds use the roofline; ``Result.extra["fallback_ops"]`` counts them). ``amp=True``: mixed precision as
+    kinds use the roofline; ``Result.extra["fallback_ops"]`` counts them). ``head``: BERT's HF head ("mlm",
+    "pretraining"; default ``BertModel``). ``amp=True``: mixed precision as
     torch.autocast runs it (fp32 weights, GEMMs in ``dtype``, norms, softmax and loss in fp32, and the casts);
     a Workload passed in carries its own."""
     if isinstance(model, Workload):
@@ -99,7 +101,7 @@ def predict(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, mode: st
                              mode=mode, dtype=dtype, batch=batch, seq=seq, optimizer=optimizer,
                              recompute=recompute, attention_impl=attention_impl, engine=engine,
                              calibration=calibration, execution=execution, backend=backend,
-                             memory_format=memory_format, dropout=dropout, amp=amp)
+                             memory_format=memory_format, dropout=dropout, amp=amp, head=head)
     return run_scenario(scenario, model if isinstance(model, Workload) else None)
 
 
@@ -110,7 +112,7 @@ def train(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, gpus: int 
           microbatches: int = 1, schedule: str = "1f1b", virtual_stages: int = 1,
           sequence_parallel: bool = False, comm_streams: int = 1, shared_links: bool = True,
           backend: str = "analytical", memory_format: str = "nhwc", dropout: float = 0.0,
-          amp: bool = False) -> Result:
+          amp: bool = False, head: str | None = None) -> Result:
     """Predict one training step on ``gpus`` devices: ``batch`` samples per data-parallel replica per step,
     with ``tp`` x ``pp`` GPUs per replica (``gpus = tp * pp * dp``) and an optional ZeRO stage. ``amp``: as in
     ``predict`` (data parallelism only)."""
@@ -123,5 +125,5 @@ def train(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, gpus: int 
                              tp=tp, pp=pp, zero=zero, microbatches=microbatches, schedule=schedule,
                              virtual_stages=virtual_stages, sequence_parallel=sequence_parallel,
                              comm_streams=comm_streams, shared_links=shared_links, backend=backend,
-                             memory_format=memory_format, dropout=dropout, amp=amp)
+                             memory_format=memory_format, dropout=dropout, amp=amp, head=head)
     return run_scenario(scenario, model if isinstance(model, Workload) else None)

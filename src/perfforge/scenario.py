@@ -36,6 +36,9 @@ class Scenario(BaseModel):
     dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="dropout probability of a training run (HF's GPT-2/BERT/OPT configs use 0.1): "
                                          "adds the dropout kernels eager PyTorch runs; inference runs none")
+    head: str | None = Field(
+        None, description="a zoo transformer's HF head: for BERT 'none' (BertModel, the default), 'mlm' "
+                          "(BertForMaskedLM) or 'pretraining' (BertForPreTraining); for decoders 'lm' (the default)")
     amp: bool = Field(
         False, description="mixed precision as torch.autocast runs it: an fp32 model whose GEMMs, convolutions and "
                            "attention run in dtype (fp16 or bf16) while norms, softmax, loss and the residual stream "

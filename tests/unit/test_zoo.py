@@ -221,3 +221,25 @@ def test_bert_pretraining_head_matches_transformers():
     assert zoo.params == sum(p.numel() for p in module.parameters())
     assert zoo.loss_op.inputs[0] == (32, 1000)  # the masked-LM logits, every token
     assert [o.name for o in zoo.ops[-3:]] == ["mlm.norm", "mlm.decoder", "nsp.classifier"]
+
+
+def test_head_from_the_cli_and_from_a_config_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from perfforge.api import resolve_workload
+
+    cfg = {"model_type": "bert", "num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12,
+           "intermediate_size": 3072, "vocab_size": 30522, "max_position_embeddings": 512, "type_vocab_size": 2}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    assert resolve_workload(str(path), head="mlm").params == get_model("bert-base", head="mlm").params == 109_514_298
+    assert resolve_workload(str(path)).params == 109_482_240
+    out = subprocess.run([sys.executable, "-m", "perfforge", "predict", "--model", "bert-base", "--hardware",
+                          "h100-sxm5-80gb", "--head", "pretraining", "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["params"] == 110_106_428  # HF BertForPreTraining, bert-base-uncased
+    bad = subprocess.run([sys.executable, "-m", "perfforge", "predict", "--model", "gpt2", "--hardware",
+                          "h100-sxm5-80gb", "--head", "mlm"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "allowed: lm" in bad.stderr and "Traceback" not in bad.stderr

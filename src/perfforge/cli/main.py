@@ -33,6 +33,7 @@ def predict(
     memory_format: Optional[str] = typer.Option(None, "--memory-format",
                                                 help="nhwc (channels_last) | nchw: convolution activation layout"),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="training dropout probability (adds its kernels)"),
+    head: Optional[str] = typer.Option(None, "--head", help="HF head of a zoo transformer: BERT none | mlm | pretraining"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp",
                                        help="mixed precision as torch.autocast runs it (fp32 weights; --dtype fp16|bf16)"),
     calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
@@ -56,7 +57,7 @@ def predict(
     given = {"hardware": hardware, "mode": mode, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
              "recompute": recompute, "attention_impl": attention, "calibration": calibration,
              "execution": execution, "backend": backend, "memory_format": memory_format, "dropout": dropout,
-             "amp": amp}
+             "amp": amp, "head": head}
     given = {k: v for k, v in given.items() if v is not None}
     if model.endswith((".yaml", ".yml")):
         base = load_scenario(model).model_dump(exclude_unset=False)

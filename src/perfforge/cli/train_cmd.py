@@ -41,6 +41,7 @@ def train(
                                                 help="nhwc (channels_last) | nchw: convolution activation layout"),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="training dropout probability (adds its kernels)"),
     attention: Optional[str] = typer.Option(None, "--attention", help="fused | unfused (HF eager) | sdpa (HF default)"),
+    head: Optional[str] = typer.Option(None, "--head", help="HF head of a zoo transformer: BERT none | mlm | pretraining"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp",
                                        help="mixed precision as torch.autocast runs it (fp32 weights; --dtype fp16|bf16)"),
     loader_workers: Optional[int] = typer.Option(
@@ -60,7 +61,7 @@ def train(
              "tp": tp, "pp": pp, "zero": zero, "microbatches": microbatches, "schedule": schedule,
              "virtual_stages": virtual_stages, "backend": backend, "loader_workers": loader_workers,
              "loader_rate": loader_rate, "memory_format": memory_format, "dropout": dropout,
-             "attention_impl": attention, "amp": amp}
+             "attention_impl": attention, "amp": amp, "head": head}
     if sequence_parallel:
         given["sequence_parallel"] = True
     if comm_streams is not None:
