@@ -9,8 +9,9 @@
   - matmuls, convolutions and attention run in the compute dtype. They cast an fp32 input first (one copy
     kernel) and their weights once per forward (autocast's weight cache); the backward casts each weight
     gradient back to fp32;
-  - layer/RMS norms, softmax and the loss are on the fp32 list. So are the embeddings' outputs (fp32
-    tables), the residual stream (fp32 + lower precision promotes to fp32), and whatever mixes with them.
+  - layer/RMS norms, softmax and the loss are on the fp32 list;
+  - everything else follows its inputs: the embeddings' outputs are fp32 (fp32 tables), and so is the
+    residual stream and whatever else mixes fp32 with lower precision (type promotion).
 
 ``perfforge.from_torch(module, amp=...)`` reaches the same graph by tracing a real module under these rules;
 the builders write it down for the zoo's architectures.
