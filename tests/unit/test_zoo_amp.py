@@ -160,6 +160,11 @@ def test_cli_amp_flag_and_its_error():
            "--mode", "train", "--batch", "2", "--seq", "128"]
     ok = subprocess.run([*run, "--dtype", "bf16", "--amp", "--json"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
+    import json
+
+    assert json.loads(ok.stdout)["precision"] == "amp"
+    cast = subprocess.run([*run, "--dtype", "bf16", "--json"], capture_output=True, text=True)
+    assert json.loads(cast.stdout)["precision"] == "cast"
     bad = subprocess.run([*run, "--dtype", "fp32", "--amp"], capture_output=True, text=True)
     assert bad.returncode == 2 and "amp" in bad.stderr and "Traceback" not in bad.stderr
 

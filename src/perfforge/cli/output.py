@@ -50,7 +50,8 @@ def print_result(result: Result, console: Console, *, layer_limit: int | None = 
     by_layer = result.group_by("layer")
     console.print(_group_table("Time by layer (largest first)", "layer", by_layer, total, layer_limit))
     mem = result.memory
-    summary = Table(title=f"{result.model} on {result.hardware} ({result.mode}, {result.dtype}, batch {result.batch}"
+    precision = f"{result.dtype} autocast" if result.extra.get("precision") == "amp" else result.dtype
+    summary = Table(title=f"{result.model} on {result.hardware} ({result.mode}, {precision}, batch {result.batch}"
                           f"{', seq ' + str(result.seq) if result.seq > 1 else ''})", title_justify="left",
                     show_header=False)
     summary.add_column("metric")

@@ -61,7 +61,8 @@ class DistributedEngine:
                                  optimizer_states=mem.optimizer_states, activations=mem.activations,
                                  kv_cache=mem.kv_cache, overhead=mem.overhead, capacity=mem.capacity, usable=mem.usable)
         extra = {
-            "gpus": n, "node": node_id, "compute_s": timeline.compute_s, "comm_s": timeline.comm_s,
+            "gpus": n, "node": node_id, "precision": one.extra.get("precision", "cast"),
+            "compute_s": timeline.compute_s, "comm_s": timeline.comm_s,
             "exposed_comm_s": max(0.0, step - timeline.compute_s), "comm_share": timeline.comm_s / step if step else 0.0,
             "gradient_buckets": timeline.buckets, "memory_bytes_per_device": memory.total,
             "topology": [{"name": d.name, "kind": d.kind, "npus": d.npus, "bytes_per_s": d.bytes_per_s,
@@ -114,7 +115,9 @@ class DistributedEngine:
                               kv_cache=0.0, overhead=cal.framework_overhead_bytes, capacity=system.device.memory_bytes,
                               usable=system.device.memory_bytes * cal.usable_memory_fraction)
         samples = workload.batch * par.dp
-        extra = {"gpus": n, "node": node.id, "tp": par.tp, "pp": par.pp, "dp": par.dp, "zero": par.zero,
+        # Megatron-style half-precision modules (amp is rejected for these scenarios)
+        extra = {"gpus": n, "node": node.id, "precision": "cast", "tp": par.tp, "pp": par.pp, "dp": par.dp,
+                 "zero": par.zero,
                  "microbatches": par.microbatches, "schedule": par.schedule, "compute_s": step.compute_s,
                  "tp_comm_s": step.tp_comm_s, "pp_comm_s": step.pp_comm_s, "pipeline_bubble_s": step.bubble_s,
                  "comm_s": step.tp_comm_s + step.pp_comm_s + step.dp_comm_s, "dp_comm_s": step.dp_comm_s,

@@ -98,7 +98,8 @@ class AnalyticalEngine:
                            optimizer=optimizer, recompute=scenario.recompute)
         samples = workload.batch
         tokens = workload.batch * (1 if workload.meta.get("phase") == "decode" else workload.seq)
-        extra = {"backend": scenario.backend, **backend_info}
+        # "amp": torch.autocast over fp32 weights (GEMMs in `dtype`); "cast": the whole model in `dtype`
+        extra = {"backend": scenario.backend, "precision": "amp" if workload.amp else "cast", **backend_info}
         result = Result(
             model=workload.name, hardware=device.id, engine=self.name, mode=mode, dtype=workload.dtype.value,
             batch=workload.batch, seq=workload.seq, step_time_s=step_time, samples_per_step=samples,
