@@ -90,3 +90,21 @@ def test_ray_executor_matches_local(tmp_path):
     summary = run_sweep(SPEC, remote, executor="ray", jobs=2, chunk=2)
     assert summary.computed == 6 and summary.errors == 0
     assert {r["key"]: r["step_time_s"] for r in local.rows("t")} == {r["key"]: r["step_time_s"] for r in remote.rows("t")}
+
+
+def test_sweep_report_names_the_engine_that_ran(tmp_path):
+    """The report says which engine predicted the points: the analytical default unless the spec names one."""
+    import subprocess
+    import sys
+
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("name: amp-grid\ngrid:\n  amp: [false, true]\nfixed:\n  model: gpt2\n  hardware: h100-sxm5-80gb\n"
+                    "  mode: train\n  batch: 2\n  seq: 128\n  dtype: bf16\n")
+    report = tmp_path / "report.md"
+    out = subprocess.run([sys.executable, "-m", "perfforge", "sweep", str(spec), "--store", str(tmp_path / "s.sqlite"),
+                          "--report", str(report)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    text = report.read_text()
+    assert "predictions of perfforge's analytical engine" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| False", "| True"))]
+    assert len(rows) == 2 and float(rows[1].split("|")[2]) > float(rows[0].split("|")[2])  # autocast is slower

@@ -50,9 +50,12 @@ def sweep(
     console.print(table)
     if report:
         fields = sorted(spec.grid)
+        # the scenario's engine (analytical unless the spec names one); a grid over engines names each per row
+        engine = ("the engine each row names" if "engine" in spec.grid
+                  else f"perfforge's {spec.fixed.get('engine', 'analytical')} engine")
         lines = [f"# Sweep {spec.name}", "", f"Fixed: {', '.join(f'{k}={v}' for k, v in sorted(spec.fixed.items()))}.",
                  f"Regenerate: `perfforge sweep {spec_file} --store STORE --report {report}`. The grid's points are "
-                 "predictions of perfforge's distributed engine, not measurements.", "",
+                 f"predictions of {engine}, not measurements.", "",
                  "| " + " | ".join(fields) + " | step (ms) | samples/s | MFU | exposed comm (ms) | comm share | fits |",
                  "|" + "---|" * (len(fields) + 6)]
         for r in rows:
