@@ -123,3 +123,31 @@ def test_real_weights_are_left_untouched():
 def test_rejects_non_module():
     with pytest.raises(perfforge.core.errors.ConfigError, match="nn.Module"):
         perfforge.from_torch(lambda x: x, torch.zeros(1))
+
+
+class _Copies(nn.Module):
+    """A linear layer whose bf16 output is upcast (HF's `logits.float()`) and made contiguous after a transpose."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(32, 64)
+
+    def forward(self, x):
+        y = self.fc(x).float()
+        return y.transpose(0, 1).contiguous()
+
+
+def test_traced_copies_price_their_dtypes_and_backward():
+    """A dtype-changing copy reads at its source's width and its backward casts the gradient back (read 4 bytes,
+    write 2 per element); a same-dtype copy (contiguous) has no backward kernel, as in autograd."""
+    from perfforge.workload.backward import backward_ops
+
+    w = perfforge.from_torch(_Copies(), torch.randn(8, 32), dtype="bf16")
+    copies = [o for o in w.ops if o.attrs.get("fn") == "copy"]
+    assert len(copies) == 2
+    upcast, contiguous = copies
+    n = 8 * 64
+    assert (upcast.bytes_read, upcast.bytes_written) == (2 * n, 4 * n) and upcast.attrs["cast_of"] == "activation"
+    (bwd,) = backward_ops(upcast)
+    assert (bwd.bytes_read, bwd.bytes_written) == (4 * n, 2 * n)
+    assert contiguous.attrs["grad_passthrough"] and backward_ops(contiguous) == []

@@ -9,7 +9,7 @@ Rules (FLOPs relative to the forward op ``F``):
   forward saved, and write the input gradient; about twice the forward FLOPs;
 - a residual add's backward is the gradient accumulation at the branch point: one add of the same shape;
 - a dtype cast (``attrs["cast_of"]``, autocast's copies) casts the gradient back, reading and writing the
-  forward's widths swapped.
+  forward's widths swapped; a same-dtype copy (``attrs["grad_passthrough"]``: clone, contiguous) has none.
 An op with ``attrs["input_grad"] is False`` (the first layer, fed by data) gets no dgrad; such an op without
 weights of its own (a pointwise op or cast on the input) gets no backward at all.
 """
@@ -94,6 +94,8 @@ def backward_ops(op: Op) -> list[Op]:
         # dX = dY * mask / (1 - p): read dY and the one-byte mask, write dX
         return [op.with_(name=f"{op.name}.bwd", phase=Phase.BACKWARD_INPUT, bytes_read=n * op.dtype.bytes + n,
                          bytes_written=n * op.dtype.bytes, saved_bytes=0.0, params=0)]
+    if kind is OpKind.ELEMENTWISE and op.attrs.get("grad_passthrough"):
+        return []  # a same-dtype copy (clone, contiguous): autograd passes the gradient through, no kernel
     if kind is OpKind.ELEMENTWISE and "cast_of" in op.attrs:
         if not wants_dgrad:
             return []  # a cast of the input data: no gradient flows back into it

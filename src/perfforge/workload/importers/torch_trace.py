@@ -171,7 +171,19 @@ class _Recorder(TorchDispatchMode):
                                                                     or name in _FILLS):
             return  # scalar bookkeeping such as BatchNorm's num_batches_tracked += 1
         if name in _COPIES and isinstance(out, torch.Tensor):
-            self._emit(L.elementwise(name, tuple(out.shape), _dtype(out), fn="copy"), owns_params=False)
+            src = args[1] if name == "copy_" and len(args) > 1 and isinstance(args[1], torch.Tensor) else first
+            op = L.elementwise(name, tuple(out.shape), _dtype(out), fn="copy")
+            if src.dtype != out.dtype:
+                # a dtype conversion (HF's `logits.float()`): read at the source's width; its backward casts the
+                # gradient back, unless the source (integer ids, masks) carries none
+                attrs = {**op.attrs, "cast_of": _param_root(src) or "activation"}
+                if not src.is_floating_point():
+                    attrs["input_grad"] = False
+                op = op.with_(bytes_read=float(out.numel() * src.element_size()), attrs=attrs)
+            else:
+                # clone / contiguous: autograd hands the gradient straight through, with no kernel
+                op = op.with_(attrs={**op.attrs, "grad_passthrough": True})
+            self._emit(op, owns_params=False)
             return
         if name in _FILLS and isinstance(out, torch.Tensor):
             self._emit(L.elementwise(name, tuple(out.shape), _dtype(out), fn="fill", n_inputs=0), owns_params=False)
