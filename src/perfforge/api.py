@@ -17,7 +17,7 @@ from perfforge.system.catalog import get_device
 from perfforge.system.system import System
 from perfforge.workload.graph import Workload
 from perfforge.workload.importers.hf_config import load_hf_config
-from perfforge.workload.models.transformer import build_transformer
+from perfforge.workload.models.transformer import build_transformer, builder_head
 from perfforge.workload.zoo import MODELS, get_model
 
 if "astra-sim" not in ENGINES:
@@ -64,7 +64,7 @@ def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: i
         cfg = load_hf_config(model)
         return build_transformer(cfg, batch=batch, seq=seq or 128, dtype=DType.parse(dtype), phase=phase,
                                  attention_impl=attention_impl, amp=amp,
-                                 head="default" if head in (None, "none", "lm") else head)
+                                 head=builder_head(head))
     entry = MODELS.get(model) if model in MODELS else None
     if mode == "decode" and entry is not None and entry.kind != "decoder":
         raise ConfigError(f"mode 'decode' needs a decoder model; {model} is a {entry.kind}")

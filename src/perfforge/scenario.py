@@ -11,6 +11,7 @@ from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
 from perfforge.core.files import read_yaml
 from perfforge.workload.optimizer import OPTIMIZERS
+from perfforge.workload.precision import AMP_DTYPES
 
 Mode = Literal["train", "inference", "decode"]
 
@@ -75,7 +76,7 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _amp(self) -> "Scenario":
-        if self.amp and self.dtype not in (DType.FP16, DType.BF16):
+        if self.amp and self.dtype not in AMP_DTYPES:
             raise ValueError(f"amp: autocast runs in fp16 or bf16, not dtype '{self.dtype.value}' "
                              "(allowed dtypes with amp: fp16, bf16)")
         if self.amp and (self.tp > 1 or self.pp > 1 or self.zero > 0 or self.microbatches > 1):

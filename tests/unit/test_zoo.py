@@ -167,19 +167,25 @@ def test_heads_that_do_not_apply(model, head):
         get_model(model, head=head)
 
 
-def test_bert_masked_lm_params_match_transformers():
+def _tiny_bert_pair(hf_class: str, head: str, batch: int):
+    """A 2-layer BERT as transformers' ``hf_class`` on the meta device, and the zoo's build of it with ``head``."""
     torch = pytest.importorskip("torch")
     tf = pytest.importorskip("transformers")
     cfg = tf.BertConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=256,
                         vocab_size=1000, max_position_embeddings=128)
     with torch.device("meta"):
-        module = tf.BertForMaskedLM(cfg)
+        module = getattr(tf, hf_class)(cfg)
     from perfforge.workload.models.transformer import TransformerConfig, build_transformer
 
     zoo = build_transformer(TransformerConfig(name="tiny-bert", layers=2, hidden=64, heads=4, ffn=256, vocab=1000,
                                               arch="encoder", max_positions=128, type_vocab=2, embedding_norm=True,
                                               final_norm=False, post_norm=True, lm_head=False, pooler=True),
-                            batch=1, seq=16, head="mlm")
+                            batch=batch, seq=16, head=head)
+    return module, zoo
+
+
+def test_bert_masked_lm_params_match_transformers():
+    module, zoo = _tiny_bert_pair("BertForMaskedLM", "mlm", batch=1)
     assert zoo.params == sum(p.numel() for p in module.parameters())
 
 
@@ -206,18 +212,7 @@ def test_eager_graphs_project_qkv_as_hf_does(model):
 def test_bert_pretraining_head_matches_transformers():
     """``head="pretraining"`` is HF's BertForPreTraining (what NeuSight trains BERT as): the pooler, the masked-LM
     head and the next-sentence classifier; the same parameters as transformers' module."""
-    torch = pytest.importorskip("torch")
-    tf = pytest.importorskip("transformers")
-    cfg = tf.BertConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=256,
-                        vocab_size=1000, max_position_embeddings=128)
-    with torch.device("meta"):
-        module = tf.BertForPreTraining(cfg)
-    from perfforge.workload.models.transformer import TransformerConfig, build_transformer
-
-    zoo = build_transformer(TransformerConfig(name="tiny-bert", layers=2, hidden=64, heads=4, ffn=256, vocab=1000,
-                                              arch="encoder", max_positions=128, type_vocab=2, embedding_norm=True,
-                                              final_norm=False, post_norm=True, lm_head=False, pooler=True),
-                            batch=2, seq=16, head="pretraining")
+    module, zoo = _tiny_bert_pair("BertForPreTraining", "pretraining", batch=2)
     assert zoo.params == sum(p.numel() for p in module.parameters())
     assert zoo.loss_op.inputs[0] == (32, 1000)  # the masked-LM logits, every token
     assert [o.name for o in zoo.ops[-3:]] == ["mlm.norm", "mlm.decoder", "nsp.classifier"]

@@ -44,14 +44,9 @@ class Precision:
 
     @property
     def high(self) -> DType:
-        """The dtype of autocast's fp32-list ops (norms, softmax, loss), of the embeddings' outputs and of the
-        residual stream: fp32 under AMP, the compute dtype otherwise."""
+        """The dtype of autocast's fp32-list ops (norms, softmax, loss), of the embeddings' outputs, of the
+        residual stream and of the parameters: fp32 under AMP, the compute dtype otherwise."""
         return DType.FP32 if self.amp else self.compute
-
-    @property
-    def params(self) -> DType:
-        """The dtype parameters and their gradients are stored in."""
-        return self.high
 
     @property
     def meta(self) -> dict[str, str]:

@@ -17,7 +17,7 @@ from perfforge.workload.models.megatron import MEGATRON_SEQ, megatron_config
 from perfforge.workload.models.megatron import SHAPES as MEGATRON_SHAPES
 from perfforge.workload.models.resnet import resnet50
 from perfforge.workload.models.switch import SwitchConfig, build_switch
-from perfforge.workload.models.transformer import TransformerConfig, build_transformer
+from perfforge.workload.models.transformer import TransformerConfig, build_transformer, builder_head
 from perfforge.workload.models.vit import vit
 
 
@@ -192,6 +192,6 @@ def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType
     allowed = ("none", "mlm", "pretraining") if encoder else ("lm",) if entry.kind == "decoder" else ()
     if head is not None and head not in allowed:
         raise ConfigError(f"head '{head}' does not apply to {name} (allowed: {', '.join(allowed) or 'none'})")
-    if head in ("mlm", "pretraining"):
-        kwargs["head"] = head
+    if builder_head(head) != "default":
+        kwargs["head"] = builder_head(head)
     return entry.build(**kwargs)

@@ -27,6 +27,7 @@ from perfforge.core.errors import ConfigError
 from perfforge.workload import layers as L
 from perfforge.workload.graph import Workload
 from perfforge.workload.op import Op
+from perfforge.workload.precision import AMP_DTYPES
 
 aten = torch.ops.aten
 
@@ -295,7 +296,7 @@ def trace_module(module: torch.nn.Module, *example_inputs: Any, name: str | None
     amp_dtype: DType | None = None
     if amp is not None:
         amp_dtype = DType.parse(amp)
-        if amp_dtype not in (DType.FP16, DType.BF16):
+        if amp_dtype not in AMP_DTYPES:
             raise ConfigError(f"amp: autocast runs in fp16 or bf16, not '{amp_dtype.value}' (allowed: fp16, bf16)")
         if dtype is not None:
             raise ConfigError("pass either dtype (cast the module, like module.half()) or amp (torch.autocast), not both")

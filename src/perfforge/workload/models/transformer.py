@@ -82,6 +82,12 @@ ATTENTION_IMPLS = ("fused", "unfused", "sdpa")
 ENCODER_HEADS = ("default", "mlm", "pretraining")
 
 
+def builder_head(head: str | None) -> str:
+    """The builder's head for an HF class name: "none" (BertModel) and "lm" (a decoder's LM head) are the config's
+    own head, "default"; "mlm" and "pretraining" pass through (``build_transformer`` checks them)."""
+    return "default" if head in (None, "none", "lm") else head
+
+
 def _norm(cfg: TransformerConfig, name: str, shape: tuple[int, ...], dtype: DType, layer: str) -> Op:
     if cfg.norm == "rms":
         return L.rms_norm(name, shape, dtype, layer=layer)
