@@ -32,8 +32,9 @@ from perfforge.profiling.records import (
 )
 from perfforge.profiling.timing import Case, TimingPlan, time_callable
 
-GROUPS = ("ceilings", "models", "kernels", "input", "llm", "breakdown")
-# "input" writes a JPEG set, "llm" builds 7-8B decoders, "breakdown" runs 1-3B FP32 transformers: asked for by name
+GROUPS = ("ceilings", "models", "kernels", "input", "llm", "breakdown", "neusight-e2e")
+# "input" writes a JPEG set, "llm" builds 7-8B decoders, "breakdown" and "neusight-e2e" run 1-3B FP32
+# transformers: asked for by name
 DEFAULT_GROUPS = ("ceilings", "models", "kernels")
 MODEL_SHARE = 0.6  # with a budget, models may use at most this fraction of it
 MEASUREMENTS = "measurements.jsonl"
@@ -71,6 +72,7 @@ def build_cases(suite: str, only: Iterable[str] | None = None,
         "input": lambda: [],  # measured by input_pipeline.measure, not as timed cases
         "llm": lambda: [],    # measured by llm_steps.measure_records
         "breakdown": lambda: [],  # measured by op_breakdown.measure_records
+        "neusight-e2e": lambda: [],  # measured by neusight_e2e.measure_records
     }
     return [c for g in GROUPS if g in wanted for c in makers[g]()]
 
@@ -299,6 +301,11 @@ def run_profile(suite: str = "standard", out_dir: str | os.PathLike[str] = ".",
             from perfforge.profiling import op_breakdown
 
             summary.measured += _run_group(lambda emit: op_breakdown.measure_records(
+                suite, dev, base, done, emit, say), summary)
+        if only and "neusight-e2e" in only:
+            from perfforge.profiling import neusight_e2e
+
+            summary.measured += _run_group(lambda emit: neusight_e2e.measure_records(
                 suite, dev, base, done, emit, say), summary)
     except KeyboardInterrupt:
         summary.interrupted = True
