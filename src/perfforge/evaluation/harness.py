@@ -24,6 +24,7 @@ from perfforge.evaluation.measured import (
     record_dtypes,
     training_dropout,
 )
+from perfforge.evaluation.neusight import harness_record_params
 from perfforge.evaluation.neusight import read_kernels as neusight_kernels
 from perfforge.evaluation.neusight import read_labels as neusight_labels
 from perfforge.evaluation.published import load_published
@@ -367,6 +368,8 @@ def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *,
             continue
         if rec["op"].startswith("llm_"):   # serving iterations: a `serving_iterations` source compares them
             continue
+        if rec["params"].get("harness") == "neusight":   # re-measured as NeuSight measures: predicted as its labels
+            rec = {**rec, "params": harness_record_params(rec)}
         kw = model_predict_kwargs(rec)
         p = rec["params"]
         for engine, variant, backend in _combinations(suite):

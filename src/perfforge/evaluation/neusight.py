@@ -94,6 +94,26 @@ def read_kernels(folder: str | Path, *, ops: list[str] | None = None, per_file: 
     return out
 
 
+def label_params(neusight_model: str, mode: str) -> dict[str, Any]:
+    """How a NeuSight label of ``neusight_model`` in ``mode`` ("train" | "inference") is predicted: the zoo model,
+    no optimizer step, and for training NeuSight's dropout and head. Also used for perfforge's own re-measurements
+    in NeuSight's harness (``perfforge profile --only neusight-e2e``), which ran the same setup."""
+    train = mode == "train"
+    return {"model": MODELS.get(neusight_model), "neusight_model": neusight_model, "mode": mode,
+            "optimizer": "adamw", "exclude_optimizer": train,
+            **({"dropout": TRAIN_DROPOUT} if train and neusight_model in DROPOUT_MODELS else {}),
+            **({"head": TRAIN_HEADS[neusight_model]} if train and neusight_model in TRAIN_HEADS else {})}
+
+
+def harness_record_params(rec: dict[str, Any]) -> dict[str, Any]:
+    """The params of a record measured in NeuSight's harness (``params.harness == "neusight"``) as its NeuSight
+    label's would be: the record's own batch, sequence and fields, with the label's model, dropout and head."""
+    p = rec["params"]
+    ns_model = p["neusight_label"].split("-")[0]
+    out = {k: v for k, v in p.items() if k != "dropout"}
+    return {**out, **label_params(ns_model, p["mode"])}
+
+
 def read_labels(folder: str | Path) -> list[dict[str, Any]]:
     """End-to-end model latencies. Training labels are forward + backward with no optimizer step."""
     root = Path(folder) / "labels"
@@ -111,11 +131,7 @@ def read_labels(folder: str | Path) -> list[dict[str, Any]]:
         mode = "train" if m["mode"] == "train" else "inference"
         out.append({
             "kind": "model", "group": "neusight", "op": f"{m['model']}_{mode}", "dtype": "fp32",
-            "params": {"model": MODELS.get(m["model"]), "neusight_model": m["model"], "mode": mode,
-                       "batch": int(m["batch"]), "seq": int(m["seq"]), "optimizer": "adamw",
-                       "exclude_optimizer": mode == "train",
-                       **({"dropout": TRAIN_DROPOUT} if mode == "train" and m["model"] in DROPOUT_MODELS else {}),
-                       **({"head": TRAIN_HEADS[m["model"]]} if mode == "train" and m["model"] in TRAIN_HEADS else {})},
+            "params": {"batch": int(m["batch"]), "seq": int(m["seq"]), **label_params(m["model"], mode)},
             "latency_s": float(data["e2e_latency"]) * 1e-3, "device": {"name": device},
             "key": f"neusight/{path.parent.name}/{path.stem}", "run_id": f"neusight:{path.parent.name}",
             "source": SOURCE,
