@@ -48,9 +48,11 @@ def test_harness_records_are_predicted_as_their_labels():
     bert = next(r for r in recs if r["params"]["neusight_label"] == "bert_large-train-512-8")
     assert harness_record_params(bert)["head"] == "pretraining"
     assert training_dropout({**bert, "params": harness_record_params(bert)}) == 0.1
-    # the zoo's Switch has no dropout kernels: predicted without, as its labels are
+    # Switch trains with its config's dropout_rate 0.1 too, and every training label accumulates gradients
     switch = next(r for r in recs if r["params"]["model"] == "switch-xl" and r["params"]["mode"] == "train")
-    assert "dropout" not in harness_record_params(switch) and label_params("switchxl4", "train")["model"] == "switch-xl"
+    assert harness_record_params(switch)["dropout"] == 0.1 and label_params("switchxl4", "train")["model"] == "switch-xl"
+    assert label_params("switchxl4", "train")["optimizer"] == "grad_accumulate"
+    assert "dropout" not in label_params("switchxl4", "inference")
 
 
 def test_tiny_harness_on_cpu(tmp_path):

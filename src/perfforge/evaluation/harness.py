@@ -88,6 +88,9 @@ def _predict_model(task: Task) -> Row:
     if not row.subject:
         row.status, row.reason = "not run", f"model '{p.get('source_model')}' is not in the perfforge zoo"
         return row
+    if p.get("not_described"):
+        row.status, row.reason = "not run", p["not_described"]
+        return row
     if row.variant == "zoo-unfused" and p.get("attn_implementation") not in (None, "eager", "sdpa"):
         # the eager graph has eager attention or torch's SDPA kernel, not this one
         row.status, row.reason = "not run", (f"measured with {p['attn_implementation']} attention; the eager "
@@ -385,8 +388,17 @@ def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *,
                                     "exclude_optimizer": p.get("exclude_optimizer", False),
                                     "source_model": p.get("neusight_model", p["model"]), "scenario": fed,
                                     "attn_implementation": (rec.get("extra") or {}).get("attn_implementation"),
-                                    "dropout": training_dropout(rec), "amp": p.get("amp")}))
+                                    "dropout": training_dropout(rec), "amp": p.get("amp"),
+                                    "not_described": _not_described(p)}))
     return tasks
+
+
+def _not_described(params: dict[str, Any]) -> str:
+    """Why no zoo graph describes a measured run ("" when one does)."""
+    if params.get("experts") == "hf":
+        return ("measured with transformers' own Switch layer (tokens gathered per chosen expert); the zoo's Switch "
+                "runs NeuSight's padded experts")
+    return ""
 
 
 def _run_chunk(tasks: list[Task]) -> list[Row]:

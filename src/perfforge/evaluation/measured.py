@@ -18,6 +18,7 @@ from perfforge.core.errors import ConfigError
 from perfforge.workload import layers as L
 from perfforge.workload.backward import backward_ops
 from perfforge.workload.op import Op
+from perfforge.workload.optimizer import OPTIMIZERS
 
 # The profiler's device names -> catalog ids. The H200 in the catalog is the SXM board.
 DEVICE_IDS = {
@@ -146,7 +147,8 @@ def model_predict_kwargs(rec: dict[str, Any]) -> dict[str, Any]:
     if p.get("seq"):
         kw["seq"] = p["seq"]
     if p["mode"] == "train":
-        kw["optimizer"] = "sgd_momentum" if p.get("optimizer") == "sgd_momentum" else "adamw"
+        # the profiler records torch's names ("adamw_fused"): the update's cost is AdamW's
+        kw["optimizer"] = p["optimizer"] if p.get("optimizer") in OPTIMIZERS else "adamw"
     return kw
 
 

@@ -35,9 +35,15 @@ TRAIN_DROPOUT = 0.1
 # and the next-sentence classifier) and back-propagates a cross-entropy over its prediction logits
 # (neusight/Tracing/trace.py, get_model and measure_e2e, trsharm25/NeuSight @ 2e9d3fb)
 TRAIN_HEADS = {"bert_large": "pretraining"}
-# models whose zoo graph has dropout kernels (the Switch builder has none: its training labels are predicted
-# without them, an under-count the reports show as such)
-DROPOUT_MODELS = frozenset(NEUSIGHT_NAMES.values())
+# models whose zoo graph has dropout kernels: all of NeuSight's (Switch's config has dropout_rate 0.1,
+# scripts/asplos/data/DLmodel_configs/switchxl4.json, trsharm25/NeuSight @ bca31fb)
+DROPOUT_MODELS = frozenset({*NEUSIGHT_NAMES.values(), "switchxl4"})
+# Switch's end-to-end labels ran transformers' own sparse layer, not the padded one of NeuSight's per-node traces:
+# collect_label.py runs one configuration per process and trace_graph calls measure_e2e before trace_fx_graph,
+# the only caller of set_moe (scripts/asplos/collect_label.py, neusight/Tracing/trace.py). With every token id 1
+# and no absolute positions, all tokens then route to one expert, which runs min(seq, capacity) x batch rows.
+# The zoo's Switch runs every expert on batch x capacity rows (the padded layer, and any input that fills each
+# expert's capacity); the reports show what that difference costs.
 _BINARY = {"add", "mul", "div", "pow"}
 _UNARY = {"addu", "mulu", "divu", "powu", "gelu", "relu", "tanh"}
 _LABEL = re.compile(r"^(?P<model>[a-z0-9_]+)-(?P<mode>inf|train)-(?P<seq>\d+)-(?P<batch>\d+)\.json$")
@@ -96,11 +102,13 @@ def read_kernels(folder: str | Path, *, ops: list[str] | None = None, per_file: 
 
 def label_params(neusight_model: str, mode: str) -> dict[str, Any]:
     """How a NeuSight label of ``neusight_model`` in ``mode`` ("train" | "inference") is predicted: the zoo model,
-    no optimizer step, and for training NeuSight's dropout and head. Also used for perfforge's own re-measurements
-    in NeuSight's harness (``perfforge profile --only neusight-e2e``), which ran the same setup."""
+    no optimizer step but gradients accumulated (its loop never zeroes them: every backward after the first adds
+    into ``.grad``, the ``grad_accumulate`` step), and for training NeuSight's dropout and head. Also used for
+    perfforge's own re-measurements in NeuSight's harness (``perfforge profile --only neusight-e2e``), which ran
+    the same setup."""
     train = mode == "train"
     return {"model": MODELS.get(neusight_model), "neusight_model": neusight_model, "mode": mode,
-            "optimizer": "adamw", "exclude_optimizer": train,
+            "optimizer": "grad_accumulate", "exclude_optimizer": False,
             **({"dropout": TRAIN_DROPOUT} if train and neusight_model in DROPOUT_MODELS else {}),
             **({"head": TRAIN_HEADS[neusight_model]} if train and neusight_model in TRAIN_HEADS else {})}
 
@@ -115,7 +123,8 @@ def harness_record_params(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_labels(folder: str | Path) -> list[dict[str, Any]]:
-    """End-to-end model latencies. Training labels are forward + backward with no optimizer step."""
+    """End-to-end model latencies. Training labels are forward + backward with no optimizer step (the gradients
+    accumulate across NeuSight's iterations)."""
     root = Path(folder) / "labels"
     if not root.is_dir():
         raise ConfigError(f"NeuSight labels folder not found: {root}")

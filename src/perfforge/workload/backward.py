@@ -11,7 +11,8 @@ Rules (FLOPs relative to the forward op ``F``):
 - a dtype cast (``attrs["cast_of"]``, autocast's copies) casts the gradient back, reading and writing the
   forward's widths swapped; a same-dtype copy (``attrs["grad_passthrough"]``: clone, contiguous) has none.
 An op with ``attrs["input_grad"] is False`` (the first layer, fed by data) gets no dgrad; such an op without
-weights of its own (a pointwise op or cast on the input) gets no backward at all.
+weights of its own (a pointwise op or cast on the input) gets no backward at all. An op with
+``attrs["no_grad"]`` (an integer count, a freshly zeroed buffer) is outside autograd: no backward.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def backward_ops(op: Op) -> list[Op]:
     if op.phase is not Phase.FORWARD:
         raise ValueError(f"{op.name}: backward of a {op.phase.value} op")
     kind = op.kind
+    if op.attrs.get("no_grad"):
+        return []
     wants_dgrad = op.attrs.get("input_grad", True)
     out: list[Op] = []
     if kind in (OpKind.MATMUL, OpKind.BMM):

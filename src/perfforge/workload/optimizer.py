@@ -22,6 +22,7 @@ class OptimizerSpec:
     name: str
     states: int               # fp32 state tensors per parameter (Adam: m and v)
     flops_per_param: int      # arithmetic of one update per parameter
+    accumulate_only: bool = False   # no update: the new gradient is added into the existing ``.grad``
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {
@@ -30,6 +31,9 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     "adam": OptimizerSpec("adam", states=2, flops_per_param=12),
     "adamw": OptimizerSpec("adamw", states=2, flops_per_param=14),
     "lion": OptimizerSpec("lion", states=1, flops_per_param=8),
+    # a backward into gradients that already exist (a gradient-accumulation micro-step, or a timing loop with no
+    # zero_grad such as NeuSight's): autograd adds each new gradient into ``.grad`` in place, no optimizer step
+    "grad_accumulate": OptimizerSpec("grad_accumulate", states=0, flops_per_param=1, accumulate_only=True),
 }
 
 
@@ -45,7 +49,9 @@ def has_master_copy(dtype: DType) -> bool:
 
 
 def optimizer_state_bytes_per_param(opt: OptimizerSpec, dtype: DType) -> int:
-    """fp32 states plus the fp32 master weights when training in a narrower dtype."""
+    """fp32 states plus the fp32 master weights when training in a narrower dtype (none without an update)."""
+    if opt.accumulate_only:
+        return 0
     return FP32_BYTES * opt.states + (FP32_BYTES if has_master_copy(dtype) else 0)
 
 
@@ -53,8 +59,13 @@ def optimizer_op(opt: OptimizerSpec, params: int, dtype: DType) -> Op:
     """One fused (multi-tensor) update over all parameters: memory-bound, streaming every byte once.
 
     Reads gradient, master weights and states; writes master weights, states and the compute-dtype copy.
+    ``grad_accumulate`` instead reads the existing and the new gradient and writes their sum (``grad += new``).
     """
     b = dtype.bytes
+    if opt.accumulate_only:
+        return Op(name=f"optimizer.{opt.name}", kind=OpKind.OPTIMIZER, dtype=dtype, flops=float(params),
+                  bytes_read=2.0 * params * b, bytes_written=float(params * b), layer="optimizer",
+                  phase=Phase.OPTIMIZER, attrs={"params": params, "optimizer": opt.name, "numel": params})
     master = FP32_BYTES if has_master_copy(dtype) else 0
     weights = FP32_BYTES if master else b
     read = params * (b + weights + FP32_BYTES * opt.states)

@@ -131,9 +131,9 @@ _SWITCH_XL = SwitchConfig(name="switch-xl", layers=24, d_model=1024, d_ff=16384,
 
 
 def _switch_xl(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, phase: str = "prefill",
-               attention_impl: str = "fused", amp: bool = False) -> Workload:
+               attention_impl: str = "fused", amp: bool = False, dropout: float = 0.0) -> Workload:
     return build_switch(_SWITCH_XL, batch=batch, seq=seq or 512, dtype=dtype, phase=phase,
-                        attention_impl=attention_impl, amp=amp)
+                        attention_impl=attention_impl, amp=amp, dropout=dropout)
 
 
 MODELS.add("switch-xl", ModelEntry("switch-xl", "encoder-decoder", 512, _switch_xl,
@@ -183,8 +183,9 @@ def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType
     if (entry.config is not None and entry.kind in ("decoder", "encoder")) or entry.kind == "encoder-decoder":
         kwargs.update(phase=phase, attention_impl=attention_impl)
     if dropout:
-        if not (entry.config is not None and entry.kind in ("decoder", "encoder")):
-            raise ConfigError(f"dropout kernels are modelled for the zoo's transformers; '{name}' is a {entry.kind} model")
+        if not ((entry.config is not None and entry.kind in ("decoder", "encoder")) or entry.kind == "encoder-decoder"):
+            raise ConfigError(f"dropout kernels are modelled for the zoo's transformers and Switch; '{name}' is a "
+                              f"{entry.kind} model")
         kwargs["dropout"] = dropout
     if amp:
         kwargs["amp"] = True

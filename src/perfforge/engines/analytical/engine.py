@@ -61,6 +61,7 @@ class AnalyticalEngine:
         records: list[OpRecord] = []
         unmodelled: list[str] = []
         clock = 0.0
+        syncs: list[bool] = []
         if scenario.backend not in OP_TIMERS:
             import perfforge.engines.learned  # noqa: F401  (registers the learned backend)
         timings, backend_info = OP_TIMERS.get(scenario.backend)().time_ops(ops, device, cal, compute_dtype)
@@ -72,21 +73,18 @@ class AnalyticalEngine:
             phase = "recompute" if op.name.startswith("recompute.") else op.phase.value
             records.append(OpRecord(op.name, op.kind.value, op.layer, phase, t.time_s, op.flops, op.bytes,
                                     t.bound, start_s=clock))
+            syncs.append(bool(op.attrs.get("host_sync")) and phase in ("forward", "recompute"))
             clock += t.time_s
-        # Eager frameworks issue ops from the CPU, which runs ahead of the GPU while the GPU is the
-        # bottleneck; when kernels are shorter than their issue time the GPU idles: step = max(both).
-        # Only forward ops are charged: the backward is issued by autograd's C++ engine without the
-        # Python-level dispatch that dominates the per-op host cost.
-        forward_ops = sum(1 for r in records if r.phase in ("forward", "recompute"))
         # a graph traced from a PyTorch module has one op per launched aten op, a finer grain than the zoo's
         # fused graph; the zoo's eager graphs list kernels at that grain too
         kernel_grain = workload.meta.get("family") == "torch" or workload.meta.get("op_granularity") == "kernel"
         per_op = cal.host_overhead_traced_op_s if kernel_grain else cal.host_overhead_s
-        host_time = forward_ops * per_op if scenario.execution == "eager" else 0.0
-        if host_time > clock:
-            records.append(OpRecord("host-bound idle", "idle", "host", "host", host_time - clock, 0.0, 0.0,
-                                    "host", start_s=clock, stream="idle"))
-            clock = host_time
+        host_time, busy = 0.0, clock
+        if scenario.execution == "eager":
+            clock, host_time = eager_step_time(records, syncs, per_op)
+        if clock > busy:
+            records.append(OpRecord("host-bound idle", "idle", "host", "host", clock - busy, 0.0, 0.0,
+                                    "host", start_s=busy, stream="idle"))
         step_time = clock
         flops_per_step = sum(r.flops for r in records)
         if mode == "train":
@@ -116,6 +114,25 @@ class AnalyticalEngine:
         # a scenario sets loader_workers for training only (validated), so other modes pass through
         return apply_input_bound(result, scenario.loader_workers, scenario.loader_rate, workload.batch,
                                  cal.loader_samples_per_s_per_worker)
+
+
+def eager_step_time(records: list[OpRecord], syncs: list[bool], per_op_s: float) -> tuple[float, float]:
+    """(step time, host issue time) of an eager step whose ops the CPU issues at ``per_op_s`` each.
+
+    The CPU runs ahead of the GPU while the GPU is the bottleneck; when kernels are shorter than their issue
+    time the GPU idles, so a stretch of ops takes max(GPU time, issue time). An op that reads a result back to
+    Python (``syncs``: ``.item()``, a boolean-mask ``nonzero``) drains the queue: the CPU waits for the GPU and
+    the next stretch starts from an empty queue. Without such ops the step is max(GPU, host) as a whole. Only
+    forward ops are charged: the backward is issued by autograd's C++ engine without the Python-level dispatch
+    that dominates the per-op host cost."""
+    step = host = gpu = issue = 0.0
+    for rec, sync in zip(records, syncs):
+        gpu += rec.time_s
+        if rec.phase in ("forward", "recompute"):
+            issue += per_op_s
+        if sync:
+            step, host, gpu, issue = step + max(gpu, issue), host + issue, 0.0, 0.0
+    return step + max(gpu, issue), host + issue
 
 
 def _digest(workload: Workload, device_id: str, scenario: Scenario) -> str:

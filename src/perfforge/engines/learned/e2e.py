@@ -59,7 +59,7 @@ def e2e_rows(model: LearnedKernelModel, root: Path,
                                                 head=p.get("head"))
                     with using_model(m):
                         r = predict(workload, hw, mode="train" if p["mode"] == "train" else "inference",
-                                    optimizer="adamw", backend=backend)
+                                    optimizer=p.get("optimizer", "adamw"), backend=backend)
                     t = r.step_time_s
                     if p.get("exclude_optimizer"):
                         t -= sum(x.time_s for x in r.breakdown if x.phase == "optimizer")
@@ -108,7 +108,8 @@ def render_e2e(e2e: list[dict[str, Any]]) -> list[str]:
         return []
     lines = ["", "## End to end: NeuSight's labels (FP32; its five training GPUs and its OOD GPUs H100, L4, A100 80GB PCIe)",
              "",
-             "Whole-model forward (inference) or forward+backward (training, no optimizer step) from perfforge's "
+             "Whole-model forward (inference) or forward+backward (training: no optimizer step, the gradients added into "
+             "the previous iteration's, as NeuSight's loop never zeroes them) from perfforge's "
              "graphs with eager attention, predicted with the shipped learned model, with the model whose learners "
              "were trained without the label's GPU group (leave-one-GPU-out folds; the shipped blend and intervals), "
              "and with the analytical backend. The shipped model was trained on kernels of P4, T4, P100, V100, "
