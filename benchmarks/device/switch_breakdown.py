@@ -20,19 +20,25 @@ set_precision_flags("fp32")
 torch.backends.cudnn.benchmark = True
 model_id, seq = ("tiny-switch", 32) if tiny else ("switch-xl", 512)
 results = []
+
+
+def make_step(model, logits, inputs, mode):
+    ids = inputs["input_ids"]
+
+    def step():
+        if mode == "inference":
+            with torch.no_grad():
+                return model(**inputs)
+        lg = logits(model(**inputs))
+        torch.nn.functional.cross_entropy(lg.view(-1, lg.size(-1)), ids.view(-1)).backward()
+    return step
+
+
 for experts in ("padded", "hf"):
     for mode, batch in (("inference", 1), ("train", 1), ("inference", 2)):
         case = E2ECase(model_id, mode, batch, seq, experts)
         model, logits, inputs = build(case, dev)
-        ids = inputs["input_ids"]
-
-        def step():
-            if mode == "inference":
-                with torch.no_grad():
-                    return model(**inputs)
-            lg = logits(model(**inputs))
-            torch.nn.functional.cross_entropy(lg.view(-1, lg.size(-1)), ids.view(-1)).backward()
-
+        step = make_step(model, logits, inputs, mode)
         step()
         if cuda:
             torch.cuda.synchronize()
@@ -54,7 +60,7 @@ for experts in ("padded", "hf"):
         print(f"{experts} {mode} b{batch}: wall {wall * 1e3:.2f} ms, kernels {kernels_s * 1e3:.2f} ms", flush=True)
         for o in ops[:12]:
             print(f"   {o['op']:40s} {o['calls']:5d} {o['self_device_s'] * 1e3:8.2f} ms {o['shapes'][:2]}")
-        del model
+        del model, step
         if cuda:
             torch.cuda.empty_cache()
         with open(out_path, "w") as fh:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -32,25 +33,30 @@ def test_training_step_and_bad_backend():
         perfforge.predict("gpt2", "h100-sxm5-80gb", backend="neural")
 
 
-def test_backward_convolutions_fall_back_until_the_model_has_seen_them():
-    """A model trained on forward convolutions only times a ResNet-50 training step's dgrad and wgrad convs with
-    the roofline and says so; the shipped model, whose data holds an H100's backward convs
-    (data/ground_truth/measured/h100-conv-backward-20261126), covers them."""
+def test_backward_convolutions_are_covered_only_where_they_were_measured():
+    """The shipped model's data holds an H100's backward convs (data/ground_truth/measured/h100-conv-backward-
+    20261126) and no other GPU's: it times a ResNet-50 training step's dgrad and wgrad convs on an H100, and on a
+    V100 leaves them to the roofline and says so."""
     import dataclasses
 
     from perfforge.engines.learned.backend import using_model
+    from perfforge.engines.learned.dataset import conv_backward_groups, load_records
     from perfforge.engines.learned.model import load_model
 
     shipped = load_model()
-    assert shipped.conv_backward is True
+    assert shipped.conv_backward_groups == ("H100",)
+    root = Path(__file__).resolve().parents[2] / "data" / "ground_truth"
+    assert conv_backward_groups(load_records(root, scale=0.01)) == ("H100",)
     kw = dict(mode="train", batch=32, dtype="fp16", optimizer="sgd_momentum", backend="learned")
-    with using_model(dataclasses.replace(shipped, conv_backward=False)):
-        r = perfforge.predict("resnet50", "v100-sxm2-16gb", **kw)
+    r = perfforge.predict("resnet50", "v100-sxm2-16gb", **kw)
     n_backward_convs = sum(1 for x in r.breakdown if x.kind == "conv2d" and x.phase.startswith("backward"))
     assert r.extra["fallback_ops"]["conv2d backward"] == n_backward_convs == 53 + 52  # the stem has no dgrad
-    covered = perfforge.predict("resnet50", "v100-sxm2-16gb", **kw)
+    with using_model(dataclasses.replace(shipped, conv_backward_groups=("V100",))):
+        covered = perfforge.predict("resnet50", "v100-sxm2-16gb", **kw)
     assert "conv2d backward" not in covered.extra["fallback_ops"]
     assert covered.extra["learned_ops"] == r.extra["learned_ops"] + n_backward_convs
+    h100 = perfforge.predict("resnet50", "h100-sxm5-80gb", **kw)
+    assert "conv2d backward" not in h100.extra["fallback_ops"]
 
 
 def test_zoo_ids_for_neusight_labels():

@@ -88,10 +88,10 @@ def test_training_is_deterministic_and_round_trips(samples, tmp_path):
     pl = loaded.predict_ops([o for o, _ in ops], dev, [c for _, c in ops])
     np.testing.assert_array_equal(pa.pred_s, pl.pred_s)
     np.testing.assert_array_equal(pa.high_s, pl.high_s)
-    assert loaded.conv_backward is a.conv_backward is False
-    c = train_model(samples, folds, params=TINY, mlp_params=TINY_MLP, conv_backward=True)
+    assert loaded.conv_backward_groups == a.conv_backward_groups == ()
+    c = train_model(samples, folds, params=TINY, mlp_params=TINY_MLP, conv_backward_groups=("H100", "V100"))
     c.save(tmp_path / "c.npz", tmp_path / "c.json", {"created_by": "test"})
-    assert load_model(tmp_path / "c.json").conv_backward is True  # the manifest carries it
+    assert load_model(tmp_path / "c.json").conv_backward_groups == ("H100", "V100")  # the manifest carries them
     # held-out rows were predicted by folds that never saw their GPU group
     fold = folds["gemm"]
     held = np.isin(fold.samples.group, ["T4", "H100"])

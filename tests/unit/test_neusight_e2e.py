@@ -93,3 +93,19 @@ def test_harness_refuses_big_models_on_a_cpu():
         measure_records("standard", torch.device("cpu"), None, set(), lambda r: None, lambda s: None)
     with pytest.raises(ValueError, match="choose from tiny, standard"):
         measure_records("huge", torch.device("cpu"), None, set(), lambda r: None, lambda s: None)
+
+
+def test_label_reproduction_rows_by_hand():
+    """Every re-measurement meets its own label: BERT-Large b8 training in NeuSight's harness is 225.40 ms against
+    the label's 236.0 ms (labels/NVIDIA_H100_80GB_HBM3/bert_large-train-512-8.json, e2e_latency 235.99)."""
+    from perfforge.evaluation.label_reproduction import render, reproduction_rows
+
+    rows = reproduction_rows(ROOT)
+    harness = [r for r in rows if r["protocol"] == "NeuSight's harness"]
+    assert len(harness) == 18 and len(rows) == 18 + 36   # + two H100 breakdown runs of 18 (H200 has no labels)
+    bert = next(r for r in harness if r["label"] == "bert_large-train-512-8")
+    label = json.loads((ROOT / "neusight/labels/NVIDIA_H100_80GB_HBM3/bert_large-train-512-8.json").read_text())
+    assert bert["label_s"] == pytest.approx(label["e2e_latency"] * 1e-3)
+    assert bert["measured_s"] / bert["label_s"] == pytest.approx(0.955, abs=0.001)
+    text = "\n".join(render(rows))
+    assert "NeuSight's harness protocol, dense models: 8 runs" in text and "| hf |" in text

@@ -123,6 +123,14 @@ def samples_from_records(records: Iterable[dict[str, Any]]) -> dict[str, Samples
     return out
 
 
+def conv_backward_groups(records: Iterable[dict[str, Any]]) -> tuple[str, ...]:
+    """The GPU groups whose measured backward convolutions (``conv2d_dgrad`` / ``conv2d_wgrad``) are in
+    ``records``."""
+    groups = {GPU_GROUPS.get(RECORD_DEVICES.get(r.get("device", {}).get("name", ""), ""))
+              for r in records if r.get("op") in CONV_BACKWARD_OPS and r.get("latency_s")}
+    return tuple(sorted(g for g in groups if g))
+
+
 def load_records(root: str | Path, *, scale: float = 1.0) -> list[dict[str, Any]]:
     """Every training record under ``root`` (the repository's ``data/ground_truth``). ``scale`` < 1 reads
     proportionally fewer rows per file (tests train on a tiny subset)."""

@@ -20,8 +20,8 @@ from typing import Any, Callable
 import numpy as np
 
 from perfforge.engines.learned.dataset import (
-    CONV_BACKWARD_OPS,
     OP_CLASSES,
+    conv_backward_groups,
     describe,
     load_records,
     samples_from_records,
@@ -35,6 +35,8 @@ from perfforge.engines.learned.train import (
     leave_one_gpu_out,
     train_model,
 )
+from perfforge.evaluation.label_reproduction import render as render_reproduction
+from perfforge.evaluation.label_reproduction import reproduction_rows
 
 # NeuSight's out-of-distribution per-op errors (Lee et al., ASPLOS 2025): BMM 13.78%, FC 13.88% in
 # scripts/asplos/summary/perop.csv of sitar-lab/NeuSight (see splits.NEUSIGHT_PEROP for the source, the other
@@ -103,7 +105,7 @@ def run(root: str | Path, *, scale: float = 1.0, progress: Callable[[str], None]
         progress(f"{sum(len(s) for s in samples.values())} kernel samples from {len(records)} records "
                  f"({time.perf_counter() - t0:.1f}s)")
     folds = {fam: leave_one_gpu_out(s, progress=progress) for fam, s in samples.items()}
-    model = train_model(samples, folds, conv_backward=any(r.get("op") in CONV_BACKWARD_OPS for r in records))
+    model = train_model(samples, folds, conv_backward_groups=conv_backward_groups(records))
     out = {"samples": samples, "folds": folds, "model": model, "kernel_rows": kernel_rows(folds),
            "data": describe(samples), "train_s": time.perf_counter() - t0}
     if with_e2e:
@@ -112,6 +114,7 @@ def run(root: str | Path, *, scale: float = 1.0, progress: Callable[[str], None]
         held = held_out_models(model, folds)
         out["e2e_rows"] = e2e_rows(model, root, held)
         out["perop_rows"] = logo_perop_rows(held, root)
+        out["label_reproduction"] = reproduction_rows(root)
     return out
 
 
@@ -192,6 +195,7 @@ def render_report(result: dict[str, Any], *, command: str) -> str:
                      f"{_pct(100 * r['coverage'])} | {_pct(100 * r['coverage_pooled'])} | {r['bias']:+.3f} | "
                      f"{_pct(r['roofline_mape'])} | {_pct(r['analytical_mape'])} |")
     lines += render_e2e(result.get("e2e_rows") or [])
+    lines += render_reproduction(result.get("label_reproduction") or [])
     if result.get("perop_rows"):
         from perfforge.engines.learned.splits import NEUSIGHT_PEROP
         from perfforge.evaluation.op_breakdown import render_section
@@ -213,6 +217,6 @@ def write_outputs(result: dict[str, Any], folder: str | Path, *, command: str) -
     folder = Path(folder)
     write_atomic(folder / "report.md", render_report(result, command=command))
     payload = {"command": command, "kernel_rows": result["kernel_rows"], "e2e_rows": result.get("e2e_rows", []),
-               "perop_rows": result.get("perop_rows", []),
+               "perop_rows": result.get("perop_rows", []), "label_reproduction": result.get("label_reproduction", []),
                "summary": summary_by_class(result["kernel_rows"]), "data": result["data"]}
     write_atomic(folder / "results.json", json.dumps(payload, indent=2, default=str) + "\n")

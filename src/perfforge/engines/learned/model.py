@@ -28,6 +28,7 @@ import numpy as np
 
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError, PerfforgeError
+from perfforge.engines.learned.dataset import GPU_GROUPS
 from perfforge.engines.learned.features import FEATURE_NAMES, batch_features
 from perfforge.engines.learned.mlp import NumpyMLP
 from perfforge.engines.learned.trees import TreeEnsemble
@@ -86,13 +87,15 @@ class OpPredictions:
 
 @dataclass(frozen=True)
 class LearnedKernelModel:
-    """``conv_backward``: whether the training data held measured backward convolutions (``conv2d_dgrad`` /
-    ``conv2d_wgrad`` records). Without them the conv family has only seen forward kernels, and the input- and
-    weight-gradient convolutions of a training step are left uncovered (the caller falls back), not extrapolated."""
+    """``conv_backward_groups``: the GPU groups (``dataset.GPU_GROUPS``) whose measured backward convolutions
+    (``conv2d_dgrad`` / ``conv2d_wgrad`` records) were in the training data. On those GPUs the model times a
+    training step's input- and weight-gradient convolutions; elsewhere it leaves them uncovered (the caller falls
+    back to the roofline) rather than extrapolate: backward convolutions measured on one GPU say nothing a
+    leave-one-GPU-out could check about another, and cuDNN picks other algorithms on other architectures."""
 
     families: dict[str, FamilyModel]
     manifest: dict[str, Any] = field(default_factory=dict)
-    conv_backward: bool = False
+    conv_backward_groups: tuple[str, ...] = ()
 
     @property
     def version(self) -> str:
@@ -122,7 +125,7 @@ class LearnedKernelModel:
             low[batch.index] = (p * np.exp(offsets[:, 0]))[batch.row]
             high[batch.index] = (p * np.exp(offsets[:, 1]))[batch.row]
             covered[batch.index] = True
-        if not self.conv_backward:
+        if GPU_GROUPS.get(device.id) not in self.conv_backward_groups:
             unseen = [i for i, op in enumerate(ops) if op.kind is OpKind.CONV2D and op.phase is not Phase.FORWARD]
             covered[unseen] = False
             for arr in (pred, low, high, bound):
@@ -151,7 +154,7 @@ class LearnedKernelModel:
                                "trees": int(fm.trees.feature.shape[0]),
                                "mlp_layers": [int(w.shape[1]) for w in fm.mlp.weights] if fm.mlp else [],
                                "blend_mlp_weight": dict(fm.blend)} for fam, fm in self.families.items()},
-            "conv_backward": self.conv_backward,
+            "conv_backward_groups": list(self.conv_backward_groups),
             **extra_manifest,
         }
         write_atomic(npz_path, data)
@@ -176,7 +179,7 @@ def _from_files(npz_bytes: bytes, manifest: dict[str, Any], where: str) -> Learn
         families[fam] = FamilyModel(fam, TreeEnsemble.from_arrays(data, fam), float(meta["floor"]),
                                     {k: (float(v[0]), float(v[1])) for k, v in meta["interval"].items()},
                                     mlp, {k: float(v) for k, v in meta.get("blend_mlp_weight", {"*": 0.0}).items()})
-    return LearnedKernelModel(families, manifest, bool(manifest.get("conv_backward", False)))
+    return LearnedKernelModel(families, manifest, tuple(manifest.get("conv_backward_groups", ())))
 
 
 def load_model(path: str | Path | None = None) -> LearnedKernelModel:

@@ -272,9 +272,10 @@ def interval_offsets(fold: FoldResult, *, exclude_group: str | None = None) -> d
 
 def train_model(samples: dict[str, Samples], folds: dict[str, FoldResult], *,
                 params: dict[str, Any] | None = None, mlp_params: dict[str, Any] | None = None,
-                conv_backward: bool = False) -> LearnedKernelModel:
+                conv_backward_groups: tuple[str, ...] = ()) -> LearnedKernelModel:
     """The shipped model: both learners fitted on every GPU, the per-class blend and the intervals taken
-    from the leave-one-GPU-out folds. ``conv_backward``: the data held measured backward convolutions."""
+    from the leave-one-GPU-out folds. ``conv_backward_groups``: the GPU groups whose backward convolutions the
+    data held (``dataset.conv_backward_groups``)."""
     families = {}
     for fam, s in samples.items():
         fold = folds.get(fam)
@@ -283,4 +284,4 @@ def train_model(samples: dict[str, Samples], folds: dict[str, FoldResult], *,
         mlp = fit_mlp(s, params=mlp_params)[0] if any(w > 0 for w in blend.values()) else None
         interval = interval_offsets(fold) if fold is not None else {"*": (0.0, 0.0)}
         families[fam] = FamilyModel(fam, trees, family_floor(s), interval, mlp, blend if mlp is not None else {"*": 0.0})
-    return LearnedKernelModel(families, conv_backward=conv_backward)
+    return LearnedKernelModel(families, conv_backward_groups=conv_backward_groups)
