@@ -86,6 +86,16 @@ class Scenario(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _accumulate(self) -> "Scenario":
+        parallel = self.gpus > 1 or self.tp > 1 or self.pp > 1 or self.zero > 0 or self.microbatches > 1
+        if self.optimizer == "grad_accumulate" and parallel:
+            raise ValueError("optimizer: grad_accumulate is one device's backward into existing gradients, with no "
+                             "all-reduce; for gradient accumulation across devices use microbatches with a real "
+                             "optimizer (allowed with gpus/tp/pp/zero/microbatches: "
+                             f"{', '.join(k for k in OPTIMIZERS if not OPTIMIZERS[k].accumulate_only)})")
+        return self
+
+    @model_validator(mode="after")
     def _loader(self) -> "Scenario":
         if self.loader_rate is not None and self.loader_workers is None:
             raise ValueError("loader_rate needs loader_workers (the loader's worker processes per device)")

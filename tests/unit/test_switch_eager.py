@@ -119,3 +119,10 @@ def test_gradient_accumulation_step_by_hand():
     step = sum(x.time_s for x in acc.breakdown if x.phase == "optimizer")
     assert 0 < step < sum(x.time_s for x in adam.breakdown if x.phase == "optimizer")
     assert acc.memory.optimizer_states == 0 < adam.memory.optimizer_states
+
+
+def test_gradient_accumulation_is_single_device():
+    from perfforge.scenario import make_scenario
+
+    with pytest.raises(ConfigError, match="grad_accumulate is one device.s backward"):
+        make_scenario(model="gpt2", hardware="h100-sxm5-80gb", mode="train", optimizer="grad_accumulate", gpus=8)

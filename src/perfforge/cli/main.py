@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from perfforge.core.errors import PerfforgeError
+from perfforge.workload.optimizer import OPTIMIZERS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Predict how fast ML models train and serve on given hardware.")
@@ -27,7 +28,7 @@ def predict(
     batch: Optional[int] = typer.Option(None, help="samples per step (per device)"),
     seq: Optional[int] = typer.Option(None, help="sequence length (context length for decode)"),
     dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | fp16 | bf16 | fp8 | int8"),
-    optimizer: Optional[str] = typer.Option(None, help="sgd | sgd_momentum | adam | adamw | lion"),
+    optimizer: Optional[str] = typer.Option(None, help=" | ".join(OPTIMIZERS)),
     recompute: Optional[bool] = typer.Option(None, "--recompute/--no-recompute", help="full activation recomputation"),
     attention: Optional[str] = typer.Option(None, "--attention", help="fused | unfused (HF eager) | sdpa (HF default)"),
     memory_format: Optional[str] = typer.Option(None, "--memory-format",

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from perfforge.cli.main import app, console
 from perfforge.core.errors import ConfigError
+from perfforge.workload.optimizer import OPTIMIZERS
 
 
 @app.command()
@@ -20,7 +21,7 @@ def train(
     batch: Optional[int] = typer.Option(None, help="samples per GPU per step"),
     seq: Optional[int] = typer.Option(None, help="sequence length"),
     dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | fp16 | bf16"),
-    optimizer: Optional[str] = typer.Option(None, help="sgd | sgd_momentum | adam | adamw | lion"),
+    optimizer: Optional[str] = typer.Option(None, help=" | ".join(OPTIMIZERS)),
     node: Optional[str] = typer.Option(None, help="node preset (default: the device's usual server)"),
     algorithm: Optional[str] = typer.Option(None, "--algorithm", help="ring | direct | halving_doubling | double_binary_tree"),
     no_overlap: bool = typer.Option(False, "--no-overlap", help="all-reduce after backward instead of during it"),
