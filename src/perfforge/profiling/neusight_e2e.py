@@ -13,9 +13,12 @@ three calls. NeuSight's labels (``../shared/data/neusight/labels``) came from it
 * 25 iterations, each after ``gc.collect()`` and ``torch.cuda.empty_cache()`` (so every forward re-allocates
   from the driver), and the label is the mean of the 5 fastest forwards plus the mean of the 5 fastest
   backwards;
-* Switch Transformers with NeuSight's replacement of the sparse MLP: every expert runs on a zero-padded buffer
-  of ``batch x expert_capacity`` rows whatever the router chose (``set_moe``). Because every token id is 1 and
-  Switch has no absolute positions, the stock HF layer would send all tokens to one expert.
+* for Switch Transformers, NeuSight's per-node traces ran its replacement of the sparse MLP (``set_moe``: every
+  expert on a zero-padded buffer of ``batch x expert_capacity`` rows whatever the router chose), but its
+  end-to-end labels ran transformers' own layer: ``measure_e2e`` runs before ``set_moe`` patches the class, one
+  configuration per process (``scripts/asplos/collect_label.py``). Because every token id is 1 and Switch has
+  no absolute positions, that layer sends all tokens to one expert. This group runs both (``experts``: "padded",
+  "hf"); the "hf" cases use today's transformers, whose router (5.17) does not apply the capacity.
 
 This group (``perfforge profile --only neusight-e2e``) runs those configurations that way, on PyTorch of today,
 and records NeuSight's statistic as ``latency_s`` together with the medians and a warm-allocator pass (no
