@@ -18,21 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from perfforge.evaluation.measured import read_measurements
-
-
-def _label_ms(root: Path) -> dict[tuple[str, str], float]:
-    import json
-
-    out = {}
-    for path in sorted((root / "neusight" / "labels").glob("*/*.json")):
-        out[(path.parent.name, path.stem)] = float(json.loads(path.read_text())["e2e_latency"])
-    return out
+from perfforge.evaluation.neusight import read_labels
 
 
 def reproduction_rows(root: str | Path) -> list[dict[str, Any]]:
     """One row per perfforge re-measurement of a NeuSight label: the label's and the measured latency (s)."""
     root = Path(root)
-    labels = _label_ms(root)
+    # read_labels keys each label "neusight/<GPU folder>/<label>"
+    labels = {tuple(r["key"].split("/")[1:]): r["latency_s"] for r in read_labels(root / "neusight")}
     rows = []
     for path in sorted((root / "measured").glob("*/measurements.jsonl.gz")):
         for rec in read_measurements(path):
@@ -47,7 +40,7 @@ def reproduction_rows(root: str | Path) -> list[dict[str, Any]]:
             extra = rec.get("extra") or {}
             rows.append({"gpu": folder, "label": p["neusight_label"], "folder": path.parent.name,
                          "protocol": "NeuSight's harness" if rec["group"] == "neusight-e2e" else "perfforge's",
-                         "experts": p.get("experts", ""), "label_s": label * 1e-3, "measured_s": rec["latency_s"],
+                         "experts": p.get("experts", ""), "label_s": label, "measured_s": rec["latency_s"],
                          "warm_median_s": extra.get("warm_e2e_median_s")})
     return rows
 

@@ -176,16 +176,10 @@ def case_key(model_id: str, phase: str, batch: int, length: int, dtype: str) -> 
 def measure_records(suite: str, dev: Any, base: Any, done: set[str], emit: Callable[[Any], None],
                     say: Callable[[str], None]) -> int:
     """``perfforge profile --only llm``: the suite's iterations as measurement records (resumable by key)."""
-    from perfforge.profiling.records import utc_now_iso
+    from perfforge.profiling.records import group_on_device, utc_now_iso
 
-    if suite not in SUITE_MODELS:
-        raise ValueError(f"unknown suite {suite!r} (choose from {', '.join(SUITE_MODELS)})")
-    cuda = getattr(dev, "type", "cpu") == "cuda"
-    if not cuda and suite != "tiny":
-        from perfforge.core.errors import ConfigError
-
-        raise ConfigError(f"--only llm --suite {suite} builds 7-8B-parameter decoders: run it on a GPU "
-                          "(on a CPU, --suite tiny measures a two-layer decoder)")
+    cuda = group_on_device("llm", suite, SUITE_MODELS, dev, needs="builds 7-8B-parameter decoders",
+                           tiny="measures a two-layer decoder")
     dtype = "fp16" if cuda else "fp32"
     all_cases = [("prefill", b, p) for b, p in PREFILL_CASES[suite]] + [("decode", b, c) for b, c in DECODE_CASES[suite]]
     ran = 0

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from perfforge.profiling.op_breakdown import _BERT_ARCH, _GPT2_ARCH, _OPT_ARCH, NEUSIGHT_NAMES
+from perfforge.profiling.op_breakdown import NEUSIGHT_NAMES, _transformers, hf_config, neusight_label
 
 # NeuSight's Switch config (switchxl4: 24 + 24 layers, 4 experts, capacity 64, sparse step 2; the zoo's
 # `switch-xl`, perfforge.workload.zoo._SWITCH_XL) and a two-layer one for CPU tests
@@ -124,45 +124,22 @@ def _patch_switch(padded: bool) -> None:
 def build(case: E2ECase, dev: Any) -> tuple[Any, Callable[[Any], dict[str, Any]], Any]:
     """The model as NeuSight's ``get_model`` builds it (configs' default dropout, eager attention), its inputs
     (all token ids 1) and the logits getter."""
-    import os
-
     import torch
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        import transformers as tf
-    except ImportError as exc:
-        from perfforge.profiling.models import MissingDependency
-
-        raise MissingDependency(f"transformers not installed ({exc})") from None
+    tf = _transformers()
     train = case.mode == "train"
     ids = torch.ones(case.batch, case.seq, dtype=torch.int64, device=dev)
     inputs: dict[str, Any] = {"input_ids": ids}
-    if case.model in _GPT2_ARCH:
-        layers, hidden, heads, positions = _GPT2_ARCH[case.model]
-        cfg = tf.GPT2Config(n_layer=layers, n_embd=hidden, n_head=heads, n_positions=positions, vocab_size=50257,
-                            use_cache=False)
-        cls = tf.GPT2LMHeadModel
-    elif case.model in _BERT_ARCH:
-        layers, hidden, heads, inter = _BERT_ARCH[case.model]
-        cfg = tf.BertConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
-                            intermediate_size=inter, vocab_size=30522, max_position_embeddings=512)
-        cls = tf.BertForPreTraining if train else tf.BertForSequenceClassification
-    elif case.model in _OPT_ARCH:
-        layers, hidden, heads, ffn = _OPT_ARCH[case.model]
-        cfg = tf.OPTConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads, ffn_dim=ffn,
-                           word_embed_proj_dim=hidden, vocab_size=50272, max_position_embeddings=2048,
-                           use_cache=False)
-        cls = tf.OPTForCausalLM
-    elif case.model in _SWITCH_ARCH:
+    if case.model in _SWITCH_ARCH:
         cfg = tf.SwitchTransformersConfig(**_SWITCH_ARCH[case.model], use_cache=False)
         cls = tf.SwitchTransformersForConditionalGeneration
         # NeuSight passes [ids, ids, ids] positionally: input_ids, attention_mask, decoder_input_ids
         inputs.update(attention_mask=ids, decoder_input_ids=ids)
         _patch_switch(case.experts == "padded")
     else:
-        known = ", ".join([*_GPT2_ARCH, *_BERT_ARCH, *_OPT_ARCH, *_SWITCH_ARCH])
-        raise ValueError(f"unknown model {case.model!r} (choose from {known})")
+        cfg, family, _ = hf_config(case.model, None)   # the config classes' default dropout, as NeuSight ran
+        cls = {"gpt2": tf.GPT2LMHeadModel, "opt": tf.OPTForCausalLM,
+               "bert": tf.BertForPreTraining if train else tf.BertForSequenceClassification}[family]
     with torch.device(dev):
         model = cls._from_config(cfg, attn_implementation="eager")
     model.train(train)
@@ -241,8 +218,7 @@ def case_key(case: E2ECase) -> tuple[str, dict[str, Any]]:
     if case.model in _SWITCH_ARCH:
         params["experts"] = case.experts
     if case.model in NAMES:
-        params["neusight_label"] = f"{NAMES[case.model]}-{'inf' if case.mode == 'inference' else 'train'}-" \
-                                   f"{case.seq}-{case.batch}"
+        params["neusight_label"] = neusight_label(NAMES[case.model], case.mode, case.seq, case.batch)
     return make_key("model", f"{case.model}_{case.mode}_neusight", "fp32", params), params
 
 
@@ -252,16 +228,10 @@ def measure_records(suite: str, dev: Any, base: Any, done: set[str], emit: Calla
     import torch
 
     from perfforge.profiling.kernels import set_precision_flags
-    from perfforge.profiling.records import utc_now_iso
+    from perfforge.profiling.records import group_on_device, utc_now_iso
 
-    if suite not in SUITES:
-        raise ValueError(f"unknown suite {suite!r} (choose from {', '.join(SUITES)})")
-    cuda = getattr(dev, "type", "cpu") == "cuda"
-    if not cuda and suite != "tiny":
-        from perfforge.core.errors import ConfigError
-
-        raise ConfigError(f"--only neusight-e2e --suite {suite} runs 0.3-2.9B-parameter FP32 transformers: run it "
-                          "on a GPU (on a CPU, --suite tiny runs two-layer models)")
+    cuda = group_on_device("neusight-e2e", suite, SUITES, dev, needs="runs 0.3-2.9B-parameter FP32 transformers",
+                           tiny="runs two-layer models")
     set_precision_flags("fp32")   # TF32 off, as NeuSight measured
     iterations, fastest, warm = TIMING[suite]
     ran = 0

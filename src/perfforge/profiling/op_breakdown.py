@@ -52,11 +52,8 @@ _OPT_ARCH = {"opt-1.3b": (24, 2048, 32, 8192), "tiny-opt": (2, 64, 4, 128)}
 TIMING = {"tiny": (1, 2), "smoke": (1, 3), "standard": (1, 3)}  # (warmup, repeats) per suite
 
 
-def build_model(model_id: str, dev: Any) -> tuple[Any, int]:
-    """The model with random FP32 weights on ``dev`` and its vocabulary size."""
+def _transformers() -> Any:
     import os
-
-    import torch
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -66,28 +63,46 @@ def build_model(model_id: str, dev: Any) -> tuple[Any, int]:
         from perfforge.profiling.models import MissingDependency
 
         raise MissingDependency(f"transformers not installed ({exc})") from None
-    eager = {"attn_implementation": "eager"}
+    return tf
+
+
+def hf_config(model_id: str, dropout: float | None) -> tuple[Any, str, int]:
+    """The HF config of one of these models, its family ("gpt2", "bert", "opt") and vocabulary size.
+    ``dropout`` sets every dropout probability; None keeps the config classes' defaults (0.1 here, as NeuSight ran)."""
+    tf = _transformers()
     if model_id in _GPT2_ARCH:
         layers, hidden, heads, positions = _GPT2_ARCH[model_id]
-        cfg = tf.GPT2Config(n_layer=layers, n_embd=hidden, n_head=heads, n_positions=positions, vocab_size=50257,
-                            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False)
-        cls, vocab = tf.GPT2LMHeadModel, 50257
-    elif model_id in _BERT_ARCH:
+        drop = {} if dropout is None else dict(resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout)
+        return tf.GPT2Config(n_layer=layers, n_embd=hidden, n_head=heads, n_positions=positions, vocab_size=50257,
+                             use_cache=False, **drop), "gpt2", 50257
+    if model_id in _BERT_ARCH:
         layers, hidden, heads, inter = _BERT_ARCH[model_id]
-        cfg = tf.BertConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
-                            intermediate_size=inter, vocab_size=30522, max_position_embeddings=512,
-                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-        cls, vocab = tf.BertModel, 30522
-    elif model_id in _OPT_ARCH:
+        drop = {} if dropout is None else dict(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+        return tf.BertConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
+                             intermediate_size=inter, vocab_size=30522, max_position_embeddings=512, **drop), "bert", 30522
+    if model_id in _OPT_ARCH:
         layers, hidden, heads, ffn = _OPT_ARCH[model_id]
-        cfg = tf.OPTConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads, ffn_dim=ffn,
-                           word_embed_proj_dim=hidden, vocab_size=50272, max_position_embeddings=2048,
-                           dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, use_cache=False)
-        cls, vocab = tf.OPTForCausalLM, 50272
-    else:
-        raise ValueError(f"unknown model {model_id!r} (choose from {', '.join(_GPT2_ARCH | _BERT_ARCH | _OPT_ARCH)})")
+        drop = {} if dropout is None else dict(dropout=dropout, attention_dropout=dropout, activation_dropout=dropout)
+        return tf.OPTConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads, ffn_dim=ffn,
+                            word_embed_proj_dim=hidden, vocab_size=50272, max_position_embeddings=2048,
+                            use_cache=False, **drop), "opt", 50272
+    raise ValueError(f"unknown model {model_id!r} (choose from {', '.join(_GPT2_ARCH | _BERT_ARCH | _OPT_ARCH)})")
+
+
+def neusight_label(neusight_name: str, mode: str, seq: int, batch: int) -> str:
+    """NeuSight's label name of one configuration (``<model>-<inf|train>-<seq>-<batch>``)."""
+    return f"{neusight_name}-{'inf' if mode == 'inference' else 'train'}-{seq}-{batch}"
+
+
+def build_model(model_id: str, dev: Any) -> tuple[Any, int]:
+    """The model with random FP32 weights on ``dev`` and its vocabulary size (dropout 0, eager attention)."""
+    import torch
+
+    tf = _transformers()
+    cfg, family, vocab = hf_config(model_id, 0.0)
+    cls = {"gpt2": tf.GPT2LMHeadModel, "bert": tf.BertModel, "opt": tf.OPTForCausalLM}[family]
     with torch.device(dev):
-        model = cls._from_config(cfg, **eager)   # fp32: torch's default dtype
+        model = cls._from_config(cfg, attn_implementation="eager")   # fp32: torch's default dtype
     return model, vocab
 
 
@@ -158,7 +173,7 @@ def case_key(model_id: str, mode: str, batch: int, seq: int) -> tuple[str, dict[
     if mode == "train":
         params["exclude_optimizer"] = True
     if model_id in NEUSIGHT_NAMES:
-        params["neusight_label"] = f"{NEUSIGHT_NAMES[model_id]}-{'inf' if mode == 'inference' else 'train'}-{seq}-{batch}"
+        params["neusight_label"] = neusight_label(NEUSIGHT_NAMES[model_id], mode, seq, batch)
     return make_key("model", f"{model_id}_{mode}_ops", "fp32", params), params
 
 
@@ -168,17 +183,11 @@ def measure_records(suite: str, dev: Any, base: Any, done: set[str], emit: Calla
     import torch
 
     from perfforge.profiling.kernels import set_precision_flags
-    from perfforge.profiling.records import utc_now_iso
+    from perfforge.profiling.records import group_on_device, utc_now_iso
     from perfforge.profiling.timing import time_callable
 
-    if suite not in SUITE_CASES:
-        raise ValueError(f"unknown suite {suite!r} (choose from {', '.join(SUITE_CASES)})")
-    cuda = getattr(dev, "type", "cpu") == "cuda"
-    if not cuda and suite != "tiny":
-        from perfforge.core.errors import ConfigError
-
-        raise ConfigError(f"--only breakdown --suite {suite} runs 0.3-2.9B-parameter FP32 transformers: run it on "
-                          "a GPU (on a CPU, --suite tiny runs two-layer models)")
+    cuda = group_on_device("breakdown", suite, SUITE_CASES, dev, needs="runs 0.3-2.9B-parameter FP32 transformers",
+                           tiny="runs two-layer models")
     set_precision_flags("fp32")   # strict FP32 (TF32 off) as NeuSight measured it
     empty_cache = torch.cuda.empty_cache if cuda else (lambda: None)
     warmup, repeats = TIMING[suite]

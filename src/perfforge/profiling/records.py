@@ -45,6 +45,20 @@ def make_key(kind: str, op: str, dtype: str, params: Mapping[str, Any]) -> str:
     return f"{kind}/{op}/{dtype}/{body}"
 
 
+def group_on_device(group: str, suite: str, suites: Iterable[str], dev: Any, *, needs: str, tiny: str) -> bool:
+    """Admit a named profiler group's ``suite`` on ``dev``: a known suite, and a GPU for any but ``tiny``
+    (``needs`` says what the suite runs, ``tiny`` what the tiny one does instead). Returns whether ``dev`` is CUDA."""
+    suites = list(suites)
+    if suite not in suites:
+        raise ValueError(f"unknown suite {suite!r} (choose from {', '.join(suites)})")
+    cuda = getattr(dev, "type", "cpu") == "cuda"
+    if not cuda and suite != "tiny":
+        from perfforge.core.errors import ConfigError
+
+        raise ConfigError(f"--only {group} --suite {suite} {needs}: run it on a GPU (on a CPU, --suite tiny {tiny})")
+    return cuda
+
+
 def utc_now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
