@@ -33,6 +33,15 @@ def test_shipped_constants_refit_from_neusight(arch, neusight_groups):
     assert conv["value"] == pytest.approx(shipped.conv3x3_fp32_speedup) and conv["after"] < conv["before"]
 
 
+def test_ada_gemm_scale_refits_from_neusights_l4_kernels(neusight_groups):
+    gemms, convs = neusight_groups
+    assert "ada" not in convs  # no Ada convolution is measured: the 3x3 speed-up keeps its prior
+    shipped = load_calibration("ada")
+    gemm = fit_fp32_gemm_scale(gemms["ada"], shipped.model_copy(update={"fp32_gemm_scale": 1.0}))
+    assert gemm["value"] == pytest.approx(shipped.fp32_gemm_scale) and gemm["after"] < gemm["before"] / 2
+    assert shipped.conv3x3_fp32_speedup == 1.0
+
+
 def test_hopper_keeps_the_priors():
     cal = load_calibration("hopper")
     assert cal.conv3x3_fp32_speedup == cal.fp32_gemm_scale == 1.0
