@@ -12,10 +12,12 @@ trsharm25/NeuSight @ bca31fb1):
   "NVIDIA_A100_80GB_PCIe"]``, ``OOD_MODELS = ["gpt3_27", "opt_13", "gpt3_xl"]``, and a row is OOD when
   ``model_name in OOD_MODELS or device in OOD_DEVICES``.
 
-perfforge has kernels for H100 (its own profiles, FP32/TF32/FP16/BF16, and Vidur's FP16 operators), none for
-L4 or the A100 80GB PCIe board (our A100 GEMM/vector rows are NeuSight's A100-PCIE-40GB, a training GPU).
+perfforge has kernels for H100 (its own profiles, FP32/TF32/FP16/BF16, and Vidur's FP16 operators), for L4
+(the first rows of each of NeuSight's own test files, ``scripts/asplos/data/dataset/test/*.csv``: FP32, shapes
+NeuSight never trained on), none for the A100 80GB PCIe board (our A100 GEMM/vector rows are NeuSight's
+A100-PCIE-40GB, a training GPU).
 H200 (perfforge's profiles) and A40 (Vidur) are newer or other GPUs that NeuSight never used; they are
-test GPUs here but are reported apart from the NeuSight-comparable H100.
+test GPUs here but are reported apart from the NeuSight-comparable H100 and L4.
 
 ``pre-ampere`` is a stricter sensitivity split (not NeuSight's): train on P4/T4/P100/V100 only, test on
 A100 as well.
@@ -75,9 +77,10 @@ class Split:
 
 SPLITS: dict[str, Split] = {
     "neusight": Split(
-        "neusight", ("P4", "T4", "P100", "V100", "A100"), ("H100", "H200", "A40"), ("H100",),
-        "NeuSight's training GPUs (P4, T4, P100, V100, A100-PCIE-40GB) -> its OOD GPU H100; H200 and A40 are "
-        "not in NeuSight's study. NeuSight's other OOD GPUs, L4 and A100 80GB PCIe, have no kernels here."),
+        "neusight", ("P4", "T4", "P100", "V100", "A100"), ("H100", "L4", "H200", "A40"), ("H100", "L4"),
+        "NeuSight's training GPUs (P4, T4, P100, V100, A100-PCIE-40GB) -> its OOD GPUs H100 and L4; H200 and A40 "
+        "are not in NeuSight's study. NeuSight's third OOD GPU, the A100 80GB PCIe, has no GEMM or vector kernels "
+        "here."),
     "pre-ampere": Split(
         "pre-ampere", ("P4", "T4", "P100", "V100"), ("A100", "H100", "H200", "A40"), (),
         "Stricter than NeuSight's split (its A100 is a training GPU): pre-Ampere GPUs only -> every Ampere "
@@ -224,8 +227,8 @@ def summary(rows: list[dict[str, Any]], sp: Split) -> dict[str, dict[str, Any]]:
         d: dict[str, Any] = {g: {k: r[k] for k in ("n", "mape", "median_ape", "coverage", "mape_trees", "mape_mlp",
                                                    "roofline_mape", "analytical_mape")} for g, r in sel.items()}
         for g in sp.comparable:
-            fp32 = [r for r in rows if r["gpu"] == g and r["op_class"] == c and r["subset"] == "measured fp32"]
-            if fp32:
+            fp32 = [r for r in rows if r["gpu"] == g and r["op_class"] == c and r["subset"].endswith(" fp32")]
+            if len(fp32) == 1:  # H100: perfforge's runs; L4: NeuSight's test kernels
                 d[f"{g} fp32"] = {k: fp32[0][k] for k in ("n", "mape", "median_ape", "coverage")}
         out[c] = d
     return out
@@ -265,9 +268,11 @@ def render(result: dict[str, Any], *, command: str) -> str:
             "kernels, an evenly spaced subsample per file as for the shipped model, e.g. 2,500 of ~17,700 BMM and "
             "2,000 of ~6,400 linear rows per GPU; plus Vidur's FP16 A100 operators: A100 is a training GPU); test = H100 (perfforge's two profile runs, "
             "FP32/TF32/FP16/BF16, and Vidur's FP16 operators), and, outside NeuSight's study, H200 (perfforge's "
-            "runs) and A40 (Vidur). Not available: kernels of L4 and of the A100 80GB PCIe board (NeuSight's other "
-            "two OOD GPUs; its test kernels are in `scripts/asplos/data/dataset/test/*.csv`, not copied into "
-            "perfforge), NeuSight's own per-node traces and labels on its OOD GPUs. Its summed-per-op metric is "
+            "runs) and A40 (Vidur); and L4, from NeuSight's own test kernels (`scripts/asplos/data/dataset/test/*.csv`, "
+            "shapes outside its training grid): the first rows of each file, which are L4's "
+            "(`data/ground_truth/neusight/README.md`). Not available: kernels of the A100 80GB PCIe board "
+            "(NeuSight's third OOD GPU; its test rows were not copied), NeuSight's own per-node traces on its OOD "
+            "GPUs. Its summed-per-op metric is "
             "computed instead on perfforge's own whole-model runs of NeuSight's configurations on H100 and H200 "
             "(section 'NeuSight's per-op metric on whole-model runs'); the per-kernel table right below is a "
             "different, stricter metric.", ""]
