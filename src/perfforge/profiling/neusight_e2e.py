@@ -35,15 +35,21 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from perfforge.profiling.op_breakdown import NEUSIGHT_NAMES, _transformers, hf_config, neusight_label
+from perfforge.workload.models.switch import SwitchConfig
+from perfforge.workload.zoo import SWITCH_XL
 
-# NeuSight's Switch config (switchxl4: 24 + 24 layers, 4 experts, capacity 64, sparse step 2; the zoo's
-# `switch-xl`, perfforge.workload.zoo._SWITCH_XL) and a two-layer one for CPU tests
-_SWITCH_ARCH = {"switch-xl": dict(num_layers=24, num_decoder_layers=24, d_model=1024, d_ff=16384, num_heads=32,
-                                  d_kv=128, num_experts=4, expert_capacity=64, encoder_sparse_step=2,
-                                  decoder_sparse_step=2, vocab_size=32128),
-                "tiny-switch": dict(num_layers=2, num_decoder_layers=2, d_model=64, d_ff=128, num_heads=4, d_kv=16,
-                                    num_experts=4, expert_capacity=8, encoder_sparse_step=2, decoder_sparse_step=2,
-                                    vocab_size=256)}
+
+def _hf_switch(cfg: SwitchConfig) -> dict[str, Any]:
+    """transformers' ``SwitchTransformersConfig`` arguments for a zoo Switch config."""
+    return dict(num_layers=cfg.layers, num_decoder_layers=cfg.layers, d_model=cfg.d_model, d_ff=cfg.d_ff,
+                num_heads=cfg.heads, d_kv=cfg.d_kv, num_experts=cfg.experts, expert_capacity=cfg.expert_capacity,
+                encoder_sparse_step=cfg.sparse_step, decoder_sparse_step=cfg.sparse_step, vocab_size=cfg.vocab)
+
+
+# NeuSight's Switch config (switchxl4: the zoo's `switch-xl`) and a two-layer one for CPU tests
+_SWITCH_ARCH = {"switch-xl": _hf_switch(SWITCH_XL),
+                "tiny-switch": _hf_switch(replace(SWITCH_XL, name="tiny-switch", layers=2, d_model=64, d_ff=128,
+                                                  heads=4, d_kv=16, expert_capacity=8, vocab=256))}
 NAMES = {**NEUSIGHT_NAMES, "switch-xl": "switchxl4"}
 
 

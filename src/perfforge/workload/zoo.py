@@ -126,13 +126,13 @@ _OPT_1_3B = TransformerConfig(name="opt-1.3b", layers=24, hidden=2048, heads=32,
                               source=_OPT_SRC)
 _register_transformer(_OPT_1_3B, "decoder", 2048, "OPT 1.3B (ReLU MLP, learned positions)")
 
-_SWITCH_XL = SwitchConfig(name="switch-xl", layers=24, d_model=1024, d_ff=16384, heads=32, d_kv=128, experts=4,
+SWITCH_XL = SwitchConfig(name="switch-xl", layers=24, d_model=1024, d_ff=16384, heads=32, d_kv=128, experts=4,
                           expert_capacity=64, sparse_step=2, vocab=32128, source=_SWITCH_SRC)
 
 
 def _switch_xl(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, phase: str = "prefill",
                attention_impl: str = "fused", amp: bool = False, dropout: float = 0.0) -> Workload:
-    return build_switch(_SWITCH_XL, batch=batch, seq=seq or 512, dtype=dtype, phase=phase,
+    return build_switch(SWITCH_XL, batch=batch, seq=seq or 512, dtype=dtype, phase=phase,
                         attention_impl=attention_impl, amp=amp, dropout=dropout)
 
 
@@ -180,10 +180,12 @@ def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType
         raise ConfigError(f"seq must be a positive integer, got {seq!r}")
     entry = MODELS.get(ALIASES.get(name, name))
     kwargs = {"batch": batch, "seq": seq, "dtype": DType.parse(dtype)}
-    if (entry.config is not None and entry.kind in ("decoder", "encoder")) or entry.kind == "encoder-decoder":
+    # the zoo's transformers and Switch take the attention implementation, the phase and dropout
+    transformer = (entry.config is not None and entry.kind in ("decoder", "encoder")) or entry.kind == "encoder-decoder"
+    if transformer:
         kwargs.update(phase=phase, attention_impl=attention_impl)
     if dropout:
-        if not ((entry.config is not None and entry.kind in ("decoder", "encoder")) or entry.kind == "encoder-decoder"):
+        if not transformer:
             raise ConfigError(f"dropout kernels are modelled for the zoo's transformers and Switch; '{name}' is a "
                               f"{entry.kind} model")
         kwargs["dropout"] = dropout
