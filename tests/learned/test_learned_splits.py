@@ -61,7 +61,7 @@ def test_test_gpus_do_not_influence_predictions(tiny):
     # scale every test GPU's measured latency by 7: a model that saw them would predict differently
     lat = np.where(test, s.latency_s * 7.0, s.latency_s)
     changed = type(s)(s.family, s.x, s.bound_s, lat, s.group, s.device, s.op_class, s.source, s.dtype, s.analytical_s)
-    other = run_split(ROOT, "neusight", params=TINY, mlp_params=TINY_MLP, samples={"gemm": changed})
+    other = run_split(ROOT, "neusight", params=TINY, mlp_params=TINY_MLP, samples={"gemm": changed}, with_e2e=False)
     a, b = result["families"]["gemm"], other["families"]["gemm"]
     np.testing.assert_array_equal(a.shipped, b.shipped)
     assert a.model.interval == b.model.interval and a.model.blend == b.model.blend
@@ -102,3 +102,72 @@ def test_report_says_worse_with_the_numbers():
     other = render({"split": Split("x", ("P4",), ("H100",), (), "note"), "rows": rows[:1], "train_data": {},
                     "unused": {}}, command="test")
     assert "NeuSight OOD" not in other
+
+
+def test_split_end_to_end_prices_every_label_with_the_split_model(tiny):
+    from perfforge.api import predict, resolve_workload
+    from perfforge.engines.learned.backend import using_model
+    from perfforge.engines.learned.splits import _split_model
+    from perfforge.evaluation.neusight import read_labels
+
+    _, result = tiny
+    e2e = result["e2e_rows"]
+    assert len(e2e) == len([r for r in read_labels(ROOT / "neusight") if r["params"]["model"]])
+    assert all(r["learned_s"] > 0 and r["analytical_s"] > 0 for r in e2e)
+    row = next(r for r in e2e if r["gpu"] == "h100-sxm5-80gb" and r["label"] == "bert_large-inf-512-8")
+    assert row["neusight_ood"]
+    w = resolve_workload("bert-large", mode="inference", batch=8, seq=512, dtype="fp32", attention_impl="unfused")
+    with using_model(_split_model(result["families"])):
+        split_s = predict(w, "h100-sxm5-80gb", mode="inference", backend="learned").step_time_s
+    shipped_s = predict(w, "h100-sxm5-80gb", mode="inference", backend="learned").step_time_s
+    assert row["learned_s"] == pytest.approx(split_s, rel=1e-9)
+    assert abs(split_s / shipped_s - 1) > 1e-3        # not the shipped model (which trained on H100)
+
+
+def test_split_per_op_rows_mark_neusights_ood_rows(tiny):
+    _, result = tiny
+    rows = [r for r in result["breakdown"] if r["backend"] == "learned"]
+    by_source = {r["source"] for r in rows}
+    assert by_source == {"NeuSight label trace", "perfforge"}
+    for r in rows:
+        model = str(r["label"]).split("-")[0]
+        assert r["neusight_ood"] == (r["gpu"] in ("H100", "L4") or model in ("gpt3_27", "opt_13", "gpt3_xl"))
+        assert r["split_role"] == ("test" if r["gpu"] in SPLITS["neusight"].test else "train")
+    # training GPUs contribute NeuSight's traces only: perfforge's own runs there would be in-sample kernels
+    assert all(r["source"] == "NeuSight label trace" for r in rows if r["split_role"] == "train")
+
+
+def _perop(gpu: str, hw: str, label: str, ood: bool, fc: float, backend: str = "learned") -> dict:
+    return {"gpu": gpu, "hardware": hw, "label": label, "backend": backend, "neusight_ood": ood,
+            "ape": {"FC": fc, "BMM": 2 * fc}}
+
+
+def test_neusight_row_means_average_over_runs_and_leave_out_other_gpus():
+    from perfforge.engines.learned.splits import neusight_row_means, render_neusight_rows
+
+    rows = [_perop("H100", "h100-sxm5-80gb", "bert_large-inf-512-8", True, 10.0),
+            _perop("H100", "h100-sxm5-80gb", "bert_large-inf-512-16", True, 20.0),
+            _perop("H100", "h100-sxm5-80gb", "bert_large-inf-512-16", True, 30.0),   # a second run: averaged first
+            _perop("V100", "v100-pcie-32gb", "opt_13-inf-2048-2", True, 60.0),
+            _perop("V100", "v100-pcie-32gb", "bert_large-inf-512-8", False, 5.0),
+            _perop("H200", "h200-sxm-141gb", "opt_13-inf-2048-2", True, 99.0)]     # not NeuSight's GPU
+    means = neusight_row_means(rows)
+    assert means["ood"]["learned"]["FC"] == pytest.approx(95 / 3)   # (10 + 25 + 60) / 3 rows; per run: 30.0
+    assert means["ood"]["learned"]["rows"] == 3 and means["ood"]["learned"]["gpus"] == "H100, V100"
+    assert means["id"]["learned"]["BMM"] == pytest.approx(10.0)
+    text = "\n".join(render_neusight_rows(rows, SPLITS["neusight"]))
+    assert "no runs on NeuSight's OOD GPUs L4, A100 80GB PCIe" in text
+    assert "BMM 63.3%, not below NeuSight's 13.8%" in text and "FC 31.7%, not below NeuSight's 13.9%" in text
+
+
+def test_split_end_to_end_verdict_states_the_numbers():
+    from perfforge.engines.learned.e2e import render_split_e2e
+
+    rows = [{"gpu": "h100-sxm5-80gb", "label": f"x-{i}", "neusight_ood": i % 2 == 0, "measured_s": 1.0,
+             "learned_s": 1.0 + d, "analytical_s": 1.05} for i, d in enumerate((0.05, -0.15, 0.10))]
+    text = "\n".join(render_split_e2e(rows, train_gpus=("P4", "T4"), neusight_split=True))
+    assert "Target missed: the split's learned model has mean APE 10.0% over 3 labels against NeuSight's 8.9%" in text
+    rows[1]["learned_s"] = 0.95
+    text = "\n".join(render_split_e2e(rows, train_gpus=("P4", "T4"), neusight_split=True))
+    assert "Target met" in text and "6.7%" in text
+    assert "Target" not in "\n".join(render_split_e2e(rows, train_gpus=("P4",), neusight_split=False))

@@ -73,9 +73,11 @@ def learn_evaluate(
     data: Path = typer.Option(DEFAULT_DATA, "--data", help="ground-truth folder (neusight/, vidur/, measured/)"),
     out: Path = typer.Option(DEFAULT_REPORT, "--out", help="folder for report.md and results.json"),
     scale: float = typer.Option(1.0, "--scale", help="fraction of rows per data file"),
-    e2e: bool = typer.Option(True, "--e2e/--no-e2e", help="predict NeuSight's end-to-end labels"),
+    e2e: bool = typer.Option(True, "--e2e/--no-e2e", help="predict NeuSight's end-to-end labels (and, with --split, "
+                                                          "the per-op whole-model runs)"),
     split: str = typer.Option("logo", "--split", help="logo (every GPU held out in turn) | neusight (NeuSight's "
-                                                      "training GPUs -> H100, H200, A40) | pre-ampere"),
+                                                      "training GPUs -> H100, L4, H200, A40) | pre-ampere (P4, T4, "
+                                                      "P100, V100 -> the rest)"),
 ) -> None:
     """Leave-one-GPU-out kernel errors per op class, interval coverage and end-to-end label errors; or, with
     --split, train on a fixed set of GPUs and test on the others (writes split-<name>.md/.json)."""
@@ -87,7 +89,7 @@ def learn_evaluate(
         from perfforge.engines.learned.splits import get_split, run_split, write_split
 
         sp = get_split(split)
-        res = run_split(data, sp, scale=scale, progress=lambda msg: console.print(msg))
+        res = run_split(data, sp, scale=scale, progress=lambda msg: console.print(msg), with_e2e=e2e)
         md, _ = write_split(res, out, command=f"perfforge learn evaluate --split {split} --data {data} --out {out}"
                                              + (f" --scale {scale}" if scale != 1 else ""))
         for r in res["rows"]:

@@ -148,9 +148,10 @@ def _pct(x: float | None) -> str:
 
 def render_section(rows: list[dict[str, Any]], neusight_ood: dict[str, float], *, model_note: str,
                    title: str = "NeuSight's per-op metric on whole-model runs",
-                   neusight_id: dict[str, float] | None = None) -> list[str]:
+                   neusight_id: dict[str, float] | None = None, gpu_verdicts: bool = True) -> list[str]:
     """Markdown lines: the per-op metric per GPU and backend (and their mean over GPUs) beside NeuSight's
-    published numbers, then every run's class sums."""
+    published numbers, then every run's class sums. ``gpu_verdicts``: also say, per GPU, whether the learned
+    model's BMM/FC error is below NeuSight's OOD figure (off where some GPUs are in-sample)."""
     if not rows:
         return []
     summ = summary(rows)
@@ -185,7 +186,7 @@ def render_section(rows: list[dict[str, Any]], neusight_ood: dict[str, float], *
         lines.append("| NeuSight, published in-distribution | NeuSight | - | "
                      + " | ".join(_pct(neusight_id.get(c)) for c in SCORED) + " | - |")
     verdicts = []
-    targets = {**{gpu: per["learned"] for gpu, per in summ.items() if "learned" in per},
+    targets = {} if not gpu_verdicts else {**{gpu: per["learned"] for gpu, per in summ.items() if "learned" in per},
                **({f"the mean over {len(summ)} GPUs": means["learned"]} if "learned" in means else {})}
     for where, d in targets.items():
         for c in ("BMM", "FC"):

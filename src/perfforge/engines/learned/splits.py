@@ -20,7 +20,7 @@ H200 (perfforge's profiles) and A40 (Vidur) are newer or other GPUs that NeuSigh
 test GPUs here but are reported apart from the NeuSight-comparable H100 and L4.
 
 ``pre-ampere`` is a stricter sensitivity split (not NeuSight's): train on P4/T4/P100/V100 only, test on
-A100 as well.
+A100 (and every newer GPU) as well.
 
 Per family the learners are trained on the training GPUs only; the per-class blend of trees and MLP and
 the 80% interval are chosen/sized by a leave-one-GPU-out *within* the training GPUs (the same procedure
@@ -38,7 +38,7 @@ import numpy as np
 
 from perfforge.core.errors import ConfigError
 from perfforge.engines.learned.dataset import OP_CLASSES, Samples, describe, load_records, samples_from_records
-from perfforge.engines.learned.model import FamilyModel
+from perfforge.engines.learned.model import FamilyModel, LearnedKernelModel
 from perfforge.engines.learned.train import (
     MIN_ROWS,
     choose_blend,
@@ -64,6 +64,8 @@ NEUSIGHT_PEROP = {
                      "SOFTMAX": 32.37043821659558, "NORM": 58.063730142432064},
 }
 NEUSIGHT_PEROP_SOURCE = f"{NEUSIGHT_REPO}, scripts/asplos/summary/perop.csv"
+# GPU groups of NeuSight's study (its five training GPUs and its OOD H100 and L4; the A100 80GB PCIe is in "A100")
+NEUSIGHT_GROUPS = frozenset({"P4", "T4", "P100", "V100", "A100", "H100", "L4"})
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,9 @@ SPLITS: dict[str, Split] = {
         "are not in NeuSight's study. NeuSight's third OOD GPU, the A100 80GB PCIe, has no GEMM or vector kernels "
         "here."),
     "pre-ampere": Split(
-        "pre-ampere", ("P4", "T4", "P100", "V100"), ("A100", "H100", "H200", "A40"), (),
-        "Stricter than NeuSight's split (its A100 is a training GPU): pre-Ampere GPUs only -> every Ampere "
-        "and Hopper GPU."),
+        "pre-ampere", ("P4", "T4", "P100", "V100"), ("A100", "H100", "H200", "A40", "L4"), (),
+        "Stricter than NeuSight's split (its A100 is a training GPU): pre-Ampere GPUs only -> every Ampere, "
+        "Ada and Hopper GPU."),
 }
 
 
@@ -163,8 +165,11 @@ def split_rows(fams: dict[str, SplitFamily]) -> list[dict[str, Any]]:
 
 def run_split(root: str | Path, split: str | Split, *, scale: float = 1.0, params: dict[str, Any] | None = None,
               mlp_params: dict[str, Any] | None = None, samples: dict[str, Samples] | None = None,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train on the split's training GPUs, predict its test GPUs; rows for the report."""
+              progress: Callable[[str], None] | None = None, with_e2e: bool = True) -> dict[str, Any]:
+    """Train on the split's training GPUs, predict its test GPUs; rows for the report. With ``with_e2e``
+    the split's model also prices whole models: every NeuSight end-to-end label (``e2e.e2e_rows``; on the
+    ``neusight`` split that is NeuSight's own setting, its training GPUs in training and its OOD GPUs unseen)
+    and the per-op breakdown runs (``_breakdown_rows``)."""
     sp = split if isinstance(split, Split) else get_split(split)
     t0 = time.perf_counter()
     if samples is None:
@@ -181,34 +186,86 @@ def run_split(root: str | Path, split: str | Split, *, scale: float = 1.0, param
         if progress:
             progress(f"{fam}: trained on {', '.join(sp.train)} ({train_m.sum()} rows), "
                      f"predicted {test_m.sum()} test rows ({time.perf_counter() - t0:.0f}s)")
-    breakdown = _breakdown_rows(root, sp, fams)
+    breakdown = _breakdown_rows(root, sp, fams) if with_e2e else []
+    e2e = _e2e_rows(root, fams) if with_e2e else []
+    if progress and e2e:
+        progress(f"end to end: {len(e2e)} NeuSight labels predicted ({time.perf_counter() - t0:.0f}s)")
     unused = {fam: {k: int(v) for k, v in zip(*np.unique(
         s.group[~np.isin(s.group, sp.train + sp.test)], return_counts=True))} for fam, s in samples.items()}
     return {"split": sp, "families": fams, "rows": split_rows(fams), "train_data": describe(train_data),
-            "unused": {f: u for f, u in unused.items() if u}, "breakdown": breakdown,
+            "unused": {f: u for f, u in unused.items() if u}, "breakdown": breakdown, "e2e_rows": e2e,
             "train_s": time.perf_counter() - t0}
 
 
+def _split_model(fams: dict[str, SplitFamily]) -> LearnedKernelModel:
+    return LearnedKernelModel({fam: sf.model for fam, sf in fams.items()})
+
+
+def _e2e_rows(root: str | Path, fams: dict[str, SplitFamily]) -> list[dict[str, Any]]:
+    """NeuSight's end-to-end labels priced by the split's model (``learned_s``) and the analytical engine."""
+    from perfforge.engines.learned.e2e import e2e_rows
+
+    if not fams or not (Path(root) / "neusight" / "labels").is_dir():
+        return []
+    return e2e_rows(_split_model(fams), Path(root))
+
+
 def _breakdown_rows(root: str | Path, sp: Split, fams: dict[str, SplitFamily]) -> list[dict[str, Any]]:
-    """NeuSight's per-op metric on the whole-model breakdown runs of the split's test GPUs, priced by the
-    split's model (training GPUs only) and by the analytical engine."""
+    """NeuSight's per-op metric on whole-model runs, priced by the split's model (training GPUs only) and by the
+    analytical engine: perfforge's own breakdown runs on the test GPUs, and NeuSight's per-node label traces on
+    every GPU of the split (on a training GPU they are in-sample for the GPU, not for the model: NeuSight's own
+    setting). Each row says whether NeuSight counts it out of distribution (``neusight_ood``)."""
     from perfforge.engines.learned.backend import using_model
     from perfforge.engines.learned.dataset import GPU_GROUPS
-    from perfforge.engines.learned.model import LearnedKernelModel
+    from perfforge.engines.learned.e2e import NEUSIGHT_OOD_GPUS, NEUSIGHT_OOD_MODELS
     from perfforge.evaluation import op_breakdown
     from perfforge.evaluation.measured import device_id
+    from perfforge.evaluation.neusight_traces import read_label_breakdowns
 
-    records = op_breakdown.read_breakdown_records(root) if (Path(root) / "measured").is_dir() else []
+    root = Path(root)
+    records = op_breakdown.read_breakdown_records(root) if (root / "measured").is_dir() else []
+    records = [r for r in records if GPU_GROUPS.get(device_id(r)) in sp.test]
+    if (root / "neusight" / "labels").is_dir():
+        records += [r for r in read_label_breakdowns(root / "neusight")
+                    if GPU_GROUPS.get(device_id(r)) in sp.test + sp.train]
     if not records or not fams:
         return []
-    model = LearnedKernelModel({fam: sf.model for fam, sf in fams.items()})
+    with using_model(_split_model(fams)):
+        rows = op_breakdown.evaluate(records, gpus=lambda rec: GPU_GROUPS.get(device_id(rec)))
+    for r in rows:
+        r["source"] = "NeuSight label trace" if str(r.get("run_id") or "").startswith("neusight:") else "perfforge"
+        r["split_role"] = "test" if r["gpu"] in sp.test else "train"
+        r["neusight_ood"] = (r["hardware"] in NEUSIGHT_OOD_GPUS
+                             or str(r.get("label") or "").split("-")[0] in NEUSIGHT_OOD_MODELS)
+    return rows
 
-    def test_group(rec: dict[str, Any]) -> str | None:
-        g = GPU_GROUPS.get(device_id(rec))
-        return g if g in sp.test else None
 
-    with using_model(model):
-        return op_breakdown.evaluate(records, gpus=test_group)
+def neusight_row_means(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """NeuSight's aggregation: per subset (its OOD rows, its in-distribution rows; NeuSight's GPUs only) and
+    backend, each class's APE averaged over result rows, one row per (GPU, label) as in NeuSight's summary
+    (repeated runs of one label are averaged first), with the row count and the GPUs."""
+    from perfforge.evaluation.op_breakdown import SCORED
+
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for subset, ood in (("ood", True), ("id", False)):
+        for backend in sorted({r["backend"] for r in rows}):
+            per_label: dict[tuple[str, str], list[dict[str, float]]] = {}
+            for r in rows:
+                if (r["backend"] == backend and "ape" in r and r["gpu"] in NEUSIGHT_GROUPS
+                        and r.get("neusight_ood") is ood):
+                    per_label.setdefault((r["gpu"], str(r.get("label") or r["model"])), []).append(r["ape"])
+            if not per_label:
+                continue
+            d: dict[str, Any] = {}
+            for c in SCORED:
+                vals = [float(np.mean([a[c] for a in apes if c in a])) for apes in per_label.values()
+                        if any(c in a for a in apes)]
+                if vals:
+                    d[c] = float(np.mean(vals))
+            d["rows"] = len(per_label)
+            d["gpus"] = ", ".join(sorted({g for g, _ in per_label}))
+            out.setdefault(subset, {})[backend] = d
+    return out
 
 
 # ---- report ---------------------------------------------------------------------------------------
@@ -232,6 +289,49 @@ def summary(rows: list[dict[str, Any]], sp: Split) -> dict[str, dict[str, Any]]:
                 d[f"{g} fp32"] = {k: fp32[0][k] for k in ("n", "mape", "median_ape", "coverage")}
         out[c] = d
     return out
+
+
+def render_neusight_rows(rows: list[dict[str, Any]], sp: Split) -> list[str]:
+    """NeuSight's per-op metric aggregated as NeuSight aggregates it (over its OOD rows, over its
+    in-distribution rows), beside its published figures."""
+    from perfforge.evaluation.op_breakdown import SCORED
+
+    means = neusight_row_means(rows)
+    if not means:
+        return []
+    lines = ["## NeuSight's per-op metric over NeuSight's own rows", "",
+             "NeuSight's published per-op errors average the APE of each class's summed time over result rows: its "
+             "OOD figure over rows on an OOD GPU (H100, L4, A100 80GB PCIe) or of an OOD model (GPT3-2.7B, OPT-1.3B, "
+             "GPT3-XL) on any GPU, its in-distribution figure over the rest. The same aggregation here, over the "
+             "runs perfforge has on NeuSight's GPUs: NeuSight's own per-node label traces (its five training GPUs "
+             "and any OOD GPU whose traces were copied) and perfforge's own runs of NeuSight's configurations on "
+             "H100 (H200 and A40 are not NeuSight's GPUs and are left out), one row per (GPU, label) as in NeuSight's "
+             "summary (perfforge's two runs of a label are averaged). Priced by this split's model (trained on "
+             f"{', '.join(sp.train)} only) and by the analytical engine.", "",
+             "| rows | predictor | rows (GPU, label) | GPUs | " + " | ".join(SCORED) + " |",
+             "|---|---|---|---|" + "---|" * len(SCORED)]
+    names = {"ood": "NeuSight's OOD rows", "id": "NeuSight's in-distribution rows"}
+    for subset in ("ood", "id"):
+        for backend, d in means.get(subset, {}).items():
+            lines.append(f"| {names[subset]} | {backend} | {d['rows']} | {d['gpus']} | "
+                         + " | ".join(_pct(d.get(c)) for c in SCORED) + " |")
+        lines.append(f"| {names[subset]} | NeuSight, published | - | - | "
+                     + " | ".join(_pct(NEUSIGHT_PEROP[subset].get(c)) for c in SCORED) + " |")
+    verdicts = []
+    learned = means.get("ood", {}).get("learned")
+    if learned:
+        for c in ("BMM", "FC"):
+            if c in learned:
+                word = "below" if learned[c] < NEUSIGHT_PEROP["ood"][c] else "not below"
+                verdicts.append(f"{c} {learned[c]:.1f}%, {word} NeuSight's {NEUSIGHT_PEROP['ood'][c]:.1f}%")
+    if verdicts:
+        have = {r["hardware"] for r in rows}
+        missing = [name for hw, name in (("h100-sxm5-80gb", "H100"), ("l4", "L4"), ("a100-pcie-80gb", "A100 80GB PCIe"))
+                   if hw not in have]
+        gap = f"; no runs on NeuSight's OOD GPU{'s' if len(missing) > 1 else ''} {', '.join(missing)}" if missing else ""
+        lines += ["", f"The issue's per-op targets on NeuSight's OOD rows ({learned['rows']} rows{gap}): "
+                      + "; ".join(verdicts) + "."]
+    return lines
 
 
 def render(result: dict[str, Any], *, command: str) -> str:
@@ -271,10 +371,10 @@ def render(result: dict[str, Any], *, command: str) -> str:
             "runs) and A40 (Vidur); and L4, from NeuSight's own test kernels (`scripts/asplos/data/dataset/test/*.csv`, "
             "shapes outside its training grid): the first rows of each file, which are L4's "
             "(`data/ground_truth/neusight/README.md`). Not available: kernels of the A100 80GB PCIe board "
-            "(NeuSight's third OOD GPU; its test rows were not copied), NeuSight's own per-node traces on its OOD "
-            "GPUs. Its summed-per-op metric is "
-            "computed instead on perfforge's own whole-model runs of NeuSight's configurations on H100 and H200 "
-            "(section 'NeuSight's per-op metric on whole-model runs'); the per-kernel table right below is a "
+            "(NeuSight's third OOD GPU; its test rows were not copied), NeuSight's per-node traces on H100 and on "
+            "the A100 80GB PCIe. Its summed-per-op metric is computed on NeuSight's own per-node label traces (its "
+            "five training GPUs and L4) and on perfforge's own whole-model runs of NeuSight's configurations on "
+            "H100 and H200 (the two 'per-op metric' sections); the per-kernel table right below is a "
             "different, stricter metric.", ""]
     lines += ["## Summary by op class", ""]
     comp = [f"{g} fp32" for g in sp.comparable]
@@ -314,9 +414,20 @@ def render(result: dict[str, Any], *, command: str) -> str:
     if result.get("breakdown"):
         from perfforge.evaluation.op_breakdown import render_section
 
+        if sp.name == "neusight":
+            lines += [""] + render_neusight_rows(result["breakdown"], sp)
         lines += [""] + render_section(result["breakdown"], NEUSIGHT_PEROP["ood"] if sp.name == "neusight" else {},
                                        model_note=f"'learned' is this split's model (trained on {', '.join(sp.train)} "
-                                                  "only), 'analytical' the analytical engine")[:-1]
+                                                  "only), 'analytical' the analytical engine; on the training GPUs "
+                                                  "(" + ", ".join(sp.train) + ") only NeuSight's label traces are "
+                                                  "scored, and they are in-sample for the GPU, not for the model",
+                                       title="NeuSight's per-op metric on whole-model runs, per GPU",
+                                       neusight_id=NEUSIGHT_PEROP["id"] if sp.name == "neusight" else None,
+                                       gpu_verdicts=False)[:-1]
+    if result.get("e2e_rows"):
+        from perfforge.engines.learned.e2e import render_split_e2e
+
+        lines += render_split_e2e(result["e2e_rows"], train_gpus=sp.train, neusight_split=sp.name == "neusight")
     lines += ["", "## Per test GPU, op class and subset", "",
               "'all' is every test row of the class on that GPU; the rows under it split it by source and dtype.", "",
               "| GPU | op class | subset | kernels | trees MAPE | MLP MAPE | blend (MLP weight) | MAPE | median APE | "
@@ -352,6 +463,7 @@ def write_split(result: dict[str, Any], folder: str | Path, *, command: str) -> 
                                               "neusight_comparable": list(sp.comparable), "note": sp.note},
                "neusight_perop": {**NEUSIGHT_PEROP, "source": NEUSIGHT_PEROP_SOURCE} if sp.name == "neusight" else None,
                "rows": result["rows"], "summary": summary(result["rows"], sp), "train_data": result["train_data"],
-               "unused": result.get("unused", {}), "breakdown": result.get("breakdown", [])}
+               "unused": result.get("unused", {}), "breakdown": result.get("breakdown", []),
+               "e2e_rows": result.get("e2e_rows", [])}
     write_atomic(js, json.dumps(payload, indent=2, default=str) + "\n")
     return md, js
