@@ -171,3 +171,9 @@ def test_split_end_to_end_verdict_states_the_numbers():
     text = "\n".join(render_split_e2e(rows, train_gpus=("P4", "T4"), neusight_split=True))
     assert "Target met" in text and "6.7%" in text
     assert "Target" not in "\n".join(render_split_e2e(rows, train_gpus=("P4",), neusight_split=False))
+    for r, ape in zip(rows, (4.0, 20.0, None)):        # NeuSight's own errors on two of the three labels
+        r["neusight_ape"] = ape
+    text = "\n".join(render_split_e2e(rows, train_gpus=("P4", "T4"), neusight_split=True))
+    assert ("Target met: on the 2 labels NeuSight published its own error for (the labels its 8.9% averages), the "
+            "split's learned model has mean APE 5.0% against NeuSight's 12.0%, lower on 1 of them") in text
+    assert "| 20.0% |" in text
