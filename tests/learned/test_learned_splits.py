@@ -177,3 +177,4 @@ def test_split_end_to_end_verdict_states_the_numbers():
     assert ("Target met: on the 2 labels NeuSight published its own error for (the labels its 8.9% averages), the "
             "split's learned model has mean APE 5.0% against NeuSight's 12.0%, lower on 1 of them") in text
     assert "| 20.0% |" in text
+    assert "| h100-sxm5-80gb | 2 | 5.0% | 12.0% | 1 |" in text       # the per-GPU comparison

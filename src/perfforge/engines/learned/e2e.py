@@ -215,5 +215,12 @@ def render_split_e2e(e2e: list[dict[str, Any]], *, train_gpus: tuple[str, ...], 
                 "too.")
     else:
         note = "- The analytical engine's per-architecture constants were fitted on kernels of every GPU here."
-    return lines + ["", *e2e_summary_lines(e2e, (("learned_s", "split's learned model"),
-                                                 ("analytical_s", "analytical")), note=note)]
+    lines += ["", *e2e_summary_lines(e2e, (("learned_s", "split's learned model"),
+                                           ("analytical_s", "analytical")), note=note)]
+    per_gpu = [(gpu, versus_neusight([r for r in e2e if r["gpu"] == gpu], "learned_s"))
+               for gpu in sorted({r["gpu"] for r in e2e})]
+    if any(vs for _, vs in per_gpu):
+        lines += ["", "Per GPU, on the labels NeuSight published its own error for:", "",
+                  "| GPU | labels | split's learned model | NeuSight | ours lower on |", "|---|---|---|---|---|"]
+        lines += [f"| {gpu} | {vs[0]} | {vs[1]:.1f}% | {vs[2]:.1f}% | {vs[3]} |" for gpu, vs in per_gpu if vs]
+    return lines
