@@ -4,7 +4,10 @@ Each label (``data/ground_truth/neusight/labels``: NeuSight's five training GPUs
 L4 and A100 80GB PCIe) is predicted from perfforge's own graph with eager attention (as NeuSight's HuggingFace
 models ran), FP32, by the shipped learned model, by the model whose learners never saw the label's GPU (from
 the leave-one-GPU-out folds) and by the analytical backend. Rows say whether NeuSight counts them out of
-distribution (an OOD GPU or an OOD model), so the error can be compared with NeuSight's own split.
+distribution (an OOD GPU or an OOD model), so the error can be compared with NeuSight's own split, and carry
+NeuSight's own published error on the label where it published one (``neusight_ape``,
+``perfforge.evaluation.neusight_summary``), so both can be compared label by label. ``splits`` prices the same
+labels with a fixed split's model (``render_split_e2e``).
 """
 
 from __future__ import annotations
