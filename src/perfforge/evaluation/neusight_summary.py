@@ -16,13 +16,14 @@ import csv
 from pathlib import Path
 
 from perfforge.core.errors import ConfigError
+from perfforge.profiling.op_breakdown import neusight_label
 
 SOURCE = ("NeuSight's per-label errors: scripts/asplos/summary/nvidia_inf.csv and nvidia_train.csv of "
           "sitar-lab/NeuSight (read in its copy trsharm25/NeuSight @ bca31fb12ae6efe168efc5d3d274e032c9c86b6e)")
 # NeuSight's column names -> its label file stems and the sequence length each model ran at
 _MODELS = {"BERT-Large": ("bert_large", 512), "GPT2-Large": ("gpt2_large", 1024), "GPT3-XL": ("gpt3_xl", 2048),
            "OPT-1.3B": ("opt_13", 2048), "GPT3-2.7B": ("gpt3_27", 2048), "SwitchTrans": ("switchxl4", 512)}
-_FILES = {"inf": "nvidia_inf.csv", "train": "nvidia_train.csv"}
+_FILES = {"inference": "nvidia_inf.csv", "train": "nvidia_train.csv"}
 
 
 def read_summary(folder: str | Path) -> dict[tuple[str, str], dict[str, float]]:
@@ -45,7 +46,7 @@ def read_summary(folder: str | Path) -> dict[tuple[str, str], dict[str, float]]:
                 if current not in _MODELS:
                     raise ConfigError(f"{path}: unknown model column {current!r} (known: {', '.join(_MODELS)})")
                 stem, seq = _MODELS[current]
-                columns.append(f"{stem}-{mode}-{seq}-{int(batch)}")
+                columns.append(neusight_label(stem, mode, seq, int(batch)))
             for predictor, *cells in rows[3:]:
                 for label, cell in zip(columns, cells):
                     if cell.strip():

@@ -127,7 +127,7 @@ _OPT_1_3B = TransformerConfig(name="opt-1.3b", layers=24, hidden=2048, heads=32,
 _register_transformer(_OPT_1_3B, "decoder", 2048, "OPT 1.3B (ReLU MLP, learned positions)")
 
 SWITCH_XL = SwitchConfig(name="switch-xl", layers=24, d_model=1024, d_ff=16384, heads=32, d_kv=128, experts=4,
-                          expert_capacity=64, sparse_step=2, vocab=32128, source=_SWITCH_SRC)
+                         expert_capacity=64, sparse_step=2, vocab=32128, source=_SWITCH_SRC)
 
 
 def _switch_xl(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, phase: str = "prefill",

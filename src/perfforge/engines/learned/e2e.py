@@ -25,6 +25,11 @@ NEUSIGHT_E2E = 8.9
 # OOD_MODELS, sitar-lab/NeuSight read in trsharm25/NeuSight @ bca31fb1), as catalog ids / NeuSight's model names
 NEUSIGHT_OOD_GPUS = frozenset({"h100-sxm5-80gb", "l4", "a100-pcie-80gb"})
 NEUSIGHT_OOD_MODELS = frozenset({"gpt3_27", "opt_13", "gpt3_xl"})
+
+
+def is_neusight_ood(hardware: str | None, neusight_model: str) -> bool:
+    """Whether NeuSight counts a result row out of distribution: an OOD GPU (catalog id) or an OOD model."""
+    return hardware in NEUSIGHT_OOD_GPUS or neusight_model in NEUSIGHT_OOD_MODELS
 COLUMNS = (("learned_s", "shipped learned"), ("held_out_s", "learned, GPU held out"), ("analytical_s", "analytical"))
 
 
@@ -51,7 +56,7 @@ def e2e_rows(model: LearnedKernelModel, root: Path,
             row = {"gpu": hw, "folder": Path(rec["key"]).parent.name, "label": Path(rec["key"]).name, "model": label,
                    "mode": p["mode"], "batch": p["batch"],
                    "seq": p["seq"], "measured_s": rec["latency_s"],
-                   "neusight_ood": p["neusight_model"] in NEUSIGHT_OOD_MODELS or hw in NEUSIGHT_OOD_GPUS}
+                   "neusight_ood": is_neusight_ood(hw, p["neusight_model"])}
             group = GPU_GROUPS.get(hw or "")
             runs = [("learned", "learned", model), ("analytical", "analytical", model)]
             if held_out is not None:

@@ -36,17 +36,35 @@ def held_out_models(shipped: LearnedKernelModel, folds: dict[str, FoldResult]) -
     return out
 
 
-def logo_perop_rows(models: dict[str, LearnedKernelModel], root: str | Path) -> list[dict[str, Any]]:
-    """Per-op rows (``op_breakdown.evaluate``) for every run on a held-out GPU, priced by that GPU's model."""
-    from perfforge.engines.learned.backend import using_model
+def whole_model_runs(root: str | Path) -> list[dict[str, Any]]:
+    """Every whole-model run under ``root`` with per-class times, in ``op_breakdown.evaluate``'s layout:
+    NeuSight's per-node label traces, then perfforge's own ``profile --only breakdown`` runs."""
     from perfforge.evaluation import op_breakdown
-    from perfforge.evaluation.measured import device_id
     from perfforge.evaluation.neusight_traces import read_label_breakdowns
 
     root = Path(root)
     records = read_label_breakdowns(root / "neusight") if (root / "neusight" / "labels").is_dir() else []
     if (root / "measured").is_dir():
         records += op_breakdown.read_breakdown_records(root)
+    return records
+
+
+def is_label_trace(run: dict[str, Any]) -> bool:
+    """Whether a run (or a row scored from it) is one of NeuSight's label traces rather than perfforge's own."""
+    return str(run.get("run_id") or "").startswith("neusight:")
+
+
+def run_source(run: dict[str, Any]) -> str:
+    return "NeuSight label trace" if is_label_trace(run) else "perfforge"
+
+
+def logo_perop_rows(models: dict[str, LearnedKernelModel], root: str | Path) -> list[dict[str, Any]]:
+    """Per-op rows (``op_breakdown.evaluate``) for every run on a held-out GPU, priced by that GPU's model."""
+    from perfforge.engines.learned.backend import using_model
+    from perfforge.evaluation import op_breakdown
+    from perfforge.evaluation.measured import device_id
+
+    records = whole_model_runs(root)
     rows = []
     for g, model in models.items():
         mine = [r for r in records if GPU_GROUPS.get(device_id(r)) == g]
@@ -54,5 +72,5 @@ def logo_perop_rows(models: dict[str, LearnedKernelModel], root: str | Path) -> 
             with using_model(model):
                 rows += op_breakdown.evaluate(mine, gpus=lambda _r, g=g: g)
     for r in rows:
-        r["source"] = "NeuSight label trace" if r["run_id"] and str(r["run_id"]).startswith("neusight:") else "perfforge"
+        r["source"] = run_source(r)
     return rows

@@ -64,8 +64,6 @@ NEUSIGHT_PEROP = {
                      "SOFTMAX": 32.37043821659558, "NORM": 58.063730142432064},
 }
 NEUSIGHT_PEROP_SOURCE = f"{NEUSIGHT_REPO}, scripts/asplos/summary/perop.csv"
-# GPU groups of NeuSight's study (its five training GPUs and its OOD H100 and L4; the A100 80GB PCIe is in "A100")
-NEUSIGHT_GROUPS = frozenset({"P4", "T4", "P100", "V100", "A100", "H100", "L4"})
 
 
 @dataclass(frozen=True)
@@ -88,6 +86,10 @@ SPLITS: dict[str, Split] = {
         "Stricter than NeuSight's split (its A100 is a training GPU): pre-Ampere GPUs only -> every Ampere, "
         "Ada and Hopper GPU."),
 }
+
+
+# GPU groups of NeuSight's study: its training GPUs and its OOD GPUs we have (the A100 80GB PCIe is in "A100")
+NEUSIGHT_GROUPS = frozenset(SPLITS["neusight"].train + SPLITS["neusight"].comparable)
 
 
 def get_split(name: str) -> Split:
@@ -217,26 +219,24 @@ def _breakdown_rows(root: str | Path, sp: Split, fams: dict[str, SplitFamily]) -
     setting). Each row says whether NeuSight counts it out of distribution (``neusight_ood``)."""
     from perfforge.engines.learned.backend import using_model
     from perfforge.engines.learned.dataset import GPU_GROUPS
-    from perfforge.engines.learned.e2e import NEUSIGHT_OOD_GPUS, NEUSIGHT_OOD_MODELS
+    from perfforge.engines.learned.e2e import is_neusight_ood
+    from perfforge.engines.learned.perop import is_label_trace, run_source, whole_model_runs
     from perfforge.evaluation import op_breakdown
     from perfforge.evaluation.measured import device_id
-    from perfforge.evaluation.neusight_traces import read_label_breakdowns
 
-    root = Path(root)
-    records = op_breakdown.read_breakdown_records(root) if (root / "measured").is_dir() else []
-    records = [r for r in records if GPU_GROUPS.get(device_id(r)) in sp.test]
-    if (root / "neusight" / "labels").is_dir():
-        records += [r for r in read_label_breakdowns(root / "neusight")
-                    if GPU_GROUPS.get(device_id(r)) in sp.test + sp.train]
+    runs = whole_model_runs(root)
+    group = lambda r: GPU_GROUPS.get(device_id(r))  # noqa: E731
+    # perfforge's own runs on the test GPUs, then NeuSight's traces on every GPU of the split
+    records = ([r for r in runs if not is_label_trace(r) and group(r) in sp.test]
+               + [r for r in runs if is_label_trace(r) and group(r) in sp.test + sp.train])
     if not records or not fams:
         return []
     with using_model(_split_model(fams)):
-        rows = op_breakdown.evaluate(records, gpus=lambda rec: GPU_GROUPS.get(device_id(rec)))
+        rows = op_breakdown.evaluate(records, gpus=group)
     for r in rows:
-        r["source"] = "NeuSight label trace" if str(r.get("run_id") or "").startswith("neusight:") else "perfforge"
+        r["source"] = run_source(r)
         r["split_role"] = "test" if r["gpu"] in sp.test else "train"
-        r["neusight_ood"] = (r["hardware"] in NEUSIGHT_OOD_GPUS
-                             or str(r.get("label") or "").split("-")[0] in NEUSIGHT_OOD_MODELS)
+        r["neusight_ood"] = is_neusight_ood(r["hardware"], str(r.get("label") or "").split("-")[0])
     return rows
 
 
