@@ -174,7 +174,7 @@ def _csv_requests(path: Path, hardware: Optional[str], dtype: Optional[str]) -> 
 def op_latency(
     op: Optional[str] = typer.Option(None, "--op", help="bmm | linear | conv | ln | softmax | add | addu | mul | mulu | "
                                                         "div | divu | pow | powu | gelu | relu | tanh"),
-    shape: Optional[str] = typer.Option(None, "--shape", help="comma-separated: B,M,N,K (bmm/linear); B,H (vector ops); "
+    shape: Optional[str] = typer.Option(None, "--shape", help="comma-separated: B,M,N,K (bmm/linear, NeuSight's naming: N is reduced, K is the output width); B,H (vector ops); "
                                                               "B,Input_Channel,Output_Channel,Kernel_Size,Input_Size,Stride,Padding (conv)"),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 | tf32 | fp16 | bf16 (default fp32)"),
     hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help="catalog device id or device YAML"),

@@ -51,11 +51,13 @@ _LABEL = re.compile(r"^(?P<model>[a-z0-9_]+)-(?P<mode>inf|train)-(?P<seq>\d+)-(?
 
 def _params(op: str, row: dict[str, str]) -> dict[str, Any] | None:
     g = lambda k: int(row[k])  # noqa: E731
+    # NeuSight's N is the reduction and K the output width (perfforge's k and n): its collect.py times
+    # torch.bmm([B,M,N], [B,N,K]) and torch.nn.Linear(N, K) on a [B,M,N] input (neusight/Dataset/collect.py,
+    # trsharm25/NeuSight @ bca31fb), and every kernel's launch grid tiles M x K (``ops.GEMM_SHAPE``).
     if op == "bmm":
-        return {"b": g("B"), "m": g("M"), "n": g("N"), "k": g("K")}
+        return {"b": g("B"), "m": g("M"), "n": g("K"), "k": g("N")}
     if op == "linear":
-        # torch.nn.Linear on a [B, M, K] input: B*M rows
-        return {"m": g("B") * g("M"), "n": g("N"), "k": g("K"), "bias": True}
+        return {"m": g("B") * g("M"), "n": g("K"), "k": g("N"), "bias": True}
     if op == "ln":
         return {"rows": g("B"), "cols": g("H")}
     if op == "softmax":

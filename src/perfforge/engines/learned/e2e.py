@@ -164,9 +164,9 @@ def render_e2e(e2e: list[dict[str, Any]]) -> list[str]:
              "`gpt3-xl` is. The eager graph runs every kernel HF's eager path launches for the score matrix (scale, "
              "causal mask), GPT-2's tanh GELU as its 8 pointwise kernels and BERT's and OPT's Q, K and V "
              "projections as three GEMMs, as perfforge's own per-op H100/H200 "
-             "runs measure them (last section); GPT- and OPT-style labels come out 10-30% slow on A100, T4 and "
-             "P100, where NeuSight's individually timed kernels (the training data) run slower than inside its "
-             "whole-model runs. 'OOD' marks NeuSight's out-of-distribution rows (an OOD GPU or an OOD model).",
+             "runs measure them (last section); GPT- and OPT-style labels on A100, P100, T4 and V100 come out 5-26% "
+             "slow (P4's GPT-2 58%), where NeuSight's individually timed kernels (the training data) run slower "
+             "than the same GEMMs inside its label traces. 'OOD' marks NeuSight's out-of-distribution rows (an OOD GPU or an OOD model).",
              "", "| GPU | label | OOD | measured | shipped learned | error | interval | GPU held out | error | "
                  "analytical | error | fallback ops |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -1,7 +1,10 @@
 """Single-kernel requests in NeuSight's kernel-CSV naming, turned into perfforge ops.
 
-Shape columns per op (NeuSight's CSV headers): ``bmm`` and ``linear``: B, M, N, K (``linear`` is
-``torch.nn.Linear`` on a [B, M, K] input, so B*M rows, with bias); vector ops: B, H (norms and softmax
+Shape columns per op (NeuSight's CSV headers): ``bmm`` and ``linear``: B, M, N, K with NeuSight's meaning, N
+the reduction and K the output width: ``bmm`` is ``torch.bmm([B,M,N], [B,N,K])`` and ``linear`` is
+``torch.nn.Linear(N, K)`` on a [B, M, N] input, so B*M rows, with bias (neusight/Dataset/collect.py,
+trsharm25/NeuSight @ bca31fb; the launch grids its CSVs record tile M x K on every row whose N and K differ
+enough to tell); vector ops: B, H (norms and softmax
 normalise over H); ``conv``: B, Input_Channel, Output_Channel, Kernel_Size, Input_Size, Stride, Padding
 (NeuSight's files spell it ``Kernel_Szie``; both are accepted). ``addu``/``mulu``/``divu``/``powu`` are the
 tensor-scalar forms.
@@ -77,9 +80,10 @@ def build_op(op: str, shape: Mapping[str, int], dtype: str | DType) -> tuple[Op,
     storage, compute = storage_and_compute(dtype)
     s = shape
     if key == "bmm":
-        return L.bmm("bmm", s["B"], s["M"], s["N"], s["K"], storage), compute
+        return L.bmm("bmm", s["B"], s["M"], n=s["K"], k=s["N"], dtype=storage), compute
     if key == "linear":
-        return L.linear("linear", s["B"] * s["M"], s["K"], s["N"], storage, bias=True), compute
+        return L.linear("linear", s["B"] * s["M"], in_features=s["N"], out_features=s["K"], dtype=storage,
+                        bias=True), compute
     if key == "conv":
         try:
             conv, _ = L.conv2d("conv", s["B"], s["Input_Channel"], (s["Input_Size"], s["Input_Size"]),
