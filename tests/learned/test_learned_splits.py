@@ -131,7 +131,8 @@ def test_split_per_op_rows_mark_neusights_ood_rows(tiny):
     assert by_source == {"NeuSight label trace", "perfforge"}
     for r in rows:
         model = str(r["label"]).split("-")[0]
-        assert r["neusight_ood"] == (r["gpu"] in ("H100", "L4") or model in ("gpt3_27", "opt_13", "gpt3_xl"))
+        ood_gpu = r["hardware"] in ("h100-sxm5-80gb", "l4", "a100-pcie-80gb")  # the A100 80GB is in the A100 group
+        assert r["neusight_ood"] == (ood_gpu or model in ("gpt3_27", "opt_13", "gpt3_xl"))
         assert r["split_role"] == ("test" if r["gpu"] in SPLITS["neusight"].test else "train")
     # training GPUs contribute NeuSight's traces only: perfforge's own runs there would be in-sample kernels
     assert all(r["source"] == "NeuSight label trace" for r in rows if r["split_role"] == "train")
@@ -140,6 +141,17 @@ def test_split_per_op_rows_mark_neusights_ood_rows(tiny):
 def _perop(gpu: str, hw: str, label: str, ood: bool, fc: float, backend: str = "learned") -> dict:
     return {"gpu": gpu, "hardware": hw, "label": label, "backend": backend, "neusight_ood": ood,
             "ape": {"FC": fc, "BMM": 2 * fc}}
+
+
+def test_neusight_row_means_score_a_label_on_neusights_trace_when_there_is_one():
+    from perfforge.engines.learned.splits import neusight_row_means
+
+    trace = {**_perop("H100", "h100-sxm5-80gb", "opt_13-inf-2048-2", True, 40.0), "run_id": "neusight:NVIDIA_H100"}
+    rows = [_perop("H100", "h100-sxm5-80gb", "opt_13-inf-2048-2", True, 10.0),   # perfforge's runs: not used
+            _perop("H100", "h100-sxm5-80gb", "opt_13-inf-2048-2", True, 20.0), trace,
+            _perop("H100", "h100-sxm5-80gb", "gpt2_large-inf-1024-4", True, 4.0)]  # no trace: perfforge's run
+    d = neusight_row_means(rows)["ood"]["learned"]
+    assert d["FC"] == pytest.approx((40.0 + 4.0) / 2) and d["rows"] == 2 and d["trace_rows"] == 1
 
 
 def test_neusight_row_means_average_over_runs_and_leave_out_other_gpus():

@@ -242,20 +242,26 @@ def _breakdown_rows(root: str | Path, sp: Split, fams: dict[str, SplitFamily]) -
 
 def neusight_row_means(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """NeuSight's aggregation: per subset (its OOD rows, its in-distribution rows; NeuSight's GPUs only) and
-    backend, each class's APE averaged over result rows, one row per (GPU, label) as in NeuSight's summary
-    (repeated runs of one label are averaged first), with the row count and the GPUs."""
+    backend, each class's APE averaged over result rows, one row per (GPU, label) as in NeuSight's summary, with
+    the row count, the GPUs and how many rows are NeuSight's own traces. A (GPU, label) with one of NeuSight's
+    label traces is scored on that trace alone, as NeuSight scores it; one without is scored on perfforge's own
+    runs of the configuration, repeated runs averaged first."""
+    from perfforge.engines.learned.perop import is_label_trace
     from perfforge.evaluation.op_breakdown import SCORED
 
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for subset, ood in (("ood", True), ("id", False)):
         for backend in sorted({r["backend"] for r in rows}):
-            per_label: dict[tuple[str, str], list[dict[str, float]]] = {}
+            runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
             for r in rows:
                 if (r["backend"] == backend and "ape" in r and r["gpu"] in NEUSIGHT_GROUPS
                         and r.get("neusight_ood") is ood):
-                    per_label.setdefault((r["gpu"], str(r.get("label") or r["model"])), []).append(r["ape"])
-            if not per_label:
+                    runs.setdefault((r["gpu"], str(r.get("label") or r["model"])), []).append(r)
+            if not runs:
                 continue
+            per_label = {key: [r["ape"] for r in rs if is_label_trace(r)] or [r["ape"] for r in rs]
+                         for key, rs in runs.items()}
+            traces = sum(any(is_label_trace(r) for r in rs) for rs in runs.values())
             d: dict[str, Any] = {}
             for c in SCORED:
                 vals = [float(np.mean([a[c] for a in apes if c in a])) for apes in per_label.values()
@@ -263,6 +269,7 @@ def neusight_row_means(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[s
                 if vals:
                     d[c] = float(np.mean(vals))
             d["rows"] = len(per_label)
+            d["trace_rows"] = traces
             d["gpus"] = ", ".join(sorted({g for g, _ in per_label}))
             out.setdefault(subset, {})[backend] = d
     return out
@@ -306,16 +313,17 @@ def render_neusight_rows(rows: list[dict[str, Any]], sp: Split) -> list[str]:
              "runs perfforge has on NeuSight's GPUs: NeuSight's own per-node label traces (its five training GPUs "
              "and any OOD GPU whose traces were copied) and perfforge's own runs of NeuSight's configurations on "
              "H100 (H200 and A40 are not NeuSight's GPUs and are left out), one row per (GPU, label) as in NeuSight's "
-             "summary (perfforge's two runs of a label are averaged). Priced by this split's model (trained on "
+             "summary: NeuSight's own trace where one is copied, as NeuSight scores it, else perfforge's runs of the "
+             "configuration (two runs of a label averaged). Priced by this split's model (trained on "
              f"{', '.join(sp.train)} only) and by the analytical engine.", "",
-             "| rows | predictor | rows (GPU, label) | GPUs | " + " | ".join(SCORED) + " |",
-             "|---|---|---|---|" + "---|" * len(SCORED)]
+             "| rows | predictor | rows (GPU, label) | of them NeuSight's traces | GPUs | " + " | ".join(SCORED) + " |",
+             "|---|---|---|---|---|" + "---|" * len(SCORED)]
     names = {"ood": "NeuSight's OOD rows", "id": "NeuSight's in-distribution rows"}
     for subset in ("ood", "id"):
         for backend, d in means.get(subset, {}).items():
-            lines.append(f"| {names[subset]} | {backend} | {d['rows']} | {d['gpus']} | "
+            lines.append(f"| {names[subset]} | {backend} | {d['rows']} | {d['trace_rows']} | {d['gpus']} | "
                          + " | ".join(_pct(d.get(c)) for c in SCORED) + " |")
-        lines.append(f"| {names[subset]} | NeuSight, published | - | - | "
+        lines.append(f"| {names[subset]} | NeuSight, published | - | - | - | "
                      + " | ".join(_pct(NEUSIGHT_PEROP[subset].get(c)) for c in SCORED) + " |")
     verdicts = []
     learned = means.get("ood", {}).get("learned")
