@@ -152,6 +152,8 @@ def test_neusight_row_means_score_a_label_on_neusights_trace_when_there_is_one()
             _perop("H100", "h100-sxm5-80gb", "gpt2_large-inf-1024-4", True, 4.0)]  # no trace: perfforge's run
     d = neusight_row_means(rows)["ood"]["learned"]
     assert d["FC"] == pytest.approx((40.0 + 4.0) / 2) and d["rows"] == 2 and d["trace_rows"] == 1
+    own = neusight_row_means(rows, prefer="perfforge")["ood"]["learned"]
+    assert own["FC"] == pytest.approx((15.0 + 4.0) / 2) and own["trace_rows"] == 0
 
 
 def test_neusight_row_means_average_over_runs_and_leave_out_other_gpus():

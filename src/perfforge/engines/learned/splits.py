@@ -240,12 +240,13 @@ def _breakdown_rows(root: str | Path, sp: Split, fams: dict[str, SplitFamily]) -
     return rows
 
 
-def neusight_row_means(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+def neusight_row_means(rows: list[dict[str, Any]], *, prefer: str = "trace") -> dict[str, dict[str, dict[str, Any]]]:
     """NeuSight's aggregation: per subset (its OOD rows, its in-distribution rows; NeuSight's GPUs only) and
     backend, each class's APE averaged over result rows, one row per (GPU, label) as in NeuSight's summary, with
     the row count, the GPUs and how many rows are NeuSight's own traces. A (GPU, label) with one of NeuSight's
     label traces is scored on that trace alone, as NeuSight scores it; one without is scored on perfforge's own
-    runs of the configuration, repeated runs averaged first."""
+    runs of the configuration, repeated runs averaged first. ``prefer="perfforge"`` turns the preference round
+    (perfforge's own runs where there are any)."""
     from perfforge.engines.learned.perop import is_label_trace
     from perfforge.evaluation.op_breakdown import SCORED
 
@@ -259,9 +260,10 @@ def neusight_row_means(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[s
                     runs.setdefault((r["gpu"], str(r.get("label") or r["model"])), []).append(r)
             if not runs:
                 continue
-            per_label = {key: [r["ape"] for r in rs if is_label_trace(r)] or [r["ape"] for r in rs]
-                         for key, rs in runs.items()}
-            traces = sum(any(is_label_trace(r) for r in rs) for rs in runs.values())
+            want = prefer == "trace"
+            chosen = {key: [r for r in rs if is_label_trace(r) == want] or rs for key, rs in runs.items()}
+            per_label = {key: [r["ape"] for r in rs] for key, rs in chosen.items()}
+            traces = sum(all(is_label_trace(r) for r in rs) for rs in chosen.values())
             d: dict[str, Any] = {}
             for c in SCORED:
                 vals = [float(np.mean([a[c] for a in apes if c in a])) for apes in per_label.values()
@@ -339,6 +341,13 @@ def render_neusight_rows(rows: list[dict[str, Any]], sp: Split) -> list[str]:
         gap = f"; no runs on NeuSight's OOD GPU{'s' if len(missing) > 1 else ''} {', '.join(missing)}" if missing else ""
         lines += ["", f"The issue's per-op targets on NeuSight's OOD rows ({learned['rows']} rows{gap}): "
                       + "; ".join(verdicts) + "."]
+        own = neusight_row_means(rows, prefer="perfforge").get("ood", {}).get("learned", {})
+        if own and own["trace_rows"] < learned["trace_rows"]:
+            swapped = learned["trace_rows"] - own["trace_rows"]
+            lines += ["", f"Scoring the {swapped} (GPU, label) rows that perfforge also measured itself "
+                          "(`profile --only breakdown`: every ATen op's GPU time inside one whole run, where "
+                          "NeuSight timed each node on its own) on perfforge's runs instead: "
+                          + ", ".join(f"{c} {own[c]:.1f}%" for c in ("BMM", "FC") if c in own) + "."]
     return lines
 
 
