@@ -53,7 +53,7 @@ def _params(op: str, row: dict[str, str]) -> dict[str, Any] | None:
     g = lambda k: int(row[k])  # noqa: E731
     # NeuSight's N is the reduction and K the output width (perfforge's k and n): its collect.py times
     # torch.bmm([B,M,N], [B,N,K]) and torch.nn.Linear(N, K) on a [B,M,N] input (neusight/Dataset/collect.py,
-    # trsharm25/NeuSight @ bca31fb), and every kernel's launch grid tiles M x K (``ops.GEMM_SHAPE``).
+    # trsharm25/NeuSight @ bca31fb), and every kernel's launch grid tiles M x K (tests/unit/test_neusight_gemm_dims.py).
     if op == "bmm":
         return {"b": g("B"), "m": g("M"), "n": g("K"), "k": g("N")}
     if op == "linear":
