@@ -23,7 +23,7 @@ SOURCE = "NeuSight (sitar-lab/NeuSight, MIT): FP32 measurements, PyTorch 2.1 / C
 MODELS = {**{ns: zoo for zoo, ns in NEUSIGHT_NAMES.items()}, "switchxl4": "switch-xl"}
 # NeuSight's "gpt3_xl" is NOT the GPT-3 paper's XL (d_model 2048, 24 layers, 1.3B parameters: perfforge's zoo
 # `gpt3-xl`). The graph NeuSight traced for its own gpt3_xl labels (labels/<GPU>/gpt3_xl-inf-2048-2.csv in
-# sitar-lab/NeuSight's data, per-node CSVs not copied here) has transformer.wte output (2, 2048, 3072),
+# sitar-lab/NeuSight's data, gzipped copies under data/ground_truth/neusight/labels) has transformer.wte output (2, 2048, 3072),
 # attention views (2, 2048, 24, 128), c_attn 3072x9216, mlp.c_fc 3072x12288, lm_head to 50257, and the label
 # JSON says num_layer 24: a GPT-2-style decoder of about 2.9B parameters, as costly as its gpt3_27 (the A100
 # labels: 1749 ms vs 1742 ms at batch 2). The zoo has it as `gpt3-xl-neusight`.

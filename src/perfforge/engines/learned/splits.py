@@ -388,10 +388,10 @@ def render(result: dict[str, Any], *, command: str) -> str:
             "runs) and A40 (Vidur); and L4, from NeuSight's own test kernels (`scripts/asplos/data/dataset/test/*.csv`, "
             "shapes outside its training grid): the first rows of each file, which are L4's "
             "(`data/ground_truth/neusight/README.md`). Not available: kernels of the A100 80GB PCIe board "
-            "(NeuSight's third OOD GPU; its test rows were not copied), NeuSight's per-node traces on H100 and on "
-            "the A100 80GB PCIe. Its summed-per-op metric is computed on NeuSight's own per-node label traces (its "
-            "five training GPUs and L4) and on perfforge's own whole-model runs of NeuSight's configurations on "
-            "H100 and H200 (the two 'per-op metric' sections); the per-kernel table right below is a "
+            "(NeuSight's third OOD GPU; its test rows were not copied). Its summed-per-op metric is computed on "
+            "NeuSight's own per-node label traces (its five training GPUs and its OOD GPUs H100, L4 and A100 80GB "
+            "PCIe) and on perfforge's own whole-model runs of NeuSight's configurations on H100 and H200 (the two "
+            "'per-op metric' sections); the per-kernel table right below is a "
             "different, stricter metric.", ""]
     lines += ["## Summary by op class", ""]
     comp = [f"{g} fp32" for g in sp.comparable]
