@@ -204,8 +204,9 @@ def render_report(result: dict[str, Any], *, command: str) -> str:
             result["perop_rows"], NEUSIGHT_PEROP["ood"], title="NeuSight's per-op metric, leave-one-GPU-out",
             model_note="'learned' is, for each GPU, the model whose learners were trained without that GPU "
                        "(leave-one-GPU-out folds, shipped blend and intervals), 'analytical' the analytical engine. "
-                       "Runs: NeuSight's per-node label traces on its five GPUs (each node timed alone by NeuSight, "
-                       "so a trace's sum can exceed the whole-run label) and perfforge's own runs on H100 and H200",
+                       "Runs: NeuSight's per-node label traces on its five training GPUs and its OOD GPUs H100, L4 and "
+                       "A100 80GB PCIe (each node timed alone by NeuSight, so a trace's sum can exceed the whole-run "
+                       "label) and perfforge's own runs on H100 and H200",
             neusight_id=NEUSIGHT_PEROP["id"])[:-1]
     lines.append("")
     return "\n".join(lines)
