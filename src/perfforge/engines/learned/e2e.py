@@ -25,12 +25,12 @@ NEUSIGHT_E2E = 8.9
 # OOD_MODELS, sitar-lab/NeuSight read in trsharm25/NeuSight @ bca31fb1), as catalog ids / NeuSight's model names
 NEUSIGHT_OOD_GPUS = frozenset({"h100-sxm5-80gb", "l4", "a100-pcie-80gb"})
 NEUSIGHT_OOD_MODELS = frozenset({"gpt3_27", "opt_13", "gpt3_xl"})
+COLUMNS = (("learned_s", "shipped learned"), ("held_out_s", "learned, GPU held out"), ("analytical_s", "analytical"))
 
 
 def is_neusight_ood(hardware: str | None, neusight_model: str) -> bool:
     """Whether NeuSight counts a result row out of distribution: an OOD GPU (catalog id) or an OOD model."""
     return hardware in NEUSIGHT_OOD_GPUS or neusight_model in NEUSIGHT_OOD_MODELS
-COLUMNS = (("learned_s", "shipped learned"), ("held_out_s", "learned, GPU held out"), ("analytical_s", "analytical"))
 
 
 def e2e_rows(model: LearnedKernelModel, root: Path,
