@@ -118,3 +118,23 @@ def test_training_dropout_of_measured_runs():
     labels = read_labels(ROOT / "neusight")
     # every training label ran its config's dropout 0.1, Switch's (dropout_rate) too
     assert all(r["params"].get("dropout", 0.0) == (0.1 if r["params"]["mode"] == "train" else 0.0) for r in labels)
+
+
+def test_attention_mask_is_classed_as_each_trace_masks():
+    """NeuSight's GPT-2 style traces mask the scores with ``where`` (not a VEC op in its classes); its OPT and BERT
+    traces add the mask. The predicted mask op follows the trace, so the ELEMENTWISE sums compare like with like."""
+    recs = read_label_breakdowns(ROOT / "neusight")
+    by_model = {}
+    for r in recs:
+        by_model.setdefault(r["params"]["model"], set()).add(r["mask_class"])
+    assert by_model["gpt2-large"] == {"OTHER"} and by_model["gpt3-2.7b"] == {"OTHER"}
+    assert by_model["opt-1.3b"] == {"ELEMENTWISE"} and by_model["bert-large"] == {"ELEMENTWISE"}
+    rec = {"params": {"model": "gpt2-large", "mode": "inference", "batch": 1, "seq": 128},
+           "device": {"name": "NVIDIA H100 80GB HBM3"}, "run_id": "test", "latency_s": 1.0}
+    r = ob.predict_record(rec, "analytical")
+    mask_s = sum(x.time_s for x in r.breakdown if x.name.endswith(".core.mask"))
+    assert mask_s > 0
+    added, where = ob.predicted_sums(r), ob.predicted_sums(r, mask_class="OTHER")
+    assert added["ELEMENTWISE"] - where["ELEMENTWISE"] == pytest.approx(mask_s)
+    assert where["OTHER"] - added.get("OTHER", 0.0) == pytest.approx(mask_s)
+    assert sum(added.values()) == pytest.approx(sum(where.values()))

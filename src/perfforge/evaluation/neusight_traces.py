@@ -63,6 +63,20 @@ def node_class(row: dict[str, str]) -> str:
     return "OTHER"
 
 
+def mask_class(rows: list[dict[str, str]]) -> str:
+    """How the trace masks its attention scores, as NeuSight classes it: ``OTHER`` where a ``where`` or
+    ``masked_fill`` writes the scores tensor (GPT-2 style models in NeuSight's HF version), ``ELEMENTWISE``
+    where the mask is added (BERT's extended mask, OPT's causal mask). Building the mask itself (one head,
+    ``[b, 1, s, s]``) is not the masking of the scores."""
+    for row in rows:
+        target = row["target"]
+        if row["op"] in ("call_function", "call_method") and ("where" in target or "masked_fill" in target):
+            shape = [int(x) for x in re.findall(r"\d+", row.get("output_shape", ""))]
+            if len(shape) == 4 and shape[1] > 1:
+                return "OTHER"
+    return "ELEMENTWISE"
+
+
 def _replicated(rows: list[dict[str, str]], model: str, n_layer: int) -> list[dict[str, str]]:
     for family, (first, last) in LAYER_MARKERS.items():
         if family in model:
@@ -74,10 +88,14 @@ def _replicated(rows: list[dict[str, str]], model: str, n_layer: int) -> list[di
     raise ValueError(f"no layer markers for NeuSight model {model!r}")
 
 
+def read_trace(csv_path: str | Path) -> list[dict[str, str]]:
+    with gzip.open(csv_path, "rt", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def class_sums(csv_path: str | Path, n_layer: int, model: str) -> dict[str, float]:
     """Seconds per op class of one label trace, the block repeated ``n_layer`` times."""
-    with gzip.open(csv_path, "rt", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_trace(csv_path)
     sums: dict[str, float] = {}
     for row in _replicated(rows, model, n_layer):
         c = node_class(row)
@@ -107,6 +125,7 @@ def read_label_breakdowns(folder: str | Path) -> list[dict[str, Any]]:
             "latency_s": float(label["e2e_latency"]) * 1e-3,
             "device": {"name": by_folder.get(path.parent.name, path.parent.name.replace("_", " "))},
             "class_sums": class_sums(path, int(label["num_layer"]), m["model"]),
+            "mask_class": mask_class(read_trace(path)),
             "run_id": f"neusight:{path.parent.name}", "source": SOURCE,
         })
     return out

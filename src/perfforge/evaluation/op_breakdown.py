@@ -55,14 +55,22 @@ def measured_sums(rec: dict[str, Any]) -> dict[str, float]:
     return sums
 
 
-def predicted_sums(result: Any) -> dict[str, float]:
+def predicted_sums(result: Any, *, mask_class: str = "ELEMENTWISE") -> dict[str, float]:
     """Seconds per class of a Result's forward and backward ops (no optimizer step). Dropout is not scored
-    (NeuSight drops it; the profiler's ``native_dropout`` is OTHER too)."""
+    (NeuSight drops it; the profiler's ``native_dropout`` is OTHER too). ``mask_class`` is the class of the
+    attention-mask op (``*.attn.core.mask``) on the measured side: an additive mask is ELEMENTWISE (today's
+    HF eager attention, ``aten::add``; NeuSight's OPT and BERT traces), a ``where`` is OTHER (NeuSight's GPT-2
+    style traces, ``neusight_traces.mask_class``)."""
     sums: dict[str, float] = {}
     for r in result.breakdown:
         if r.phase == "optimizer" or r.stream != "compute":
             continue
-        c = "OTHER" if ".dropout" in r.name else KIND_CLASS.get(r.kind, "OTHER")
+        if ".dropout" in r.name:
+            c = "OTHER"
+        elif r.name.endswith(".core.mask"):
+            c = mask_class
+        else:
+            c = KIND_CLASS.get(r.kind, "OTHER")
         sums[c] = sums.get(c, 0.0) + r.time_s
     return sums
 
@@ -115,7 +123,7 @@ def evaluate(records: Iterable[dict[str, Any]], *, backends: Iterable[str] = ("l
                 row["error"] = str(exc)
                 rows.append(row)
                 continue
-            pred = predicted_sums(r)
+            pred = predicted_sums(r, mask_class=rec.get("mask_class", "ELEMENTWISE"))
             row["predicted"] = pred
             row["predicted_s"] = r.step_time_s - sum(x.time_s for x in r.breakdown if x.phase == "optimizer")
             row["ape"] = {c: abs(pred.get(c, 0.0) / meas[c] - 1) * 100 for c in SCORED if meas.get(c, 0) > 0}
@@ -161,8 +169,10 @@ def render_section(rows: list[dict[str, Any]], neusight_ood: dict[str, float], *
              "batch and sequence sizes). perfforge's own runs (`perfforge profile --only breakdown`, HF transformers "
              "with eager attention) are measured as the GPU time of every ATen op of one profiled run, summed per "
              "class (`perfforge.evaluation.op_breakdown.op_class`); NeuSight's label traces as the sum of their "
-             "nodes' latencies per class (`perfforge.evaluation.neusight_traces`). Copies, embeddings, reductions "
-             "and masking are not scored, as in NeuSight. Predicted: perfforge's own graph of the same model and "
+             "nodes' latencies per class (`perfforge.evaluation.neusight_traces`). Copies, embeddings and "
+             "reductions are not scored, as in NeuSight, nor is a mask applied with `where` or `masked_fill` "
+             "(NeuSight's GPT-2-style traces); an added mask (its BERT and OPT traces, today's HF eager attention) "
+             "is ELEMENTWISE, and the predicted mask op is classed as the run's own. Predicted: perfforge's own graph of the same model and "
              f"shape (eager attention), summed per op kind; {model_note}. The metric is NeuSight's: the APE of a "
              "class's summed time in one run, averaged over runs; 'step' is the APE of the run's measured whole "
              "latency against the predicted step without optimizer.", "",
