@@ -17,7 +17,7 @@ from perfforge.evaluation.measured import kernel_op
 from perfforge.evaluation.neusight import _params, read_kernels
 
 KERNELS = Path(__file__).resolve().parents[2] / "data/ground_truth/neusight/kernels"
-_TILE = re.compile(r"sgemm_(\d+)x(\d+)")
+_TILE = re.compile(r"(?:sgemm_|tilesize)(\d+)x(\d+)")  # cuBLAS sgemm_128x64, Hopper xmma tilesize128x128x8
 
 
 def _grid_tiles(rows: int, cols: int, tile: tuple[int, int], grid: tuple[int, int]) -> bool:
