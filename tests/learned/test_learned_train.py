@@ -154,3 +154,26 @@ def test_held_out_models_never_saw_their_gpu(samples):
     t4 = fold.samples.group == "T4"
     trees = models["T4"].families["gemm"].trees
     np.testing.assert_allclose(trees.predict(fold.samples.x[t4]), fold.ratio["trees"][t4])
+
+
+def test_neusight_test_kernels_of_test_only_gpus_are_scored_never_fitted():
+    """NeuSight's H100 test kernels are held-out rows in the H100 fold and never in any learner's fit."""
+    from perfforge.engines.learned.dataset import NEUSIGHT_TEST_ONLY
+    from perfforge.engines.learned.train import leave_one_gpu_out
+
+    k = 60
+    groups = np.array(["A100"] * 20 + ["V100"] * 20 + ["H100"] * 20)
+    devices = np.array(["a100-pcie-40gb"] * 20 + ["v100-pcie-32gb"] * 20 + ["h100-sxm5-80gb"] * 20)
+    source = np.array(["neusight"] * 50 + ["measured"] * 10)   # 10 NeuSight H100 rows, 10 of perfforge's
+    assert "h100-sxm5-80gb" in NEUSIGHT_TEST_ONLY
+    x = np.zeros((k, 1))  # one feature value: a learner can only predict the mean target of what it fitted
+    # the test-only rows carry an absurd target: any learner that fitted them would move far from 1x
+    latency = np.where((source == "neusight") & (devices == "h100-sxm5-80gb"), 1e3, 1.0)
+    s = Samples("gemm", x, np.ones(k), latency, groups, devices, np.full(k, "FC"), source, np.full(k, "fp32"),
+                np.ones(k))
+    assert s.trainable.sum() == 50 and not s.trainable[40:50].any()
+    fold = leave_one_gpu_out(s, params=TINY, mlp_params=TINY_MLP)
+    held = s.group == "H100"
+    assert np.isfinite(fold.ratio["trees"][held]).all()            # all 20 H100 rows are scored
+    for g in ("A100", "V100"):                                      # no other fold learned the 1000x rows
+        assert np.all(np.abs(fold.ratio["trees"][s.group == g]) < 1.0)

@@ -179,7 +179,7 @@ def run_split(root: str | Path, split: str | Split, *, scale: float = 1.0, param
     fams: dict[str, SplitFamily] = {}
     train_data: dict[str, Samples] = {}
     for fam, s in samples.items():
-        train_m, test_m = np.isin(s.group, sp.train), np.isin(s.group, sp.test)
+        train_m, test_m = np.isin(s.group, sp.train) & s.trainable, np.isin(s.group, sp.test)
         if not train_m.any() or not test_m.any():
             continue
         train_data[fam] = s.subset(train_m)

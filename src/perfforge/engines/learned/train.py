@@ -154,7 +154,7 @@ def leave_one_gpu_out(s: Samples, *, groups: list[str] | None = None, params: di
         test = s.group == g
         if not test.any() or test.all():
             continue
-        train = s.subset(~test)
+        train = s.subset(~test & s.trainable)
         held = s.subset(test)
         t0 = time.perf_counter()
         trees, _ = fit_trees(train, params=params)
@@ -280,8 +280,10 @@ def train_model(samples: dict[str, Samples], folds: dict[str, FoldResult], *,
     for fam, s in samples.items():
         fold = folds.get(fam)
         blend = choose_blend(fold) if fold is not None else {"*": 0.0}
-        trees, _ = fit_trees(s, params=params)
-        mlp = fit_mlp(s, params=mlp_params)[0] if any(w > 0 for w in blend.values()) else None
+        fit = s.subset(s.trainable)
+        trees, _ = fit_trees(fit, params=params)
+        mlp = fit_mlp(fit, params=mlp_params)[0] if any(w > 0 for w in blend.values()) else None
         interval = interval_offsets(fold) if fold is not None else {"*": (0.0, 0.0)}
-        families[fam] = FamilyModel(fam, trees, family_floor(s), interval, mlp, blend if mlp is not None else {"*": 0.0})
+        families[fam] = FamilyModel(fam, trees, family_floor(fit), interval, mlp,
+                                    blend if mlp is not None else {"*": 0.0})
     return LearnedKernelModel(families, conv_backward_groups=conv_backward_groups)
