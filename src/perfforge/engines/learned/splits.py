@@ -293,9 +293,13 @@ def summary(rows: list[dict[str, Any]], sp: Split) -> dict[str, dict[str, Any]]:
         d: dict[str, Any] = {g: {k: r[k] for k in ("n", "mape", "median_ape", "coverage", "mape_trees", "mape_mlp",
                                                    "roofline_mape", "analytical_mape")} for g, r in sel.items()}
         for g in sp.comparable:
+            # every source's FP32 rows pooled (H100: perfforge's runs and NeuSight's test kernels; L4: the
+            # latter): a MAPE and a coverage are means, so the n-weighted mean of the subsets' is the pooled one
             fp32 = [r for r in rows if r["gpu"] == g and r["op_class"] == c and r["subset"].endswith(" fp32")]
-            if len(fp32) == 1:  # H100: perfforge's runs; L4: NeuSight's test kernels
-                d[f"{g} fp32"] = {k: fp32[0][k] for k in ("n", "mape", "median_ape", "coverage")}
+            if fp32:
+                n = sum(r["n"] for r in fp32)
+                d[f"{g} fp32"] = {"n": n, "mape": sum(r["n"] * r["mape"] for r in fp32) / n,
+                                  "coverage": sum(r["n"] * r["coverage"] for r in fp32) / n}
         out[c] = d
     return out
 
