@@ -95,3 +95,20 @@ def test_calibration_override(tmp_path):
     f.write_text("architectures: [\n")
     with pytest.raises(ConfigError, match="malformed YAML"):
         load_calibration("ampere", f)
+
+
+def test_priors_override_puts_architectures_back_on_the_default_block(tmp_path):
+    """The like-for-like analytical column of the split reports: hopper and ada on the priors, volta as shipped."""
+    import yaml
+
+    from perfforge.engines.analytical.calibration import load_calibration, priors_override
+
+    path = tmp_path / "priors.yaml"
+    path.write_text(yaml.safe_dump(priors_override(["hopper", "ada"])))
+    default = load_calibration("default")
+    shipped_h, prior_h = load_calibration("hopper"), load_calibration("hopper", override=path)
+    assert shipped_h.attention_efficiency != default.attention_efficiency          # the shipped block is fitted
+    fields = [k for k in type(default).model_fields if k != "source"]
+    assert all(getattr(prior_h, k) == getattr(default, k) for k in fields)
+    assert load_calibration("ada", override=path).fp32_gemm_scale == default.fp32_gemm_scale == 1.0
+    assert load_calibration("volta", override=path).fp32_gemm_scale == load_calibration("volta").fp32_gemm_scale != 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -68,6 +69,16 @@ def _read_yaml(path: Path | str, text: str | None = None) -> dict[str, Any]:
 def _shipped() -> dict[str, Any]:
     text = resources.files("perfforge").joinpath(SHIPPED).read_text()
     return _read_yaml(SHIPPED, text)
+
+
+def priors_override(architectures: Iterable[str]) -> dict[str, Any]:
+    """An override (the ``--calibration`` file layout) that puts ``architectures`` back on the shipped ``default``
+    block's priors: every key their own blocks set gets the default block's value. For experiments that must not
+    use any constant fitted on those architectures' GPUs."""
+    archs = _shipped()["architectures"]
+    return {"schema": "perfforge.calibration/1",
+            "architectures": {a: {k: archs["default"][k] for k in (archs.get(a) or {}) if k in archs["default"]}
+                              for a in architectures}}
 
 
 def load_calibration(architecture: str, override: str | Path | None = None) -> Calibration:

@@ -189,7 +189,7 @@ def run_split(root: str | Path, split: str | Split, *, scale: float = 1.0, param
             progress(f"{fam}: trained on {', '.join(sp.train)} ({train_m.sum()} rows), "
                      f"predicted {test_m.sum()} test rows ({time.perf_counter() - t0:.0f}s)")
     breakdown = _breakdown_rows(root, sp, fams) if with_e2e else []
-    e2e = _e2e_rows(root, fams) if with_e2e else []
+    e2e = _e2e_rows(root, fams, sp) if with_e2e else []
     if progress and e2e:
         progress(f"end to end: {len(e2e)} NeuSight labels predicted ({time.perf_counter() - t0:.0f}s)")
     unused = {fam: {k: int(v) for k, v in zip(*np.unique(
@@ -203,13 +203,25 @@ def _split_model(fams: dict[str, SplitFamily]) -> LearnedKernelModel:
     return LearnedKernelModel({fam: sf.model for fam, sf in fams.items()})
 
 
-def _e2e_rows(root: str | Path, fams: dict[str, SplitFamily]) -> list[dict[str, Any]]:
-    """NeuSight's end-to-end labels priced by the split's model (``learned_s``) and the analytical engine."""
+def untrained_architectures(sp: Split) -> tuple[str, ...]:
+    """Architectures with no GPU among the split's training GPUs: the analytical engine's constants for them were
+    fitted on test GPUs, so the like-for-like analytical column puts them back on the priors."""
+    from perfforge.engines.learned.dataset import GPU_GROUPS
+    from perfforge.system.catalog import get_device
+
+    arch = {g: get_device(d).architecture for d, g in GPU_GROUPS.items()}
+    trained = {arch[g] for g in sp.train}
+    return tuple(sorted({a for a in arch.values() if a not in trained}))
+
+
+def _e2e_rows(root: str | Path, fams: dict[str, SplitFamily], sp: Split) -> list[dict[str, Any]]:
+    """NeuSight's end-to-end labels priced by the split's model (``learned_s``), the analytical engine, and the
+    analytical engine with no constant fitted on a test-only architecture (``analytical_priors_s``)."""
     from perfforge.engines.learned.e2e import e2e_rows
 
     if not fams or not (Path(root) / "neusight" / "labels").is_dir():
         return []
-    return e2e_rows(_split_model(fams), Path(root))
+    return e2e_rows(_split_model(fams), Path(root), priors_for=untrained_architectures(sp))
 
 
 def _breakdown_rows(root: str | Path, sp: Split, fams: dict[str, SplitFamily]) -> list[dict[str, Any]]:
@@ -449,7 +461,8 @@ def render(result: dict[str, Any], *, command: str) -> str:
     if result.get("e2e_rows"):
         from perfforge.engines.learned.e2e import render_split_e2e
 
-        lines += render_split_e2e(result["e2e_rows"], train_gpus=sp.train, neusight_split=sp.name == "neusight")
+        lines += render_split_e2e(result["e2e_rows"], train_gpus=sp.train, neusight_split=sp.name == "neusight",
+                                  prior_archs=untrained_architectures(sp))
     lines += ["", "## Per test GPU, op class and subset", "",
               "'all' is every test row of the class on that GPU; the rows under it split it by source and dtype.", "",
               "| GPU | op class | subset | kernels | trees MAPE | MLP MAPE | blend (MLP weight) | MAPE | median APE | "
