@@ -95,7 +95,10 @@ def read_trace(csv_path: str | Path) -> list[dict[str, str]]:
 
 def class_sums(csv_path: str | Path, n_layer: int, model: str) -> dict[str, float]:
     """Seconds per op class of one label trace, the block repeated ``n_layer`` times."""
-    rows = read_trace(csv_path)
+    return _class_sums(read_trace(csv_path), n_layer, model)
+
+
+def _class_sums(rows: list[dict[str, str]], n_layer: int, model: str) -> dict[str, float]:
     sums: dict[str, float] = {}
     for row in _replicated(rows, model, n_layer):
         c = node_class(row)
@@ -117,6 +120,7 @@ def read_label_breakdowns(folder: str | Path) -> list[dict[str, Any]]:
             continue
         label = json.loads(label_json.read_text())
         mode = "train" if m["mode"] == "train" else "inference"
+        rows = read_trace(path)
         out.append({
             "kind": "model", "group": "neusight_trace", "op": f"{m['model']}_{mode}", "dtype": "fp32",
             "params": {"model": MODELS[m["model"]], "mode": mode, "batch": int(m["batch"]), "seq": int(m["seq"]),
@@ -124,8 +128,8 @@ def read_label_breakdowns(folder: str | Path) -> list[dict[str, Any]]:
                        **({"head": TRAIN_HEADS[m["model"]]} if mode == "train" and m["model"] in TRAIN_HEADS else {})},
             "latency_s": float(label["e2e_latency"]) * 1e-3,
             "device": {"name": by_folder.get(path.parent.name, path.parent.name.replace("_", " "))},
-            "class_sums": class_sums(path, int(label["num_layer"]), m["model"]),
-            "mask_class": mask_class(read_trace(path)),
+            "class_sums": _class_sums(rows, int(label["num_layer"]), m["model"]),
+            "mask_class": mask_class(rows),
             "run_id": f"neusight:{path.parent.name}", "source": SOURCE,
         })
     return out

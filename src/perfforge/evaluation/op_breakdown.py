@@ -171,8 +171,9 @@ def render_section(rows: list[dict[str, Any]], neusight_ood: dict[str, float], *
              "class (`perfforge.evaluation.op_breakdown.op_class`); NeuSight's label traces as the sum of their "
              "nodes' latencies per class (`perfforge.evaluation.neusight_traces`). Copies, embeddings and "
              "reductions are not scored, as in NeuSight, nor is a mask applied with `where` or `masked_fill` "
-             "(NeuSight's GPT-2-style traces); an added mask (its BERT and OPT traces, today's HF eager attention) "
-             "is ELEMENTWISE, and the predicted mask op is classed as the run's own. Predicted: perfforge's own graph of the same model and "
+             "(NeuSight's GPT-2-style traces); an added mask (its BERT and OPT traces, today's HF eager "
+             "attention) is ELEMENTWISE, and the predicted mask op is classed as the run's own. "
+             "Predicted: perfforge's own graph of the same model and "
              f"shape (eager attention), summed per op kind; {model_note}. The metric is NeuSight's: the APE of a "
              "class's summed time in one run, averaged over runs; 'step' is the APE of the run's measured whole "
              "latency against the predicted step without optimizer.", "",
