@@ -192,3 +192,19 @@ def test_split_end_to_end_verdict_states_the_numbers():
             "split's learned model has mean APE 5.0% against NeuSight's 12.0%, lower on 1 of them") in text
     assert "| 20.0% |" in text
     assert "| h100-sxm5-80gb | 2 | 5.0% | 12.0% | 1 |" in text       # the per-GPU comparison
+
+
+def test_like_for_like_analytical_column_uses_no_test_architecture_fit(tiny):
+    """'analytical, priors' resets exactly the architectures no training GPU has, and on a GPU of a trained
+    architecture it equals the shipped analytical prediction."""
+    from perfforge.engines.learned.splits import untrained_architectures
+
+    assert untrained_architectures(SPLITS["neusight"]) == ("ada", "hopper")
+    assert untrained_architectures(SPLITS["pre-ampere"]) == ("ada", "ampere", "hopper")
+    _, result = tiny
+    e2e = result["e2e_rows"]
+    v100 = [r for r in e2e if r["gpu"] == "v100-pcie-32gb"]
+    assert v100 and all(r["analytical_priors_s"] == pytest.approx(r["analytical_s"], rel=1e-12) for r in v100)
+    h100 = [r for r in e2e if r["gpu"] == "h100-sxm5-80gb"]
+    # Hopper's fitted constants (attention, memory, vector efficiency...) move some H100 labels by percents
+    assert h100 and max(abs(r["analytical_priors_s"] / r["analytical_s"] - 1) for r in h100) > 1e-2
