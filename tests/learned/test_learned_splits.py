@@ -208,3 +208,16 @@ def test_like_for_like_analytical_column_uses_no_test_architecture_fit(tiny):
     h100 = [r for r in e2e if r["gpu"] == "h100-sxm5-80gb"]
     # Hopper's fitted constants (attention, memory, vector efficiency...) move some H100 labels by percents
     assert h100 and max(abs(r["analytical_priors_s"] / r["analytical_s"] - 1) for r in h100) > 1e-2
+
+
+def test_per_op_rows_carry_the_like_for_like_analytical_engine(tiny):
+    _, result = tiny
+    rows = result["breakdown"]
+    assert {"learned", "analytical", "analytical, priors"} <= {r["backend"] for r in rows}
+    key = lambda r: (r["run_id"], r["label"], r["hardware"])  # noqa: E731
+    shipped = {key(r): r for r in rows if r["backend"] == "analytical" and "predicted" in r}
+    priors = [r for r in rows if r["backend"] == "analytical, priors" and "predicted" in r]
+    v100 = [r for r in priors if r["hardware"] == "v100-pcie-32gb"]
+    assert v100 and all(r["predicted"] == shipped[key(r)]["predicted"] for r in v100)   # volta stays as shipped
+    h100 = [r for r in priors if r["hardware"] == "h100-sxm5-80gb"]
+    assert h100 and any(r["predicted"] != shipped[key(r)]["predicted"] for r in h100)

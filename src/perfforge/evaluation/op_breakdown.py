@@ -85,8 +85,9 @@ def read_breakdown_records(root: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def predict_record(rec: dict[str, Any], backend: str) -> Any:
-    """perfforge's prediction of one record's run: its own graph (eager, unfused attention), FP32."""
+def predict_record(rec: dict[str, Any], backend: str, calibration: str | None = None) -> Any:
+    """perfforge's prediction of one record's run: its own graph (eager, unfused attention), FP32; ``calibration``
+    is an override file for the analytical engine's constants."""
     from perfforge.api import predict, resolve_workload
     from perfforge.evaluation.measured import device_id
 
@@ -94,13 +95,15 @@ def predict_record(rec: dict[str, Any], backend: str) -> Any:
     workload = resolve_workload(p["model"], mode=p["mode"], batch=p["batch"], seq=p["seq"], dtype="fp32",
                                 attention_impl="unfused", dropout=p.get("dropout", 0.0), head=p.get("head"))
     return predict(workload, device_id(rec), mode="train" if p["mode"] == "train" else "inference",
-                   optimizer="adamw", backend=backend)
+                   optimizer="adamw", backend=backend, calibration=calibration)
 
 
 def evaluate(records: Iterable[dict[str, Any]], *, backends: Iterable[str] = ("learned", "analytical"),
-             gpus: Callable[[dict[str, Any]], str | None] | None = None) -> list[dict[str, Any]]:
+             gpus: Callable[[dict[str, Any]], str | None] | None = None,
+             analytical_variants: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """One row per (record, backend): measured and predicted class sums, their APEs, and the whole step's.
-    ``gpus(rec)`` names the record's GPU group, or None to skip it. Run inside ``using_model`` to score a
+    ``gpus(rec)`` names the record's GPU group, or None to skip it. ``analytical_variants`` adds the analytical
+    engine under other calibrations ({row name: override file}). Run inside ``using_model`` to score a
     particular learned model."""
     from perfforge.core.errors import PerfforgeError
     from perfforge.evaluation.measured import device_id
@@ -112,13 +115,15 @@ def evaluate(records: Iterable[dict[str, Any]], *, backends: Iterable[str] = ("l
             continue
         meas = measured_sums(rec)
         p = rec["params"]
-        for backend in backends:
+        runs = [(b, b, None) for b in backends]
+        runs += [(name, "analytical", path) for name, path in (analytical_variants or {}).items()]
+        for name, backend, calibration in runs:
             row: dict[str, Any] = {"gpu": group, "hardware": device_id(rec), "model": p["model"], "mode": p["mode"],
                                    "batch": p["batch"], "seq": p["seq"], "label": p.get("neusight_label"),
-                                   "run_id": rec.get("run_id"), "backend": backend, "measured_s": rec["latency_s"],
+                                   "run_id": rec.get("run_id"), "backend": name, "measured_s": rec["latency_s"],
                                    "measured": meas}
             try:
-                r = predict_record(rec, backend)
+                r = predict_record(rec, backend, calibration)
             except PerfforgeError as exc:
                 row["error"] = str(exc)
                 rows.append(row)
@@ -128,7 +133,7 @@ def evaluate(records: Iterable[dict[str, Any]], *, backends: Iterable[str] = ("l
             row["predicted_s"] = r.step_time_s - sum(x.time_s for x in r.breakdown if x.phase == "optimizer")
             row["ape"] = {c: abs(pred.get(c, 0.0) / meas[c] - 1) * 100 for c in SCORED if meas.get(c, 0) > 0}
             row["e2e_ape"] = abs(row["predicted_s"] / rec["latency_s"] - 1) * 100
-            if backend == "learned":
+            if name == "learned":
                 row["fallback_ops"] = r.extra.get("fallback_ops", {})
             rows.append(row)
     return rows

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -79,6 +80,24 @@ def priors_override(architectures: Iterable[str]) -> dict[str, Any]:
     return {"schema": "perfforge.calibration/1",
             "architectures": {a: {k: archs["default"][k] for k in (archs.get(a) or {}) if k in archs["default"]}
                               for a in architectures}}
+
+
+@contextmanager
+def priors_calibration_file(architectures: Iterable[str]) -> Iterator[str | None]:
+    """A temporary ``--calibration`` file holding ``priors_override(architectures)``, removed on exit; None when
+    no architecture is given (the shipped calibration applies)."""
+    import tempfile
+
+    import yaml
+
+    archs = tuple(architectures)
+    if not archs:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="perfforge-priors-") as folder:
+        path = Path(folder) / "priors.yaml"
+        path.write_text(yaml.safe_dump(priors_override(archs)))
+        yield str(path)
 
 
 def load_calibration(architecture: str, override: str | Path | None = None) -> Calibration:

@@ -41,70 +41,65 @@ def e2e_rows(model: LearnedKernelModel, root: Path,
     (``held_out_s``; a GPU with no kernels in the training data is unseen by the shipped model itself). With
     ``priors_for`` (architectures), also by the analytical engine with those architectures on the default
     block's priors (``analytical_priors_s``): no constant fitted on their GPUs' measurements."""
-    import shutil
-    import tempfile
+    from perfforge.engines.analytical.calibration import priors_calibration_file
+    from perfforge.evaluation.neusight_summary import read_summary
 
-    import yaml
+    with priors_calibration_file(priors_for) as priors_file:
+        rows = _label_rows(model, root, held_out, priors_file)
+    summary_dir = root / "neusight" / "summary"
+    if summary_dir.is_dir():
+        published = read_summary(summary_dir)
+        for row in rows:
+            row["neusight_ape"] = published.get((row["folder"], row["label"]), {}).get("NeuSight")
+    return rows
 
+
+def _label_rows(model: LearnedKernelModel, root: Path, held_out: dict[str, LearnedKernelModel] | None,
+                priors_file: str | None) -> list[dict[str, Any]]:
     from perfforge.api import predict, resolve_workload
     from perfforge.core.errors import PerfforgeError
-    from perfforge.engines.analytical.calibration import priors_override
     from perfforge.engines.learned.backend import using_model
     from perfforge.engines.learned.dataset import GPU_GROUPS
     from perfforge.evaluation.measured import DEVICE_IDS
     from perfforge.evaluation.neusight import read_labels
-    from perfforge.evaluation.neusight_summary import read_summary
 
-    priors_file = None
-    if priors_for:
-        priors_file = Path(tempfile.mkdtemp(prefix="perfforge-priors-")) / "priors.yaml"
-        priors_file.write_text(yaml.safe_dump(priors_override(priors_for)))
     rows = []
     for rec in read_labels(root / "neusight"):
         p = rec["params"]
         hw = DEVICE_IDS.get(rec["device"]["name"])
         if not p["model"]:
             continue
-        for label, spec in [(p["model"], p["model"])]:
-            row = {"gpu": hw, "folder": Path(rec["key"]).parent.name, "label": Path(rec["key"]).name, "model": label,
-                   "mode": p["mode"], "batch": p["batch"],
-                   "seq": p["seq"], "measured_s": rec["latency_s"],
-                   "neusight_ood": is_neusight_ood(hw, p["neusight_model"])}
-            group = GPU_GROUPS.get(hw or "")
-            runs = [("learned", "learned", model), ("analytical", "analytical", model)]
-            if held_out is not None:
-                runs.append(("held_out", "learned", held_out.get(group or "", model)))
-                row["held_out_seen"] = group in held_out
-            if priors_file is not None:
-                runs.append(("analytical_priors", "analytical", model))
-            for name, backend, m in runs:
-                try:
-                    workload = resolve_workload(spec, mode=p["mode"], batch=p["batch"], seq=p["seq"],
-                                                dtype="fp32", attention_impl="unfused", dropout=p.get("dropout", 0.0),
-                                                head=p.get("head"))
-                    with using_model(m):
-                        r = predict(workload, hw, mode="train" if p["mode"] == "train" else "inference",
-                                    optimizer=p.get("optimizer", "adamw"), backend=backend,
-                                    calibration=str(priors_file) if name == "analytical_priors" else None)
-                    t = r.step_time_s
-                    if p.get("exclude_optimizer"):
-                        t -= sum(x.time_s for x in r.breakdown if x.phase == "optimizer")
-                    row[f"{name}_s"] = t
-                    if name == "learned":
-                        row["fallback_ops"] = r.extra.get("fallback_ops", {})
-                        row["low_s"] = r.extra.get("kernel_time_low_s")
-                        row["high_s"] = r.extra.get("kernel_time_high_s")
-                except PerfforgeError as exc:
-                    row[f"{name}_s"] = None
-                    row[f"{name}_error"] = str(exc)
-            rows.append(row)
-    if priors_file is not None:
-        shutil.rmtree(priors_file.parent, ignore_errors=True)
-    summary_dir = root / "neusight" / "summary"
-    if summary_dir.is_dir():
-        published = read_summary(summary_dir)
-        for row in rows:
-            row["neusight_ape"] = published.get((row["folder"], row["label"]), {}).get("NeuSight")
+        row = {"gpu": hw, "folder": Path(rec["key"]).parent.name, "label": Path(rec["key"]).name,
+               "model": p["model"], "mode": p["mode"], "batch": p["batch"], "seq": p["seq"],
+               "measured_s": rec["latency_s"], "neusight_ood": is_neusight_ood(hw, p["neusight_model"])}
+        group = GPU_GROUPS.get(hw or "")
+        runs = [("learned", "learned", model), ("analytical", "analytical", model)]
+        if held_out is not None:
+            runs.append(("held_out", "learned", held_out.get(group or "", model)))
+            row["held_out_seen"] = group in held_out
+        if priors_file is not None:
+            runs.append(("analytical_priors", "analytical", model))
+        for name, backend, m in runs:
+            try:
+                workload = resolve_workload(p["model"], mode=p["mode"], batch=p["batch"], seq=p["seq"],
+                                            dtype="fp32", attention_impl="unfused", dropout=p.get("dropout", 0.0),
+                                            head=p.get("head"))
+                with using_model(m):
+                    r = predict(workload, hw, mode="train" if p["mode"] == "train" else "inference",
+                                optimizer=p.get("optimizer", "adamw"), backend=backend,
+                                calibration=priors_file if name == "analytical_priors" else None)
+                t = r.step_time_s
+                if p.get("exclude_optimizer"):
+                    t -= sum(x.time_s for x in r.breakdown if x.phase == "optimizer")
+                row[f"{name}_s"] = t
+                if name == "learned":
+                    row["fallback_ops"] = r.extra.get("fallback_ops", {})
+                    row["low_s"] = r.extra.get("kernel_time_low_s")
+                    row["high_s"] = r.extra.get("kernel_time_high_s")
+            except PerfforgeError as exc:
+                row[f"{name}_s"] = None
+                row[f"{name}_error"] = str(exc)
+        rows.append(row)
     return rows
 
 

@@ -243,8 +243,11 @@ def _breakdown_rows(root: str | Path, sp: Split, fams: dict[str, SplitFamily]) -
                + [r for r in runs if is_label_trace(r) and group(r) in sp.test + sp.train])
     if not records or not fams:
         return []
-    with using_model(_split_model(fams)):
-        rows = op_breakdown.evaluate(records, gpus=group)
+    from perfforge.engines.analytical.calibration import priors_calibration_file
+
+    with using_model(_split_model(fams)), priors_calibration_file(untrained_architectures(sp)) as priors:
+        rows = op_breakdown.evaluate(records, gpus=group,
+                                     analytical_variants={"analytical, priors": priors} if priors else None)
     for r in rows:
         r["source"] = run_source(r)
         r["split_role"] = "test" if r["gpu"] in sp.test else "train"
@@ -333,7 +336,9 @@ def render_neusight_rows(rows: list[dict[str, Any]], sp: Split) -> list[str]:
              "H100 (H200 and A40 are not NeuSight's GPUs and are left out), one row per (GPU, label) as in NeuSight's "
              "summary: NeuSight's own trace where one is copied, as NeuSight scores it, else perfforge's runs of the "
              "configuration (two runs of a label averaged). Priced by this split's model (trained on "
-             f"{', '.join(sp.train)} only) and by the analytical engine.", "",
+             f"{', '.join(sp.train)} only) and by the analytical engine, as shipped and with the calibration "
+             f"blocks of the architectures no training GPU has ({', '.join(untrained_architectures(sp))}) on the "
+             "priors ('analytical, priors', the like-for-like analytical competitor).", "",
              "| rows | predictor | rows (GPU, label) | of them NeuSight's traces | GPUs | " + " | ".join(SCORED) + " |",
              "|---|---|---|---|---|" + "---|" * len(SCORED)]
     names = {"ood": "NeuSight's OOD rows", "id": "NeuSight's in-distribution rows"}
