@@ -177,3 +177,16 @@ def test_neusight_test_kernels_of_test_only_gpus_are_scored_never_fitted():
     assert np.isfinite(fold.ratio["trees"][held]).all()            # all 20 H100 rows are scored
     for g in ("A100", "V100"):                                      # no other fold learned the 1000x rows
         assert np.all(np.abs(fold.ratio["trees"][s.group == g]) < 1.0)
+
+
+def test_the_a100_80gb_boards_gemm_test_kernels_are_their_own_held_out_group():
+    """NeuSight's third OOD GPU: its GEMM test kernels form group 'A100-80' and are never fitted; the same board's
+    NeuSight convolutions (training data in NeuSight) stay trainable in 'A100'."""
+    from perfforge.engines.learned.dataset import load_records, samples_from_records
+
+    root = Path(__file__).resolve().parents[2] / "data/ground_truth"
+    recs = [r for r in load_records(root, scale=0.05) if r.get("device", {}).get("name") == "NVIDIA A100 80GB PCIe"]
+    samples = samples_from_records(recs)
+    gemm, conv = samples["gemm"], samples["conv"]
+    assert set(gemm.group) == {"A100-80"} and not gemm.trainable.any() and len(gemm) > 20
+    assert set(conv.group) == {"A100"} and conv.trainable.all() and len(conv) > 20
