@@ -265,20 +265,16 @@ def neusight_fit_cases(folder: str, ops: list[str], *,
                        exclude_per_file: int = 100) -> dict[str, list[tuple[list[KernelCase], DeviceSpec]]]:
     """NeuSight's FP32 kernels of ``ops`` (its file names: bmm, linear, conv) grouped by architecture, leaving out
     the ``exclude_per_file`` evenly spaced rows per file that the ``kernels`` suite scores (those stay out of
-    sample) and the test-only kernels of NeuSight's OOD GPUs H100 and A100 80GB PCIe (the learned model's
-    ``NEUSIGHT_TEST_ONLY``: test data for every engine)."""
-    import numpy as np
-
-    from perfforge.engines.learned.dataset import is_test_only, op_class
+    sample) and the test-only kernels of NeuSight's OOD GPUs H100 and A100 80GB PCIe
+    (``neusight.TEST_ONLY_KERNELS``: test data for every engine)."""
     from perfforge.evaluation.measured import device_id, kernel_cases
-    from perfforge.evaluation.neusight import read_kernels
+    from perfforge.evaluation.neusight import is_test_kernel, read_kernels
     from perfforge.system.catalog import get_device
 
     scored = {r["key"] for r in read_kernels(folder, ops=ops, per_file=exclude_per_file)}
     by_device: dict[str, list[dict[str, Any]]] = {}
     for r in read_kernels(folder, ops=ops, per_file=None):
-        test_only = is_test_only(np.array(["neusight"]), np.array([device_id(r)]), np.array([op_class(r["op"])]))[0]
-        if r["key"] not in scored and not test_only:
+        if r["key"] not in scored and not is_test_kernel(device_id(r), r["op"]):
             by_device.setdefault(device_id(r), []).append(r)
     out: dict[str, list[tuple[list[KernelCase], DeviceSpec]]] = {}
     for dev_id, recs in sorted(by_device.items()):

@@ -18,6 +18,7 @@ from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
 from perfforge.engines.learned.features import FAMILIES, op_features
 from perfforge.evaluation.measured import DEVICE_IDS, kernel_op, read_measurements, record_dtypes
+from perfforge.evaluation.neusight import TEST_ONLY_KERNELS, is_test_kernel
 from perfforge.evaluation.neusight import read_kernels as read_neusight_kernels
 from perfforge.evaluation.vidur import read_mlp_profiles
 from perfforge.system.catalog import get_device
@@ -39,14 +40,10 @@ CONV_BACKWARD_OPS = ("conv2d_dgrad", "conv2d_wgrad")
 # Rows read per (op, GPU) file: GEMM-like files are large and carry the most information.
 NEUSIGHT_PER_FILE = {"bmm": 2500, "linear": 2000, "conv": 1500}
 NEUSIGHT_VECTOR_PER_FILE = 350
-# NeuSight kernels that come from NeuSight's own test set and stay test data, per GPU and op class (None: all):
-# scored in every evaluation, never fitted. The H100 has perfforge's and Vidur's kernels to learn from; training on
-# its 526 FP32 GEMMs as well made every other held-out GPU's end-to-end error worse (13.2% -> 15.8% over
-# NeuSight's 82 labels). The A100 80GB PCIe's GEMMs are NeuSight's third OOD GPU; that board's convolutions are
-# NeuSight training data and stay trainable. L4's test kernels are the only L4 data and do train the shipped model
-# (data/ground_truth/neusight/README.md).
-NEUSIGHT_TEST_ONLY: dict[str, frozenset[str] | None] = {"h100-sxm5-80gb": None,
-                                                        "a100-pcie-80gb": frozenset({"BMM", "FC"})}
+# NeuSight's test-only kernels (``perfforge.evaluation.neusight.TEST_ONLY_KERNELS``) per GPU and op class:
+# scored in every evaluation, never fitted
+NEUSIGHT_TEST_ONLY: dict[str, frozenset[str] | None] = {
+    dev: None if ops is None else frozenset(_CLASS_OF_OP[o] for o in ops) for dev, ops in TEST_ONLY_KERNELS.items()}
 # The GPU group of test-only rows whose board shares a group with training data: held out on their own
 TEST_ONLY_GROUPS = {"a100-pcie-80gb": "A100-80"}
 VIDUR_PER_FILE = 150
@@ -135,7 +132,7 @@ def samples_from_records(records: Iterable[dict[str, Any]]) -> dict[str, Samples
         c = cols[family]
         cls, src = op_class(rec["op"]), _source_of(rec)
         group = GPU_GROUPS[dev_id]
-        if dev_id in TEST_ONLY_GROUPS and is_test_only(np.array([src]), np.array([dev_id]), np.array([cls]))[0]:
+        if dev_id in TEST_ONLY_GROUPS and src == "neusight" and is_test_kernel(dev_id, rec["op"]):
             group = TEST_ONLY_GROUPS[dev_id]
         for k, v in (("x", x), ("bound_s", bound), ("latency_s", float(rec["latency_s"])),
                      ("group", group), ("device", dev_id), ("op_class", cls),

@@ -79,11 +79,15 @@ def _label_rows(model: LearnedKernelModel, root: Path, held_out: dict[str, Learn
             row["held_out_seen"] = group in held_out
         if priors_file is not None:
             runs.append(("analytical_priors", "analytical", model))
+        try:  # one graph per label, priced by every run
+            workload = resolve_workload(p["model"], mode=p["mode"], batch=p["batch"], seq=p["seq"], dtype="fp32",
+                                        attention_impl="unfused", dropout=p.get("dropout", 0.0), head=p.get("head"))
+        except PerfforgeError as exc:
+            row.update({k: v for name, _, _ in runs for k, v in ((f"{name}_s", None), (f"{name}_error", str(exc)))})
+            rows.append(row)
+            continue
         for name, backend, m in runs:
             try:
-                workload = resolve_workload(p["model"], mode=p["mode"], batch=p["batch"], seq=p["seq"],
-                                            dtype="fp32", attention_impl="unfused", dropout=p.get("dropout", 0.0),
-                                            head=p.get("head"))
                 with using_model(m):
                     r = predict(workload, hw, mode="train" if p["mode"] == "train" else "inference",
                                 optimizer=p.get("optimizer", "adamw"), backend=backend,
