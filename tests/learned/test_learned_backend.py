@@ -179,4 +179,15 @@ def test_e2e_rows_mark_neusight_ood_rows_and_use_the_held_out_model(tmp_path):
     l4 = rows[("l4", "bert_large-inf-512-8")]
     assert l4["neusight_ood"] and not l4["held_out_seen"]                        # no L4 kernels anywhere
     v100 = rows[("v100-pcie-32gb", "bert_large-inf-512-8")]
-    assert v100["held_out_seen"] and v100["held_out_s"] == v100["learned_s"]     # the same model was passed
+    assert v100["held_out_seen"]
+    # the same model was passed; the held-out run prices its analytical member and fallback on the priors alone
+    from perfforge.api import predict, resolve_workload
+    from perfforge.engines.analytical.calibration import calibrated_architectures, priors_calibration_file
+
+    wl = resolve_workload("bert-large", mode="inference", batch=8, seq=512, dtype="fp32", attention_impl="unfused")
+    with priors_calibration_file(calibrated_architectures()) as priors:
+        on_priors = predict(wl, "v100-pcie-32gb", mode="inference", backend="learned", calibration=priors)
+    shipped_cal = predict(wl, "v100-pcie-32gb", mode="inference", backend="learned")
+    assert v100["held_out_s"] == pytest.approx(on_priors.step_time_s, rel=1e-9)
+    assert v100["learned_s"] == pytest.approx(shipped_cal.step_time_s, rel=1e-9)
+    assert v100["held_out_s"] != v100["learned_s"]

@@ -13,7 +13,7 @@ import pytest
 
 from perfforge.core.dtypes import DType
 from perfforge.engines.learned.features import roofline_bound_s
-from perfforge.engines.learned.model import WeightsMissingError, load_model
+from perfforge.engines.learned.model import CLASS_OF_KIND, WeightsMissingError, load_model
 from perfforge.engines.learned.ops import build_op
 from perfforge.system.catalog import get_device
 from perfforge.workload import layers as L
@@ -29,25 +29,35 @@ def test_shipped_model_is_small_and_described():
     assert manifest["training_data"]["gemm"]["by_group"]  # which GPUs the trees saw
     for fam in manifest["families"].values():              # per-class blend of trees and MLP, and its intervals
         assert set(fam["blend_mlp_weight"].values()) <= {0.0, 0.5, 1.0}
+        assert set(fam["blend_analytical_weight"].values()) <= {0.0, 0.25, 0.5}
         assert all(lo <= 0.0 <= hi for lo, hi in fam["interval"].values())
     assert set(manifest["held_out_summary"]) >= {"BMM", "FC", "CONV", "NORM", "ELEMENTWISE"}
 
 
-def test_shipped_blend_matches_its_parts():
-    """A class shipped as 'MLP' predicts exactly the MLP's ratio; as 'trees' exactly the trees'."""
-    model, device = load_model(), get_device("v100-pcie-32gb")
-    ops = [build_op("linear", {"B": 2, "M": 512, "N": 1024, "K": 1024}, "fp32"),
-           build_op("bmm", {"B": 16, "M": 512, "N": 512, "K": 64}, "fp32")]
+@pytest.mark.parametrize("calibration", ["shipped", "priors"])
+def test_shipped_blend_matches_its_parts(calibration):
+    """A class shipped as 'MLP' predicts exactly the MLP's ratio, as 'trees' exactly the trees'; that learned time
+    is blended geometrically with the analytical engine's time under the calibration passed in."""
+    from perfforge.engines.analytical.calibration import load_calibration, priors_calibration
+    from perfforge.engines.analytical.roofline import op_time
     from perfforge.engines.learned.features import op_features
 
-    fm = model.families["gemm"]
-    for (op, dt), cls in zip(ops, ("FC", "BMM")):
-        _, x, bound = op_features(op, device, dt)
+    model, device = load_model(), get_device("v100-pcie-32gb")
+    cal = load_calibration(device.architecture) if calibration == "shipped" else priors_calibration()
+    ops = [build_op("linear", {"B": 2, "M": 512, "N": 1024, "K": 1024}, "fp32"),
+           build_op("bmm", {"B": 16, "M": 512, "N": 512, "K": 64}, "fp32"),
+           build_op("add", {"B": 1024, "H": 4096}, "fp32")]
+    for op, dt in ops:
+        fam, x, bound = op_features(op, device, dt)
+        fm = model.families[fam]
+        cls = CLASS_OF_KIND[op.kind]
         w = fm.blend.get(cls, fm.blend["*"])
+        a = fm.analytical_weight.get(cls, fm.analytical_weight["*"])
         trees = fm.trees.predict(x[None])[0]
         mlp = fm.mlp.predict(x[None])[0] if fm.mlp is not None else trees
-        expected = bound * np.exp(max((1 - w) * trees + w * mlp, fm.floor))
-        got = model.predict_ops([op], device, [dt]).pred_s[0]
+        learned = bound * np.exp(max((1 - w) * trees + w * mlp, fm.floor))
+        expected = learned ** (1 - a) * op_time(op, device, cal, dt).time_s ** a
+        got = model.predict_ops([op], device, [dt], cal).pred_s[0]
         assert got == pytest.approx(expected, rel=1e-12)
 
 

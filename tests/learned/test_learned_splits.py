@@ -60,11 +60,13 @@ def test_test_gpus_do_not_influence_predictions(tiny):
     assert test.any() and (~test).any()
     # scale every test GPU's measured latency by 7: a model that saw them would predict differently
     lat = np.where(test, s.latency_s * 7.0, s.latency_s)
-    changed = type(s)(s.family, s.x, s.bound_s, lat, s.group, s.device, s.op_class, s.source, s.dtype, s.analytical_s)
+    changed = type(s)(s.family, s.x, s.bound_s, lat, s.group, s.device, s.op_class, s.source, s.dtype, s.analytical_s,
+                      s.analytical_priors_s)
     other = run_split(ROOT, "neusight", params=TINY, mlp_params=TINY_MLP, samples={"gemm": changed}, with_e2e=False)
     a, b = result["families"]["gemm"], other["families"]["gemm"]
     np.testing.assert_array_equal(a.shipped, b.shipped)
     assert a.model.interval == b.model.interval and a.model.blend == b.model.blend
+    assert a.model.analytical_weight == b.model.analytical_weight
     assert not np.array_equal(a.test.latency_s, b.test.latency_s)
 
 
@@ -117,8 +119,13 @@ def test_split_end_to_end_prices_every_label_with_the_split_model(tiny):
     row = next(r for r in e2e if r["gpu"] == "h100-sxm5-80gb" and r["label"] == "bert_large-inf-512-8")
     assert row["neusight_ood"]
     w = resolve_workload("bert-large", mode="inference", batch=8, seq=512, dtype="fp32", attention_impl="unfused")
-    with using_model(_split_model(result["families"])):
-        split_s = predict(w, "h100-sxm5-80gb", mode="inference", backend="learned").step_time_s
+    from perfforge.engines.analytical.calibration import priors_calibration_file
+    from perfforge.engines.learned.splits import untrained_architectures
+
+    # the split's model, its analytical member and fallback with Hopper's constants on the priors
+    with using_model(_split_model(result["families"])), \
+            priors_calibration_file(untrained_architectures(SPLITS["neusight"])) as priors:
+        split_s = predict(w, "h100-sxm5-80gb", mode="inference", backend="learned", calibration=priors).step_time_s
     shipped_s = predict(w, "h100-sxm5-80gb", mode="inference", backend="learned").step_time_s
     assert row["learned_s"] == pytest.approx(split_s, rel=1e-9)
     assert abs(split_s / shipped_s - 1) > 1e-3        # not the shipped model (which trained on H100)
@@ -221,3 +228,30 @@ def test_per_op_rows_carry_the_like_for_like_analytical_engine(tiny):
     assert v100 and all(r["predicted"] == shipped[key(r)]["predicted"] for r in v100)   # volta stays as shipped
     h100 = [r for r in priors if r["hardware"] == "h100-sxm5-80gb"]
     assert h100 and any(r["predicted"] != shipped[key(r)]["predicted"] for r in h100)
+
+
+def test_analytical_member_of_test_rows_is_on_the_priors_for_untrained_architectures():
+    """A test row of an architecture no training GPU has (Hopper in NeuSight's split) is blended with the
+    analytical engine on the priors; other rows with the shipped calibration. The analytical member is exact on
+    every training GPU here, so the folds choose its largest weight."""
+    pytest.importorskip("sklearn")
+    from perfforge.engines.learned.dataset import Samples
+    from perfforge.engines.learned.splits import fit_split_family
+    from perfforge.engines.learned.train import ANALYTICAL_WEIGHTS
+
+    rng = np.random.default_rng(1)
+    k = 40
+    groups = np.repeat(["A100", "V100", "T4"], k)
+    devices = np.repeat(["a100-pcie-40gb", "v100-pcie-32gb", "t4"], k)
+    x = rng.normal(size=(3 * k, 2))
+    latency = np.exp(rng.normal(size=3 * k))  # the learners cannot predict it from x: the analytical member can
+    train = Samples("gemm", x, np.full(3 * k, 0.5), latency, groups, devices, np.full(3 * k, "FC"),
+                    np.full(3 * k, "neusight"), np.full(3 * k, "fp32"), latency * 3.0, latency)
+    test = Samples("gemm", x[:2], np.full(2, 0.5), np.ones(2), np.array(["H100", "A100-80"]),
+                   np.array(["h100-sxm5-80gb", "a100-pcie-80gb"]), np.full(2, "FC"), np.full(2, "neusight"),
+                   np.full(2, "fp32"), np.array([2.0, 2.0]), np.array([4.0, 4.0]))
+    sf = fit_split_family(train, test, params=TINY, mlp_params=TINY_MLP, prior_archs=("hopper",))
+    a = sf.model.analytical_weight["FC"]
+    assert a == max(ANALYTICAL_WEIGHTS)
+    expected = (1 - a) * sf.learned + a * np.log(np.array([4.0, 2.0]) / 0.5)  # H100: priors; A100 80GB: shipped
+    np.testing.assert_allclose(sf.shipped, expected, rtol=1e-12)

@@ -106,7 +106,7 @@ def _synthetic_fold(offsets: dict[str, float], n: int = 200, noise: float = 0.05
     k = len(groups)
     truth = np.array([offsets[g] for g in groups]) + rng.normal(scale=noise, size=k)
     s = Samples("gemm", np.zeros((k, 1)), np.ones(k), np.exp(truth), groups, groups, np.full(k, "FC"),
-                np.full(k, "neusight"), np.full(k, "fp32"), np.ones(k))
+                np.full(k, "neusight"), np.full(k, "fp32"), np.ones(k), np.ones(k))
     return FoldResult("gemm", s, {"trees": np.zeros(k), "mlp": truth + 1.0}, np.full(k, -10.0))
 
 
@@ -116,6 +116,28 @@ def test_blend_is_chosen_on_held_out_error():
     assert choose_blend(fold) == {"*": 0.0, "FC": 0.0}
     fold.ratio["mlp"] = fold.ratio["mlp"] - 1.0 + 0.01   # now the MLP is almost exact
     assert choose_blend(fold)["FC"] == 1.0
+
+
+def test_analytical_weight_is_chosen_on_held_out_error_with_the_priors():
+    """The analytical member enters with the largest weight when its priors-only time is exact on held-out GPUs,
+    and not at all when it is 3x off; the folds' prediction is then learned^(1-a) x analytical^a."""
+    from perfforge.engines.learned.train import ANALYTICAL_WEIGHTS
+
+    fold = _synthetic_fold({"a": 0.1, "b": -0.1, "c": 0.2})
+    s = fold.samples
+    exact = type(s)(s.family, s.x, s.bound_s, s.latency_s, s.group, s.device, s.op_class, s.source, s.dtype,
+                    s.latency_s * 5.0, s.latency_s)          # shipped constants way off, priors exact
+    fold.samples = exact
+    choose_blend(fold)
+    a = fold.analytical_weight["FC"]
+    assert a == max(ANALYTICAL_WEIGHTS)
+    np.testing.assert_allclose(fold.pred_s, fold.learned_s ** (1 - a) * s.latency_s ** a, rtol=1e-12)
+    fold.samples = type(s)(*(getattr(exact, f) for f in ("family", "x", "bound_s", "latency_s", "group", "device",
+                                                         "op_class", "source", "dtype", "analytical_s")),
+                           s.latency_s * 3.0)
+    choose_blend(fold)
+    assert fold.analytical_weight["FC"] == 0.0
+    np.testing.assert_array_equal(fold.pred_s, fold.learned_s)
 
 
 def test_conformal_interval_covers_a_gpu_with_its_own_offset():
@@ -170,7 +192,7 @@ def test_neusight_test_kernels_of_test_only_gpus_are_scored_never_fitted():
     # the test-only rows carry an absurd target: any learner that fitted them would move far from 1x
     latency = np.where((source == "neusight") & (devices == "h100-sxm5-80gb"), 1e3, 1.0)
     s = Samples("gemm", x, np.ones(k), latency, groups, devices, np.full(k, "FC"), source, np.full(k, "fp32"),
-                np.ones(k))
+                np.ones(k), np.ones(k))
     assert s.trainable.sum() == 50 and not s.trainable[40:50].any()
     fold = leave_one_gpu_out(s, params=TINY, mlp_params=TINY_MLP)
     held = s.group == "H100"

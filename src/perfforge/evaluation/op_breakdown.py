@@ -100,11 +100,13 @@ def predict_record(rec: dict[str, Any], backend: str, calibration: str | None = 
 
 def evaluate(records: Iterable[dict[str, Any]], *, backends: Iterable[str] = ("learned", "analytical"),
              gpus: Callable[[dict[str, Any]], str | None] | None = None,
-             analytical_variants: dict[str, str] | None = None) -> list[dict[str, Any]]:
+             analytical_variants: dict[str, str] | None = None,
+             learned_calibration: str | None = None) -> list[dict[str, Any]]:
     """One row per (record, backend): measured and predicted class sums, their APEs, and the whole step's.
     ``gpus(rec)`` names the record's GPU group, or None to skip it. ``analytical_variants`` adds the analytical
-    engine under other calibrations ({row name: override file}). Run inside ``using_model`` to score a
-    particular learned model."""
+    engine under other calibrations ({row name: override file}); ``learned_calibration`` is the override file the
+    learned backend's analytical member and fallback run with. Run inside ``using_model`` to score a particular
+    learned model."""
     from perfforge.core.errors import PerfforgeError
     from perfforge.evaluation.measured import device_id
 
@@ -115,7 +117,7 @@ def evaluate(records: Iterable[dict[str, Any]], *, backends: Iterable[str] = ("l
             continue
         meas = measured_sums(rec)
         p = rec["params"]
-        runs = [(b, b, None) for b in backends]
+        runs = [(b, b, learned_calibration if b == "learned" else None) for b in backends]
         runs += [(name, "analytical", path) for name, path in (analytical_variants or {}).items()]
         for name, backend, calibration in runs:
             row: dict[str, Any] = {"gpu": group, "hardware": device_id(rec), "model": p["model"], "mode": p["mode"],

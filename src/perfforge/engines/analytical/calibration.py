@@ -82,6 +82,18 @@ def priors_override(architectures: Iterable[str]) -> dict[str, Any]:
                               for a in architectures}}
 
 
+def priors_calibration() -> Calibration:
+    """The shipped ``default`` block alone: every architecture on the priors, no constant fitted on any GPU's
+    kernels (the host overhead and NCHW factors it holds do not enter a single kernel's time)."""
+    return load_calibration("default")
+
+
+def calibrated_architectures() -> tuple[str, ...]:
+    """Every architecture with a block of its own in the shipped calibration (``priors_calibration_file`` of
+    them all prices every GPU on the priors)."""
+    return tuple(a for a in _shipped()["architectures"] if a != "default")
+
+
 @contextmanager
 def priors_calibration_file(architectures: Iterable[str]) -> Iterator[str | None]:
     """A temporary ``--calibration`` file holding ``priors_override(architectures)``, removed on exit; None when

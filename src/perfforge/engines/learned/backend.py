@@ -39,7 +39,7 @@ class LearnedTimer:
     def time_ops(self, ops: Sequence[Op], device: DeviceSpec, cal: Calibration,
                  compute_dtype: DType | None) -> tuple[list[OpTiming | None], dict[str, Any]]:
         model = self._model or _ACTIVE.get() or load_model()
-        preds = model.predict_ops(ops, device, [compute_dtype] * len(ops))
+        preds = model.predict_ops(ops, device, [compute_dtype] * len(ops), cal)
         out: list[OpTiming | None] = []
         fallback: Counter[str] = Counter()
         covered = preds.covered

@@ -76,6 +76,9 @@ class Samples:
     source: np.ndarray       # neusight | vidur | measured
     dtype: np.ndarray        # compute dtype (str)
     analytical_s: np.ndarray  # the analytical engine's roofline with its shipped calibration (a baseline)
+    # the same with the default block's priors on every architecture: no constant fitted on any GPU's kernels.
+    # The analytical member of the learned blend on a held-out GPU (``train.FoldResult``)
+    analytical_priors_s: np.ndarray
 
     @property
     def trainable(self) -> np.ndarray:
@@ -91,7 +94,7 @@ class Samples:
     def subset(self, mask: np.ndarray) -> "Samples":
         return Samples(self.family, *(getattr(self, f)[mask] for f in
                                       ("x", "bound_s", "latency_s", "group", "device", "op_class", "source", "dtype",
-                                       "analytical_s")))
+                                       "analytical_s", "analytical_priors_s")))
 
     def __len__(self) -> int:
         return len(self.latency_s)
@@ -104,14 +107,16 @@ def _source_of(rec: dict[str, Any]) -> str:
 
 def samples_from_records(records: Iterable[dict[str, Any]]) -> dict[str, Samples]:
     """Kernel records (any of the three sources) -> samples per family; unmappable records are skipped."""
-    from perfforge.engines.analytical.calibration import load_calibration
+    from perfforge.engines.analytical.calibration import load_calibration, priors_calibration
     from perfforge.engines.analytical.roofline import op_time
 
     cols: dict[str, dict[str, list[Any]]] = {f: {k: [] for k in ("x", "bound_s", "latency_s", "group", "device",
-                                                               "op_class", "source", "dtype", "analytical_s")}
+                                                               "op_class", "source", "dtype", "analytical_s",
+                                                               "analytical_priors_s")}
                                              for f in FAMILIES}
     devices: dict[str, Any] = {}
     cals: dict[str, Any] = {}
+    priors = priors_calibration()
     for rec in records:
         if rec.get("kind") != "kernel" or not rec.get("latency_s"):
             continue
@@ -137,7 +142,8 @@ def samples_from_records(records: Iterable[dict[str, Any]]) -> dict[str, Samples
         for k, v in (("x", x), ("bound_s", bound), ("latency_s", float(rec["latency_s"])),
                      ("group", group), ("device", dev_id), ("op_class", cls),
                      ("source", src), ("dtype", compute.value),
-                     ("analytical_s", op_time(op, devices[dev_id], cals[dev_id], compute).time_s)):
+                     ("analytical_s", op_time(op, devices[dev_id], cals[dev_id], compute).time_s),
+                     ("analytical_priors_s", op_time(op, devices[dev_id], priors, compute).time_s)):
             c[k].append(v)
     out = {}
     for f, c in cols.items():
@@ -145,7 +151,7 @@ def samples_from_records(records: Iterable[dict[str, Any]]) -> dict[str, Samples
             continue
         out[f] = Samples(f, np.vstack(c["x"]), *(np.asarray(c[k]) for k in
                                                   ("bound_s", "latency_s", "group", "device", "op_class", "source",
-                                                   "dtype", "analytical_s")))
+                                                   "dtype", "analytical_s", "analytical_priors_s")))
     return out
 
 

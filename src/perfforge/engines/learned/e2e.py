@@ -40,12 +40,15 @@ def e2e_rows(model: LearnedKernelModel, root: Path,
     ``held_out`` (GPU group -> model trained without it), by the model that never saw the label's GPU
     (``held_out_s``; a GPU with no kernels in the training data is unseen by the shipped model itself). With
     ``priors_for`` (architectures), also by the analytical engine with those architectures on the default
-    block's priors (``analytical_priors_s``): no constant fitted on their GPUs' measurements."""
-    from perfforge.engines.analytical.calibration import priors_calibration_file
+    block's priors (``analytical_priors_s``): no constant fitted on their GPUs' measurements. The learned runs'
+    analytical member and fallback use the same constants (``priors_for``'s file for ``learned_s``; every
+    architecture on the priors for ``held_out_s``, as in the folds that chose its weight)."""
+    from perfforge.engines.analytical.calibration import calibrated_architectures, priors_calibration_file
     from perfforge.evaluation.neusight_summary import read_summary
 
-    with priors_calibration_file(priors_for) as priors_file:
-        rows = _label_rows(model, root, held_out, priors_file)
+    with (priors_calibration_file(priors_for) as priors_file,
+          priors_calibration_file(calibrated_architectures() if held_out is not None else ()) as all_priors):
+        rows = _label_rows(model, root, held_out, priors_file, all_priors)
     summary_dir = root / "neusight" / "summary"
     if summary_dir.is_dir():
         published = read_summary(summary_dir)
@@ -55,7 +58,7 @@ def e2e_rows(model: LearnedKernelModel, root: Path,
 
 
 def _label_rows(model: LearnedKernelModel, root: Path, held_out: dict[str, LearnedKernelModel] | None,
-                priors_file: str | None) -> list[dict[str, Any]]:
+                priors_file: str | None, all_priors_file: str | None = None) -> list[dict[str, Any]]:
     from perfforge.api import predict, resolve_workload
     from perfforge.core.errors import PerfforgeError
     from perfforge.engines.learned.backend import using_model
@@ -91,7 +94,8 @@ def _label_rows(model: LearnedKernelModel, root: Path, held_out: dict[str, Learn
                 with using_model(m):
                     r = predict(workload, hw, mode="train" if p["mode"] == "train" else "inference",
                                 optimizer=p.get("optimizer", "adamw"), backend=backend,
-                                calibration=priors_file if name == "analytical_priors" else None)
+                                calibration=all_priors_file if name == "held_out" else
+                                priors_file if name in ("analytical_priors", "learned") else None)
                 t = r.step_time_s
                 if p.get("exclude_optimizer"):
                     t -= sum(x.time_s for x in r.breakdown if x.phase == "optimizer")

@@ -63,6 +63,7 @@ def kernel_rows(folds: dict[str, FoldResult]) -> list[dict[str, Any]]:
         s = fold.samples
         shipped = fold.pred_s
         single = {name: fold.predict_s(w) for name, w in LEARNERS.items()}
+        learned = fold.learned_s
         log_err = np.log(s.latency_s / shipped)
         for g in sorted(np.unique(s.group)):
             gm = (s.group == g) & np.isfinite(shipped)
@@ -79,7 +80,10 @@ def kernel_rows(folds: dict[str, FoldResult]) -> list[dict[str, Any]]:
                     "family": fam, "gpu": str(g), "op_class": str(c), "n": int(m.sum()),
                     "sources": ",".join(sorted(set(s.source[m]))),
                     "blend_mlp_weight": float(fold.blend.get(str(c), fold.blend.get("*", 0.0))),
+                    "blend_analytical_weight": float(fold.analytical_weight.get(
+                        str(c), fold.analytical_weight.get("*", 0.0))),
                     "mape": float(ape.mean()), "median_ape": float(np.median(ape)),
+                    "mape_learned": float(_ape(learned[m], s.latency_s[m]).mean()),
                     "mape_trees": float(_ape(single["trees"][m], s.latency_s[m]).mean()),
                     "mape_mlp": float(_ape(single["mlp"][m], s.latency_s[m]).mean()),
                     "median_ape_trees": float(np.median(_ape(single["trees"][m], s.latency_s[m]))),
@@ -90,6 +94,7 @@ def kernel_rows(folds: dict[str, FoldResult]) -> list[dict[str, Any]]:
                     "bias": float(np.median(-log_err[m])),
                     "roofline_mape": float(_ape(s.bound_s[m], s.latency_s[m]).mean()),
                     "analytical_mape": float(_ape(s.analytical_s[m], s.latency_s[m]).mean()),
+                    "analytical_priors_mape": float(_ape(s.analytical_priors_s[m], s.latency_s[m]).mean()),
                 })
     return rows
 
@@ -124,7 +129,8 @@ def _pct(x: float | None) -> str:
 
 
 SUMMARY_KEYS = ("mape", "median_ape", "mape_trees", "median_ape_trees", "mape_mlp", "median_ape_mlp", "coverage",
-                "coverage_pooled", "roofline_mape", "analytical_mape", "blend_mlp_weight")
+                "coverage_pooled", "roofline_mape", "analytical_mape", "analytical_priors_mape", "blend_mlp_weight",
+                "blend_analytical_weight", "mape_learned")
 
 
 def summary_by_class(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -138,8 +144,9 @@ def summary_by_class(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def _blend_name(w: float) -> str:
-    return {0.0: "trees", 1.0: "MLP"}.get(w, f"{1 - w:.1f} trees + {w:.1f} MLP (log space)")
+def _blend_name(w: float, a: float = 0.0) -> str:
+    name = {0.0: "trees", 1.0: "MLP"}.get(w, f"{1 - w:.1f} trees + {w:.1f} MLP")
+    return name if a == 0.0 else f"({name})^{1 - a:g} x analytical^{a:g}"
 
 
 def render_report(result: dict[str, Any], *, command: str) -> str:
@@ -153,7 +160,11 @@ def render_report(result: dict[str, Any], *, command: str) -> str:
              "the same tile/wave and GPU features: gradient-boosted trees, and a NeuSight-style MLP (2 x 64 ReLU, "
              "clipped z-score inputs; the attained fraction of the roofline is exp(-output)). The shipped model uses, "
              "per op class, the trees, the MLP or their log-space average, whichever had the lowest mean held-out "
-             "MAPE (chosen on these same out-of-fold rows: three candidates per class, a small optimism).", "",
+             "MAPE, then blends that with the analytical engine's time geometrically, learned^(1-a) x "
+             "analytical^a, with a in {0, 0.25, 0.5} chosen the same way (each choice made on these same "
+             "out-of-fold rows: three candidates per class, a small optimism). On a held-out GPU the analytical "
+             "member runs on the calibration's priors alone (no constant fitted on any GPU's kernels): 'learned "
+             "only' is the learners' blend without it, 'analytical, priors' that member alone.", "",
              "The 80% interval for a held-out GPU is sized by the other GPUs' out-of-fold errors: every GPU weighs "
              "the same, and the 10th-90th percentile band is widened around its median by the factor that covers "
              "80% of each GPU's errors in a leave-one-GPU-out over those errors themselves (errors of one GPU are "
@@ -166,13 +177,16 @@ def render_report(result: dict[str, Any], *, command: str) -> str:
              "held-out GPUs with at "
              "least 20 kernels of the class.",
              "", "## Summary by op class (mean over held-out GPUs)", "",
-             "| op class | GPUs | trees MAPE | MLP MAPE | shipped | shipped MAPE | shipped median APE | coverage (80%) | "
-             "coverage, pooled interval | roofline MAPE | analytical MAPE | NeuSight OOD |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| op class | GPUs | trees MAPE | MLP MAPE | learned only MAPE | shipped | shipped MAPE | "
+             "shipped median APE | coverage (80%) | coverage, pooled interval | roofline MAPE | analytical, priors MAPE | "
+             "analytical MAPE | NeuSight OOD |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c, v in summary.items():
         lines.append(f"| {c} | {v['gpus']:.0f} | {_pct(v['mape_trees'])} | {_pct(v['mape_mlp'])} | "
-                     f"{_blend_name(v['blend_mlp_weight'])} | {_pct(v['mape'])} | {_pct(v['median_ape'])} | "
-                     f"{_pct(100 * v['coverage'])} | {_pct(100 * v['coverage_pooled'])} | {_pct(v['roofline_mape'])} | "
+                     f"{_pct(v['mape_learned'])} | "
+                     f"{_blend_name(v['blend_mlp_weight'], v['blend_analytical_weight'])} | {_pct(v['mape'])} | "
+                     f"{_pct(v['median_ape'])} | {_pct(100 * v['coverage'])} | {_pct(100 * v['coverage_pooled'])} | "
+                     f"{_pct(v['roofline_mape'])} | {_pct(v['analytical_priors_mape'])} | "
                      f"{_pct(v['analytical_mape'])} | {_pct(NEUSIGHT_OOD.get(c))} |")
     missed = [f"{c} {v['mape']:.1f}% vs {NEUSIGHT_OOD[c]}%" for c, v in summary.items()
               if c in NEUSIGHT_OOD and v["mape"] >= NEUSIGHT_OOD[c]]
@@ -186,14 +200,16 @@ def render_report(result: dict[str, Any], *, command: str) -> str:
                       f"(`perfforge learn evaluate --split neusight`). NeuSight's own metric, leave-one-GPU-out, "
                       f"is in the last section."]
     lines += ["", "## Per held-out GPU and op class", "",
-              "| held-out GPU | op class | kernels | sources | trees MAPE | MLP MAPE | shipped MAPE | shipped median APE | "
-              "coverage | coverage, pooled | bias | roofline MAPE | analytical MAPE |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| held-out GPU | op class | kernels | sources | trees MAPE | MLP MAPE | learned only MAPE | shipped MAPE | "
+              "shipped median APE | coverage | coverage, pooled | bias | roofline MAPE | analytical, priors MAPE | "
+              "analytical MAPE |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["gpu"], OP_CLASSES.index(r["op_class"]))):
         lines.append(f"| {r['gpu']} | {r['op_class']} | {r['n']} | {r['sources']} | {_pct(r['mape_trees'])} | "
-                     f"{_pct(r['mape_mlp'])} | {_pct(r['mape'])} | {_pct(r['median_ape'])} | "
-                     f"{_pct(100 * r['coverage'])} | {_pct(100 * r['coverage_pooled'])} | {r['bias']:+.3f} | "
-                     f"{_pct(r['roofline_mape'])} | {_pct(r['analytical_mape'])} |")
+                     f"{_pct(r['mape_mlp'])} | {_pct(r['mape_learned'])} | {_pct(r['mape'])} | "
+                     f"{_pct(r['median_ape'])} | {_pct(100 * r['coverage'])} | {_pct(100 * r['coverage_pooled'])} | "
+                     f"{r['bias']:+.3f} | {_pct(r['roofline_mape'])} | {_pct(r['analytical_priors_mape'])} | "
+                     f"{_pct(r['analytical_mape'])} |")
     lines += render_e2e(result.get("e2e_rows") or [])
     lines += render_reproduction(result.get("label_reproduction") or [])
     if result.get("perop_rows"):
@@ -203,7 +219,8 @@ def render_report(result: dict[str, Any], *, command: str) -> str:
         lines += [""] + render_section(
             result["perop_rows"], NEUSIGHT_PEROP["ood"], title="NeuSight's per-op metric, leave-one-GPU-out",
             model_note="'learned' is, for each GPU, the model whose learners were trained without that GPU "
-                       "(leave-one-GPU-out folds, shipped blend and intervals), 'analytical' the analytical engine. "
+                       "(leave-one-GPU-out folds, shipped blends and intervals; its analytical member and fallback "
+                       "on the calibration's priors), 'analytical' the analytical engine as shipped. "
                        "Runs: NeuSight's per-node label traces on its five training GPUs and its OOD GPUs H100, L4 and "
                        "A100 80GB PCIe (each node timed alone by NeuSight, so a trace's sum can exceed the whole-run "
                        "label) and perfforge's own runs on H100 and H200",

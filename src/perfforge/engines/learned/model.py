@@ -3,15 +3,22 @@
 Prediction needs numpy only (no scikit-learn, no torch). For each covered op of op class ``c``:
 
     f(x) = (1 - w[c]) * trees(x) + w[c] * mlp(x)
-    pred = bound * exp(max(f(x), floor))      low = pred * exp(q_lo[c])      high = pred * exp(q_hi[c])
+    learned = bound * exp(max(f(x), floor))
+    pred = learned ** (1 - a[c]) * analytical ** a[c]
+    low = pred * exp(q_lo[c])      high = pred * exp(q_hi[c])
 
 where ``bound`` is the datasheet roofline, ``trees``/``mlp`` the family's boosted trees and NeuSight-style MLP
 (both predict ``log(latency / bound)``), ``w[c]`` the blend weight that gave the lowest leave-one-GPU-out MAPE
 for the class (0: trees only, 1: MLP only), ``floor`` 0 for GEMMs (never faster than the roofline) and the
 lowest training log-ratio for convolutions (Winograd/FFT kernels do fewer FLOPs than a direct convolution)
-and vector ops (L2-resident inputs beat DRAM bandwidth). ``q_lo``/``q_hi`` come from *leave-one-GPU-out* log
-errors per op class, widened until held-out GPUs are covered 80% of the time (see ``train.interval_offsets``):
-the interval is sized by how wrong the model was on GPUs it had not seen.
+and vector ops (L2-resident inputs beat DRAM bandwidth). ``analytical`` is the analytical engine's time for the
+op under the calibration in force, and ``a[c]`` its weight, also chosen per class by leave-one-GPU-out MAPE
+(there the analytical engine runs on the priors alone, so no constant fitted on the held-out GPU enters): on a
+new GPU the two often err in different directions, and where the folds show that their geometric mean errs less
+than the learned time alone (GEMMs, in the shipped model), it is used.
+``q_lo``/``q_hi`` come from *leave-one-GPU-out* log errors of ``pred`` per op class, widened until held-out GPUs
+are covered 80% of the time (see ``train.interval_offsets``): the interval is sized by how wrong the model was
+on GPUs it had not seen.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import numpy as np
 
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError, PerfforgeError
+from perfforge.engines.analytical.calibration import Calibration, load_calibration
+from perfforge.engines.analytical.roofline import op_time
 from perfforge.engines.learned.dataset import GPU_GROUPS
 from perfforge.engines.learned.features import FEATURE_NAMES, batch_features
 from perfforge.engines.learned.mlp import NumpyMLP
@@ -37,7 +46,7 @@ from perfforge.workload.op import Op, OpKind, Phase
 
 SHIPPED_NPZ = "data/kernel_model.npz"
 SHIPPED_MANIFEST = "data/kernel_model.json"
-SCHEMA = "perfforge.learned-kernel-model/2"
+SCHEMA = "perfforge.learned-kernel-model/3"
 TRAIN_HINT = "retrain with `perfforge learn train` (needs the `learn` extra: pip install -e '.[learn]')"
 SUPPORTED_DTYPES = frozenset({DType.FP32, DType.TF32, DType.FP16, DType.BF16})
 
@@ -62,6 +71,12 @@ class FamilyModel:
     interval: dict[str, tuple[float, float]]       # op class -> (q_lo, q_hi) log offsets ("*": any class)
     mlp: NumpyMLP | None = None
     blend: dict[str, float] = field(default_factory=lambda: {"*": 0.0})  # op class -> weight of the MLP
+    # op class -> weight of the analytical engine's time in the geometric blend (``a[c]`` above)
+    analytical_weight: dict[str, float] = field(default_factory=lambda: {"*": 0.0})
+
+    def analytical_weights(self, classes: Sequence[str]) -> np.ndarray:
+        aw = self.analytical_weight
+        return np.array([aw.get(c, aw.get("*", 0.0)) for c in classes], dtype=np.float64)
 
     def log_ratio(self, x: np.ndarray, classes: Sequence[str]) -> np.ndarray:
         """Blended ``log(latency / bound)`` before the floor, one per row (``classes[i]``: row i's op class)."""
@@ -102,8 +117,11 @@ class LearnedKernelModel:
         return str(self.manifest.get("npz_sha256", "unsaved"))[:12]
 
     def predict_ops(self, ops: Sequence[Op], device: DeviceSpec,
-                    compute_dtypes: Sequence[DType | None] | None = None) -> OpPredictions:
-        """Latency of each op on ``device``; ``compute_dtypes[i]`` lets fp32 storage compute as TF32."""
+                    compute_dtypes: Sequence[DType | None] | None = None,
+                    calibration: Calibration | None = None) -> OpPredictions:
+        """Latency of each op on ``device``; ``compute_dtypes[i]`` lets fp32 storage compute as TF32.
+        ``calibration``: the analytical engine's constants for the blend's analytical member (default: the
+        shipped ones for the device's architecture)."""
         n = len(ops)
         dts = list(compute_dtypes) if compute_dtypes is not None else [None] * n
         for op, dt in zip(ops, dts):
@@ -118,12 +136,23 @@ class LearnedKernelModel:
             fm = self.families.get(fam)
             if fm is None:
                 continue
-            ratio = np.maximum(fm.log_ratio(batch.x, [CLASS_OF_KIND[k] for k in batch.kinds]), fm.floor)
-            p = batch.bound_s * np.exp(ratio)
-            offsets = np.array([fm.interval.get(CLASS_OF_KIND[k], fm.interval["*"]) for k in batch.kinds])
-            pred[batch.index], bound[batch.index] = p[batch.row], batch.bound_s[batch.row]
-            low[batch.index] = (p * np.exp(offsets[:, 0]))[batch.row]
-            high[batch.index] = (p * np.exp(offsets[:, 1]))[batch.row]
+            classes = [CLASS_OF_KIND[k] for k in batch.kinds]
+            ratio = np.maximum(fm.log_ratio(batch.x, classes), fm.floor)
+            p = (batch.bound_s * np.exp(ratio))[batch.row]
+            offsets = np.array([fm.interval.get(c, fm.interval["*"]) for c in classes])[batch.row]
+            a = fm.analytical_weights(classes)[batch.row]
+            if np.any(a > 0.0):
+                if calibration is None:
+                    calibration = load_calibration(device.architecture)
+                analytical: dict[int, float] = {}  # per distinct row: ops that share a row share a shape
+                for j in np.flatnonzero(a > 0.0):
+                    i, r = int(batch.index[j]), int(batch.row[j])
+                    if r not in analytical:
+                        analytical[r] = op_time(ops[i], device, calibration, dts[i] or ops[i].dtype).time_s
+                    p[j] = float(np.exp((1.0 - a[j]) * np.log(p[j]) + a[j] * np.log(analytical[r])))
+            pred[batch.index], bound[batch.index] = p, batch.bound_s[batch.row]
+            low[batch.index] = p * np.exp(offsets[:, 0])
+            high[batch.index] = p * np.exp(offsets[:, 1])
             covered[batch.index] = True
         if GPU_GROUPS.get(device.id) not in self.conv_backward_groups:
             unseen = [i for i, op in enumerate(ops) if op.kind is OpKind.CONV2D and op.phase is not Phase.FORWARD]
@@ -153,7 +182,9 @@ class LearnedKernelModel:
                                "interval": {k: list(v) for k, v in fm.interval.items()},
                                "trees": int(fm.trees.feature.shape[0]),
                                "mlp_layers": [int(w.shape[1]) for w in fm.mlp.weights] if fm.mlp else [],
-                               "blend_mlp_weight": dict(fm.blend)} for fam, fm in self.families.items()},
+                               "blend_mlp_weight": dict(fm.blend),
+                               "blend_analytical_weight": dict(fm.analytical_weight)}
+                         for fam, fm in self.families.items()},
             "conv_backward_groups": list(self.conv_backward_groups),
             **extra_manifest,
         }
@@ -178,7 +209,8 @@ def _from_files(npz_bytes: bytes, manifest: dict[str, Any], where: str) -> Learn
         mlp = NumpyMLP.from_arrays(data, fam) if NumpyMLP.has_arrays(data, fam) else None
         families[fam] = FamilyModel(fam, TreeEnsemble.from_arrays(data, fam), float(meta["floor"]),
                                     {k: (float(v[0]), float(v[1])) for k, v in meta["interval"].items()},
-                                    mlp, {k: float(v) for k, v in meta.get("blend_mlp_weight", {"*": 0.0}).items()})
+                                    mlp, {k: float(v) for k, v in meta.get("blend_mlp_weight", {"*": 0.0}).items()},
+                                    {k: float(v) for k, v in meta.get("blend_analytical_weight", {"*": 0.0}).items()})
     return LearnedKernelModel(families, manifest, tuple(manifest.get("conv_backward_groups", ())))
 
 

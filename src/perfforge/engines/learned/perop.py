@@ -29,7 +29,7 @@ def held_out_models(shipped: LearnedKernelModel, folds: dict[str, FoldResult]) -
             if fold is not None and g in fold.models:
                 trees, mlp, floor = fold.models[g]
                 fams[fam] = FamilyModel(fam, trees, floor, fm.interval, mlp if fm.mlp is not None else None,
-                                        fm.blend)
+                                        fm.blend, fm.analytical_weight)
             else:
                 fams[fam] = fm
         out[g] = LearnedKernelModel(fams, {"held_out": g})
@@ -59,18 +59,22 @@ def run_source(run: dict[str, Any]) -> str:
 
 
 def logo_perop_rows(models: dict[str, LearnedKernelModel], root: str | Path) -> list[dict[str, Any]]:
-    """Per-op rows (``op_breakdown.evaluate``) for every run on a held-out GPU, priced by that GPU's model."""
+    """Per-op rows (``op_breakdown.evaluate``) for every run on a held-out GPU, priced by that GPU's model.
+    The learned rows run on the calibration's priors (``calibrated_architectures`` all put back on the default
+    block), as the held-out folds did: no analytical constant fitted on the held-out GPU enters its blend."""
+    from perfforge.engines.analytical.calibration import calibrated_architectures, priors_calibration_file
     from perfforge.engines.learned.backend import using_model
     from perfforge.evaluation import op_breakdown
     from perfforge.evaluation.measured import device_id
 
     records = whole_model_runs(root)
     rows = []
-    for g, model in models.items():
-        mine = [r for r in records if GPU_GROUPS.get(device_id(r)) == g]
-        if mine:
-            with using_model(model):
-                rows += op_breakdown.evaluate(mine, gpus=lambda _r, g=g: g)
+    with priors_calibration_file(calibrated_architectures()) as priors:
+        for g, model in models.items():
+            mine = [r for r in records if GPU_GROUPS.get(device_id(r)) == g]
+            if mine:
+                with using_model(model):
+                    rows += op_breakdown.evaluate(mine, gpus=lambda _r, g=g: g, learned_calibration=priors)
     for r in rows:
         r["source"] = run_source(r)
     return rows

@@ -4,8 +4,11 @@ Per family, two learners predict ``log(latency / roofline bound)`` from the feat
 a histogram gradient-boosted regressor ("trees") and a NeuSight-style ReLU MLP ("mlp", ``mlp.py``). Rows are
 weighted so that every GPU group counts the same (A100 has the most rows: NeuSight's and Vidur's). Every GPU
 group is held out in turn; from those out-of-fold predictions the shipped model takes, per op class, the
-blend ``(1 - w) * trees + w * mlp`` (w in ``BLEND_WEIGHTS``) with the lowest mean held-out MAPE, and the
-80% interval (``interval_offsets``). Training is deterministic (fixed seeds, one thread).
+blend ``(1 - w) * trees + w * mlp`` (w in ``BLEND_WEIGHTS``) with the lowest mean held-out MAPE, then the weight
+``a`` (in ``ANALYTICAL_WEIGHTS``) of the analytical engine in ``learned ** (1 - a) * analytical ** a`` the same
+way, and the 80% interval of that prediction (``interval_offsets``). On held-out rows the analytical member runs
+on the calibration's priors alone (``Samples.analytical_priors_s``): its shipped constants were fitted on these
+very GPUs' kernels. Training is deterministic (fixed seeds, one thread).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ GBDT_PARAMS: dict[str, Any] = {"max_iter": 200, "learning_rate": 0.1, "max_leaf_
 MLP_PARAMS: dict[str, Any] = {"hidden_layer_sizes": (64, 64), "alpha": 1e-4, "batch_size": 256,
                               "learning_rate_init": 2e-3, "max_iter": 40, "clip": 5.0}
 BLEND_WEIGHTS = (0.0, 0.5, 1.0)     # weight of the MLP in the shipped prediction, chosen per op class
+# weight of the analytical engine in the geometric blend, chosen per op class after the MLP's; a coarse grid, so
+# that choosing on the reported out-of-fold rows stays a small optimism
+ANALYTICAL_WEIGHTS = (0.0, 0.25, 0.5)
 LEARNERS = ("trees", "mlp")
 FLOOR_QUANTILE = 0.001  # vector/conv floor: (almost) the lowest log-ratio seen in training
 
@@ -114,7 +120,8 @@ def family_floor(s: Samples) -> float:
 class FoldResult:
     """Out-of-fold predictions for one family: one entry per sample, each predicted by learners that did not
     see that sample's GPU group. ``ratio[learner]`` is the raw log(latency / bound) prediction, ``floor`` the
-    fold's floor; ``pred_s`` is the shipped blend (set by ``choose_blend``; trees until then)."""
+    fold's floor; ``pred_s`` is the shipped blend (set by ``choose_blend``; trees until then), including the
+    analytical member (``analytical_weight``) priced on the priors (``samples.analytical_priors_s``)."""
 
     family: str
     samples: Samples
@@ -122,23 +129,36 @@ class FoldResult:
     floor: np.ndarray
     baseline_s: dict[str, np.ndarray] = field(default_factory=dict)
     blend: dict[str, float] = field(default_factory=lambda: {"*": 0.0})
+    analytical_weight: dict[str, float] = field(default_factory=lambda: {"*": 0.0})
     # per held-out group: the (trees, mlp, floor) trained without it, to price whole models for that GPU
     models: dict[str, tuple[TreeEnsemble, NumpyMLP, float]] = field(default_factory=dict)
 
-    def predict_s(self, weight: float | dict[str, float]) -> np.ndarray:
-        """Latency with MLP weight ``weight`` (one number, or per op class with a "*" default)."""
-        s = self.samples
+    def _per_row(self, weight: float | dict[str, float]) -> np.ndarray:
         if isinstance(weight, dict):
-            w = np.array([weight.get(c, weight.get("*", 0.0)) for c in s.op_class], dtype=np.float64)
-        else:
-            w = np.full(len(s), float(weight))
+            return np.array([weight.get(c, weight.get("*", 0.0)) for c in self.samples.op_class], dtype=np.float64)
+        return np.full(len(self.samples), float(weight))
+
+    def predict_s(self, weight: float | dict[str, float], analytical: float | dict[str, float] = 0.0) -> np.ndarray:
+        """Latency with MLP weight ``weight`` and analytical weight ``analytical`` (each one number, or per op
+        class with a "*" default)."""
+        s = self.samples
+        w = self._per_row(weight)
         trees, mlp = self.ratio["trees"], self.ratio.get("mlp", self.ratio["trees"])
         mixed = np.where(w == 0.0, trees, np.where(w == 1.0, mlp, (1.0 - w) * trees + w * mlp))
-        return s.bound_s * np.exp(np.maximum(mixed, self.floor))
+        learned = s.bound_s * np.exp(np.maximum(mixed, self.floor))
+        a = self._per_row(analytical)
+        if not np.any(a > 0.0):
+            return learned
+        return np.exp((1.0 - a) * np.log(learned) + a * np.log(s.analytical_priors_s))
+
+    @property
+    def learned_s(self) -> np.ndarray:
+        """The learners' blend alone, without the analytical member."""
+        return self.predict_s(self.blend)
 
     @property
     def pred_s(self) -> np.ndarray:
-        return self.predict_s(self.blend)
+        return self.predict_s(self.blend, self.analytical_weight)
 
 
 def leave_one_gpu_out(s: Samples, *, groups: list[str] | None = None, params: dict[str, Any] | None = None,
@@ -181,22 +201,30 @@ def _mape_by_gpu(fold: FoldResult, pred: np.ndarray, mask: np.ndarray) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def choose_blend(fold: FoldResult) -> dict[str, float]:
-    """Per op class, the MLP weight in ``BLEND_WEIGHTS`` with the lowest mean held-out-GPU MAPE (ties: fewer
-    MLP). Sets and returns ``fold.blend``. The choice is made on the same out-of-fold rows it is reported on
-    (three candidates per class: a small optimism, stated in the report)."""
+def _lowest(fold: FoldResult, preds: dict[float, np.ndarray], ok: np.ndarray) -> dict[str, float]:
+    """Per op class, the key of ``preds`` with the lowest mean held-out-GPU MAPE (ties: the smaller key)."""
     s = fold.samples
-    ok = np.isfinite(fold.ratio["trees"]) & np.isfinite(fold.ratio["mlp"])
-    preds = {w: fold.predict_s(w) for w in BLEND_WEIGHTS}
-    blend: dict[str, float] = {"*": 0.0}
+    out: dict[str, float] = {"*": 0.0}
     for c in np.unique(s.op_class[ok]):
         m = ok & (s.op_class == c)
-        scores = {w: _mape_by_gpu(fold, preds[w], m) for w in BLEND_WEIGHTS}
+        scores = {w: _mape_by_gpu(fold, p, m) for w, p in preds.items()}
         scores = {w: v for w, v in scores.items() if np.isfinite(v)}
         if scores:
-            blend[str(c)] = min(scores, key=lambda w: (round(scores[w], 6), w))
-    fold.blend = blend
-    return blend
+            out[str(c)] = min(scores, key=lambda w: (round(scores[w], 6), w))
+    return out
+
+
+def choose_blend(fold: FoldResult) -> dict[str, float]:
+    """Per op class, the MLP weight in ``BLEND_WEIGHTS`` with the lowest mean held-out-GPU MAPE (ties: fewer
+    MLP), then, with that blend, the analytical weight in ``ANALYTICAL_WEIGHTS`` the same way (ties: less
+    analytical). Sets ``fold.blend`` and ``fold.analytical_weight``; returns the MLP blend. The choice is made on
+    the same out-of-fold rows it is reported on (three candidates per class and weight: a small optimism,
+    stated in the report)."""
+    ok = np.isfinite(fold.ratio["trees"]) & np.isfinite(fold.ratio["mlp"])
+    fold.blend = _lowest(fold, {w: fold.predict_s(w) for w in BLEND_WEIGHTS}, ok)
+    ok &= np.isfinite(fold.samples.analytical_priors_s) & (fold.samples.analytical_priors_s > 0)
+    fold.analytical_weight = _lowest(fold, {a: fold.predict_s(fold.blend, a) for a in ANALYTICAL_WEIGHTS}, ok)
+    return fold.blend
 
 
 def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
@@ -285,5 +313,6 @@ def train_model(samples: dict[str, Samples], folds: dict[str, FoldResult], *,
         mlp = fit_mlp(fit, params=mlp_params)[0] if any(w > 0 for w in blend.values()) else None
         interval = interval_offsets(fold) if fold is not None else {"*": (0.0, 0.0)}
         families[fam] = FamilyModel(fam, trees, family_floor(fit), interval, mlp,
-                                    blend if mlp is not None else {"*": 0.0})
+                                    blend if mlp is not None else {"*": 0.0},
+                                    dict(fold.analytical_weight) if fold is not None else {"*": 0.0})
     return LearnedKernelModel(families, conv_backward_groups=conv_backward_groups)
