@@ -53,3 +53,19 @@ def test_versus_neusight_compares_only_labels_with_both():
     n, ours, theirs, wins = versus_neusight(rows, "learned_s")
     assert (n, wins) == (2, 1) and ours == pytest.approx(12.5) and theirs == pytest.approx(7.5)
     assert versus_neusight(rows[2:], "learned_s") is None
+
+
+def test_difference_interval_separates_a_clear_win_from_a_tie():
+    """The paired bootstrap puts a uniformly better predictor's interval below zero, a predictor that wins and
+    loses by the same margin across zero, and it regenerates identically."""
+    from perfforge.engines.learned.e2e import _noise_verdict, difference_interval
+
+    better = [{"measured_s": 1.0, "learned_s": 1.0 + 0.01 * (i % 5), "neusight_ape": 10.0 + i % 3} for i in range(40)]
+    lo, hi = difference_interval(better, "learned_s")
+    assert hi < 0 and "lower beyond that noise" in _noise_verdict((lo, hi))
+    tie = [{"measured_s": 1.0, "learned_s": 1.1 if i % 2 else 1.0, "neusight_ape": 0.0 if i % 2 else 10.0}
+           for i in range(40)]                       # ours 10, 0, 10, 0 ...; NeuSight 0, 10, 0, 10 ...
+    lo, hi = difference_interval(tie, "learned_s")
+    assert lo < 0 < hi and "tie within that noise" in _noise_verdict((lo, hi))
+    assert difference_interval(tie, "learned_s") == (lo, hi)
+    assert difference_interval([{"measured_s": 1.0, "learned_s": 1.0, "neusight_ape": None}], "learned_s") is None
