@@ -178,7 +178,8 @@ def test_neusight_row_means_average_over_runs_and_leave_out_other_gpus():
     assert means["id"]["learned"]["BMM"] == pytest.approx(10.0)
     text = "\n".join(render_neusight_rows(rows, SPLITS["neusight"]))
     assert "no runs on NeuSight's OOD GPUs L4, A100 80GB PCIe" in text
-    assert "BMM 63.3%, not below NeuSight's 13.8%" in text and "FC 31.7%, not below NeuSight's 13.9%" in text
+    assert "BMM 63.3% (95% interval over the rows" in text and "not below NeuSight's 13.8%" in text
+    assert "FC 31.7% (95% interval over the rows" in text and "not below NeuSight's 13.9%" in text
 
 
 def test_split_end_to_end_verdict_states_the_numbers():

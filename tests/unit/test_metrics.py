@@ -31,3 +31,23 @@ def test_bad_inputs():
         accuracy([], [])
     with pytest.raises(ValueError):
         accuracy([1.0], [0.0])
+
+
+def test_bootstrap_mean_interval_brackets_the_mean_and_narrows_with_more_data():
+    import numpy as np
+    import pytest
+
+    from perfforge.evaluation.metrics import bootstrap_mean_interval
+
+    rng = np.random.default_rng(3)
+    small, large = rng.normal(10.0, 2.0, 20), rng.normal(10.0, 2.0, 2000)
+    lo, hi = bootstrap_mean_interval(small)
+    assert lo < small.mean() < hi
+    # the standard error of the mean is 2/sqrt(20) = 0.45: a 95% interval is about 1.75 wide
+    assert 1.2 < hi - lo < 2.4
+    lo2, hi2 = bootstrap_mean_interval(large)
+    assert hi2 - lo2 < (hi - lo) / 5
+    assert bootstrap_mean_interval(small) == (lo, hi)          # fixed seed: regenerates identically
+    assert bootstrap_mean_interval([4.0] * 5) == (4.0, 4.0)
+    with pytest.raises(ValueError):
+        bootstrap_mean_interval([])

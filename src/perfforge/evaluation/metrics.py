@@ -77,3 +77,16 @@ def accuracy(predicted: list[float], measured: list[float]) -> Accuracy:
         max_ape=float(ape.max()), bias=float(err.mean()), within_10pct=float((ape <= 0.10 + 1e-9).mean()),
         spearman=spearman(p, m), kendall=kendall(p, m),
     )
+
+
+def bootstrap_mean_interval(values: "np.ndarray | list[float]", *, level: float = 0.95, resamples: int = 10000,
+                            seed: int = 0) -> tuple[float, float]:
+    """The ``level`` interval of the mean of ``values`` under resampling with replacement (a percentile bootstrap
+    with a fixed seed, so reports regenerate identically). For paired comparisons pass the per-item differences."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("bootstrap_mean_interval needs at least one value")
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(resamples, x.size))
+    means = x[idx].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))

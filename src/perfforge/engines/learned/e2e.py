@@ -151,11 +151,9 @@ def difference_interval(e2e: list[dict[str, Any]], key: str, *, resamples: int =
              if r.get(key) and r.get("neusight_ape") is not None]
     if not pairs:
         return None
-    diff = np.array([a - b for a, b in pairs])
-    idx = np.random.default_rng(seed).integers(0, len(diff), size=(resamples, len(diff)))
-    means = diff[idx].mean(axis=1)
-    tail = (1.0 - level) / 2.0
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+    from perfforge.evaluation.metrics import bootstrap_mean_interval
+
+    return bootstrap_mean_interval([a - b for a, b in pairs], level=level, resamples=resamples, seed=seed)
 
 
 def _noise_verdict(interval: tuple[float, float] | None) -> str:
