@@ -149,7 +149,8 @@ class LearnedKernelModel:
                     i, r = int(batch.index[j]), int(batch.row[j])
                     if r not in analytical:
                         analytical[r] = op_time(ops[i], device, calibration, dts[i] or ops[i].dtype).time_s
-                    p[j] = float(np.exp((1.0 - a[j]) * np.log(p[j]) + a[j] * np.log(analytical[r])))
+                    if analytical[r] > 0.0 and p[j] > 0.0:  # a degenerate (empty) op keeps the learned time
+                        p[j] = float(np.exp((1.0 - a[j]) * np.log(p[j]) + a[j] * np.log(analytical[r])))
             pred[batch.index], bound[batch.index] = p, batch.bound_s[batch.row]
             low[batch.index] = p * np.exp(offsets[:, 0])
             high[batch.index] = p * np.exp(offsets[:, 1])
