@@ -131,11 +131,16 @@ def mean_apes(e2e: list[dict[str, Any]], key: str) -> dict[str, tuple[int, float
     return out
 
 
+def _paired_apes(e2e: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
+    """(our APE %, NeuSight's APE %) for every label that has both."""
+    return [(abs(r[key] / r["measured_s"] - 1) * 100, r["neusight_ape"]) for r in e2e
+            if r.get(key) and r.get("neusight_ape") is not None]
+
+
 def versus_neusight(e2e: list[dict[str, Any]], key: str) -> tuple[int, float, float, int] | None:
     """On the labels NeuSight published its own error for (``neusight_ape``): (labels, our mean APE %,
     NeuSight's mean APE %, labels where ours is lower). None when no label has both."""
-    pairs = [(abs(r[key] / r["measured_s"] - 1) * 100, r["neusight_ape"]) for r in e2e
-             if r.get(key) and r.get("neusight_ape") is not None]
+    pairs = _paired_apes(e2e, key)
     if not pairs:
         return None
     ours, theirs = np.array(pairs).T
@@ -147,8 +152,7 @@ def difference_interval(e2e: list[dict[str, Any]], key: str, *, resamples: int =
     """Paired bootstrap over the labels of ``versus_neusight``: the ``level`` interval of (our mean APE -
     NeuSight's mean APE) in percentage points, labels resampled with replacement (fixed seed: reports
     regenerate identically). None when no label has both errors."""
-    pairs = [(abs(r[key] / r["measured_s"] - 1) * 100, r["neusight_ape"]) for r in e2e
-             if r.get(key) and r.get("neusight_ape") is not None]
+    pairs = _paired_apes(e2e, key)
     if not pairs:
         return None
     from perfforge.evaluation.metrics import bootstrap_mean_interval

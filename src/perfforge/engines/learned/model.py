@@ -63,6 +63,18 @@ class WeightsMissingError(PerfforgeError):
         self.how_to_train = how_to_train
 
 
+def blend_with_analytical(learned_s: np.ndarray, analytical_s: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``learned ** (1 - a) * analytical ** a`` element by element. Where ``a`` is 0 or either time is not a
+    positive number (an uncovered or degenerate op), the learned time is returned as it is."""
+    learned, analytical, a = np.broadcast_arrays(np.asarray(learned_s, dtype=np.float64),
+                                                 np.asarray(analytical_s, dtype=np.float64),
+                                                 np.asarray(weight, dtype=np.float64))
+    out = learned.copy()
+    use = (a > 0.0) & (learned > 0.0) & (analytical > 0.0)
+    out[use] = np.exp((1.0 - a[use]) * np.log(learned[use]) + a[use] * np.log(analytical[use]))
+    return out
+
+
 @dataclass(frozen=True)
 class FamilyModel:
     family: str
@@ -144,13 +156,14 @@ class LearnedKernelModel:
             if np.any(a > 0.0):
                 if calibration is None:
                     calibration = load_calibration(device.architecture)
-                analytical: dict[int, float] = {}  # per distinct row: ops that share a row share a shape
+                per_row: dict[int, float] = {}  # per distinct row: ops that share a row share a shape
+                analytical = np.full(len(p), np.nan)
                 for j in np.flatnonzero(a > 0.0):
                     i, r = int(batch.index[j]), int(batch.row[j])
-                    if r not in analytical:
-                        analytical[r] = op_time(ops[i], device, calibration, dts[i] or ops[i].dtype).time_s
-                    if analytical[r] > 0.0 and p[j] > 0.0:  # a degenerate (empty) op keeps the learned time
-                        p[j] = float(np.exp((1.0 - a[j]) * np.log(p[j]) + a[j] * np.log(analytical[r])))
+                    if r not in per_row:
+                        per_row[r] = op_time(ops[i], device, calibration, dts[i] or ops[i].dtype).time_s
+                    analytical[j] = per_row[r]
+                p = blend_with_analytical(p, analytical, a)
             pred[batch.index], bound[batch.index] = p, batch.bound_s[batch.row]
             low[batch.index] = p * np.exp(offsets[:, 0])
             high[batch.index] = p * np.exp(offsets[:, 1])

@@ -39,7 +39,7 @@ import numpy as np
 
 from perfforge.core.errors import ConfigError
 from perfforge.engines.learned.dataset import OP_CLASSES, Samples, describe, load_records, samples_from_records
-from perfforge.engines.learned.model import FamilyModel, LearnedKernelModel
+from perfforge.engines.learned.model import FamilyModel, LearnedKernelModel, blend_with_analytical
 from perfforge.engines.learned.train import (
     MIN_ROWS,
     choose_blend,
@@ -133,7 +133,8 @@ def fit_split_family(train: Samples, test: Samples, *, params: dict[str, Any] | 
     on_priors = np.array([get_device(d).architecture in prior_archs for d in test.device], dtype=bool)
     analytical = np.where(on_priors, test.analytical_priors_s, test.analytical_s)
     a = fm.analytical_weights(classes)
-    shipped = (1.0 - a) * learned + a * np.log(analytical / test.bound_s)
+    bound = test.bound_s
+    shipped = np.log(blend_with_analytical(bound * np.exp(learned), analytical, a) / bound)
     return SplitFamily(fm, test, np.maximum(trees.predict(test.x), fm.floor),
                        np.maximum(mlp.predict(test.x), fm.floor), learned, shipped)
 

@@ -22,7 +22,7 @@ import numpy as np
 from perfforge.engines.learned.dataset import Samples
 from perfforge.engines.learned.mlp import NumpyMLP, standardiser
 from perfforge.engines.learned.mlp import from_sklearn as mlp_from_sklearn
-from perfforge.engines.learned.model import FamilyModel, LearnedKernelModel
+from perfforge.engines.learned.model import FamilyModel, LearnedKernelModel, blend_with_analytical
 from perfforge.engines.learned.trees import TreeEnsemble, from_sklearn
 
 SEED = 0
@@ -149,7 +149,7 @@ class FoldResult:
         a = self._per_row(analytical)
         if not np.any(a > 0.0):
             return learned
-        return np.exp((1.0 - a) * np.log(learned) + a * np.log(s.analytical_priors_s))
+        return blend_with_analytical(learned, s.analytical_priors_s, a)
 
     @property
     def learned_s(self) -> np.ndarray:
