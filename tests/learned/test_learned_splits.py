@@ -38,7 +38,7 @@ def test_unknown_split_is_a_one_line_error(capsys):
 
     assert main(["learn", "evaluate", "--split", "newer"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "unknown split 'newer' (allowed: logo, neusight, pre-ampere)" in err and "\n" not in err
+    assert "unknown split 'newer' (allowed: logo, neusight, pre-ampere, few-shot)" in err and "\n" not in err
 
 
 @pytest.fixture(scope="module")

@@ -25,28 +25,37 @@ def _shipped_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "engines" / "learned" / "data"
 
 
-def _run(data: Path, scale: float, e2e: bool) -> dict[str, Any]:
+def _run(data: Path, scale: float, e2e: bool, measured: tuple[Path, ...] = ()) -> dict[str, Any]:
     from perfforge.engines.learned.evaluate import run
 
-    return run(data, scale=scale, progress=lambda msg: console.print(msg), with_e2e=e2e)
+    return run(data, scale=scale, progress=lambda msg: console.print(msg), with_e2e=e2e, extra=measured)
+
+
+MEASURED_HELP = ("also train on these measurements (a `perfforge profile` output folder or measurements.jsonl(.gz); "
+                 "repeatable): your own GPU, described in a device YAML with its cuda_names if the catalog lacks it")
 
 
 @learn_app.command("train")
 def learn_train(
     data: Path = typer.Option(DEFAULT_DATA, "--data", help="ground-truth folder (neusight/, vidur/, measured/)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="folder for kernel_model.npz/.json (default: the shipped model)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for kernel_model.npz/.json (default: the shipped "
+                                                           "model); predict with it by setting PERFFORGE_LEARNED_MODEL "
+                                                           "to this folder"),
     report: Optional[Path] = typer.Option(None, "--report", help="also write report.md and results.json here"),
     scale: float = typer.Option(1.0, "--scale", help="fraction of rows per data file (tests use a small one)"),
     e2e: bool = typer.Option(True, "--e2e/--no-e2e", help="predict NeuSight's end-to-end labels for the report"),
+    measured: Optional[list[Path]] = typer.Option(None, "--measured", metavar="<path>", help=MEASURED_HELP),
 ) -> None:
     """Retrain from data: leave-one-GPU-out folds (they size the intervals), then the model on every GPU."""
     from perfforge.engines.learned.model import SHIPPED_MANIFEST, SHIPPED_NPZ
 
     if not 0 < scale <= 1:
         raise ConfigError(f"--scale must be in (0, 1], got {scale}")
-    result = _run(data, scale, e2e and report is not None)
+    measured = measured or []
+    result = _run(data, scale, e2e and report is not None, tuple(measured))
     folder = out or _shipped_dir()
-    command = f"perfforge learn train --data {data}" + (f" --scale {scale}" if scale != 1 else "")
+    command = (f"perfforge learn train --data {data}" + (f" --scale {scale}" if scale != 1 else "")
+               + "".join(f" --measured {m}" for m in measured))
     from perfforge.engines.learned.evaluate import summary_by_class
     from perfforge.engines.learned.train import GBDT_PARAMS, MLP_PARAMS, SEED
 
@@ -58,7 +67,7 @@ def learn_train(
                                "leave-one-GPU-out conformal factor to 80% mean coverage",
         "held_out_summary": summary_by_class(result["kernel_rows"]),
         "sources": ["NeuSight kernels (data/ground_truth/neusight, MIT)", "Vidur mlp profiles (data/ground_truth/vidur, MIT)",
-                    "perfforge profile runs (data/ground_truth/measured)"],
+                    "perfforge profile runs (data/ground_truth/measured)", *(f"perfforge profile runs ({m})" for m in measured)],
     })
     if report is not None:
         from perfforge.engines.learned.evaluate import write_outputs
@@ -66,6 +75,8 @@ def learn_train(
         write_outputs(result, report, command=command + f" --report {report}")
     size = (folder / manifest["npz"]).stat().st_size
     console.print(f"wrote {folder / manifest['npz']} ({size / 1e6:.2f} MB) in {result['train_s']:.0f}s")
+    if out is not None:
+        console.print(f"to predict with it: export PERFFORGE_LEARNED_MODEL={folder}")
 
 
 @learn_app.command("evaluate")
@@ -77,7 +88,9 @@ def learn_evaluate(
                                                           "the per-op whole-model runs)"),
     split: str = typer.Option("logo", "--split", help="logo (every GPU held out in turn) | neusight (NeuSight's "
                                                       "training GPUs -> H100, L4, H200, A40) | pre-ampere (P4, T4, "
-                                                      "P100, V100 -> the rest)"),
+                                                      "P100, V100 -> the rest) | few-shot (each GPU held out, "
+                                                      "then retrained with 10-300 of its kernels per op class; "
+                                                      "writes few-shot.md/.json)"),
 ) -> None:
     """Leave-one-GPU-out kernel errors per op class, interval coverage and end-to-end label errors; or, with
     --split, train on a fixed set of GPUs and test on the others (writes split-<name>.md/.json)."""
@@ -85,6 +98,18 @@ def learn_evaluate(
 
     if not 0 < scale <= 1:
         raise ConfigError(f"--scale must be in (0, 1], got {scale}")
+    if split == "few-shot":
+        from perfforge.engines.learned.fewshot import run_few_shot, summary, write_few_shot
+
+        res = run_few_shot(data, scale=scale, progress=lambda msg: console.print(msg))
+        md, _ = write_few_shot(res, out, command=f"perfforge learn evaluate --split few-shot --data {data} --out {out}"
+                                                 + (f" --scale {scale}" if scale != 1 else ""))
+        for cls, v in summary(res["rows"], res["shots"]).items():
+            console.print(f"{cls:12s} " + "  ".join(f"k={k} {m:5.1f}%" for k, m in v["mape"].items())
+                          + "".join(f"  (k={k} on {len(lg['gpus'])} GPUs: {lg['mape_k0']:.1f}% -> {lg['mape']:.1f}%)"
+                                    for k, lg in v["larger"].items()))
+        console.print(f"wrote {md}")
+        return
     if split != "logo":
         from perfforge.engines.learned.splits import get_split, run_split, write_split
 

@@ -60,11 +60,27 @@ def read_measurements(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def resolve_device_id(name: str) -> str | None:
+    """The catalog id of the device a record names (``device.name``, as the CUDA driver reports it): the table
+    above, then any catalog device (shipped or in a ``PERFFORGE_CATALOG`` directory) that lists the name in its
+    ``cuda_names``; None when nothing matches."""
+    if name in DEVICE_IDS:
+        return DEVICE_IDS[name]
+    from perfforge.system.catalog import get_device, list_devices
+
+    for dev_id in list_devices():
+        if name and name in get_device(dev_id).cuda_names:
+            return dev_id
+    return None
+
+
 def device_id(record: dict[str, Any]) -> str:
     name = record.get("device", {}).get("name", "")
-    if name not in DEVICE_IDS:
-        raise ConfigError(f"no catalog id for measured device '{name}' (known: {', '.join(DEVICE_IDS)})")
-    return DEVICE_IDS[name]
+    found = resolve_device_id(name)
+    if found is None:
+        raise ConfigError(f"no catalog id for measured device '{name}' (known: {', '.join(DEVICE_IDS)}; describe "
+                          f"another in a device YAML with cuda_names: ['{name}'] in a directory on PERFFORGE_CATALOG)")
+    return found
 
 
 @dataclass(frozen=True, slots=True)

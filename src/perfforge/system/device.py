@@ -49,6 +49,10 @@ class DeviceSpec(Sourced):
     scale_up_bandwidth: Figure | None = None
     scale_up_kind: str | None = None
     pcie_bandwidth: Figure
+    # Names the CUDA driver reports for this device (``torch.cuda.get_device_name``, the ``device.name`` of
+    # ``perfforge profile`` records), so that measurements of a device described in a user catalog are matched
+    # to it (``perfforge.evaluation.measured.resolve_device_id``).
+    cuda_names: tuple[str, ...] = ()
 
     @model_validator(mode="before")
     @classmethod

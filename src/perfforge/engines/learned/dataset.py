@@ -17,19 +17,21 @@ import numpy as np
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
 from perfforge.engines.learned.features import FAMILIES, op_features
-from perfforge.evaluation.measured import DEVICE_IDS, kernel_op, read_measurements, record_dtypes
+from perfforge.evaluation.measured import kernel_op, read_measurements, record_dtypes, resolve_device_id
 from perfforge.evaluation.neusight import TEST_ONLY_KERNELS, is_test_kernel
 from perfforge.evaluation.neusight import read_kernels as read_neusight_kernels
 from perfforge.evaluation.vidur import read_mlp_profiles
 from perfforge.system.catalog import get_device
 
-# Device names in records -> catalog ids (the profiler's table plus Vidur's A40)
-RECORD_DEVICES = DEVICE_IDS
-# Catalog id -> GPU group (chip) for leave-one-GPU-out
+# Catalog id -> GPU group (chip) for leave-one-GPU-out. Every board of a chip shares its group, including boards
+# with no data yet, so that a user's measurements of one never train the fold that holds out its sibling (the
+# A10G is a GA102, the A40's chip). Any other device is a group of its own (``gpu_group``).
 GPU_GROUPS = {
     "p4": "P4", "t4": "T4", "p100-pcie-16gb": "P100", "v100-pcie-32gb": "V100", "v100-sxm2-16gb": "V100",
+    "v100-pcie-16gb": "V100", "v100-sxm2-32gb": "V100",
     "a100-pcie-40gb": "A100", "a100-pcie-80gb": "A100", "a100-sxm4-80gb": "A100", "a100-sxm4-40gb": "A100",
-    "a40": "A40", "h100-sxm5-80gb": "H100", "h200-sxm-141gb": "H200", "l4": "L4",
+    "a40": "A40", "a10g": "A40", "h100-sxm5-80gb": "H100", "h100-pcie-80gb": "H100", "h200-sxm-141gb": "H200",
+    "l4": "L4",
 }
 OP_CLASSES = ("BMM", "FC", "CONV", "NORM", "SOFTMAX", "ELEMENTWISE")
 _CLASS_OF_OP = {"bmm": "BMM", "linear": "FC", "matmul": "FC", "gemm_peak": "FC", "conv2d": "CONV",
@@ -116,13 +118,17 @@ def samples_from_records(records: Iterable[dict[str, Any]]) -> dict[str, Samples
                                              for f in FAMILIES}
     devices: dict[str, Any] = {}
     cals: dict[str, Any] = {}
+    ids: dict[str, str | None] = {}
     priors = priors_calibration()
     for rec in records:
         if rec.get("kind") != "kernel" or not rec.get("latency_s"):
             continue
-        dev_id = RECORD_DEVICES.get(rec.get("device", {}).get("name", ""))
-        if dev_id is None or dev_id not in GPU_GROUPS:
-            continue
+        name = rec.get("device", {}).get("name", "")
+        if name not in ids:
+            ids[name] = resolve_device_id(name)
+        dev_id = ids[name]
+        if dev_id is None:
+            continue  # reported by ``unresolved_devices``
         op = kernel_op(rec)
         if op is None:
             continue
@@ -136,7 +142,7 @@ def samples_from_records(records: Iterable[dict[str, Any]]) -> dict[str, Samples
             continue  # op kind outside the model's families (attention, embedding)
         c = cols[family]
         cls, src = op_class(rec["op"]), _source_of(rec)
-        group = GPU_GROUPS[dev_id]
+        group = gpu_group(dev_id)
         if dev_id in TEST_ONLY_GROUPS and src == "neusight" and is_test_kernel(dev_id, rec["op"]):
             group = TEST_ONLY_GROUPS[dev_id]
         for k, v in (("x", x), ("bound_s", bound), ("latency_s", float(rec["latency_s"])),
@@ -155,18 +161,59 @@ def samples_from_records(records: Iterable[dict[str, Any]]) -> dict[str, Samples
     return out
 
 
+def gpu_group(dev_id: str) -> str:
+    """The GPU group (chip) of a catalog id; a device outside ``GPU_GROUPS`` (one a user describes and measures)
+    is a group of its own."""
+    return GPU_GROUPS.get(dev_id, dev_id)
+
+
+def unresolved_devices(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Kernel records per device name that no catalog device matches (``measured.resolve_device_id``): they
+    cannot be trained on, and the commands that load records say so."""
+    out: dict[str, int] = {}
+    ids: dict[str, str | None] = {}
+    for r in records:
+        if r.get("kind") != "kernel" or not r.get("latency_s"):
+            continue
+        name = r.get("device", {}).get("name", "")
+        if name not in ids:
+            ids[name] = resolve_device_id(name)
+        if ids[name] is None:
+            out[name] = out.get(name, 0) + 1
+    return out
+
+
 def conv_backward_groups(records: Iterable[dict[str, Any]]) -> tuple[str, ...]:
     """The GPU groups whose measured backward convolutions (``conv2d_dgrad`` / ``conv2d_wgrad``) are in
     ``records``."""
-    groups = {GPU_GROUPS.get(RECORD_DEVICES.get(r.get("device", {}).get("name", ""), ""))
-              for r in records if r.get("op") in CONV_BACKWARD_OPS and r.get("latency_s")}
-    return tuple(sorted(g for g in groups if g))
+    ids = {resolve_device_id(r.get("device", {}).get("name", ""))
+           for r in records if r.get("op") in CONV_BACKWARD_OPS and r.get("latency_s")}
+    return tuple(sorted(gpu_group(i) for i in ids if i))
 
 
-def load_records(root: str | Path, *, scale: float = 1.0) -> list[dict[str, Any]]:
-    """Every training record under ``root`` (the repository's ``data/ground_truth``). ``scale`` < 1 reads
+def measurement_files(paths: Iterable[str | Path]) -> list[Path]:
+    """``measurements.jsonl(.gz)`` files named directly or found one level inside a named run folder."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(p.glob("measurements.jsonl*")) or sorted(p.glob("*/measurements.jsonl*"))
+            if not found:
+                raise ConfigError(f"no measurements.jsonl(.gz) in {p} or its run folders")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ConfigError(f"measurements not found: {p}")
+    return out
+
+
+def load_records(root: str | Path, *, scale: float = 1.0, extra: Iterable[str | Path] = ()) -> list[dict[str, Any]]:
+    """Every training record under ``root`` (the repository's ``data/ground_truth``), plus the measurements in
+    ``extra`` (files or ``perfforge profile`` output folders: a user's own GPU). ``scale`` < 1 reads
     proportionally fewer rows per file (tests train on a tiny subset)."""
     root = Path(root)
+    extra_files = measurement_files(extra)  # a bad path fails before any reading
     if not (root / "neusight").is_dir():
         raise ConfigError(f"ground-truth folder not found or incomplete: {root} (expected neusight/, vidur/, measured/)")
     n = lambda k: max(2, int(k * scale))  # noqa: E731
@@ -177,7 +224,8 @@ def load_records(root: str | Path, *, scale: float = 1.0) -> list[dict[str, Any]
     records += read_neusight_kernels(root / "neusight", ops=vector_ops, per_file=n(NEUSIGHT_VECTOR_PER_FILE))
     if (root / "vidur").is_dir():
         records += read_mlp_profiles(root / "vidur", per_file=n(VIDUR_PER_FILE))
-    for path in sorted((root / "measured").glob("*/measurements.jsonl.gz")):
+    paths = sorted((root / "measured").glob("*/measurements.jsonl.gz"))
+    for path in [*paths, *(p for p in extra_files if p.resolve() not in {q.resolve() for q in paths})]:
         recs = read_measurements(path)
         step = max(1, round(1 / scale)) if scale < 1 else 1
         records += recs[::step]

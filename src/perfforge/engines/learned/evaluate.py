@@ -25,6 +25,7 @@ from perfforge.engines.learned.dataset import (
     describe,
     load_records,
     samples_from_records,
+    unresolved_devices,
 )
 from perfforge.engines.learned.e2e import e2e_rows, render_e2e
 from perfforge.engines.learned.train import (
@@ -100,15 +101,19 @@ def kernel_rows(folds: dict[str, FoldResult]) -> list[dict[str, Any]]:
 
 
 def run(root: str | Path, *, scale: float = 1.0, progress: Callable[[str], None] | None = None,
-        with_e2e: bool = True) -> dict[str, Any]:
-    """Everything ``perfforge learn train`` needs: samples, folds, the trained model and the report rows."""
+        with_e2e: bool = True, extra: tuple[str | Path, ...] = ()) -> dict[str, Any]:
+    """Everything ``perfforge learn train`` needs: samples, folds, the trained model and the report rows.
+    ``extra``: more measurement files or run folders (``dataset.load_records``)."""
     t0 = time.perf_counter()
     root = Path(root)
-    records = load_records(root, scale=scale)
+    records = load_records(root, scale=scale, extra=extra)
     samples = samples_from_records(records)
     if progress:
         progress(f"{sum(len(s) for s in samples.values())} kernel samples from {len(records)} records "
                  f"({time.perf_counter() - t0:.1f}s)")
+        for name, n in unresolved_devices(records).items():
+            progress(f"not trained on: {n} kernel records of '{name}', which no catalog device lists in its "
+                     "cuda_names (describe it in a device YAML on PERFFORGE_CATALOG)")
     folds = {fam: leave_one_gpu_out(s, progress=progress) for fam, s in samples.items()}
     model = train_model(samples, folds, conv_backward_groups=conv_backward_groups(records))
     out = {"samples": samples, "folds": folds, "model": model, "kernel_rows": kernel_rows(folds),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -37,7 +38,7 @@ from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError, PerfforgeError
 from perfforge.engines.analytical.calibration import Calibration, load_calibration
 from perfforge.engines.analytical.roofline import op_time
-from perfforge.engines.learned.dataset import GPU_GROUPS
+from perfforge.engines.learned.dataset import gpu_group
 from perfforge.engines.learned.features import FEATURE_NAMES, batch_features
 from perfforge.engines.learned.mlp import NumpyMLP
 from perfforge.engines.learned.trees import TreeEnsemble
@@ -168,7 +169,7 @@ class LearnedKernelModel:
             low[batch.index] = p * np.exp(offsets[:, 0])
             high[batch.index] = p * np.exp(offsets[:, 1])
             covered[batch.index] = True
-        if GPU_GROUPS.get(device.id) not in self.conv_backward_groups:
+        if gpu_group(device.id) not in self.conv_backward_groups:
             unseen = [i for i, op in enumerate(ops) if op.kind is OpKind.CONV2D and op.phase is not Phase.FORWARD]
             covered[unseen] = False
             for arr in (pred, low, high, bound):
@@ -228,11 +229,34 @@ def _from_files(npz_bytes: bytes, manifest: dict[str, Any], where: str) -> Learn
     return LearnedKernelModel(families, manifest, tuple(manifest.get("conv_backward_groups", ())))
 
 
+MODEL_ENV = "PERFFORGE_LEARNED_MODEL"
+
+
 def load_model(path: str | Path | None = None) -> LearnedKernelModel:
-    """The shipped model, or the one whose manifest JSON (beside its .npz) is at ``path``."""
+    """The model whose manifest JSON (beside its .npz) is at ``path``; without one, the model named by the
+    ``PERFFORGE_LEARNED_MODEL`` environment variable (its manifest, or the folder `perfforge learn train --out`
+    wrote), else the shipped one. Every command with ``--backend learned`` loads through here."""
     if path is None:
-        return _shipped()
-    manifest_path = Path(path)
+        chosen = os.environ.get(MODEL_ENV, "").strip()
+        if not chosen:
+            return _shipped()
+        target = Path(chosen)
+        target = target / Path(SHIPPED_MANIFEST).name if target.is_dir() else target
+        try:
+            stamp = target.stat().st_mtime_ns
+        except OSError:
+            raise WeightsMissingError(f"{target} (from {MODEL_ENV})") from None
+        return _load_cached(str(target.resolve()), stamp)
+    return _load_file(Path(path))
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str, mtime_ns: int) -> LearnedKernelModel:
+    """One parse per manifest file and version of it (the modification time keys a retrained model anew)."""
+    return _load_file(Path(path))
+
+
+def _load_file(manifest_path: Path) -> LearnedKernelModel:
     try:
         manifest = json.loads(manifest_path.read_text())
         npz = (manifest_path.parent / manifest["npz"]).read_bytes()

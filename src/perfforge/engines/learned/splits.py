@@ -99,7 +99,7 @@ def get_split(name: str) -> Split:
     try:
         return SPLITS[name]
     except KeyError:
-        raise ConfigError(f"unknown split '{name}' (allowed: logo, {', '.join(SPLITS)})") from None
+        raise ConfigError(f"unknown split '{name}' (allowed: logo, {', '.join(SPLITS)}, few-shot)") from None
 
 
 @dataclass
