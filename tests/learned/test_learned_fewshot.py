@@ -112,3 +112,20 @@ def test_cli_writes_the_report(monkeypatch, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "BMM" in out and "k=10  20.0%" in out and "few-shot.md" in out
     assert (tmp_path / "few-shot.md").exists() and (tmp_path / "few-shot.json").exists()
+
+
+def test_transfer_matrix_separates_a_scale_from_a_shape_pattern():
+    pytest.importorskip("sklearn")
+    from perfforge.engines.learned.fewshot import _render_transfer, transfer_rows
+
+    rows = transfer_rows(_samples(), "BMM", source="measured", params=TINY)
+    cell = {(r["trained_on"], r["scored_on"]): r for r in rows}
+    assert len(rows) == 16  # 4 GPUs with 370 BMM rows each (>= 200), every pair
+    # D is A's shape rule times exp(SHIFT): raw error is the scale, debiased it is only the trees' fit
+    assert cell[("A", "D")]["mape"] == pytest.approx(100 * (1 - np.exp(-SHIFT)), abs=2.5)
+    assert cell[("A", "D")]["mape_debiased"] < 3.0
+    assert cell[("A", "B")]["mape"] < 3.0
+    own = cell[("D", "D")]
+    assert own["within_gpu"] and own["n"] == 370 - 370 // 2 and own["mape"] < 3.0  # fitted on one half, scored on the other
+    md = "\n".join(_render_transfer(rows))
+    assert "| D |" in md and "(own half)" in md

@@ -37,6 +37,8 @@ from perfforge.engines.learned.train import GBDT_PARAMS, MIN_ROWS, SEED, fit_tre
 
 SHOTS = (0, 10, 30, 100, 300)
 SUMMARY_MAX_K = 100  # the summary's common columns; most GPUs have 200+ kernels per class, fewer have 600+
+TRANSFER_MIN_ROWS = 200  # kernels of a class a GPU needs to be fitted alone in the transfer matrix
+TRANSFER_CLASSES = ("BMM", "FC")
 
 
 def _order(n_rows: np.ndarray, seed: int, group: str) -> np.ndarray:
@@ -94,6 +96,30 @@ def few_shot_rows(s: Samples, *, shots: tuple[int, ...] = SHOTS, params: dict[st
     return rows
 
 
+def transfer_rows(s: Samples, op_class: str, *, source: str = "neusight", min_rows: int = TRANSFER_MIN_ROWS,
+                  params: dict[str, Any] | None = None, seed: int = SEED) -> list[dict[str, Any]]:
+    """Does one chip's shape pattern carry over to another? Trees fitted on one GPU group's ``op_class`` kernels of
+    ``source`` alone score every other group's, raw and with the pair's median log error removed ('debiased': a
+    perfect per-GPU scale). The diagonal is a within-GPU reference: fitted on a random half, scored on the other."""
+    m = (s.op_class == op_class) & (s.source == source)
+    groups = [str(g) for g in np.unique(s.group[m]) if (m & (s.group == g)).sum() >= min_rows]
+    rows: list[dict[str, Any]] = []
+    y = s.y
+    for g in groups:
+        idx = _order(np.flatnonzero(m & (s.group == g)), seed, f"transfer/{g}/{op_class}")
+        half, rest = idx[: len(idx) // 2], idx[len(idx) // 2:]
+        own, _ = fit_trees(s.subset(np.isin(np.arange(len(s)), half)), params=params)
+        whole, _ = fit_trees(s.subset(m & (s.group == g)), params=params)
+        for h in groups:
+            score = rest if h == g else np.flatnonzero(m & (s.group == h))
+            err = (own if h == g else whole).predict(s.x[score]) - y[score]
+            rows.append({"op_class": op_class, "trained_on": g, "scored_on": h, "n": len(score),
+                         "mape": float(np.mean(_ape(err))),
+                         "mape_debiased": float(np.mean(_ape(err - np.median(err)))),
+                         "within_gpu": h == g})
+    return rows
+
+
 def run_few_shot(root: str | Path, *, scale: float = 1.0, shots: tuple[int, ...] = SHOTS,
                  params: dict[str, Any] | None = None, samples: dict[str, Samples] | None = None,
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -103,7 +129,11 @@ def run_few_shot(root: str | Path, *, scale: float = 1.0, shots: tuple[int, ...]
     rows: list[dict[str, Any]] = []
     for s in samples.values():
         rows += few_shot_rows(s, shots=shots, params=params, progress=progress)
-    return {"rows": rows, "shots": list(shots), "params": params or GBDT_PARAMS}
+    transfer: list[dict[str, Any]] = []
+    if "gemm" in samples:
+        for c in TRANSFER_CLASSES:
+            transfer += transfer_rows(samples["gemm"], c, params=params)
+    return {"rows": rows, "shots": list(shots), "params": params or GBDT_PARAMS, "transfer": transfer}
 
 
 def summary(rows: list[dict[str, Any]], shots: tuple[int, ...] | list[int],
@@ -177,14 +207,16 @@ def render(result: dict[str, Any], *, command: str) -> str:
         f"{c}: {', '.join(v['gpus'])}" + (f" (short of kernels for some k: {', '.join(v['short'])})" if v["short"] else "")
         for c, v in summ.items()) + ".", "",
         "NeuSight's figure is its out-of-distribution per-op error with no kernel of the new GPU (another metric: "
-        "an op class's time summed over a whole model run); it is shown for scale, not as a like-for-like target.",
-        "", "## Per held-out GPU and op class", "",
-        "| held-out GPU | op class | scored kernels | " + " | ".join(f"k = {k}" for k in shots) + " | "
-        + " | ".join(f"rescaled, k = {k}" for k in ks) + " |",
-        "|---|---|---|" + "---|" * (len(shots) + len(ks))]
+        "an op class's time summed over a whole model run); it is shown for scale, not as a like-for-like target."]
+    lines += _render_transfer(result.get("transfer", []))
+    lines += ["", "## Per held-out GPU and op class", "",
+              "| held-out GPU | op class | scored kernels | " + " | ".join(f"k = {k}" for k in shots) + " | "
+              + " | ".join(f"rescaled, k = {k}" for k in ks) + " |",
+              "|---|---|---|" + "---|" * (len(shots) + len(ks))]
     per: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
     for r in result["rows"]:
         per.setdefault((r["gpu"], r["op_class"]), {})[r["shots"]] = r
+
     def cell(byk: dict[int, dict[str, Any]], k: int, key: str) -> str:
         return f"{byk[k][key]:.1f}%" if k in byk and key in byk[k] else "-"
 
@@ -192,6 +224,31 @@ def render(result: dict[str, Any], *, command: str) -> str:
         lines.append(f"| {g} | {c} | {byk[0]['n_scored']} | " + " | ".join(cell(byk, k, "mape") for k in shots)
                      + " | " + " | ".join(cell(byk, k, "rescaled_mape") for k in ks) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _render_transfer(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", "## Does one chip's shape pattern carry over to another?", "",
+             "Trees fitted on one GPU's NeuSight FP32 kernels of a class alone (the shipped trees' settings), scored on "
+             "another GPU's: MAPE raw / with that pair's median log error removed (a perfect per-GPU scale). The "
+             "diagonal is the within-GPU reference: fitted on a random half of the GPU's kernels, scored on the other "
+             "half. If a chip's shape effects carried over, some off-diagonal debiased cell would approach its "
+             "row's diagonal."]
+    for c in dict.fromkeys(r["op_class"] for r in rows):
+        sel = [r for r in rows if r["op_class"] == c]
+        trained = list(dict.fromkeys(r["trained_on"] for r in sel))
+        lines += ["", f"{c}: rows scored on, columns trained on.", "",
+                  "| scored on | " + " | ".join(trained) + " | best other chip, debiased |",
+                  "|---|" + "---|" * (len(trained) + 1)]
+        for h in dict.fromkeys(r["scored_on"] for r in sel):
+            cells = {r["trained_on"]: r for r in sel if r["scored_on"] == h}
+            others = [r for r in cells.values() if not r["within_gpu"]]
+            best = min(others, key=lambda r: r["mape_debiased"]) if others else None
+            lines.append(f"| {h} | " + " | ".join(
+                f"{cells[g]['mape']:.1f}% / {cells[g]['mape_debiased']:.1f}%" + (" (own half)" if cells[g]["within_gpu"] else "")
+                for g in trained) + " | " + (f"{best['trained_on']}: {best['mape_debiased']:.1f}%" if best else "-") + " |")
+    return lines
 
 
 def write_few_shot(result: dict[str, Any], folder: str | Path, *, command: str) -> tuple[Path, Path]:
@@ -203,6 +260,6 @@ def write_few_shot(result: dict[str, Any], folder: str | Path, *, command: str) 
     md, js = folder / "few-shot.md", folder / "few-shot.json"
     write_atomic(md, render(result, command=command))
     payload = {"command": command, "shots": result["shots"], "trees": result["params"], "rows": result["rows"],
-               "summary": summary(result["rows"], result["shots"])}
+               "summary": summary(result["rows"], result["shots"]), "transfer": result.get("transfer", [])}
     write_atomic(js, json.dumps(payload, indent=2, default=str) + "\n")
     return md, js
