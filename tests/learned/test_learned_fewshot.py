@@ -129,3 +129,13 @@ def test_transfer_matrix_separates_a_scale_from_a_shape_pattern():
     assert own["within_gpu"] and own["n"] == 370 - 370 // 2 and own["mape"] < 3.0  # fitted on one half, scored on the other
     md = "\n".join(_render_transfer(rows))
     assert "| D |" in md and "(own half)" in md
+
+
+def test_analytical_baseline_is_scaled_by_its_own_median_error(rows):
+    # _samples() prices the analytical member at the roofline bound, so its log error is y itself: 0.5 * shape
+    # (+ SHIFT on D); the k = 0 row is that error unscaled, a k > 0 row removes its median over the k shots
+    s = _samples()
+    d = (s.group == "D") & (s.op_class == "BMM")
+    unscaled = np.mean(np.abs(np.exp(-s.y[d]) - 1)) * 100
+    assert _row(rows, "BMM", 0)["analytical_mape"] == pytest.approx(unscaled, rel=0.1)
+    assert _row(rows, "BMM", 30)["analytical_mape"] < _row(rows, "BMM", 0)["analytical_mape"]

@@ -15,7 +15,11 @@ Protocol, per family and held-out GPU group g:
 - k > 0: the same rows plus the first k pool rows of each class of g, weighted by ``train.group_weights`` as
   ``learn train`` weights them (g's few rows weigh as much in total as another GPU's thousands);
 - 'rescaled': the k = 0 trees shifted by the median log error on the same k shots, with no retraining: the
-  part of the gain that one scale factor per GPU and class would give.
+  part of the gain that one scale factor per GPU and class would give;
+- 'analytical': the analytical engine on the calibration's priors (``Samples.analytical_priors_s``) for k = 0,
+  and for k > 0 the same times scaled by their median log error on the k shots: the no-learning alternative,
+  one fitted constant per GPU and class (what fitting ``fp32_gemm_scale`` with ``perfforge calibrate`` does for
+  FP32 GEMMs).
 
 Only the trees are refitted (the shipped model's main learner), with the shipped settings; the MLP and the
 analytical member of the shipped blend are left out to keep the run to minutes. A k larger than a class's
@@ -59,6 +63,7 @@ def few_shot_rows(s: Samples, *, shots: tuple[int, ...] = SHOTS, params: dict[st
         raise ValueError(f"shots must start at 0 and increase, got {shots}")
     rows: list[dict[str, Any]] = []
     y = s.y
+    y_analytical = np.log(s.latency_s / s.analytical_priors_s)
     for g in groups or [str(x) for x in np.unique(s.group)]:
         in_g = s.group == g
         others = ~in_g & s.trainable
@@ -87,6 +92,8 @@ def few_shot_rows(s: Samples, *, shots: tuple[int, ...] = SHOTS, params: dict[st
                 row = {"family": s.family, "gpu": g, "op_class": c, "shots": k, "n_scored": int(m.sum()),
                        "pool": len(pool), "mape": float(np.mean(_ape(err))),
                        "median_ape": float(np.median(_ape(err)))}
+                a_shift = float(np.median(y_analytical[pool[:k]])) if k > 0 else 0.0
+                row["analytical_mape"] = float(np.mean(_ape(a_shift - y_analytical[m])))
                 if k > 0:
                     shift = float(np.median(y[pool[:k]] - base[pool[:k]]))
                     row["rescaled_mape"] = float(np.mean(_ape(base[m] + shift - y[m])))
@@ -163,6 +170,8 @@ def summary(rows: list[dict[str, Any]], shots: tuple[int, ...] | list[int],
                   "median_ape": {k: float(np.mean([by_gpu[g][k]["median_ape"] for g in full])) for k in common},
                   "rescaled_mape": {k: float(np.mean([by_gpu[g][k]["rescaled_mape"] for g in full]))
                                     for k in common if k > 0},
+                  "analytical_mape": {k: float(np.mean([by_gpu[g][k]["analytical_mape"] for g in full]))
+                                      for k in common if all("analytical_mape" in by_gpu[g][k] for g in full)},
                   "larger": larger}
     return out
 
@@ -203,6 +212,13 @@ def render(result: dict[str, Any], *, command: str) -> str:
             lg = v["larger"].get(k)
             cells.append(f"{len(lg['gpus'])}: {lg['mape_k0']:.1f}% -> {lg['mape']:.1f}%" if lg else "-")
         lines.append(f"| {c} | {len(v['gpus'])} | " + " | ".join(cells) + f" | {ref} |")
+    if any(v["analytical_mape"] for v in summ.values()):
+        lines += ["", "The analytical engine on the same rows and GPUs: on the calibration's priors (k = 0), then scaled "
+                  "per GPU and class by its median log error on the same k kernels (one fitted constant, no learning):",
+                  "", "| op class | " + " | ".join(f"k = {k}" for k in common) + " |", "|---|" + "---|" * len(common)]
+        for c, v in summ.items():
+            if v["analytical_mape"]:
+                lines.append(f"| {c} | " + " | ".join(f"{v['analytical_mape'][k]:.1f}%" for k in common) + " |")
     lines += ["", "GPUs per class: " + "; ".join(
         f"{c}: {', '.join(v['gpus'])}" + (f" (short of kernels for some k: {', '.join(v['short'])})" if v["short"] else "")
         for c, v in summ.items()) + ".", "",
