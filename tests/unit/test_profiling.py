@@ -314,3 +314,37 @@ def test_conv_backward_records_map_to_the_training_steps_backward_ops():
     assert dgrad.flops == pytest.approx(flops) and wgrad.flops == pytest.approx(flops)
     assert dgrad.phase is Phase.BACKWARD_INPUT and wgrad.phase is Phase.BACKWARD_WEIGHT
     assert wgrad.bytes_written == 128 * 64 * 9 * 2  # the fp16 weight gradient
+
+
+# ---- the `shapes` group: random kernels for adapting the learned model -----------------------
+def test_shapes_group_is_seeded_capped_and_asked_for_by_name() -> None:
+    from perfforge.profiling.kernels import SHAPES_PER_OP, SHAPES_RANGES
+
+    cases = build_cases("standard", only=["shapes"])
+    assert [c.key for c in cases] == [c.key for c in build_cases("standard", only=["shapes"])]  # resumable
+    assert len({c.key for c in cases}) == len(cases) == 2 * sum(SHAPES_PER_OP["standard"].values())
+    assert {c.group for c in cases} == {"shapes"} and not any(c.group == "shapes" for c in build_cases("standard"))
+    caps = SHAPES_RANGES["standard"]
+    for c in cases:
+        p = c.params
+        if c.op == "bmm":
+            assert c.flop == 2.0 * p["b"] * p["m"] * p["n"] * p["k"] <= caps["max_flop"]
+            assert p["b"] * max(p["m"] * p["k"], p["k"] * p["n"], p["m"] * p["n"]) <= caps["max_elems"]
+        elif c.op in ("layer_norm", "softmax"):
+            assert p["rows"] * p["cols"] <= caps["max_elems"]
+
+
+@needs_torch
+def test_shapes_records_become_learned_model_samples(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    from perfforge.engines.learned.dataset import samples_from_records
+    from perfforge.evaluation.measured import read_measurements
+
+    summary = run_profile("tiny", tmp_path, device="cpu", only=["shapes"], log=quiet)
+    assert summary.measured == sum(1 for _ in build_cases("tiny", only=["shapes"])) and summary.failed == 0
+    records = read_measurements(tmp_path / "measurements.jsonl")
+    for r in records:  # as if measured on a catalog GPU: every record maps to an op the model has a family for
+        r["device"] = {**r["device"], "name": "NVIDIA H100 80GB HBM3"}
+    samples = samples_from_records(records)
+    assert sum(len(s) for s in samples.values()) == len(records)
+    assert set(samples["gemm"].op_class) == {"BMM", "FC"}

@@ -17,7 +17,7 @@ def profile(
     suite: str = typer.Option("standard", help="tiny | smoke | standard"),
     device: Optional[str] = typer.Option(None, help="cuda | cpu (default: cuda if present)"),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="stop starting new cases after this"),
-    only: Optional[str] = typer.Option(None, help="comma list of: ceilings, models, kernels, input, llm, breakdown, neusight-e2e (input: JPEG decode rates and loader-fed ResNet-50 steps; llm: whole-decoder prefill/decode iterations; breakdown: NeuSight's FP32 transformers with a per-op table; neusight-e2e: the same timed as NeuSight's harness times its labels; all four asked for by name)"),
+    only: Optional[str] = typer.Option(None, help="comma list of: ceilings, models, kernels, shapes, input, llm, breakdown, neusight-e2e (shapes: seeded random GEMM, norm, softmax and pointwise shapes for `perfforge learn train --measured`; input: JPEG decode rates and loader-fed ResNet-50 steps; llm: whole-decoder prefill/decode iterations; breakdown: NeuSight's FP32 transformers with a per-op table; neusight-e2e: the same timed as NeuSight's harness times its labels; all five asked for by name)"),
     repeats: Optional[int] = typer.Option(None, help="timed repeats per case"),
     op_breakdown: bool = typer.Option(False, "--op-breakdown", help="whole-model cases also record the GPU time of every "
                                       "ATen op of one profiled call (use a fresh --out: finished cases are not rerun)"),

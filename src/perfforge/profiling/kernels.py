@@ -6,6 +6,7 @@ over inputs and outputs). torch is imported only inside ``setup`` closures.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -289,6 +290,67 @@ def _memcpy(direction: str, nbytes: int, suite: str) -> Case:
     moved = 2 * nbytes if direction == "d2d" else nbytes  # d2d reads and writes device memory
     return _case(f"memcpy_{direction}", "fp32", {"bytes": nbytes}, setup, None, float(moved),
                  suite, group="ceilings", plan=CEILING_PLANS[suite], flush=False)
+
+
+# ---- random shapes for adapting the learned kernel model ---------------------------------------
+# ``perfforge profile --only shapes``: seeded random GEMM, norm/softmax and pointwise shapes, the kind of kernels
+# the learned model's few-shot experiment adds per op class (`perfforge learn evaluate --split few-shot`: about 100
+# per class halves a new GPU's per-kernel GEMM error). Dimensions are log-uniform; a shape whose FLOPs or largest
+# tensor exceed the suite's caps is drawn again, so no case runs out of memory or for seconds.
+SHAPES_SEED = 20261127
+SHAPES_PER_OP = {"tiny": {"bmm": 2, "linear": 2, "layer_norm": 1, "softmax": 1, "gelu": 1, "add": 1, "mul": 1},
+                 "smoke": {"bmm": 10, "linear": 10, "layer_norm": 5, "softmax": 5, "gelu": 4, "add": 3, "mul": 3},
+                 "standard": {"bmm": 100, "linear": 100, "layer_norm": 50, "softmax": 50, "gelu": 34, "add": 33,
+                              "mul": 33}}
+SHAPES_DTYPES = {"tiny": ("fp32",), "smoke": ("fp16",), "standard": ("fp16", "fp32")}
+# (smallest, largest) of each dimension, largest tensor in elements, largest FLOP count
+SHAPES_RANGES: dict[str, dict[str, Any]] = {
+    "tiny": {"gemm": (4, 32), "batch": (1, 4), "tokens": (1, 64), "rows": (1, 64), "cols": (8, 64),
+             "numel": (64, 4096), "max_elems": 1 << 14, "max_flop": 1 << 20},
+    "smoke": {"gemm": (32, 4096), "batch": (1, 128), "tokens": (1, 16384), "rows": (1, 65536), "cols": (64, 16384),
+              "numel": (1 << 12, 1 << 27), "max_elems": 1 << 27, "max_flop": 1 << 36},
+}
+SHAPES_RANGES["standard"] = SHAPES_RANGES["smoke"]
+
+
+def _log_uniform(rng: Any, lo: int, hi: int) -> int:
+    import math
+
+    return int(round(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
+
+
+def random_shape_cases(suite: str, seed: int = SHAPES_SEED) -> list[Case]:
+    """The ``shapes`` group: the same shapes for a suite and seed on every machine, so an interrupted run
+    resumes (cases are keyed by op, dtype and shape)."""
+    import random
+
+    rng = random.Random(f"{seed}/{suite}")
+    r = SHAPES_RANGES[suite]
+    per = SHAPES_PER_OP[suite]
+    dims = lambda: _log_uniform(rng, *r["gemm"])  # noqa: E731
+    shapes: dict[str, list[tuple[int, ...]]] = {op: [] for op in per}
+    while len(shapes["bmm"]) < per["bmm"]:
+        b, m, n, k = _log_uniform(rng, *r["batch"]), dims(), dims(), dims()
+        if 2 * b * m * n * k <= r["max_flop"] and b * max(m * k, k * n, m * n) <= r["max_elems"]:
+            shapes["bmm"].append((b, m, n, k))
+    while len(shapes["linear"]) < per["linear"]:
+        m, n, k = _log_uniform(rng, *r["tokens"]), dims(), dims()
+        if 2 * m * n * k <= r["max_flop"] and max(m * k, n * k, m * n) <= r["max_elems"]:
+            shapes["linear"].append((m, n, k))
+    for op in ("layer_norm", "softmax"):
+        while len(shapes[op]) < per[op]:
+            rows, cols = _log_uniform(rng, *r["rows"]), _log_uniform(rng, *r["cols"])
+            if rows * cols <= r["max_elems"]:
+                shapes[op].append((rows, cols))
+    for op in ("gelu", "add", "mul"):
+        shapes[op] = [(_log_uniform(rng, *r["numel"]),) for _ in range(per[op])]
+    cases: list[Case] = []
+    for dt in SHAPES_DTYPES[suite]:
+        cases += [_bmm(*s, dt, suite) for s in shapes["bmm"]]
+        cases += [_linear(*s, dt, suite) for s in shapes["linear"]]
+        cases += [_rowwise(op, *s, dt, suite) for op in ("layer_norm", "softmax") for s in shapes[op]]
+        cases += [_elementwise(op, *s, dt, suite) for op in ("gelu", "add", "mul") for s in shapes[op]]
+    return [dataclasses.replace(c, group="shapes") for c in cases]
 
 
 # ---- suites -------------------------------------------------------------------------------

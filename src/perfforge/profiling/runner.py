@@ -32,9 +32,9 @@ from perfforge.profiling.records import (
 )
 from perfforge.profiling.timing import Case, TimingPlan, time_callable
 
-GROUPS = ("ceilings", "models", "kernels", "input", "llm", "breakdown", "neusight-e2e")
-# "input" writes a JPEG set, "llm" builds 7-8B decoders, "breakdown" and "neusight-e2e" run 1-3B FP32
-# transformers: asked for by name
+GROUPS = ("ceilings", "models", "kernels", "shapes", "input", "llm", "breakdown", "neusight-e2e")
+# "shapes" (random kernel shapes for `perfforge learn train --measured`), "input" writes a JPEG set, "llm" builds
+# 7-8B decoders, "breakdown" and "neusight-e2e" run 1-3B FP32 transformers: asked for by name
 DEFAULT_GROUPS = ("ceilings", "models", "kernels")
 MODEL_SHARE = 0.6  # with a budget, models may use at most this fraction of it
 MEASUREMENTS = "measurements.jsonl"
@@ -69,6 +69,7 @@ def build_cases(suite: str, only: Iterable[str] | None = None,
         "ceilings": lambda: kernels.ceiling_cases(suite, device_type),
         "models": lambda: models.model_cases(suite),
         "kernels": lambda: kernels.kernel_cases(suite),
+        "shapes": lambda: kernels.random_shape_cases(suite),
         "input": lambda: [],  # measured by input_pipeline.measure, not as timed cases
         "llm": lambda: [],    # measured by llm_steps.measure_records
         "breakdown": lambda: [],  # measured by op_breakdown.measure_records

@@ -1,0 +1,13 @@
+#!/bin/bash
+# The `shapes` group on a lent GPU machine, in one call: seeded random bmm, linear, layer-norm, softmax and
+# pointwise shapes in fp16 and fp32 (800 cases in the standard suite), timed with CUDA events and an L2 flush.
+# They are what `perfforge learn train --measured RUN` adapts the learned kernel model with, and, on a GPU the
+# shipped model was not trained on, a test of it. Not yet timed on a GPU: 800 cases, each capped at about a
+# second by the standard timing plan; the timeout keeps what finished.
+# SUITE=tiny runs 9 small cases on a CPU (a dry run).
+# Results land in $OUT/run/ as they are measured (a timeout keeps the finished cases).
+set -u
+. "$(dirname "$0")/_setup.sh"   # $OUT/run, PYTHONPATH, nvidia-smi.csv, lscpu.txt
+timeout "${PROFILE_TIMEOUT:-420}" python3 -m perfforge.profiling --suite "${SUITE:-standard}" --only shapes \
+    --out "$OUT/run" 2>&1 | grep -v "^USDT" | tee "$OUT/run/profile-log.txt"
+gzip -f "$OUT/run/measurements.jsonl"
