@@ -1,8 +1,9 @@
 """Few-shot adaptation to a new GPU: how much do a few measured kernels of that GPU help the learned model?
 
 Leave-one-GPU-out (``evaluate.py``) asks how well the model predicts a GPU it has never seen. Per kernel the
-answer is about 20% for GEMMs, and most of that error is not a per-GPU scale but how each chip's libraries
-treat each shape, which does not carry over from other chips (``docs/learned.md``). This experiment asks the
+answer is about 20% for GEMMs. For BMMs most of that is how each chip's libraries treat each shape, which does
+not carry over from other chips; for linear layers it is mostly how far below its datasheet the chip runs (the
+transfer matrix, ``transfer_rows``; ``docs/learned.md``). This experiment asks the
 practical follow-up: someone who can run ``perfforge profile`` on the new GPU adds k of its kernels per op
 class to the training data, as ``perfforge learn train`` does with their measurements. How close do the
 predictions of the rest of that GPU's kernels get?
@@ -45,9 +46,10 @@ TRANSFER_MIN_ROWS = 200  # kernels of a class a GPU needs to be fitted alone in 
 TRANSFER_CLASSES = ("BMM", "FC")
 
 
-def _order(n_rows: np.ndarray, seed: int, group: str) -> np.ndarray:
-    rng = np.random.default_rng([seed, zlib.crc32(group.encode())])
-    return rng.permutation(n_rows)
+def _order(rows: np.ndarray, seed: int, label: str) -> np.ndarray:
+    """``rows`` (indices) in a fixed random order for ``seed`` and ``label``."""
+    rng = np.random.default_rng([seed, zlib.crc32(label.encode())])
+    return rng.permutation(rows)
 
 
 def _ape(log_err: np.ndarray) -> np.ndarray:
