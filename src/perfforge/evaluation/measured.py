@@ -11,7 +11,7 @@ import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
@@ -57,6 +57,23 @@ def read_measurements(path: str | Path) -> list[dict[str, Any]]:
                     out.append(rec)
     except FileNotFoundError:
         raise ConfigError(f"measurements not found: {p}") from None
+    return out
+
+
+def measurement_files(paths: Iterable[str | Path]) -> list[Path]:
+    """``measurements.jsonl(.gz)`` files named directly or found one level inside a named run folder."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(p.glob("measurements.jsonl*")) or sorted(p.glob("*/measurements.jsonl*"))
+            if not found:
+                raise ConfigError(f"no measurements.jsonl(.gz) in {p} or its run folders")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ConfigError(f"measurements not found: {p}")
     return out
 
 

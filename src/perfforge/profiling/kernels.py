@@ -7,6 +7,7 @@ over inputs and outputs). torch is imported only inside ``setup`` closures.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -314,8 +315,6 @@ SHAPES_RANGES["standard"] = SHAPES_RANGES["smoke"]
 
 
 def _log_uniform(rng: Any, lo: int, hi: int) -> int:
-    import math
-
     return int(round(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
 
 

@@ -8,16 +8,23 @@ for per-class error reports. Sampling is deterministic: evenly spaced rows of ea
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
 from perfforge.engines.learned.features import FAMILIES, op_features
-from perfforge.evaluation.measured import kernel_op, read_measurements, record_dtypes, resolve_device_id
+from perfforge.evaluation.measured import (
+    kernel_op,
+    measurement_files,
+    read_measurements,
+    record_dtypes,
+    resolve_device_id,
+)
 from perfforge.evaluation.neusight import TEST_ONLY_KERNELS, is_test_kernel
 from perfforge.evaluation.neusight import read_kernels as read_neusight_kernels
 from perfforge.evaluation.vidur import read_mlp_profiles
@@ -118,15 +125,8 @@ def samples_from_records(records: Iterable[dict[str, Any]]) -> dict[str, Samples
                                              for f in FAMILIES}
     devices: dict[str, Any] = {}
     cals: dict[str, Any] = {}
-    ids: dict[str, str | None] = {}
     priors = priors_calibration()
-    for rec in records:
-        if rec.get("kind") != "kernel" or not rec.get("latency_s"):
-            continue
-        name = rec.get("device", {}).get("name", "")
-        if name not in ids:
-            ids[name] = resolve_device_id(name)
-        dev_id = ids[name]
+    for rec, _, dev_id in _timed_kernels(records):
         if dev_id is None:
             continue  # reported by ``unresolved_devices``
         op = kernel_op(rec)
@@ -167,45 +167,30 @@ def gpu_group(dev_id: str) -> str:
     return GPU_GROUPS.get(dev_id, dev_id)
 
 
+def _timed_kernels(records: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str, str | None]]:
+    """(record, device name, catalog id or None) for every kernel record with a latency; each device name is
+    resolved once (``measured.resolve_device_id``)."""
+    ids: dict[str, str | None] = {}
+    for rec in records:
+        if rec.get("kind") != "kernel" or not rec.get("latency_s"):
+            continue
+        name = rec.get("device", {}).get("name", "")
+        if name not in ids:
+            ids[name] = resolve_device_id(name)
+        yield rec, name, ids[name]
+
+
 def unresolved_devices(records: Iterable[dict[str, Any]]) -> dict[str, int]:
     """Kernel records per device name that no catalog device matches (``measured.resolve_device_id``): they
     cannot be trained on, and the commands that load records say so."""
-    out: dict[str, int] = {}
-    ids: dict[str, str | None] = {}
-    for r in records:
-        if r.get("kind") != "kernel" or not r.get("latency_s"):
-            continue
-        name = r.get("device", {}).get("name", "")
-        if name not in ids:
-            ids[name] = resolve_device_id(name)
-        if ids[name] is None:
-            out[name] = out.get(name, 0) + 1
-    return out
+    return dict(Counter(name for _, name, dev_id in _timed_kernels(records) if dev_id is None))
 
 
 def conv_backward_groups(records: Iterable[dict[str, Any]]) -> tuple[str, ...]:
     """The GPU groups whose measured backward convolutions (``conv2d_dgrad`` / ``conv2d_wgrad``) are in
     ``records``."""
-    ids = {resolve_device_id(r.get("device", {}).get("name", ""))
-           for r in records if r.get("op") in CONV_BACKWARD_OPS and r.get("latency_s")}
-    return tuple(sorted(gpu_group(i) for i in ids if i))
-
-
-def measurement_files(paths: Iterable[str | Path]) -> list[Path]:
-    """``measurements.jsonl(.gz)`` files named directly or found one level inside a named run folder."""
-    out: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found = sorted(p.glob("measurements.jsonl*")) or sorted(p.glob("*/measurements.jsonl*"))
-            if not found:
-                raise ConfigError(f"no measurements.jsonl(.gz) in {p} or its run folders")
-            out += found
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise ConfigError(f"measurements not found: {p}")
-    return out
+    return tuple(sorted({gpu_group(dev_id) for rec, _, dev_id in _timed_kernels(records)
+                         if dev_id and rec.get("op") in CONV_BACKWARD_OPS}))
 
 
 def load_records(root: str | Path, *, scale: float = 1.0, extra: Iterable[str | Path] = ()) -> list[dict[str, Any]]:
