@@ -86,6 +86,13 @@ class Scenario(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _train_dtype(self) -> "Scenario":
+        if self.mode == "train" and self.dtype == DType.INT8:
+            allowed = ", ".join(d.value for d in DType if d != DType.INT8)
+            raise ValueError(f"dtype: int8 is an inference dtype; nothing trains in int8 (allowed for training: {allowed})")
+        return self
+
+    @model_validator(mode="after")
     def _accumulate(self) -> "Scenario":
         parallel = self.gpus > 1 or self.tp > 1 or self.pp > 1 or self.zero > 0 or self.microbatches > 1
         if self.optimizer == "grad_accumulate" and parallel:

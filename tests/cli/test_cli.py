@@ -47,7 +47,14 @@ def test_models_and_hardware_lists(capsys):
     hw = {d["id"] for d in json.loads(capsys.readouterr().out)}
     assert {"a100-sxm4-80gb", "a100-pcie-40gb", "h100-sxm5-80gb", "h100-pcie-80gb", "v100-sxm2-16gb", "l4", "t4"} <= hw
     assert main(["hardware", "h100-sxm5-80gb"]) == 0
-    assert "source" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    # the source keys ([ds], [wp]) name the texts below the table: rich must print them, not read them as markup
+    assert "source" in text and "[ds]" in text and "[wp]" in text
+
+
+def test_table_keeps_the_calibration_architecture(capsys):
+    assert main(["predict", "--model", "resnet50", "--hardware", "h100-sxm5-80gb", "--batch", "8"]) == 0
+    assert "[hopper]" in capsys.readouterr().out
 
 
 def test_run_scenario_file(tmp_path, capsys):

@@ -27,6 +27,21 @@ def test_training_memory_adam_mixed_precision():
     assert r.memory.weights + r.memory.gradients + r.memory.optimizer_states == pytest.approx(16 * p)
 
 
+def test_training_memory_follows_a_wider_dtype():
+    # fp64 training keeps fp64 gradients and Adam states (PyTorch allocates states like the parameter), no master
+    r = perfforge.predict("resnet50", "h100-sxm5-80gb", mode="train", batch=8, dtype="fp64", optimizer="adam")
+    p = r.params
+    assert (r.memory.weights, r.memory.gradients, r.memory.optimizer_states) == (8 * p, 8 * p, 16 * p)
+    # eight GPUs add DDP's flat buckets in the gradients' own dtype
+    dp = perfforge.train("resnet50", "h100-sxm5-80gb", gpus=8, batch=8, dtype="fp64", optimizer="adam")
+    assert dp.memory.gradients == 16 * p
+
+
+def test_int8_training_is_refused_with_the_allowed_dtypes():
+    with pytest.raises(ConfigError, match="int8 is an inference dtype.*allowed for training: fp64, fp32"):
+        perfforge.predict("resnet50", "h100-sxm5-80gb", mode="train", batch=8, dtype="int8")
+
+
 def test_recompute_saves_memory_and_costs_time():
     base = perfforge.predict("gpt2-large", "a100-sxm4-80gb", mode="train", batch=8, seq=1024)
     rc = perfforge.predict("gpt2-large", "a100-sxm4-80gb", mode="train", batch=8, seq=1024, recompute=True)

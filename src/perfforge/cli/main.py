@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from perfforge.core.errors import PerfforgeError
@@ -27,7 +28,7 @@ def predict(
     mode: Optional[str] = typer.Option(None, help="train | inference | decode"),
     batch: Optional[int] = typer.Option(None, help="samples per step (per device)"),
     seq: Optional[int] = typer.Option(None, help="sequence length (context length for decode)"),
-    dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | fp16 | bf16 | fp8 | int8"),
+    dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | fp16 | bf16 | fp8 | int8 (inference) | fp64"),
     optimizer: Optional[str] = typer.Option(None, help=" | ".join(OPTIMIZERS)),
     recompute: Optional[bool] = typer.Option(None, "--recompute/--no-recompute", help="full activation recomputation"),
     attention: Optional[str] = typer.Option(None, "--attention", help="fused | unfused (HF eager) | sdpa (HF default)"),
@@ -112,7 +113,7 @@ def models(as_json: bool = typer.Option(False, "--json")) -> None:
         return
     table = Table("id", "kind", "parameters", "default seq", "description")
     for r in rows:
-        table.add_row(r["id"], r["kind"], f"{r['params']:,}", str(r["default_seq"]), r["description"])
+        table.add_row(r["id"], r["kind"], f"{r['params']:,}", str(r["default_seq"]), escape(r["description"]))
     console.print(table)
 
 
@@ -144,17 +145,19 @@ def hardware(
         return
     table = Table("figure", "value", "source", "note", title=f"{d.name} ({d.id})", title_justify="left")
     for dtype, fig in d.peak_flops.items():
-        table.add_row(f"peak {dtype.value} (dense)", f"{fig.value / 1e12:g} TFLOP/s", fig.source, fig.note or "")
+        table.add_row(f"peak {dtype.value} (dense)", f"{fig.value / 1e12:g} TFLOP/s", escape(fig.source),
+                      escape(fig.note or ""))
     for dtype, fig in d.sparse_flops.items():
-        table.add_row(f"sparse {dtype.value} (never a peak)", f"{fig.value / 1e12:g} TFLOP/s", fig.source, fig.note or "")
+        table.add_row(f"sparse {dtype.value} (never a peak)", f"{fig.value / 1e12:g} TFLOP/s", escape(fig.source),
+                      escape(fig.note or ""))
     for name in ("memory_capacity", "memory_bandwidth", "sm_count", "l2_cache", "boost_clock", "tdp",
                  "scale_up_bandwidth", "pcie_bandwidth"):
         fig = getattr(d, name)
         if fig is not None:
-            table.add_row(name, f"{fig.value:g}", fig.source, fig.note or "")
+            table.add_row(name, f"{fig.value:g}", escape(fig.source), escape(fig.note or ""))
     console.print(table)
     for key, text in d.sources.items():
-        console.print(f"  [{key}] {text}")
+        console.print(escape(f"  [{key}] {text}"))
 
 
 def _register_optional_commands() -> None:

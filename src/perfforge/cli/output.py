@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from perfforge.core.files import write_atomic  # noqa: F401  (re-exported for the CLI commands)
@@ -68,7 +69,7 @@ def print_result(result: Result, console: Console, *, layer_limit: int | None = 
                    f"{fmt_bytes(mem.optimizer_states)}, activations {fmt_bytes(mem.activations)}, KV "
                    f"{fmt_bytes(mem.kv_cache)})"),
         ("fits", "yes" if mem.fits else "NO: does not fit in device memory"),
-        ("engine", f"{result.engine} ({result.provenance.get('calibration', '')})"),
+        ("engine", escape(f"{result.engine} ({result.provenance.get('calibration', '')})")),
     ]
     for row in rows:
         if row:

@@ -20,7 +20,7 @@ def train(
     gpus: Optional[int] = typer.Option(None, "--gpus", help="data-parallel devices"),
     batch: Optional[int] = typer.Option(None, help="samples per GPU per step"),
     seq: Optional[int] = typer.Option(None, help="sequence length"),
-    dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | fp16 | bf16"),
+    dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | fp16 | bf16 | fp8 | fp64"),
     optimizer: Optional[str] = typer.Option(None, help=" | ".join(OPTIMIZERS)),
     node: Optional[str] = typer.Option(None, help="node preset (default: the device's usual server)"),
     algorithm: Optional[str] = typer.Option(None, "--algorithm", help="ring | direct | halving_doubling | double_binary_tree"),

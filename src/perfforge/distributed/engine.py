@@ -15,8 +15,7 @@ from perfforge.scenario import Scenario
 from perfforge.system.input_pipeline import apply_input_bound
 from perfforge.system.system import System
 from perfforge.workload.graph import Workload
-
-FP32_BYTES = 4
+from perfforge.workload.optimizer import state_bytes
 
 
 @ENGINES.register("distributed")
@@ -48,15 +47,16 @@ class DistributedEngine:
         node_id = scenario.node or default_node(system.device.id)
         topology = cluster_topology(node_id, scenario.gpus)
         records = [r for r in one.breakdown if r.stream == "compute"]
+        grad_bytes = state_bytes(workload.param_dtype)   # fp32 (AMP, or cast with fp32 master weights); fp64 stays fp64
         timeline = simulate_dp_step(
-            records, gradient_producers(workload), grad_bytes=FP32_BYTES, topology=topology,
+            records, gradient_producers(workload), grad_bytes=grad_bytes, topology=topology,
             algorithms={d.name: scenario.collective_algorithm for d in topology.dims},
             efficiency=cal.collective_efficiency, overlap=scenario.overlap, streams=scenario.comm_streams,
             shared_links=scenario.shared_links, launch_s=cal.collective_launch_s)
         step = max(timeline.step_time_s, one.host_time_s)
         n = scenario.gpus
         mem = one.memory
-        buckets = workload.params * FP32_BYTES if n > 1 else 0.0  # DDP's flat gradient buckets
+        buckets = workload.params * grad_bytes if n > 1 else 0.0  # DDP's flat gradient buckets
         memory = MemoryFootprint(weights=mem.weights, gradients=mem.gradients + buckets,
                                  optimizer_states=mem.optimizer_states, activations=mem.activations,
                                  kv_cache=mem.kv_cache, overhead=mem.overhead, capacity=mem.capacity, usable=mem.usable)

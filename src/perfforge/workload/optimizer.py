@@ -48,11 +48,17 @@ def has_master_copy(dtype: DType) -> bool:
     return dtype.bytes < FP32_BYTES
 
 
+def state_bytes(dtype: DType) -> int:
+    """Bytes of one optimizer-state (or master, or reduced-gradient) element: fp32, or the parameters' own dtype
+    where that is wider (PyTorch's optimizers keep fp64 parameters' states in fp64)."""
+    return max(FP32_BYTES, dtype.bytes)
+
+
 def optimizer_state_bytes_per_param(opt: OptimizerSpec, dtype: DType) -> int:
     """fp32 states plus the fp32 master weights when training in a narrower dtype (none without an update)."""
     if opt.accumulate_only:
         return 0
-    return FP32_BYTES * opt.states + (FP32_BYTES if has_master_copy(dtype) else 0)
+    return state_bytes(dtype) * opt.states + (FP32_BYTES if has_master_copy(dtype) else 0)
 
 
 def optimizer_op(opt: OptimizerSpec, params: int, dtype: DType) -> Op:
@@ -68,8 +74,9 @@ def optimizer_op(opt: OptimizerSpec, params: int, dtype: DType) -> Op:
                   phase=Phase.OPTIMIZER, attrs={"params": params, "optimizer": opt.name, "numel": params})
     master = FP32_BYTES if has_master_copy(dtype) else 0
     weights = FP32_BYTES if master else b
-    read = params * (b + weights + FP32_BYTES * opt.states)
-    written = params * (weights + FP32_BYTES * opt.states + (b if master else 0))
+    states = state_bytes(dtype) * opt.states
+    read = params * (b + weights + states)
+    written = params * (weights + states + (b if master else 0))
     return Op(
         name=f"optimizer.{opt.name}", kind=OpKind.OPTIMIZER, dtype=DType.FP32,
         flops=float(opt.flops_per_param * params), bytes_read=float(read), bytes_written=float(written),
