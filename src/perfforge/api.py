@@ -49,7 +49,7 @@ def from_torch(module: Any, *example_inputs: Any, name: str | None = None, dtype
 
 def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: int = 1, seq: int | None = None,
                      dtype: DType | str = DType.FP16, attention_impl: str = "fused", dropout: float = 0.0,
-                     amp: bool = False, head: str | None = None) -> Workload:
+                     amp: bool = False, head: str | None = None, fuse_bn_act: bool = False) -> Workload:
     """A zoo id, a path to an HF ``config.json``, or an already built Workload. ``head``: the model's HF head
     (BERT: "none", "mlm" or "pretraining"; ``perfforge.workload.zoo.get_model``). ``dropout`` applies to training
     (``mode="train"``) only: evaluation runs no dropout kernels. ``amp``: the model in fp32 under
@@ -61,6 +61,8 @@ def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: i
     if model.endswith(".json") or Path(model).is_dir():
         if dropout:
             raise ConfigError("dropout is modelled for the zoo's transformers, not for HF config.json imports")
+        if fuse_bn_act:
+            raise ConfigError("fuse_bn_act applies to the zoo's CNNs, not to HF config.json imports")
         cfg = load_hf_config(model)
         return build_transformer(cfg, batch=batch, seq=seq or 128, dtype=DType.parse(dtype), phase=phase,
                                  attention_impl=attention_impl, amp=amp,
@@ -69,14 +71,15 @@ def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: i
     if mode == "decode" and entry is not None and entry.kind != "decoder":
         raise ConfigError(f"mode 'decode' needs a decoder model; {model} is a {entry.kind}")
     return get_model(model, batch=batch, seq=seq, dtype=dtype, phase=phase, attention_impl=attention_impl,
-                     dropout=dropout, amp=amp, head=head)
+                     dropout=dropout, amp=amp, head=head, fuse_bn_act=fuse_bn_act)
 
 
 def run_scenario(scenario: Scenario, workload: Workload | None = None) -> Result:
     if workload is None:
         workload = resolve_workload(scenario.model, mode=scenario.mode, batch=scenario.batch, seq=scenario.seq,
                                     dtype=scenario.dtype, attention_impl=scenario.attention_impl,
-                                    dropout=scenario.dropout, amp=scenario.amp, head=scenario.head)
+                                    dropout=scenario.dropout, amp=scenario.amp, head=scenario.head,
+                                    fuse_bn_act=scenario.fuse_bn_act)
     device = get_device(scenario.hardware)
     system = System(device=device, num_devices=scenario.gpus)
     engine = ENGINES.get(scenario.engine)()
@@ -87,7 +90,8 @@ def predict(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, mode: st
             dtype: DType | str = DType.FP16, batch: int = 1, seq: int | None = None, optimizer: str = "adamw",
             recompute: bool = False, attention_impl: str = "fused", engine: str = "analytical",
             calibration: str | None = None, execution: str = "eager", backend: str = "analytical",
-            memory_format: str = "nhwc", dropout: float = 0.0, amp: bool = False, head: str | None = None) -> Result:
+            memory_format: str = "nhwc", dropout: float = 0.0, amp: bool = False, head: str | None = None,
+            fuse_bn_act: bool = False) -> Result:
     """Predict one step of ``model`` on one ``hardware`` device. See ``Result`` for the fields.
 
     ``backend="learned"`` times GEMM, convolution and vector ops with the learned kernel model (other op
@@ -101,7 +105,8 @@ def predict(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, mode: st
                              mode=mode, dtype=dtype, batch=batch, seq=seq, optimizer=optimizer,
                              recompute=recompute, attention_impl=attention_impl, engine=engine,
                              calibration=calibration, execution=execution, backend=backend,
-                             memory_format=memory_format, dropout=dropout, amp=amp, head=head)
+                             memory_format=memory_format, dropout=dropout, amp=amp, head=head,
+                             fuse_bn_act=fuse_bn_act)
     return run_scenario(scenario, model if isinstance(model, Workload) else None)
 
 
@@ -112,7 +117,7 @@ def train(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, gpus: int 
           microbatches: int = 1, schedule: str = "1f1b", virtual_stages: int = 1,
           sequence_parallel: bool = False, comm_streams: int = 1, shared_links: bool = True,
           backend: str = "analytical", memory_format: str = "nhwc", dropout: float = 0.0,
-          amp: bool = False, head: str | None = None) -> Result:
+          amp: bool = False, head: str | None = None, fuse_bn_act: bool = False) -> Result:
     """Predict one training step on ``gpus`` devices: ``batch`` samples per data-parallel replica per step,
     with ``tp`` x ``pp`` GPUs per replica (``gpus = tp * pp * dp``) and an optional ZeRO stage. ``amp``: as in
     ``predict`` (data parallelism only)."""
@@ -125,5 +130,6 @@ def train(model: str | Workload, hardware: str = "a100-sxm4-80gb", *, gpus: int 
                              tp=tp, pp=pp, zero=zero, microbatches=microbatches, schedule=schedule,
                              virtual_stages=virtual_stages, sequence_parallel=sequence_parallel,
                              comm_streams=comm_streams, shared_links=shared_links, backend=backend,
-                             memory_format=memory_format, dropout=dropout, amp=amp, head=head)
+                             memory_format=memory_format, dropout=dropout, amp=amp, head=head,
+                             fuse_bn_act=fuse_bn_act)
     return run_scenario(scenario, model if isinstance(model, Workload) else None)

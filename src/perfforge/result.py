@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -148,7 +147,9 @@ class Result:
         return {"traceEvents": [meta, *events], "displayTimeUnit": "ms"}
 
     def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(**kwargs), indent=2, default=_json_default)
+        from perfforge.core.files import dumps_json
+
+        return dumps_json(self.to_dict(**kwargs), indent=2, default=_json_default)
 
 
 def _json_default(obj: Any) -> Any:

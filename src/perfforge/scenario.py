@@ -44,6 +44,10 @@ class Scenario(BaseModel):
         False, description="mixed precision as torch.autocast runs it: an fp32 model whose GEMMs, convolutions and "
                            "attention run in dtype (fp16 or bf16) while norms, softmax, loss and the residual stream "
                            "stay fp32, with the casts autocast launches; false: the whole model cast to dtype")
+    fuse_bn_act: bool = Field(
+        False, description="CNNs: batch norm fused with the ReLU after it, and a residual block's last batch norm "
+                           "with the add and ReLU (NVIDIA's MXNet recipe in float16, cuDNN's fused BN kernels); "
+                           "false: one kernel each, as eager PyTorch runs them")
     memory_format: Literal["nhwc", "nchw"] = Field(
         "nhwc", description="activation layout of convolutions: nhwc (channels_last) or nchw (PyTorch's default); "
                             "cuDNN's NCHW path is slower on tensor cores (calibration key conv_nchw_efficiency)")

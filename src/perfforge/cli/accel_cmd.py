@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -10,6 +9,7 @@ import typer
 
 from perfforge.cli.main import app, console
 from perfforge.core.errors import ConfigError
+from perfforge.core.files import dumps_json
 
 accel = typer.Typer(help="Accelerator dataflow models (systolic arrays, loop-nest mappings).", no_args_is_help=True)
 app.add_typer(accel, name="accel")
@@ -45,7 +45,7 @@ def systolic(
     res = simulate(layers, spec)
     out = res.to_dict()
     if as_json:
-        print(json.dumps(out, indent=2))
+        print(dumps_json(out, indent=2))
         return
     console.print(f"{len(layers)} layers on a {rows}x{cols} array ({df}): {out['compute_cycles']:,} compute cycles, "
                   f"utilization {out['utilization'] * 100:.1f}%, {out['macs']:,} MACs")
@@ -123,7 +123,7 @@ def evaluate(
            "technology": a.technology, "problem": dict(prob.dims), "mapping_source": how, **ev.to_dict(),
            "energy_sources": notes}
     if as_json:
-        print(json.dumps(out, indent=2))
+        print(dumps_json(out, indent=2))
         return
     console.print(f"{a.name}: {ev.cycles:,.0f} cycles, utilization {ev.utilization * 100:.1f}%, "
                   f"energy {ev.energy_pj / 1e6:,.2f} uJ (mapping {how})" + ("" if ev.valid else f" (INVALID: {ev.reason})"))
@@ -164,7 +164,7 @@ def map_cmd(
            "mappings_per_s": res.mappings_per_s, "workers": res.workers, "space_size": res.space_size,
            "refinement_gain": res.refined_gain, **res.evaluation.to_dict(), "mapping": tl_map, "energy_sources": notes}
     if as_json:
-        print(json.dumps(out, indent=2))
+        print(dumps_json(out, indent=2))
         return
     ev = res.evaluation
     console.print(f"{res.method}: best of {res.evaluated:,} mappings ({res.valid:,} valid, "
@@ -193,7 +193,7 @@ def timeloop_export(
     if run_tool:
         out["timeloop"] = timeloop_adapter.run(paths, run_tool)
     if as_json:
-        print(json.dumps(out, indent=2))
+        print(dumps_json(out, indent=2))
         return
     console.print(f"wrote {', '.join(out['files'].values())}")
     console.print(f"perfforge: {out['perfforge']['cycles']:,.0f} cycles, {out['perfforge']['energy_uj']:,.2f} uJ")

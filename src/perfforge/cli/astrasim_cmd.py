@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -10,6 +9,7 @@ import typer
 
 from perfforge.cli.main import app, console
 from perfforge.core.errors import ConfigError
+from perfforge.core.files import dumps_json
 
 astra = typer.Typer(help="ASTRA-sim-compatible mode (reads ASTRA-sim's own input files).", no_args_is_help=True)
 app.add_typer(astra, name="astra-sim")
@@ -47,7 +47,7 @@ def simulate(
         npus *= d.npus
     out.update(npus=npus, compute_unit=compute_unit, engine="perfforge astra-sim compatible (analytical, congestion-unaware)")
     if as_json:
-        print(json.dumps(out, indent=2))
+        print(dumps_json(out, indent=2))
         return
     console.print(f"finish {out['finish_ns']:,.0f} ns, exposed communication {out['exposed_comm_ns']:,.0f} ns "
                   f"on {npus} NPUs ({out['collectives']} collectives)")
@@ -87,6 +87,6 @@ def run_cmd(
 
     res = run(folder, binary)
     if as_json:
-        print(json.dumps(res, indent=2))
+        print(dumps_json(res, indent=2))
     else:
         console.print(f"ASTRA-sim: finish {res['finish_ns']:,} ns, exposed communication {res['exposed_comm_ns']:,} ns")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from perfforge.cli.main import app, console
 from perfforge.core.errors import ConfigError
+from perfforge.core.files import dumps_json
 
 learn_app = typer.Typer(no_args_is_help=True, help="Train and validate the learned GPU kernel latency model.")
 app.add_typer(learn_app, name="learn")
@@ -225,7 +226,7 @@ def op_latency(
         target = out or csv_path
         write_atomic(target, buf.getvalue())
         if as_json:
-            print(json.dumps(preds, indent=2))
+            print(dumps_json(preds, indent=2))
         else:
             console.print(f"predicted {len(rows)} ops with the {backend} backend; wrote {target}")
         return
@@ -239,8 +240,8 @@ def op_latency(
     pred = predict_kernels([req], backend)[0]
     result = {"op": op, "shape": req["shape"], "dtype": req["dtype"], "hardware": hardware, **pred}
     if as_json:
-        print(json.dumps(result, indent=2))
+        print(dumps_json(result, indent=2))
         return
     interval = (f" (80% interval {pred['low_s'] * 1e6:.2f}-{pred['high_s'] * 1e6:.2f} us)" if pred["low_s"] is not None else "")
-    console.print(f"{op} {shape} {req['dtype']} on {hardware}: {pred['pred_s'] * 1e6:.2f} us{interval} "
-                  f"[{backend}; roofline bound {pred['bound_s'] * 1e6:.2f} us]")
+    console.print(escape(f"{op} {shape} {req['dtype']} on {hardware}: {pred['pred_s'] * 1e6:.2f} us{interval} "
+                         f"[{backend}; roofline bound {pred['bound_s'] * 1e6:.2f} us]"))

@@ -38,6 +38,9 @@ def predict(
     head: Optional[str] = typer.Option(None, "--head", help="HF head of a zoo transformer: BERT none | mlm | pretraining"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp",
                                        help="mixed precision as torch.autocast runs it (fp32 weights; --dtype fp16|bf16)"),
+    fuse_bn_act: Optional[bool] = typer.Option(None, "--fuse-bn-act/--no-fuse-bn-act",
+                                               help="CNNs: batch norm fused with its ReLU (and residual add), as "
+                                                    "NVIDIA's MXNet recipe runs fp16"),
     calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
     execution: Optional[str] = typer.Option(None, help="eager (host issues each op) | graph (CUDA graphs)"),
     backend: Optional[str] = typer.Option(None, "--backend", help="analytical | learned (per-op timer)"),
@@ -59,7 +62,7 @@ def predict(
     given = {"hardware": hardware, "mode": mode, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
              "recompute": recompute, "attention_impl": attention, "calibration": calibration,
              "execution": execution, "backend": backend, "memory_format": memory_format, "dropout": dropout,
-             "amp": amp, "head": head}
+             "amp": amp, "head": head, "fuse_bn_act": fuse_bn_act}
     given = {k: v for k, v in given.items() if v is not None}
     if model.endswith((".yaml", ".yml")):
         base = load_scenario(model).model_dump(exclude_unset=False)
@@ -119,15 +122,17 @@ def models(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @app.command()
 def hardware(
-    device_id: Optional[str] = typer.Argument(None, help="show one device with its sources"),
+    device_id: Optional[str] = typer.Argument(None, help="show one device, node or network with its sources"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """List the hardware catalog, or show one device's figures and sources."""
-    from perfforge.system.catalog import get_device, list_devices
+    """List the hardware catalog (devices, node presets, networks), or show one entry's figures and sources."""
+    from perfforge.system.catalog import get_device, get_network, get_node, list_devices, list_networks, list_nodes
 
     if device_id is None:
         devices = [get_device(d) for d in list_devices()]
-        if as_json:
+        nodes = [get_node(n) for n in list_nodes()]
+        networks = [get_network(n) for n in list_networks()]
+        if as_json:   # the devices (nodes and networks: `perfforge hardware ID --json`)
             print(json.dumps([d.model_dump(mode="json") for d in devices], indent=2))
             return
         table = Table("id", "name", "bf16/fp16 TFLOP/s", "fp32 TFLOP/s", "memory", "bandwidth")
@@ -138,6 +143,28 @@ def hardware(
                           f"{fp32.value / 1e12:.1f}" if fp32 else "-", f"{d.memory_bytes / 1e9:.0f} GB",
                           f"{d.memory_bytes_per_s / 1e9:,.0f} GB/s")
         console.print(table)
+        nt = Table("node (--node)", "devices", "fabric", "GB/s per GPU", "NICs", "network")
+        for n in nodes:
+            nt.add_row(n.id, f"{n.devices_per_node} x {n.device}", n.fabric_kind,
+                       f"{n.fabric_bandwidth.value / 1e9:g}", str(n.nics_per_node), n.network or "-")
+        console.print(nt)
+        wt = Table("network", "name", "kind", "GB/s per port", "latency")
+        for w in networks:
+            wt.add_row(w.id, w.name, w.kind, f"{w.link_bytes_per_s / 1e9:g}", f"{w.latency_s * 1e6:g} us")
+        console.print(wt)
+        return
+    if device_id in list_nodes() or device_id in list_networks():
+        entry = get_node(device_id) if device_id in list_nodes() else get_network(device_id)
+        if as_json:
+            print(json.dumps(entry.model_dump(mode="json"), indent=2))
+            return
+        table = Table("field", "value", title=f"{entry.name} ({entry.id})", title_justify="left")
+        for key, value in entry.model_dump(mode="json").items():
+            if key != "sources":
+                table.add_row(key, escape(str(value)))
+        console.print(table)
+        for key, text in entry.sources.items():
+            console.print(escape(f"  [{key}] {text}"))
         return
     d = get_device(device_id)
     if as_json:
@@ -216,10 +243,23 @@ def main(argv: list[str] | None = None) -> int:
     except _types("ClickException") as exc:
         print(f"error: {exc.format_message()}", file=sys.stderr)  # type: ignore[attr-defined]
         return EXIT_USER_ERROR
-    except FileNotFoundError as exc:
-        print(f"error: file not found: {exc.filename}", file=sys.stderr)
+    except (FileNotFoundError, IsADirectoryError, FileExistsError, PermissionError, UnicodeDecodeError) as exc:
+        print(f"error: {_file_problem(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     return 0
+
+
+def _file_problem(exc: Exception) -> str:
+    """One line for a file the user named that cannot be read or written."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"an input file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    name = getattr(exc, "filename", None)
+    for kind, text in ((FileNotFoundError, f"file not found: {name}"),
+                       (IsADirectoryError, f"{name} is a folder; give a file name"),
+                       (FileExistsError, f"{name} already exists and is not a folder")):
+        if isinstance(exc, kind):
+            return text
+    return f"permission denied: {name}"
 
 
 if __name__ == "__main__":

@@ -7,14 +7,15 @@ annotations of the generated signature.
 
 import functools
 import inspect
-import json
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
+from rich.markup import escape
 
 from perfforge.cli.main import app, console
 from perfforge.core.errors import ConfigError
+from perfforge.core.files import dumps_json
 
 serve_app = typer.Typer(help="Simulate LLM serving (vLLM, Orca, Sarathi-Serve, static batching).",
                         invoke_without_command=True, no_args_is_help=False)
@@ -149,7 +150,7 @@ def _print_summary(report) -> None:  # noqa: ANN001
                   f"preemptions {s['preemptions']}; mean batch {s['batch_size_mean']:.1f}; "
                   f"KV use mean {s['kv_use_mean']:.0%} max {s['kv_use_max']:.0%}; MFU {s.get('mfu', 0):.1%}, "
                   f"MBU {s.get('mbu', 0):.1%}")
-    console.print(f"[dim]operator times: {report.table_source}; simulated in {report.wall_s * 1e3:.0f} ms[/]")
+    console.print(f"[dim]operator times: {escape(report.table_source)}; simulated in {report.wall_s * 1e3:.0f} ms[/]")
 
 
 def _slo(ttft: float, ttft_q: int, tbt: float, tbt_q: int):  # noqa: ANN202
@@ -180,7 +181,7 @@ def capacity_cmd(
     out = {"capacity_qps": cap.qps, f"ttft_p{ttft_quantile}_s": cap.ttft_s, f"tbt_p{tbt_quantile}_s": cap.tbt_s,
            "runs": cap.runs, "violating_qps": cap.upper_qps}
     if as_json:
-        print(json.dumps(out, indent=2))
+        print(dumps_json(out, indent=2))
     else:
         console.print(f"capacity {cap.qps:.3f} QPS (TTFT p{ttft_quantile} {cap.ttft_s:.3g} s, TBT p{tbt_quantile} "
                       f"{cap.tbt_s:.3g} s; {cap.upper_qps:.3f} QPS violates; {cap.runs} simulations)")
@@ -229,7 +230,7 @@ def search_cmd(
     _say_if_compiling(spec)
     rows = search_configs(spec, axes, _slo(ttft, 90, tbt, 99), executor=executor, jobs=jobs)
     if as_json:
-        print(json.dumps(rows, indent=2, default=str))
+        print(dumps_json(rows, indent=2, default=str))
         return
     t = Table("hardware", "tp", "pp", "replicas", "scheduler", "batch cap", "capacity QPS", "$/M tokens")
     for r in rows:

@@ -36,8 +36,7 @@ def sweep(
                                 progress=lambda i, n: bar.update(task, completed=i, total=n))
         from perfforge.evaluation.sweep import point_key
 
-        order = {point_key(p): i for i, p in enumerate(spec.points())}
-        rows = sorted(db.rows(spec.name), key=lambda r: order.get(r["key"], len(order)))
+        rows = db.rows_for([point_key(p) for p in spec.points()])
     finally:
         db.close()
     console.print(f"{spec.name}: {summary.total} points, {summary.skipped} already stored, {summary.computed} computed "

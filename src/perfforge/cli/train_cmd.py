@@ -18,7 +18,7 @@ def train(
     model: str = typer.Option(..., "--model", "-m", help="zoo id, HF config.json, or scenario YAML"),
     hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help="catalog device id"),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="data-parallel devices"),
-    batch: Optional[int] = typer.Option(None, help="samples per GPU per step"),
+    batch: Optional[int] = typer.Option(None, help="samples per GPU per step (per data-parallel replica with --tp/--pp)"),
     seq: Optional[int] = typer.Option(None, help="sequence length"),
     dtype: Optional[str] = typer.Option(None, help="fp32 | tf32 | fp16 | bf16 | fp8 | fp64"),
     optimizer: Optional[str] = typer.Option(None, help=" | ".join(OPTIMIZERS)),
@@ -45,6 +45,9 @@ def train(
     head: Optional[str] = typer.Option(None, "--head", help="HF head of a zoo transformer: BERT none | mlm | pretraining"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp",
                                        help="mixed precision as torch.autocast runs it (fp32 weights; --dtype fp16|bf16)"),
+    fuse_bn_act: Optional[bool] = typer.Option(None, "--fuse-bn-act/--no-fuse-bn-act",
+                                               help="CNNs: batch norm fused with its ReLU (and residual add), as "
+                                                    "NVIDIA's MXNet recipe runs fp16"),
     loader_workers: Optional[int] = typer.Option(
         None, "--loader-workers", help="data-loader workers per GPU: the step waits for the host's input pipeline"),
     loader_rate: Optional[float] = typer.Option(
@@ -62,7 +65,7 @@ def train(
              "tp": tp, "pp": pp, "zero": zero, "microbatches": microbatches, "schedule": schedule,
              "virtual_stages": virtual_stages, "backend": backend, "loader_workers": loader_workers,
              "loader_rate": loader_rate, "memory_format": memory_format, "dropout": dropout,
-             "attention_impl": attention, "amp": amp, "head": head}
+             "attention_impl": attention, "amp": amp, "head": head, "fuse_bn_act": fuse_bn_act}
     if sequence_parallel:
         given["sequence_parallel"] = True
     if comm_streams is not None:
@@ -89,7 +92,7 @@ def train(
     e = result.extra
     if result.breakdown:
         print_result(result, console)
-    title = (f"{e['gpus']} GPUs ({e['node']}): tp {e.get('tp', 1)} x pp {e.get('pp', 1)} x dp "
+    title = (f"{e['gpus']} GPU{'s' if e['gpus'] > 1 else ''} ({e['node'] or 'no node: one device'}): tp {e.get('tp', 1)} x pp {e.get('pp', 1)} x dp "
              f"{e.get('dp', e['gpus'])}, ZeRO {e.get('zero', 0)}")
     table = Table(show_header=False, title=title, title_justify="left")
     rows = [("step time", f"{result.step_time_s * 1e3:.2f} ms"),

@@ -42,7 +42,12 @@ def read_yaml(path: str | Path, what: str) -> Any:
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write to a temporary file beside ``path`` and rename: a crash never leaves a half-written file."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise ConfigError(f"{target} is a folder; give a file name to write")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"cannot write {target}: {target.parent} is a file, not a folder") from None
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -55,6 +60,26 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, inf: an empty percentile, an unbounded capacity) as None, so the
+    JSON it becomes is valid for strict parsers (jq, JSON.parse)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def dumps_json(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that writes valid JSON: non-finite floats become null (``json_safe``)."""
+    default = kwargs.pop("default", None)
+    if default is not None:   # let the default turn objects into plain data first, then sanitise that
+        obj = json.loads(json.dumps(obj, default=default))
+    return json.dumps(json_safe(obj), allow_nan=False, **kwargs)
 
 
 def read_json_object(path: str | Path, what: str) -> dict[str, Any]:

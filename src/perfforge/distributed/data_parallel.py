@@ -23,6 +23,16 @@ FIRST_BUCKET_BYTES = 1 * MIB
 BUCKET_BYTES = 25 * MIB
 
 
+def busy_time(intervals: list[tuple[float, float]]) -> float:
+    """Wall time covered by at least one interval: collectives running at once (several streams) count once."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
 @dataclass(frozen=True)
 class DPTimeline:
     records: tuple[OpRecord, ...]
@@ -138,5 +148,5 @@ def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad
         start_opt += rec.time_s
     step = start_opt
     compute_s = sum(r.time_s for r in compute)
-    comm_s = sum(r.time_s for r in comm)
+    comm_s = busy_time([(r.start_s, r.start_s + r.time_s) for r in comm])
     return DPTimeline(tuple(compute + comm), step, compute_s, comm_s, step - compute_s, nbuckets)

@@ -7,7 +7,7 @@ from typing import ClassVar
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
 from perfforge.distributed.data_parallel import gradient_producers, simulate_dp_step
-from perfforge.distributed.topology import cluster_topology, default_node
+from perfforge.distributed.topology import default_node, job_topology
 from perfforge.engines.analytical.engine import AnalyticalEngine
 from perfforge.engines.base import ENGINES
 from perfforge.result import MemoryFootprint, Result
@@ -16,6 +16,9 @@ from perfforge.system.input_pipeline import apply_input_bound
 from perfforge.system.system import System
 from perfforge.workload.graph import Workload
 from perfforge.workload.optimizer import state_bytes
+
+BACKEND_KEYS = ("backend", "learned_model", "learned_ops", "fallback_ops", "fallback_note", "kernel_time_low_s",
+                "kernel_time_high_s")
 
 
 @ENGINES.register("distributed")
@@ -44,8 +47,7 @@ class DistributedEngine:
         single = AnalyticalEngine()
         cal = single.calibration_for(system, scenario)
         one = single.run(workload, System(device=system.device), scenario)
-        node_id = scenario.node or default_node(system.device.id)
-        topology = cluster_topology(node_id, scenario.gpus)
+        node_id, topology = job_topology(system.device.id, scenario.node, scenario.gpus)
         records = [r for r in one.breakdown if r.stream == "compute"]
         grad_bytes = state_bytes(workload.param_dtype)   # fp32 (AMP, or cast with fp32 master weights); fp64 stays fp64
         timeline = simulate_dp_step(
@@ -67,6 +69,8 @@ class DistributedEngine:
             "gradient_buckets": timeline.buckets, "memory_bytes_per_device": memory.total,
             "topology": [{"name": d.name, "kind": d.kind, "npus": d.npus, "bytes_per_s": d.bytes_per_s,
                           "latency_s": d.latency_s} for d in topology.dims],
+            # the per-op backend's own account (the learned model's id, its fallbacks and kernel-time interval)
+            **{k: v for k, v in one.extra.items() if k in BACKEND_KEYS},
         }
         result = Result(
             model=workload.name, hardware=system.device.id, engine=self.name, mode="train", dtype=workload.dtype.value,
@@ -94,6 +98,19 @@ class DistributedEngine:
         if scenario.backend != "analytical":
             raise ConfigError(f"backend '{scenario.backend}' covers single-device and data-parallel steps; "
                               "tensor/pipeline parallelism and ZeRO use the analytical backend")
+        # options the Megatron-style model does not describe: refuse them rather than ignore them
+        ignored = [name for name, value, default in (
+            ("attention_impl", scenario.attention_impl, "fused"), ("dropout", scenario.dropout, 0.0),
+            ("collective_algorithm", scenario.collective_algorithm, "ring"), ("comm_streams", scenario.comm_streams, 1),
+            ("shared_links", scenario.shared_links, True), ("memory_format", scenario.memory_format, "nhwc"),
+            ("fuse_bn_act", scenario.fuse_bn_act, False), ("head", scenario.head, None)) if value != default]
+        if ignored:
+            raise ConfigError(f"{', '.join(ignored)}: not modelled with tensor/pipeline parallelism, ZeRO or "
+                              "microbatches (Megatron-style fused layers, ring collectives, one stream); leave "
+                              "them at their defaults")
+        if scenario.sequence_parallel and scenario.tp == 1:
+            raise ConfigError("sequence_parallel splits norms and dropout over the tensor-parallel group: it needs "
+                              "tp > 1")
         entry = MODELS.get(workload.name) if workload.name in MODELS else None
         if entry is None or entry.config is None or entry.kind != "decoder":
             raise ConfigError(f"tensor/pipeline parallelism and ZeRO need a zoo decoder transformer, not {workload.name}")
@@ -104,7 +121,9 @@ class DistributedEngine:
                              microbatches=scenario.microbatches, schedule=scenario.schedule,
                              virtual_stages=scenario.virtual_stages, sequence_parallel=scenario.sequence_parallel,
                              recompute=scenario.recompute, overlap=scenario.overlap)
-        node = get_node(scenario.node or default_node(system.device.id))
+        node = get_node(job_topology(system.device.id, scenario.node, n)[0] or default_node(system.device.id))
+        if n > node.devices_per_node and n % node.devices_per_node:
+            raise ConfigError(f"{n} GPUs do not fill whole {node.id} nodes of {node.devices_per_node} GPUs")
         net_bw, net_lat = network_link(node)
         cal = AnalyticalEngine().calibration_for(system, scenario)
         step = simulate_hybrid(entry.config, device=system.device, node=node, net_bw=net_bw, net_lat=net_lat, cal=cal,
@@ -127,7 +146,7 @@ class DistributedEngine:
             model=workload.name, hardware=system.device.id, engine=self.name, mode="train",
             dtype=workload.dtype.value, batch=workload.batch, seq=workload.seq, step_time_s=step.step_time_s,
             samples_per_step=samples, tokens_per_step=samples * workload.seq, params=workload.params,
-            flops_per_step=step.model_flops, model_flops_per_step=step.model_flops,
+            flops_per_step=step.executed_flops, model_flops_per_step=step.model_flops,
             peak_flop_per_s=system.device.peak_flop_per_s(DType(workload.dtype)) * n, memory=mem,
             breakdown=step.records,
             provenance={"engine": self.name, "mode": "tensor x pipeline x data parallel", "node": node.id,

@@ -8,11 +8,13 @@ One training step of one GPU, composed from per-op analytical times of a tensor-
   the same bytes, and norms/dropout run on 1/tp of the tokens). TP collectives sit on the critical path.
 - **Pipeline parallelism** (Narayanan et al. 2021): layers split over ``pp`` stages, ``m`` microbatches.
   GPipe and 1F1B are simulated stage by stage (``perfforge.distributed.pipeline``), the first stage also
-  running the embedding and the last the LM head and loss; interleaved 1F1B with ``v`` chunks per stage uses
-  the paper's closed form, m + (pp - 1)/v slots of the slowest stage (conservative: it does not simulate
-  unequal stages). Activations cross stage boundaries point to point.
-- **Data parallelism** over ``dp`` replicas: fp32 gradients all-reduced (ZeRO-2/3: reduce-scattered, then
-  parameters all-gathered), overlapped with the last microbatch's backward when ``overlap``.
+  running the embedding and the last the LM head and loss; interleaved 1F1B with ``v > 1`` chunks per stage
+  uses the paper's closed form: the last stage's m microbatches (LM head and loss included) plus a bubble of
+  (pp - 1)/v slots of a stage's body (it does not simulate unequal chunks). Activations cross stage boundaries
+  point to point.
+- **Data parallelism** over ``dp`` replicas: fp32 gradients all-reduced (ZeRO-1/2/3: reduce-scattered, then
+  parameters all-gathered: the same volume, Rajbhandari et al. 2020 Sec. 7), overlapped with the last
+  microbatch's backward when ``overlap``.
 - **ZeRO** (Rajbhandari et al. 2020): stage 1 shards optimizer state, 2 also gradients, 3 also parameters
   (all-gathered per layer in forward and backward, prefetched behind compute). FSDP is ZeRO-3.
 Ranks are ordered tensor-fastest, then data, then pipeline (Megatron-LM's default), which decides whether a
@@ -97,6 +99,7 @@ class HybridStep:
     memory: dict[str, float]
     model_flops: float
     detail: dict[str, float]
+    executed_flops: float = 0.0
     records: tuple = ()
 
 
@@ -179,36 +182,37 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
     m, p, v = par.microbatches, par.pp, par.virtual_stages
     slots = m + (p - 1) / v if par.schedule == "interleaved" else m + p - 1
     records: tuple = ()
-    if par.schedule == "interleaved" or p == 1:
-        # interleaved 1F1B: the closed form of Narayanan et al. 2021 (bubble (p-1)/v slots)
-        pipeline = slots * (t_f + t_b)
-        bubble = pipeline - m * (t_f + t_b)
+    body_f = layers_per_stage * (lf + tp_f) + (p2p if p > 1 else 0.0)
+    body_b = layers_per_stage * (lb + tp_b) + (p2p if p > 1 else 0.0)
+    if par.schedule == "interleaved" and v > 1:
+        # interleaved 1F1B, Narayanan et al. 2021: the slowest (last) stage runs its m microbatches, LM head and
+        # loss included, plus a bubble of (p - 1)/v slots of a stage body (the head is not in the bubble)
+        bubble = (p - 1) / v * (body_f + body_b)
+        pipeline = m * (t_f + t_b) + bubble
     else:
-        # stage by stage: the first stage carries the embedding, the last the LM head and loss
-        body_f = layers_per_stage * (lf + tp_f) + p2p
-        body_b = layers_per_stage * (lb + tp_b) + p2p
+        # stage by stage (interleaved with one chunk per stage is 1F1B): the first stage carries the embedding,
+        # the last the LM head and loss; one stage is the whole model
         fs = [body_f] * p
         bs = [body_b] * p
         fs[0] += emb_f
         bs[0] += emb_b
         fs[-1] += head_f
         bs[-1] += head_b
-        run = simulate_pipeline(fs, bs, m, par.schedule)
+        run = simulate_pipeline(fs, bs, m, "gpipe" if par.schedule == "gpipe" else "1f1b")
         pipeline, bubble, records = run.makespan_s, run.bubble_s, run.records
     # data-parallel gradient sync of this GPU's parameters
     params_gpu = layer_params * layers_per_stage + edge_params
     grad_bytes = params_gpu * FP32_BYTES
     dp_comm = 0.0
     if par.dp > 1:
-        if par.zero >= 2:
+        if par.zero >= 1:
+            # each rank updates its shard: gradients reduce-scattered, updated parameters all-gathered (the
+            # all-reduce's volume, split around the optimizer step)
             dp_comm = (collective_time("reduce_scatter", grad_bytes, dp_topo, **nccl)
                        + collective_time("all_gather", params_gpu * dtype.bytes, dp_topo,
                                          **nccl))
         else:
             dp_comm = collective_time("all_reduce", grad_bytes, dp_topo, **nccl)
-            if par.zero == 1:
-                dp_comm += collective_time("all_gather", params_gpu * dtype.bytes, dp_topo,
-                                           **nccl)
     exposed_dp = max(0.0, dp_comm - t_b) if par.overlap else dp_comm
     opt = get_optimizer(optimizer)
     shard_params = int(params_gpu / (par.dp if par.zero >= 1 else 1))
@@ -229,12 +233,14 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
     activations += sum(op.saved_bytes for op in edge)
     one = build_transformer(cfg, batch=1, seq=seq, dtype=dtype)  # FLOPs grow linearly with sequences
     model_flops = (one.forward_flops + one.backward_flops) * batch * par.dp
+    # what the GPUs execute: recomputation replays each forward once more (not useful work: MFU leaves it out)
+    executed_flops = model_flops + (one.forward_flops * batch * par.dp if par.recompute else 0.0)
     compute = m * layers_per_stage * (lf + lb) + m * (ef + eb)
     return HybridStep(
         step_time_s=step, compute_s=compute, tp_comm_s=m * layers_per_stage * (tp_f + tp_b), pp_comm_s=2 * m * p2p,
         bubble_s=bubble, dp_comm_s=dp_comm, exposed_dp_s=exposed_dp, optimizer_s=opt_s,
         memory={"weights": weights, "gradients": grads, "optimizer_states": opt_states, "activations": activations},
-        model_flops=model_flops,
+        model_flops=model_flops, executed_flops=executed_flops,
         detail={"microbatch_size": mbs, "layer_fwd_s": lf, "layer_bwd_s": lb, "tp_allreduce_s": tp_ar,
                 "zero3_allgather_s": z3_ag, "params_per_gpu": params_gpu, "pipeline_slots": slots},
         records=records,

@@ -86,5 +86,27 @@ def cluster_topology(node_id: str, gpus: int) -> Topology:
 
 def default_node(hardware: str) -> str:
     if hardware not in DEFAULT_NODE:
-        raise ConfigError(f"no default node for '{hardware}'; name one with --node (see `perfforge hardware`)")
+        from perfforge.system.catalog import list_nodes
+
+        raise ConfigError(f"no default node for '{hardware}'; name one with --node (catalog nodes: "
+                          f"{', '.join(list_nodes())}; or a node YAML path / PERFFORGE_CATALOG entry with "
+                          f"device: {hardware})")
     return DEFAULT_NODE[hardware]
+
+
+# A lone device: no fabric to cross, so nothing a node preset would add
+SINGLE_DEVICE = Topology((Dimension("node", "switch", 1, 1.0, 0.0),))
+
+
+def job_topology(hardware: str, node: str | None, gpus: int) -> tuple[str | None, Topology]:
+    """(node id, topology) of a ``gpus``-device job on ``hardware``: the named node, else the device's usual one.
+    One GPU needs no node, so any device trains alone. A device with no node preset of its own (a PCIe card such as
+    the L4) cannot borrow another device's server: that would give it NVLink it does not have."""
+    if node is None and gpus == 1 and hardware not in DEFAULT_NODE:
+        return None, SINGLE_DEVICE
+    node_id = node or default_node(hardware)
+    spec = get_node(node_id)
+    if hardware not in DEFAULT_NODE and spec.device != hardware:
+        raise ConfigError(f"node {spec.id} holds {spec.device} GPUs, not {hardware}: describe a server of {hardware} "
+                          "in a node YAML (its fabric, devices per node, NICs) and pass its path to --node")
+    return spec.id, cluster_topology(node_id, gpus)

@@ -32,6 +32,7 @@ FITTABLE: dict[str, tuple[float, float]] = {
     "attention_efficiency": (0.1, 1.0),
     "memory_max_efficiency": (0.3, 1.0),
     "memory_half_bytes": (1e3, 1e8),
+    "normalization_memory_efficiency": (0.2, 1.0),
     "kernel_overhead_s": (0.0, 2e-5),
     "vector_efficiency": (0.05, 1.0),
 }
@@ -175,7 +176,9 @@ def calibrate(measurements: str, architecture: str | None = None) -> tuple[dict[
         loader_rate: float | None = fit_per_worker_rate(records)
     except ValueError:  # no `--only input` records in this run
         loader_rate = None
-    start = load_calibration(arch)
+    # the kernel constants start from the priors, so a fit depends on this run alone, not on an earlier fit
+    priors = load_calibration("default")
+    start = load_calibration(arch).model_copy(update={k: getattr(priors, k) for k in FITTABLE})
     if cases or loader_rate is None:
         report = fit_kernels(cases, device, start)
     else:  # an input-pipeline run alone: nothing to fit on kernels
@@ -259,6 +262,39 @@ def fit_conv3x3_fp32_speedup(groups: list[tuple[list[KernelCase], DeviceSpec]], 
                 and c.op.attrs.get("stride") == 1], d) for cases, d in groups]
     return _grid_fit(groups, base, [round(1.0 + 0.01 * i, 2) for i in range(301)],
                      lambda p, v: np.maximum(p[:, 0] / v, p[:, 1]) + p[:, 2])
+
+
+# Kernels at least this large stream at their asymptotic bandwidth (the size term is within 1% of it), and in
+# NeuSight's data they sit well above its ~30 us per-call timing floor, which smaller kernels hit.
+MEMORY_FIT_MIN_BYTES = 1e8
+
+
+def fit_memory_efficiencies(groups: list[tuple[list[KernelCase], DeviceSpec]], cal: Calibration,
+                            min_bytes: float = MEMORY_FIT_MIN_BYTES) -> dict[str, dict[str, float]]:
+    """``memory_max_efficiency`` on streaming kernels (pointwise ops and copies) and then
+    ``normalization_memory_efficiency`` on normalisation-class kernels (layer/RMS norm, softmax), both on kernels of
+    at least ``min_bytes`` that the architecture's constants predict memory-bound, every GPU weighted the same."""
+    import numpy as np
+
+    from perfforge.engines.analytical.roofline import is_normalization
+
+    base = cal.model_copy(update={"memory_max_efficiency": 1.0, "normalization_memory_efficiency": 1.0})
+
+    def select(norm: bool) -> list[tuple[list[KernelCase], DeviceSpec]]:
+        out = []
+        for cases, device in groups:
+            keep = [c for c in cases if c.op.bytes >= min_bytes
+                    and (is_normalization(c.op) if norm else c.op.kind is OpKind.ELEMENTWISE)]
+            parts = _timing_parts(keep, device, base) if keep else None
+            out.append(([c for c, row in zip(keep, parts)] if parts is None else
+                        [c for c, row in zip(keep, parts) if row[1] >= row[0]], device))
+        return out
+
+    grid = [round(0.2 + 0.005 * i, 3) for i in range(161)]
+    streaming = _grid_fit(select(False), base, grid, lambda p, v: np.maximum(p[:, 0], p[:, 1] / v) + p[:, 2])
+    fitted = base.model_copy(update={"memory_max_efficiency": streaming["value"]})
+    norms = _grid_fit(select(True), fitted, grid, lambda p, v: np.maximum(p[:, 0], p[:, 1] / v) + p[:, 2])
+    return {"memory_max_efficiency": streaming, "normalization_memory_efficiency": norms}
 
 
 def neusight_fit_cases(folder: str, ops: list[str], *,

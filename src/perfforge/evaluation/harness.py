@@ -99,7 +99,7 @@ def _predict_model(task: Task) -> Row:
     try:
         workload = build(row.variant, row.subject, mode=row.mode, batch=row.batch, seq=row.seq, dtype=row.dtype,
                          head=p.get("head"), dropout=p.get("dropout", 0.0), amp=p.get("amp"),
-                         attention=p.get("attn_implementation"))
+                         attention=p.get("attn_implementation"), fuse_bn_act=p.get("fuse_bn_act", False))
         gpus = int(p.get("gpus", 1))
         if row.engine == "analytical" and gpus > 1:
             row.status, row.reason = "not run", "the analytical engine models one device; the distributed engine covers multi-GPU rows"
@@ -217,9 +217,11 @@ def plan(suite: Suite, root: Path) -> list[Task]:
                         row.extra["memory_format"] = rec.memory_format
                     if rec.amp:
                         row.extra["amp"] = "autocast"
+                    if rec.fuse_bn_act:
+                        row.extra["fuse_bn_act"] = True
                     tasks.append(Task(row, {"optimizer": "sgd_momentum" if rec.model == "resnet50" else "adamw",
                                             "gpus": rec.gpus, "node": rec.node, "parallel": rec.parallel,
-                                            "amp": "autocast" if rec.amp else None,
+                                            "amp": "autocast" if rec.amp else None, "fuse_bn_act": rec.fuse_bn_act,
                                             "scenario": {"memory_format": rec.memory_format}}))
             continue
         if isinstance(src, AstraSimReferenceSource):

@@ -29,6 +29,8 @@ class PublishedRecord(BaseModel):
     amp: bool = Field(
         False, description="the recipe ran under torch.autocast (fp32 model, its dtype for GEMMs; its source must say); "
                            "false: the model ran in its dtype")
+    fuse_bn_act: bool = Field(
+        False, description="the recipe ran batch norm fused with its ReLU and residual add (its source must say)")
     metric: Literal["throughput_samples_per_s", "step_time_s"]
     value: float = Field(gt=0)
     unit: str

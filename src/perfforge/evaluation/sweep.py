@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from perfforge.core.errors import ConfigError, PerfforgeError
 from perfforge.core.files import first_error, read_yaml
@@ -45,6 +45,13 @@ class SweepSpec(BaseModel):
             if isinstance(values, list) and not values:
                 raise ValueError(f"'{key}' has no values")
         return v
+
+    @model_validator(mode="after")
+    def _grid_or_fixed(self) -> "SweepSpec":
+        both = sorted(set(self.grid) & set(self.fixed))
+        if both:
+            raise ValueError(f"{', '.join(both)}: in both grid and fixed; give each field in one of them")
+        return self
 
     def points(self) -> list[dict[str, Any]]:
         keys = sorted(self.grid)
@@ -86,8 +93,15 @@ class SweepStore:
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{self.path}: not a perfforge sweep store ({exc})") from None
 
-    def done_keys(self, sweep: str) -> set[str]:
-        return {k for (k,) in self._db.execute("SELECT key FROM results WHERE sweep = ?", (sweep,))}
+    def done_keys(self) -> set[str]:
+        """Every point already in the store, whichever sweep computed it (a point's key is its scenario)."""
+        return {k for (k,) in self._db.execute("SELECT key FROM results")}
+
+    def rows_for(self, keys: list[str]) -> list[dict[str, Any]]:
+        """The stored rows of these points, in the order given (a sweep's report: its points, also those another
+        sweep sharing the store computed first)."""
+        by_key = {r["key"]: r for r in self.rows()}
+        return [by_key[k] for k in keys if k in by_key]
 
     def add(self, row: dict[str, Any]) -> None:
         with self._db:  # one transaction per row: all of it or none of it
@@ -154,7 +168,7 @@ def run_sweep(spec: SweepSpec, store: SweepStore, *, executor: str = "local", jo
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor '{executor}' (allowed: {', '.join(EXECUTORS)})")
     points = spec.points()
-    done = store.done_keys(spec.name)
+    done = store.done_keys()
     pending = [p for p in points if point_key(p) not in done]
     t0 = time.perf_counter()
     computed = errors = 0

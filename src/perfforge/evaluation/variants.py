@@ -36,7 +36,7 @@ class VariantUnavailable(RuntimeError):
 
 def build(variant: str, model: str, *, mode: str, batch: int, seq: int | None, dtype: str,
           head: str | None = None, dropout: float = 0.0, amp: str | None = None,
-          attention: str | None = None) -> Workload:
+          attention: str | None = None, fuse_bn_act: bool = False) -> Workload:
     """``dropout``: the measured training run's dropout probability (the zoo variants add its kernels; the
     traced HF module carries its own). ``amp``: the run's mixed-precision mode as the profiler records it
     ("autocast", "autocast+gradscaler", "cast" or "none"); every variant follows it. ``attention``: the run's
@@ -45,7 +45,7 @@ def build(variant: str, model: str, *, mode: str, batch: int, seq: int | None, d
     if variant in ("zoo", "zoo-unfused"):
         impl = "fused" if variant == "zoo" else "sdpa" if attention == "sdpa" else "unfused"
         return resolve_workload(model, mode=mode, batch=batch, seq=seq, dtype=dtype, attention_impl=impl,
-                                dropout=dropout, amp=autocast, head=head)
+                                dropout=dropout, amp=autocast, head=head, fuse_bn_act=fuse_bn_act)
     if variant == "hf-trace":
         return _hf_trace(model, mode=mode, batch=batch, seq=seq or 128, dtype=dtype, head=head, autocast=autocast)
     raise ValueError(f"unknown variant '{variant}' (known: {', '.join(VARIANTS)})")

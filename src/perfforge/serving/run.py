@@ -35,7 +35,9 @@ class ServingReport:
     wall_s: float
 
     def to_json(self) -> str:
-        return json.dumps({"spec": self.spec.model_dump(mode="json"), **self.summary,
+        from perfforge.core.files import dumps_json
+
+        return dumps_json({"spec": self.spec.model_dump(mode="json"), **self.summary,
                            "kv_capacity_tokens": self.kv.capacity_tokens, "operator_source": self.table_source,
                            "simulation_wall_s": self.wall_s}, indent=2, default=_num)
 

@@ -28,6 +28,12 @@ class SLO:
     tbt_s: float = 0.2
     tbt_quantile: int = 99
 
+    def __post_init__(self) -> None:
+        for name in ("ttft_s", "tbt_s"):
+            value = getattr(self, name)
+            if not value > 0 or math.isinf(value):
+                raise ConfigError(f"SLO {name.removesuffix('_s')} must be a positive number of seconds, got {value}")
+
     def check(self, summary: dict[str, Any]) -> bool:
         ttft = summary.get(f"ttft_p{self.ttft_quantile}_s")
         tbt = summary.get(f"tbt_p{self.tbt_quantile}_s")
@@ -58,6 +64,11 @@ def capacity(spec: ServeSpec, slo: SLO = SLO(), *, rel_tol: float = 0.02, max_ru
     from perfforge.serving.run import simulate
 
     sat = simulate(spec.model_copy(update={"arrival": "static"})).summary
+    if slo.check(sat):
+        # every request arriving at once still meets the SLOs: no arrival rate of this request set breaks them
+        raise ConfigError(f"capacity is unbounded at {spec.requests} requests: the SLOs hold even when all of them "
+                          f"arrive at once (TTFT p{slo.ttft_quantile} {sat[f'ttft_p{slo.ttft_quantile}_s']:.3g} s); "
+                          "simulate more requests (--requests) or tighten the SLOs")
     hi = max(sat["throughput_requests_per_s"] * 1.5, 1e-3)
     lo, best, runs = 0.0, None, 1
     while runs < max_runs:

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import ConfigDict, model_validator
 
 from perfforge.core.dtypes import DType
+from perfforge.core.errors import ConfigError
 from perfforge.system.figures import Figure, Sourced, parse_figure
 
 # Scalar figures of a device: field name -> SI unit it is parsed into ("" = dimensionless count).
@@ -102,7 +103,9 @@ class DeviceSpec(Sourced):
             fig = self.peak_flops.get(candidate)
             if fig is not None:
                 return fig.value
-        raise KeyError(f"{self.id} has no peak for {dtype.value}")
+        have = ", ".join(d.value for d in self.peak_flops)
+        raise MissingFigureError(f"{self.id} has no peak for {dtype.value} in its catalog entry (it has: {have}); "
+                                 f"pick one of those dtypes, or describe the device in a YAML with a {dtype.value} peak")
 
     def vector_flop_per_s(self, dtype: DType) -> float:
         """Non-matrix (CUDA-core / vector ALU) rate, used for elementwise and normalisation math."""
@@ -137,6 +140,13 @@ class DeviceSpec(Sourced):
     @property
     def pcie_bytes_per_s_per_direction(self) -> float:
         return self.pcie_bandwidth.value / 2
+
+
+class MissingFigureError(ConfigError, KeyError):
+    """The device's catalog entry lacks a figure a prediction needs (a KeyError too, for lookups that skip it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 # Which peak entry a dtype may borrow when the device lacks its own (e.g. bf16 on V100 runs

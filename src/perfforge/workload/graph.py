@@ -99,11 +99,19 @@ class Workload:
         return (*Precision(self.dtype, self.amp).cast("loss.logits_cast", logits, self.dtype, self.param_dtype,
                                                        layer="loss"), self.loss_op)
 
+    @cached_property
+    def training_forward(self) -> tuple[Op, ...]:
+        """The forward ops as a training step runs them: batch norm computes batch statistics (a reduction over
+        the batch before it normalises, ``attrs["batch_stats"]``), where inference applies stored ones."""
+        return tuple(op.with_(attrs={**op.attrs, "batch_stats": True}) if op.kind is OpKind.BATCH_NORM else op
+                     for op in self.ops)
+
     def training_ops(self, optimizer: OptimizerSpec) -> tuple[Op, ...]:
         """Forward, loss, backward (reverse order) and one optimizer update."""
         loss = self.loss_ops
         loss_bwd = tuple(b for op in reversed(loss) for b in backward_ops(op))
-        return self.ops + loss + loss_bwd + self.backward + (optimizer_op(optimizer, self.params, self.param_dtype),)
+        return (self.training_forward + loss + loss_bwd + self.backward
+                + (optimizer_op(optimizer, self.params, self.param_dtype),))
 
     # ---- memory ---------------------------------------------------------------------------
     @cached_property

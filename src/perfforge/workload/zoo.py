@@ -151,10 +151,10 @@ def _vit_b16(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP1
 
 
 def _resnet50(*, batch: int = 1, seq: int | None = None, dtype: DType = DType.FP16, amp: bool = False,
-              **_: object) -> Workload:
+              fuse_bn_act: bool = False, **_: object) -> Workload:
     if seq not in (None, 1):
         raise ConfigError("resnet50 takes images, not sequences; do not set --seq")
-    return resnet50(batch=batch, dtype=dtype, amp=amp)
+    return resnet50(batch=batch, dtype=dtype, amp=amp, fuse_bn_act=fuse_bn_act)
 
 
 MODELS.add("resnet50", ModelEntry("resnet50", "cnn", 1, _resnet50, "ResNet-50 v1.5, 224x224, 1000 classes"))
@@ -168,8 +168,9 @@ ALIASES = {"bert-large-uncased": "bert-large", "bert-base-uncased": "bert-base",
 
 def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType | str = DType.FP16,
               phase: str = "prefill", attention_impl: str = "fused", dropout: float = 0.0,
-              amp: bool = False, head: str | None = None) -> Workload:
-    """``amp``: the model in fp32 run under torch.autocast in ``dtype`` (``perfforge.workload.precision``),
+              amp: bool = False, head: str | None = None, fuse_bn_act: bool = False) -> Workload:
+    """``fuse_bn_act`` (CNNs): batch norm fused with the activation (and residual add) after it, as NVIDIA's MXNet
+    recipe runs float16. ``amp``: the model in fp32 run under torch.autocast in ``dtype`` (``perfforge.workload.precision``),
     instead of the whole model cast to ``dtype``. ``head`` (HF's model classes): "mlm" puts BERT's masked-LM head
     (``BertForMaskedLM``) in place of its pooler, "pretraining" adds it and the next-sentence classifier to the
     pooler (``BertForPreTraining``); "none" (BERT's default, ``BertModel``) and "lm" (the decoders' default, an
@@ -191,6 +192,11 @@ def get_model(name: str, *, batch: int = 1, seq: int | None = None, dtype: DType
         kwargs["dropout"] = dropout
     if amp:
         kwargs["amp"] = True
+    if fuse_bn_act:
+        if entry.kind != "cnn":
+            raise ConfigError(f"fuse_bn_act fuses batch norm with its activation in the zoo's CNNs; '{name}' is a "
+                              f"{entry.kind} model (allowed: {', '.join(n for n in MODELS.names() if MODELS.get(n).kind == 'cnn')})")
+        kwargs["fuse_bn_act"] = True
     encoder = entry.config is not None and entry.kind == "encoder"
     allowed = ("none", "mlm", "pretraining") if encoder else ("lm",) if entry.kind == "decoder" else ()
     if head is not None and head not in allowed:

@@ -88,6 +88,17 @@ class NetworkDim:
     latency_ns: float
 
 
+def _number(value: object, field: str, where: str | Path, *, integer: bool = False) -> float:
+    """A numeric field of an input file; anything else (text, 8.5 NPUs, a boolean) is a ConfigError naming it."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and integer and float(value) != int(value):
+        ok = False
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{where}: {field} must be {kind}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
 def read_network(path: str | Path) -> tuple[NetworkDim, ...]:
     data = read_yaml(path, "network file")
     if not isinstance(data, dict):
@@ -106,9 +117,11 @@ def read_network(path: str | Path) -> tuple[NetworkDim, ...]:
     for topo, npus, bw, lat in zip(*lists):
         if topo not in ("Ring", "Switch", "FullyConnected"):
             raise ConfigError(f"{path}: topology '{topo}' (allowed: Ring, Switch, FullyConnected)")
-        if int(npus) < 1 or float(bw) <= 0 or float(lat) < 0:
+        npus = _number(npus, "npus_count", path, integer=True)
+        bw, lat = _number(bw, "bandwidth", path), _number(lat, "latency", path)
+        if npus < 1 or bw <= 0 or lat < 0:
             raise ConfigError(f"{path}: npus_count >= 1, bandwidth > 0 and latency >= 0 are required")
-        dims.append(NetworkDim(topo, int(npus), float(bw) * GIB / 1e9, float(lat)))
+        dims.append(NetworkDim(topo, int(npus), bw * GIB / 1e9, lat))
     return tuple(dims)
 
 
@@ -139,10 +152,10 @@ def read_system(path: str | Path) -> SystemConfig:
         raise ConfigError(f"{p}: unknown key(s) {sorted(unknown)} (allowed: {', '.join(sorted(SYSTEM_KEYS))})")
     if data.get("scheduling-policy", "LIFO") not in ("LIFO", "FIFO"):
         raise ConfigError(f"{p}: scheduling-policy must be LIFO or FIFO")
-    active = int(data.get("active-chunks-per-dimension", 1))
+    active = int(_number(data.get("active-chunks-per-dimension", 1), "active-chunks-per-dimension", p, integer=True))
     if active != 1:
         raise ConfigError(f"{p}: active-chunks-per-dimension {active} is not supported yet (supported: 1)")
-    splits = int(data.get("preferred-dataset-splits", 1))
+    splits = int(_number(data.get("preferred-dataset-splits", 1), "preferred-dataset-splits", p, integer=True))
     if splits < 1:
         raise ConfigError(f"{p}: preferred-dataset-splits must be >= 1")
     impl = data.get("all-reduce-implementation", ["ring"])
@@ -150,5 +163,5 @@ def read_system(path: str | Path) -> SystemConfig:
     for name in impl:
         if name not in ("ring", "direct"):
             raise ConfigError(f"{p}: all-reduce-implementation '{name}' is not supported yet (supported: ring, direct)")
-    return SystemConfig(data.get("scheduling-policy", "LIFO"), float(data.get("endpoint-delay", 10)), active, splits,
-                        impl, float(data.get("local-mem-bw", 0) or 0))
+    return SystemConfig(data.get("scheduling-policy", "LIFO"), _number(data.get("endpoint-delay", 10), "endpoint-delay", p),
+                        active, splits, impl, _number(data.get("local-mem-bw", 0) or 0, "local-mem-bw", p))

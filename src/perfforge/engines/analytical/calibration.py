@@ -29,6 +29,9 @@ class Calibration(BaseModel):
     k_half: float = Field(ge=0)
     memory_max_efficiency: float = Field(gt=0, le=1)
     memory_half_bytes: float = Field(ge=0)
+    # Normalisation-class kernels (layer/RMS norm, softmax, training batch norm) move their bytes at this fraction
+    # of the streaming bandwidth above (``perfforge.engines.analytical.roofline.is_normalization``). 1 = the prior.
+    normalization_memory_efficiency: float = Field(1.0, gt=0, le=1)
     kernel_overhead_s: float = Field(ge=0)
     host_overhead_s: float = Field(ge=0)
     # The same host cost per forward op of a graph traced from a PyTorch module (``from_torch``): one op per

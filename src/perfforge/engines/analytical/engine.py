@@ -53,7 +53,8 @@ class AnalyticalEngine:
             ops: tuple[Op, ...] = workload.training_ops(optimizer)
             if scenario.recompute:
                 # full recomputation replays every block's forward before its backward
-                recomputed = tuple(op.with_(name=f"recompute.{op.name}", phase=Phase.FORWARD) for op in workload.ops)
+                recomputed = tuple(op.with_(name=f"recompute.{op.name}", phase=Phase.FORWARD)
+                                   for op in workload.training_forward)
                 ops = ops + recomputed
         else:
             ops = workload.ops

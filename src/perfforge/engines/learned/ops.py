@@ -65,8 +65,11 @@ def shape_from_mapping(op: str, row: Mapping[str, object]) -> dict[str, int]:
         if raw is None or str(raw).strip() == "":
             raise ConfigError(f"{key}: missing shape column '{col}' (needs {', '.join(SHAPES[key])})")
         try:
-            value = int(float(str(raw)))
-        except ValueError:
+            number = float(str(raw))   # "64.0", as pandas writes integer columns with gaps, is 64
+            if number != int(number):
+                raise ValueError
+            value = int(number)
+        except (ValueError, OverflowError):
             raise ConfigError(f"{key}: shape column '{col}' must be an integer, got '{raw}'") from None
         if value < (0 if col == "Padding" else 1):
             raise ConfigError(f"{key}: shape column '{col}' must be {'>= 0' if col == 'Padding' else '>= 1'}, got {value}")
