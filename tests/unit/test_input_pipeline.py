@@ -192,3 +192,14 @@ def test_calibrate_fits_the_hosts_loader_rate_and_train_uses_it(tmp_path: Path) 
     # the scenario's own rate wins over the calibration's
     res = _resnet(hardware="h100-sxm5-80gb", loader_workers=2, loader_rate=50.0, calibration=str(cal))
     assert res.step_time_s == pytest.approx(256 / 100.0)
+    # `perfforge calibrate --out` files the host's rate under `default`: it applies to any GPU on that host
+    from perfforge.cli.main import main
+
+    out = tmp_path / "fitted.yaml"
+    assert main(["calibrate", str(path), "--out", str(out)]) == 0
+    import yaml
+
+    doc = yaml.safe_load(out.read_text())
+    assert doc["architectures"] == {"default": {"loader_samples_per_s_per_worker": block["loader_samples_per_s_per_worker"]}}
+    a100 = _resnet(hardware="a100-sxm4-80gb", loader_workers=2, calibration=str(out))
+    assert a100.step_time_s == pytest.approx(256 / (2 * block["loader_samples_per_s_per_worker"]))

@@ -22,10 +22,10 @@ def calibrate(
     """Fit calibration constants to measured kernels (and host overhead to host-bound model runs)."""
     from perfforge.cli.output import write_atomic
     from perfforge.evaluation.calibrate import calibrate as run_fit
+    from perfforge.evaluation.calibrate import calibration_blocks
 
     block, summary = run_fit(str(measurements), architecture)
-    arch = summary["architecture"]
-    doc = {"schema": "perfforge.calibration/1", "architectures": {arch: block}}
+    doc = {"schema": "perfforge.calibration/1", "architectures": calibration_blocks(block, summary["architecture"])}
     text = (f"# fitted by `perfforge calibrate {measurements}` on {summary['device_name']} (run {summary['run_id']})\n"
             + yaml.safe_dump(doc, sort_keys=False))
     if out:

@@ -140,7 +140,10 @@ def _print_summary(report) -> None:  # noqa: ANN001
     s = report.summary
     spec = report.spec
     console.print(f"[bold]{spec.model}[/] on {spec.replicas} x {spec.hardware} (tp {spec.tp}, pp {spec.pp}), "
-                  f"{spec.scheduler}, {s['simulated_requests']} requests at {spec.qps:g} QPS ({spec.arrival})")
+                  f"{spec.scheduler}, {s['simulated_requests']} requests "
+                  + {"trace": "timed by their trace", "static": "all arriving at once"}.get(spec.arrival,
+                                                                                         f"at {spec.qps:g} QPS")
+                  + f" ({spec.arrival})")
     t = Table("metric", "p50", "p90", "p99", "mean")
     for name in ("ttft", "tpot", "e2e", "e2e_normalized", "scheduling_delay"):
         t.add_row(name + " (s)", *(f"{s[f'{name}_{k}_s']:.4g}" for k in ("p50", "p90", "p99", "mean")))

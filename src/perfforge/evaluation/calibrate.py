@@ -210,6 +210,19 @@ def calibrate(measurements: str, architecture: str | None = None) -> tuple[dict[
     return block, summary
 
 
+# Properties of the host (its CPU and framework), not of the GPU: a calibration file puts them in the `default`
+# block, so they apply to every GPU on that host, whatever its architecture.
+HOST_KEYS = ("host_overhead_s", "host_overhead_traced_op_s", "loader_samples_per_s_per_worker")
+
+
+def calibration_blocks(block: dict[str, Any], architecture: str) -> dict[str, dict[str, Any]]:
+    """The ``architectures`` section of a calibration file for a fitted block: host figures under ``default``,
+    kernel constants under their architecture (empty sections left out)."""
+    host = {k: v for k, v in block.items() if k in HOST_KEYS}
+    device = {k: v for k, v in block.items() if k not in HOST_KEYS}
+    return {name: part for name, part in (("default", host), (architecture, device)) if part}
+
+
 def _timing_parts(cases: list[KernelCase], device: DeviceSpec, cal: Calibration) -> Any:
     """Per case: compute, memory and overhead seconds, compute efficiency, measured seconds (numpy rows)."""
     import numpy as np
