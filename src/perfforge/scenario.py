@@ -83,10 +83,10 @@ class Scenario(BaseModel):
         if self.amp and self.dtype not in AMP_DTYPES:
             raise ValueError(f"amp: autocast runs in fp16 or bf16, not dtype '{self.dtype.value}' "
                              "(allowed dtypes with amp: fp16, bf16)")
-        if self.amp and (self.tp > 1 or self.pp > 1 or self.zero > 0 or self.microbatches > 1):
-            raise ValueError("amp: autocast is modelled for single-device and data-parallel steps; tensor/pipeline "
-                             "parallelism, ZeRO and microbatching model Megatron-style half-precision modules "
-                             "(leave amp off)")
+        if self.amp and (self.tp > 1 or self.pp > 1 or self.microbatches > 1):
+            raise ValueError("amp: autocast is modelled for single-device and data-parallel steps (ZeRO included); "
+                             "tensor/pipeline parallelism and microbatching model Megatron-style half-precision "
+                             "modules (leave amp off)")
         return self
 
     @model_validator(mode="after")

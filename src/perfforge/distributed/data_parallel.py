@@ -112,8 +112,17 @@ def schedule_collectives(jobs: list[tuple[float, float]], *, streams: int = 1,
 
 def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad_bytes: int, topology: Topology,
                      algorithms: dict[str, str] | None, efficiency: float, overlap: bool = True, streams: int = 1,
-                     shared_links: bool = True, launch_s: float = 0.0) -> DPTimeline:
-    """Place bucket all-reduces against a single-device compute timeline (``records`` in issue order)."""
+                     shared_links: bool = True, launch_s: float = 0.0, zero: int = 0,
+                     gather_bytes: float = 0.0, optimizer_s: float | None = None) -> DPTimeline:
+    """Place bucket all-reduces against a single-device compute timeline (``records`` in issue order).
+
+    ``zero`` 1 or 2 (ZeRO, Rajbhandari et al. 2020; DeepSpeed stages 1-2): each bucket is reduce-scattered
+    instead (the same buckets, overlapped with backward in the same way), the optimizer updates this rank's shard
+    (``optimizer_s``, its time), and the updated parameters, ``gather_bytes`` in all, are all-gathered after it,
+    before the next forward: on the critical path."""
+    if zero not in (0, 1, 2):
+        raise ValueError("the data-parallel timeline covers ZeRO stages 0-2")
+    reduce = "reduce_scatter" if zero else "all_reduce"
     compute: list[OpRecord] = []
     comm: list[OpRecord] = []
     clock = comm_free = 0.0
@@ -131,22 +140,85 @@ def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad
     if not overlap:  # every bucket waits for the end of backward
         ready = [clock] * len(ready)
     sizes = [launches[i] for i in sorted(launches)]
-    jobs = [(r, collective_time("all_reduce", size, topology, algorithms=algorithms, efficiency=efficiency,
+    jobs = [(r, collective_time(reduce, size, topology, algorithms=algorithms, efficiency=efficiency,
                                     launch_s=launch_s), size)
             for r, size in zip(ready, sizes)]
     placed = schedule_collectives([(r, d) for r, d, _ in jobs], streams=streams, shared_links=shared_links)
+    label = "reducescatter" if zero else "allreduce"
     for k, ((_, _, size), (begin, finish)) in enumerate(zip(jobs, placed)):
-        comm.append(OpRecord(f"allreduce.bucket{k}", "all_reduce", "comm", "communication", finish - begin, 0.0,
+        comm.append(OpRecord(f"{label}.bucket{k}", reduce, "comm", "communication", finish - begin, 0.0,
                              size, "network", start_s=begin, stream="comm" if streams == 1 else f"comm{k % streams}"))
         comm_free = max(comm_free, finish)
     nbuckets = len(jobs)
     backward_end = clock
     start_opt = max(backward_end, comm_free)
     for rec in optimizer:
-        compute.append(OpRecord(rec.name, rec.kind, rec.layer, rec.phase, rec.time_s, rec.flops, rec.bytes,
+        t = rec.time_s if optimizer_s is None else optimizer_s
+        compute.append(OpRecord(rec.name, rec.kind, rec.layer, rec.phase, t, rec.flops, rec.bytes,
                                 rec.bound, start_s=start_opt))
-        start_opt += rec.time_s
+        start_opt += t
     step = start_opt
+    if zero and topology.npus > 1:
+        gather = collective_time("all_gather", gather_bytes, topology, algorithms=algorithms, efficiency=efficiency,
+                                 launch_s=launch_s)
+        comm.append(OpRecord("allgather.parameters", "all_gather", "comm", "communication", gather, 0.0,
+                             gather_bytes, "network", start_s=step, stream="comm"))
+        step += gather
     compute_s = sum(r.time_s for r in compute)
     comm_s = busy_time([(r.start_s, r.start_s + r.time_s) for r in comm])
     return DPTimeline(tuple(compute + comm), step, compute_s, comm_s, step - compute_s, nbuckets)
+
+
+def simulate_zero3_step(records: list[OpRecord], producers: dict[str, int], layer_params: dict[str, int], *,
+                        grad_bytes: int, gather_bytes: int, topology: Topology, algorithms: dict[str, str] | None,
+                        efficiency: float, launch_s: float = 0.0, optimizer_s: float | None = None) -> DPTimeline:
+    """ZeRO-3 / FSDP data parallelism (Rajbhandari et al. 2020; PyTorch FSDP with FULL_SHARD): each layer's
+    parameters (``layer_params``, ``gather_bytes`` each) are all-gathered before its forward and again before its
+    backward, prefetched one layer ahead (a layer's gather starts once the previous layer has started computing),
+    and its gradients are reduce-scattered in the same buckets DDP would use. One communication stream, first come
+    first served; a layer cannot start before its parameters have arrived, so gathers longer than a layer's compute
+    show as exposed communication."""
+    compute: list[OpRecord] = []
+    comm: list[OpRecord] = []
+    optimizer = [r for r in records if r.phase == "optimizer"]
+    body = [r for r in records if r.phase != "optimizer"]
+    buckets = dict(bucket_plan(body, producers, grad_bytes)) if topology.npus > 1 else {}
+    clock = comm_free = layer_start = 0.0
+    current: tuple[str, str] | None = None
+    gathered: set[tuple[str, str]] = set()
+
+    def place(name: str, kind: str, size: float, ready: float) -> float:
+        nonlocal comm_free
+        begin = max(comm_free, ready)
+        end = begin + collective_time(kind, size, topology, algorithms=algorithms, efficiency=efficiency,
+                                      launch_s=launch_s)
+        comm.append(OpRecord(name, kind, "comm", "communication", end - begin, 0.0, size, "network", start_s=begin,
+                             stream="comm"))
+        comm_free = end
+        return end
+
+    for i, rec in enumerate(body):
+        key = ("forward" if rec.phase in ("forward", "recompute") else "backward", rec.layer)
+        if key != current:
+            if topology.npus > 1 and layer_params.get(rec.layer) and key not in gathered:
+                gathered.add(key)
+                arrived = place(f"allgather.{key[0]}.{rec.layer}", "all_gather",
+                                layer_params[rec.layer] * gather_bytes, layer_start)
+                clock = max(clock, arrived)
+            current, layer_start = key, clock
+        compute.append(OpRecord(rec.name, rec.kind, rec.layer, rec.phase, rec.time_s, rec.flops, rec.bytes,
+                                rec.bound, start_s=clock))
+        clock += rec.time_s
+        if i in buckets:
+            place(f"reducescatter.bucket{len([c for c in comm if c.kind == 'reduce_scatter'])}", "reduce_scatter",
+                  buckets[i], clock)
+    start_opt = max(clock, comm_free)
+    for rec in optimizer:
+        t = rec.time_s if optimizer_s is None else optimizer_s
+        compute.append(OpRecord(rec.name, rec.kind, rec.layer, rec.phase, t, rec.flops, rec.bytes, rec.bound,
+                                start_s=start_opt))
+        start_opt += t
+    step = start_opt
+    compute_s = sum(r.time_s for r in compute)
+    comm_s = busy_time([(r.start_s, r.start_s + r.time_s) for r in comm])
+    return DPTimeline(tuple(compute + comm), step, compute_s, comm_s, step - compute_s, len(buckets))

@@ -6,16 +6,17 @@ from typing import ClassVar
 
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
-from perfforge.distributed.data_parallel import gradient_producers, simulate_dp_step
+from perfforge.distributed.data_parallel import gradient_producers, simulate_dp_step, simulate_zero3_step
 from perfforge.distributed.topology import default_node, job_topology
 from perfforge.engines.analytical.engine import AnalyticalEngine
+from perfforge.engines.analytical.roofline import op_time
 from perfforge.engines.base import ENGINES
 from perfforge.result import MemoryFootprint, Result
 from perfforge.scenario import Scenario
 from perfforge.system.input_pipeline import apply_input_bound
 from perfforge.system.system import System
 from perfforge.workload.graph import Workload
-from perfforge.workload.optimizer import state_bytes
+from perfforge.workload.optimizer import get_optimizer, optimizer_op, state_bytes
 
 BACKEND_KEYS = ("backend", "learned_model", "learned_ops", "fallback_ops", "fallback_note", "kernel_time_low_s",
                 "kernel_time_high_s")
@@ -42,7 +43,12 @@ class DistributedEngine:
         ok, reason = self.supports(workload, system, scenario)
         if not ok:
             raise ConfigError(reason)
-        if scenario.tp > 1 or scenario.pp > 1 or scenario.zero > 0 or scenario.microbatches > 1:
+        if scenario.sequence_parallel and scenario.tp == 1:
+            raise ConfigError("sequence_parallel splits norms and dropout over the tensor-parallel group: it needs "
+                              "tp > 1")
+        if scenario.pp == 1 and (scenario.schedule != "1f1b" or scenario.virtual_stages != 1):
+            raise ConfigError("schedule and virtual_stages order a pipeline's stages: they need pp > 1")
+        if scenario.tp > 1 or scenario.pp > 1 or scenario.microbatches > 1:
             return self._run_hybrid(workload, system, scenario)
         single = AnalyticalEngine()
         cal = single.calibration_for(system, scenario)
@@ -50,20 +56,39 @@ class DistributedEngine:
         node_id, topology = job_topology(system.device.id, scenario.node, scenario.gpus)
         records = [r for r in one.breakdown if r.stream == "compute"]
         grad_bytes = state_bytes(workload.param_dtype)   # fp32 (AMP, or cast with fp32 master weights); fp64 stays fp64
-        timeline = simulate_dp_step(
-            records, gradient_producers(workload), grad_bytes=grad_bytes, topology=topology,
-            algorithms={d.name: scenario.collective_algorithm for d in topology.dims},
-            efficiency=cal.collective_efficiency, overlap=scenario.overlap, streams=scenario.comm_streams,
-            shared_links=scenario.shared_links, launch_s=cal.collective_launch_s)
+        n, zero = scenario.gpus, scenario.zero if scenario.gpus > 1 else 0
+        optimizer_s = None
+        if zero:   # ZeRO: this rank updates its 1/n of the parameters
+            update = optimizer_op(get_optimizer(scenario.optimizer), -(-workload.params // n), workload.param_dtype)
+            optimizer_s = op_time(update, system.device, cal).time_s
+        algorithms = {d.name: scenario.collective_algorithm for d in topology.dims}
+        param_bytes = workload.param_dtype.bytes
+        layer_params: dict[str, int] = {}
+        for op in workload.ops:
+            layer_params[op.layer] = layer_params.get(op.layer, 0) + op.params
+        if zero == 3:
+            timeline = simulate_zero3_step(
+                records, gradient_producers(workload), layer_params, grad_bytes=grad_bytes, gather_bytes=param_bytes,
+                topology=topology, algorithms=algorithms, efficiency=cal.collective_efficiency,
+                launch_s=cal.collective_launch_s, optimizer_s=optimizer_s)
+        else:
+            timeline = simulate_dp_step(
+                records, gradient_producers(workload), grad_bytes=grad_bytes, topology=topology, algorithms=algorithms,
+                efficiency=cal.collective_efficiency, overlap=scenario.overlap, streams=scenario.comm_streams,
+                shared_links=scenario.shared_links, launch_s=cal.collective_launch_s, zero=zero,
+                gather_bytes=workload.params * param_bytes, optimizer_s=optimizer_s)
         step = max(timeline.step_time_s, one.host_time_s)
-        n = scenario.gpus
         mem = one.memory
-        buckets = workload.params * grad_bytes if n > 1 else 0.0  # DDP's flat gradient buckets
-        memory = MemoryFootprint(weights=mem.weights, gradients=mem.gradients + buckets,
-                                 optimizer_states=mem.optimizer_states, activations=mem.activations,
+        # DDP keeps a flat copy of every gradient in its buckets; ZeRO reduce-scatters from a fixed-size bucket.
+        # ZeRO-3 holds 1/n of the weights plus the layers gathered at a time (the current one and the prefetched one)
+        buckets = workload.params * grad_bytes if n > 1 and not zero else 0.0
+        weights = (mem.weights / n + 2 * max(layer_params.values(), default=0) * param_bytes if zero == 3
+                   else mem.weights)
+        memory = MemoryFootprint(weights=weights, gradients=mem.gradients / (n if zero >= 2 else 1) + buckets,
+                                 optimizer_states=mem.optimizer_states / (n if zero else 1), activations=mem.activations,
                                  kv_cache=mem.kv_cache, overhead=mem.overhead, capacity=mem.capacity, usable=mem.usable)
         extra = {
-            "gpus": n, "node": node_id, "precision": one.extra.get("precision", "cast"),
+            "gpus": n, "node": node_id, "precision": one.extra.get("precision", "cast"), "zero": zero,
             "compute_s": timeline.compute_s, "comm_s": timeline.comm_s,
             "exposed_comm_s": max(0.0, step - timeline.compute_s), "comm_share": timeline.comm_s / step if step else 0.0,
             "gradient_buckets": timeline.buckets, "memory_bytes_per_device": memory.total,
@@ -108,12 +133,10 @@ class DistributedEngine:
             raise ConfigError(f"{', '.join(ignored)}: not modelled with tensor/pipeline parallelism, ZeRO or "
                               "microbatches (Megatron-style fused layers, ring collectives, one stream); leave "
                               "them at their defaults")
-        if scenario.sequence_parallel and scenario.tp == 1:
-            raise ConfigError("sequence_parallel splits norms and dropout over the tensor-parallel group: it needs "
-                              "tp > 1")
         entry = MODELS.get(workload.name) if workload.name in MODELS else None
         if entry is None or entry.config is None or entry.kind != "decoder":
-            raise ConfigError(f"tensor/pipeline parallelism and ZeRO need a zoo decoder transformer, not {workload.name}")
+            raise ConfigError(f"tensor/pipeline parallelism and microbatches need a zoo decoder transformer, not "
+                              f"{workload.name} (data parallelism with ZeRO 0-3 covers every model)")
         n = scenario.gpus
         if n % (scenario.tp * scenario.pp):
             raise ConfigError(f"gpus {n} is not a multiple of tp x pp = {scenario.tp * scenario.pp}")

@@ -89,3 +89,57 @@ def test_concurrent_collectives_share_links():
     shared = perfforge.train("bert-large", "h100-sxm5-80gb", seq=128, comm_streams=4, **kw)
     free = perfforge.train("bert-large", "h100-sxm5-80gb", seq=128, comm_streams=4, shared_links=False, **kw)
     assert free.step_time_s <= shared.step_time_s
+
+
+def _records(r, kind):
+    return [x for x in r.breakdown if x.kind == kind]
+
+
+@pytest.mark.parametrize("model,kw", [("resnet50", dict(batch=64, dtype="fp16")),
+                                      ("gpt2", dict(batch=8, seq=1024, dtype="bf16"))])
+def test_zero_1_and_2_on_the_data_parallel_timeline(model, kw):
+    """Any model: buckets reduce-scattered instead of all-reduced, the optimizer on this rank's shard, the
+    parameters all-gathered after it; stage 1 shards optimizer state, stage 2 gradients too."""
+    base = perfforge.train(model, "a100-sxm4-80gb", gpus=16, **kw)
+    z1 = perfforge.train(model, "a100-sxm4-80gb", gpus=16, zero=1, **kw)
+    z2 = perfforge.train(model, "a100-sxm4-80gb", gpus=16, zero=2, **kw)
+    assert _records(base, "all_reduce") and not _records(z1, "all_reduce")
+    assert len(_records(z1, "reduce_scatter")) == len(_records(base, "all_reduce"))
+    (gather,) = _records(z1, "all_gather")
+    assert gather.bytes == z1.params * 2 and gather.start_s >= max(r.start_s + r.time_s for r in z1.breakdown
+                                                                    if r.phase == "optimizer") - 1e-12
+    # the same forward and backward: only the optimizer (a 1/16 shard) and the collectives differ
+    body = lambda r: sum(x.time_s for x in r.breakdown if x.stream == "compute" and x.phase != "optimizer")  # noqa: E731
+    assert body(z1) == pytest.approx(body(base))
+    opt = lambda r: sum(x.time_s for x in r.breakdown if x.phase == "optimizer")  # noqa: E731
+    assert opt(z1) < opt(base) / 4
+    assert z1.memory.optimizer_states == pytest.approx(base.memory.optimizer_states / 16)
+    assert z2.memory.gradients < z1.memory.gradients / 8
+    assert z1.flops_per_step == pytest.approx(base.flops_per_step, rel=0.01)
+
+
+def test_zero_3_gathers_each_layer_before_it_runs():
+    r = perfforge.train("gpt2", "h100-sxm5-80gb", gpus=16, batch=8, seq=1024, dtype="bf16", zero=3)
+    gathers = {x.name: x for x in _records(r, "all_gather")}
+    first = {}
+    for x in r.breakdown:
+        if x.stream == "compute":
+            key = ("forward" if x.phase == "forward" else "backward", x.layer)
+            first.setdefault(key, x)
+    checked = 0
+    for (phase, layer), op in first.items():
+        g = gathers.get(f"allgather.{phase}.{layer}")
+        if g is not None:
+            assert op.start_s >= g.start_s + g.time_s - 1e-12
+            checked += 1
+    assert checked >= 2 * 12                          # every transformer layer, forward and backward
+    base = perfforge.train("gpt2", "h100-sxm5-80gb", gpus=16, batch=8, seq=1024, dtype="bf16")
+    # 1/16 of the weights plus the two layers gathered at a time (GPT-2's largest is its tied embedding)
+    layers: dict[str, int] = {}
+    for op in get_model("gpt2", batch=8, seq=1024, dtype="bf16").ops:
+        layers[op.layer] = layers.get(op.layer, 0) + op.params
+    assert r.memory.weights == pytest.approx(base.memory.weights / 16 + 2 * max(layers.values()) * 2)
+    # a slower network never makes ZeRO-3 faster
+    slow = perfforge.train("gpt2", "h100-sxm5-80gb", gpus=16, batch=8, seq=1024, dtype="bf16", zero=3,
+                           node="pcie-h100-8x")
+    assert slow.step_time_s >= r.step_time_s
