@@ -238,3 +238,13 @@ def test_head_from_the_cli_and_from_a_config_json(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "perfforge", "predict", "--model", "gpt2", "--hardware",
                           "h100-sxm5-80gb", "--head", "mlm"], capture_output=True, text=True)
     assert bad.returncode == 2 and "allowed: lm" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_opt_runs_to_its_2048_positions_not_its_2050_table_rows():
+    # OPTLearnedPositionalEmbedding keeps 2 rows before position 0 (offset 2): 2050 rows, 2048 usable positions
+    from perfforge.core.errors import ConfigError
+    from perfforge.workload.zoo import get_model
+
+    assert get_model("opt-1.3b", batch=1, seq=2048).params == 1_315_758_080
+    with pytest.raises(ConfigError, match="seq 2049 exceeds its 2048 learned positions"):
+        get_model("opt-1.3b", batch=1, seq=2049)

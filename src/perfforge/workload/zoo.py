@@ -121,7 +121,8 @@ _llama("mixtral-8x7b", 32, 4096, 32, 8, 14336, 32000, _MIXTRAL_SRC, "Mixtral 8x7
        experts=8, top_k=2, default_seq=4096)
 
 _OPT_1_3B = TransformerConfig(name="opt-1.3b", layers=24, hidden=2048, heads=32, ffn=8192, vocab=50272,
-                              max_positions=2050, norm="layer", activation="relu", tied_embeddings=True,
+                              max_positions=2050, position_offset=2, norm="layer", activation="relu",
+                              tied_embeddings=True,
                               attention_dropout=False, separate_qkv=True,
                               source=_OPT_SRC)
 _register_transformer(_OPT_1_3B, "decoder", 2048, "OPT 1.3B (ReLU MLP, learned positions)")

@@ -31,7 +31,8 @@ class TransformerConfig:
     kv_heads: int | None = None          # None = multi-head attention (kv_heads == heads)
     head_dim: int | None = None          # None = hidden // heads
     arch: Literal["decoder", "encoder"] = "decoder"
-    max_positions: int = 0               # >0: learned absolute position embeddings
+    max_positions: int = 0               # >0: learned absolute position embeddings (rows of the table)
+    position_offset: int = 0             # table rows before position 0 (OPT's 2): the longest sequence is the rest
     type_vocab: int = 0                  # BERT token-type embeddings
     norm: Literal["layer", "rms"] = "layer"
     # gelu_tanh: the tanh approximation (HF "gelu_new", GPT-2/GPT-3); eager execution runs it as 8 kernels
@@ -225,8 +226,9 @@ def build_transformer(cfg: TransformerConfig, *, batch: int = 1, seq: int = 128,
         raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
     if batch <= 0 or seq <= 0:
         raise ConfigError(f"batch and seq must be > 0 (got batch={batch}, seq={seq})")
-    if cfg.max_positions and seq > cfg.max_positions:
-        raise ConfigError(f"{cfg.name}: seq {seq} exceeds its {cfg.max_positions} learned positions")
+    if cfg.max_positions and seq > cfg.max_positions - cfg.position_offset:
+        raise ConfigError(f"{cfg.name}: seq {seq} exceeds its {cfg.max_positions - cfg.position_offset} learned "
+                          "positions")
     prec = Precision(dtype, amp)
     lo, hi = prec.compute, prec.high
     h = cfg.hidden
