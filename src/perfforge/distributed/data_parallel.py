@@ -110,6 +110,18 @@ def schedule_collectives(jobs: list[tuple[float, float]], *, streams: int = 1,
     return [(s, e) for s, e in zip(start, end)]  # type: ignore[misc]
 
 
+def _run_optimizer(optimizer: list[OpRecord], start: float, optimizer_s: float | None,
+                   compute: list[OpRecord]) -> float:
+    """Append the optimizer update to the compute stream from ``start`` (taking ``optimizer_s`` when this rank
+    updates only a shard); returns when it ends."""
+    for rec in optimizer:
+        t = rec.time_s if optimizer_s is None else optimizer_s
+        compute.append(OpRecord(rec.name, rec.kind, rec.layer, rec.phase, t, rec.flops, rec.bytes, rec.bound,
+                                start_s=start))
+        start += t
+    return start
+
+
 def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad_bytes: int, topology: Topology,
                      algorithms: dict[str, str] | None, efficiency: float, overlap: bool = True, streams: int = 1,
                      shared_links: bool = True, launch_s: float = 0.0, zero: int = 0,
@@ -151,13 +163,7 @@ def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad
         comm_free = max(comm_free, finish)
     nbuckets = len(jobs)
     backward_end = clock
-    start_opt = max(backward_end, comm_free)
-    for rec in optimizer:
-        t = rec.time_s if optimizer_s is None else optimizer_s
-        compute.append(OpRecord(rec.name, rec.kind, rec.layer, rec.phase, t, rec.flops, rec.bytes,
-                                rec.bound, start_s=start_opt))
-        start_opt += t
-    step = start_opt
+    step = _run_optimizer(optimizer, max(backward_end, comm_free), optimizer_s, compute)
     if zero and topology.npus > 1:
         gather = collective_time("all_gather", gather_bytes, topology, algorithms=algorithms, efficiency=efficiency,
                                  launch_s=launch_s)
@@ -212,13 +218,7 @@ def simulate_zero3_step(records: list[OpRecord], producers: dict[str, int], laye
         if i in buckets:
             place(f"reducescatter.bucket{len([c for c in comm if c.kind == 'reduce_scatter'])}", "reduce_scatter",
                   buckets[i], clock)
-    start_opt = max(clock, comm_free)
-    for rec in optimizer:
-        t = rec.time_s if optimizer_s is None else optimizer_s
-        compute.append(OpRecord(rec.name, rec.kind, rec.layer, rec.phase, t, rec.flops, rec.bytes, rec.bound,
-                                start_s=start_opt))
-        start_opt += t
-    step = start_opt
+    step = _run_optimizer(optimizer, max(clock, comm_free), optimizer_s, compute)
     compute_s = sum(r.time_s for r in compute)
     comm_s = busy_time([(r.start_s, r.start_s + r.time_s) for r in comm])
     return DPTimeline(tuple(compute + comm), step, compute_s, comm_s, step - compute_s, len(buckets))

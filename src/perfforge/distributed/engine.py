@@ -144,9 +144,8 @@ class DistributedEngine:
                              microbatches=scenario.microbatches, schedule=scenario.schedule,
                              virtual_stages=scenario.virtual_stages, sequence_parallel=scenario.sequence_parallel,
                              recompute=scenario.recompute, overlap=scenario.overlap)
+        # job_topology checks the node against the device and that the GPUs fill whole nodes
         node = get_node(job_topology(system.device.id, scenario.node, n)[0] or default_node(system.device.id))
-        if n > node.devices_per_node and n % node.devices_per_node:
-            raise ConfigError(f"{n} GPUs do not fill whole {node.id} nodes of {node.devices_per_node} GPUs")
         net_bw, net_lat = network_link(node)
         cal = AnalyticalEngine().calibration_for(system, scenario)
         step = simulate_hybrid(entry.config, device=system.device, node=node, net_bw=net_bw, net_lat=net_lat, cal=cal,

@@ -162,7 +162,7 @@ def is_host_calibration_record(rec: dict[str, Any]) -> bool:
 def calibrate(measurements: str, architecture: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit an architecture's constants to one profile run. Returns (calibration block, report)."""
     from perfforge.api import resolve_workload
-    from perfforge.engines.analytical.calibration import load_calibration
+    from perfforge.engines.analytical.calibration import load_calibration, priors_calibration
     from perfforge.evaluation.measured import device_id, kernel_cases, read_measurements
     from perfforge.system.catalog import get_device
 
@@ -177,7 +177,7 @@ def calibrate(measurements: str, architecture: str | None = None) -> tuple[dict[
     except ValueError:  # no `--only input` records in this run
         loader_rate = None
     # the kernel constants start from the priors, so a fit depends on this run alone, not on an earlier fit
-    priors = load_calibration("default")
+    priors = priors_calibration()
     start = load_calibration(arch).model_copy(update={k: getattr(priors, k) for k in FITTABLE})
     if cases or loader_rate is None:
         report = fit_kernels(cases, device, start)
@@ -294,13 +294,14 @@ def fit_memory_efficiencies(groups: list[tuple[list[KernelCase], DeviceSpec]], c
     base = cal.model_copy(update={"memory_max_efficiency": 1.0, "normalization_memory_efficiency": 1.0})
 
     def select(norm: bool) -> list[tuple[list[KernelCase], DeviceSpec]]:
+        """Large kernels of one kind that the neutral constants predict memory-bound."""
         out = []
         for cases, device in groups:
             keep = [c for c in cases if c.op.bytes >= min_bytes
                     and (is_normalization(c.op) if norm else c.op.kind is OpKind.ELEMENTWISE)]
-            parts = _timing_parts(keep, device, base) if keep else None
-            out.append(([c for c, row in zip(keep, parts)] if parts is None else
-                        [c for c, row in zip(keep, parts) if row[1] >= row[0]], device))
+            if keep:
+                keep = [c for c, row in zip(keep, _timing_parts(keep, device, base)) if row[1] >= row[0]]
+            out.append((keep, device))
         return out
 
     grid = [round(0.2 + 0.005 * i, 3) for i in range(161)]
