@@ -60,3 +60,21 @@ def test_bad_memory_format_names_the_field():
 
     with pytest.raises(PerfforgeError, match="memory_format"):
         _step("tf32", "ncwh")
+
+
+def test_core_suite_predicts_a_second_boards_nchw_runs_as_nchw():
+    """The layout run on another H100 (2026-11-27) is out of sample: its NCHW rows are predicted in NCHW, and the
+    predicted NCHW/NHWC ratio matches the ratio measured there (the fit saw only the 2026-11-26 board)."""
+    from perfforge.evaluation.harness import _run, plan
+    from perfforge.evaluation.suite import load_suite
+
+    tasks = [t for t in plan(load_suite("core"), ROOT) if "h100-resnet-layouts-20261127" in t.row.source
+             and t.row.variant == "zoo"]
+    assert len(tasks) == 8
+    rows = [_run(t) for t in tasks]
+    by = {(r.dtype, r.extra.get("memory_format", "nhwc")): r for r in rows}
+    assert sum(fmt == "nchw" for _, fmt in by) == 4
+    for dtype in ("tf32", "fp16", "bf16"):
+        measured = by[dtype, "nchw"].measured_s / by[dtype, "nhwc"].measured_s
+        predicted = by[dtype, "nchw"].predicted_s / by[dtype, "nhwc"].predicted_s
+        assert measured > 1.3 and predicted == pytest.approx(measured, rel=0.03)

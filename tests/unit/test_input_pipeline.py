@@ -165,9 +165,10 @@ def test_harness_predicts_loader_fed_steps_with_the_hosts_own_rate() -> None:
     suite = load_suite("seed")
     tasks = [t for t in plan(suite, ROOT) if t.row.extra.get("loader_workers") and t.row.engine == "analytical"
              and t.row.backend == "analytical"]
-    assert len(tasks) == 15
+    assert len(tasks) == 20   # 5 loader-fed cases on each of four hosts
     rates = {run: fit_per_worker_rate(_records(run)) for run in
-             ("h200-input-20261126-run1", "h200-input-20261126-run2", "h100-input-20261126-run1")}
+             ("h200-input-20261126-run1", "h200-input-20261126-run2", "h100-input-20261126-run1",
+              "h100-input-20261127-run1")}
     for t in tasks:
         run = next(r for r in rates if r in t.row.source)
         assert t.row.extra["loader_rate"] == pytest.approx(rates[run])

@@ -382,13 +382,16 @@ def _measured_tasks(suite: Suite, records: list[dict[str, Any]], source: str, *,
                       p["batch"], p.get("seq"), rec["latency_s"], engine, variant, backend=backend)
             # a loader-fed step is predicted with the input-pipeline bound for its worker count, at the
             # per-worker rate of the same host's CPU-only cases (never the loader-fed ones)
-            fed = {}
+            scenario: dict[str, Any] = {}
             if p.get("feed") == "jpeg_dataloader":
-                fed = {"loader_workers": p["workers"], "loader_rate": host_rate}
+                scenario = {"loader_workers": p["workers"], "loader_rate": host_rate}
                 row.extra.update(loader_workers=p["workers"], loader_rate=host_rate)
+            if p.get("channels_last") is False:   # the profiler's NCHW ResNet runs (`resnet_layouts`)
+                scenario["memory_format"] = "nchw"
+                row.extra["memory_format"] = "nchw"
             tasks.append(Task(row, {"optimizer": kw.get("optimizer", "adamw"), "head": p.get("head"),
                                     "exclude_optimizer": p.get("exclude_optimizer", False),
-                                    "source_model": p.get("neusight_model", p["model"]), "scenario": fed,
+                                    "source_model": p.get("neusight_model", p["model"]), "scenario": scenario,
                                     "attn_implementation": (rec.get("extra") or {}).get("attn_implementation"),
                                     "dropout": training_dropout(rec), "amp": p.get("amp"),
                                     "not_described": _not_described(p)}))
