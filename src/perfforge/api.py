@@ -74,12 +74,17 @@ def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: i
                      dropout=dropout, amp=amp, head=head, fuse_bn_act=fuse_bn_act)
 
 
+def scenario_workload(scenario: Scenario) -> Workload:
+    """The workload a scenario describes (model, mode, shapes, precision, head, dropout, fused kernels): the one
+    every engine and adapter prices for it."""
+    return resolve_workload(scenario.model, mode=scenario.mode, batch=scenario.batch, seq=scenario.seq,
+                            dtype=scenario.dtype, attention_impl=scenario.attention_impl, dropout=scenario.dropout,
+                            amp=scenario.amp, head=scenario.head, fuse_bn_act=scenario.fuse_bn_act)
+
+
 def run_scenario(scenario: Scenario, workload: Workload | None = None) -> Result:
     if workload is None:
-        workload = resolve_workload(scenario.model, mode=scenario.mode, batch=scenario.batch, seq=scenario.seq,
-                                    dtype=scenario.dtype, attention_impl=scenario.attention_impl,
-                                    dropout=scenario.dropout, amp=scenario.amp, head=scenario.head,
-                                    fuse_bn_act=scenario.fuse_bn_act)
+        workload = scenario_workload(scenario)
     device = get_device(scenario.hardware)
     system = System(device=device, num_devices=scenario.gpus)
     engine = ENGINES.get(scenario.engine)()

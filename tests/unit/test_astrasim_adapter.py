@@ -80,3 +80,38 @@ def test_run_parses_a_binary_report(tmp_path, monkeypatch):
 def test_export_rejects_what_it_cannot_express(tmp_path):
     with pytest.raises(ConfigError, match="data-parallel"):
         export(_scenario(model="gpt3-1.3b", tp=2, gpus=16, seq=512), tmp_path)
+
+
+def _compute_micros(folder):
+    _, nodes = read_et((folder / "workload.0.et").read_bytes())
+    return [n.duration_micros for n in nodes if n.type == COMP_NODE]
+
+
+def test_export_prices_the_scenarios_own_workload(tmp_path):
+    """Fused BN+ReLU kernels, dropout and AMP are part of the scenario: the exported traces carry the same step as
+    perfforge's distributed engine, not a plain model of the same name."""
+    from perfforge.api import run_scenario
+
+    sc = _scenario(gpus=8, batch=64, dtype="fp16", amp=True, fuse_bn_act=True)
+    export(sc, tmp_path / "fused")
+    export(_scenario(gpus=8, batch=64, dtype="fp16", amp=True), tmp_path / "plain")
+    fused, plain = _compute_micros(tmp_path / "fused"), _compute_micros(tmp_path / "plain")
+    assert len(fused) < len(plain)                       # fewer kernels once BN and ReLU are one
+    one = run_scenario(sc.model_copy(update={"gpus": 1, "engine": "analytical"}))
+    compute_s = sum(r.time_s for r in one.breakdown if r.stream == "compute")
+    assert sum(fused) * 1e-6 == pytest.approx(compute_s, rel=0.01)
+
+
+def test_export_all_reduces_gradients_at_the_engines_width(tmp_path):
+    # fp64 training reduces fp64 gradients (8 bytes), as perfforge's data-parallel step does
+    export(_scenario(gpus=2, dtype="fp64"), tmp_path)
+    _, nodes = read_et((tmp_path / "workload.0.et").read_bytes())
+    assert sum(n.attrs["comm_size"] for n in nodes if n.type == COMM_COLL_NODE) == 25_557_032 * 8
+
+
+def test_export_uses_the_engines_job_topology(tmp_path):
+    # one L4 trains alone (no server preset); a node of other GPUs is refused as the engine refuses it
+    manifest = export(_scenario(hardware="l4", gpus=1), tmp_path / "l4")
+    assert manifest["npus"] == 1
+    with pytest.raises(ConfigError, match="holds .* GPUs, not l4"):
+        export(_scenario(hardware="l4", gpus=8, node="dgx-a100"), tmp_path / "bad")

@@ -20,15 +20,15 @@ from typing import Any
 from perfforge.adapters.chakra import COMM_COLL_NODE, COMM_TYPES, COMP_NODE, EtNode, write_et
 from perfforge.core.errors import ConfigError
 from perfforge.distributed.data_parallel import bucket_plan, gradient_producers
-from perfforge.distributed.topology import cluster_topology, default_node
+from perfforge.distributed.topology import Topology, job_topology
 from perfforge.scenario import Scenario
+from perfforge.workload.optimizer import state_bytes
 
 ENV_BINARY = "ASTRA_SIM_BIN"
 GIB = 2**30
 
 
-def _network_yaml(scenario: Scenario, device_id: str) -> tuple[str, int]:
-    topo = cluster_topology(scenario.node or default_node(device_id), scenario.gpus)
+def _network_yaml(topo: Topology) -> tuple[str, int]:
     names = {"switch": "Switch", "ring": "Ring", "fully_connected": "FullyConnected"}
     dims = topo.dims
     lines = [
@@ -42,14 +42,15 @@ def _network_yaml(scenario: Scenario, device_id: str) -> tuple[str, int]:
 
 def export(scenario: Scenario, out_dir: str | Path) -> dict[str, Any]:
     """Write ASTRA-sim inputs for a data-parallel training scenario; returns the manifest."""
-    from perfforge.api import resolve_workload, run_scenario
+    from perfforge.api import run_scenario, scenario_workload
 
     if scenario.mode != "train":
         raise ConfigError("ASTRA-sim export covers training scenarios (mode=train)")
     if scenario.tp > 1 or scenario.pp > 1 or scenario.zero > 0:
         raise ConfigError("ASTRA-sim export covers data-parallel scenarios for now (tp = pp = 1, zero = 0)")
-    workload = resolve_workload(scenario.model, mode="train", batch=scenario.batch, seq=scenario.seq,
-                                dtype=scenario.dtype, attention_impl=scenario.attention_impl)
+    # the same workload, fabric and gradient width as perfforge's own data-parallel step
+    workload = scenario_workload(scenario)
+    _, topo = job_topology(scenario.hardware, scenario.node, scenario.gpus)
     single = run_scenario(scenario.model_copy(update={"gpus": 1, "engine": "analytical"}), workload)
     records = [r for r in single.breakdown if r.stream == "compute" and r.phase != "optimizer"]
     optimizer = [r for r in single.breakdown if r.phase == "optimizer"]
@@ -63,8 +64,9 @@ def export(scenario: Scenario, out_dir: str | Path) -> dict[str, Any]:
         rec_node[i] = node.id
         prev = node.id
     comm_ids = []
-    dims = len(cluster_topology(scenario.node or default_node(scenario.hardware), scenario.gpus).dims)
-    for k, (index, size) in enumerate(bucket_plan(records, gradient_producers(workload), grad_bytes=4)):
+    dims = len(topo.dims)
+    grad_bytes = state_bytes(workload.param_dtype)
+    for k, (index, size) in enumerate(bucket_plan(records, gradient_producers(workload), grad_bytes=grad_bytes)):
         node = EtNode(len(nodes), f"allreduce.bucket{k}", COMM_COLL_NODE, data_deps=[rec_node[index]],
                       attrs={"is_cpu_op": False, "comm_type": COMM_TYPES["all_reduce"], "comm_size": int(size),
                              "involved_dim": [True] * dims})
@@ -77,7 +79,7 @@ def export(scenario: Scenario, out_dir: str | Path) -> dict[str, Any]:
         prev = node.id
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    net_text, npus = _network_yaml(scenario, scenario.hardware)
+    net_text, npus = _network_yaml(topo)
     for npu in range(npus):  # data parallelism: every NPU runs the same trace
         with open(out / f"workload.{npu}.et", "wb") as fh:
             write_et(fh, nodes)
