@@ -210,11 +210,37 @@ def load_records(root: str | Path, *, scale: float = 1.0, extra: Iterable[str | 
     if (root / "vidur").is_dir():
         records += read_mlp_profiles(root / "vidur", per_file=n(VIDUR_PER_FILE))
     paths = sorted((root / "measured").glob("*/measurements.jsonl.gz"))
+    measured: list[dict[str, Any]] = []
     for path in [*paths, *(p for p in extra_files if p.resolve() not in {q.resolve() for q in paths})]:
         recs = read_measurements(path)
         step = max(1, round(1 / scale)) if scale < 1 else 1
-        records += recs[::step]
-    return records
+        measured += recs[::step]
+    return records + median_over_runs(measured)
+
+
+def median_over_runs(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per kernel case and GPU model: the median latency of every run that measured it.
+
+    Why: the same case measured on several boards or machines of one GPU model is one fact about that GPU,
+    not several samples; and one run's outliers (a host too slow to keep a 10 us kernel's queue fed, a clock
+    transient) are outvoted once three runs agree. Records other than kernels pass through unchanged; the
+    kept record is the first run's, with ``latency_s`` replaced and ``extra["runs"]`` set to the run count."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    out: list[dict[str, Any]] = []
+    for rec in records:
+        if rec.get("kind") != "kernel" or not rec.get("key"):
+            out.append(rec)
+            continue
+        name = (rec.get("device") or {}).get("name", "")
+        groups.setdefault((name, rec["key"]), []).append(rec)
+    for recs in groups.values():
+        if len(recs) == 1:
+            out.append(recs[0])
+            continue
+        first = recs[0]
+        out.append({**first, "latency_s": float(np.median([r["latency_s"] for r in recs])),
+                    "extra": {**(first.get("extra") or {}), "runs": len(recs)}})
+    return out
 
 
 def describe(samples: dict[str, Samples]) -> dict[str, Any]:
