@@ -51,6 +51,29 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def measured_run(row: dict[str, Any]) -> str | None:
+    """The run folder a row's ground truth came from (``data/ground_truth/measured/<run>/...``), else None."""
+    source = Path(row.get("source", ""))
+    return source.parent.name if source.name.startswith("measurements.jsonl") else None
+
+
+def summarise_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Accuracy per measured run folder, kind, engine and variant: boards and hosts side by side (a run on a slow
+    host or an odd board stands out here where the per-hardware table averages it away)."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        run = measured_run(r)
+        if run is not None and r["predicted_s"] is not None:
+            groups[(run, r["kind"], r["hardware"], r["engine"], _variant(r))].append(r)
+    out = []
+    for key, members in sorted(groups.items()):
+        entry: dict[str, Any] = dict(zip(("run", "kind", "hardware", "engine", "variant"), key))
+        entry["cases"] = len(members)
+        entry.update(accuracy([r["predicted_s"] for r in members], [r["measured_s"] for r in members]).to_dict())
+        out.append(entry)
+    return out
+
+
 def _pct(x: Any) -> str:
     return "-" if x is None or x != x else f"{100 * x:.1f}%"
 
@@ -74,6 +97,15 @@ def markdown(result: dict[str, Any], summary: list[dict[str, Any]]) -> str:
                      f"{s['cases']} | {s['not_run']} | {_pct(s.get('mape'))} | {_pct(s.get('median_ape'))} | "
                      f"{_pct(s.get('p90_ape'))} | {_pct(s.get('max_ape'))} | {_pct(s.get('bias'))} | "
                      f"{_pct(s.get('within_10pct'))} | {_num(s.get('spearman'))} |")
+    runs = summarise_runs(result["rows"])
+    if len({r["run"] for r in runs}) > 1:
+        lines += ["", "## By measured run", "",
+                  "| run | kind | hardware | engine | variant | n | MAPE | median APE | bias | within 10% |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in runs:
+            lines.append(f"| {r['run']} | {r['kind']} | {r['hardware']} | {r['engine']} | {r['variant']} | "
+                         f"{r['cases']} | {_pct(r.get('mape'))} | {_pct(r.get('median_ape'))} | "
+                         f"{_pct(r.get('bias'))} | {_pct(r.get('within_10pct'))} |")
     not_run = [s for s in summary if s.get("not_run_reasons")]
     if not_run:
         lines += ["", "## Not run", ""]
