@@ -31,3 +31,25 @@ def test_gpu_models_and_non_kernel_records_stay_apart():
     out = median_over_runs(recs)
     assert sorted(r["latency_s"] for r in out if r["kind"] == "kernel") == [10e-6, 40e-6]
     assert len([r for r in out if r["kind"] == "model"]) == 2   # whole-model records are not merged
+
+
+def test_a_users_own_runs_are_not_outvoted_by_the_repositorys(tmp_path):
+    """`learn train --measured RUN` on a GPU the repository also measured: the user's record of a case is kept
+    next to the repository's median, not merged into it."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    from perfforge.engines.learned.dataset import load_records
+
+    root = Path(__file__).resolve().parents[2] / "data/ground_truth"
+    key = "kernel/matmul/fp16/k=4096,m=4096,n=4096"
+    committed = [json.loads(line) for line in
+                 gzip.open(root / "measured/h100-sxm-20261126-run1/measurements.jsonl.gz", "rt")]
+    mine = {**next(r for r in committed if r["key"] == key), "latency_s": 1.0, "run_id": "mine"}
+    (tmp_path / "measurements.jsonl").write_text(json.dumps(mine) + "\n")
+    recs = [r for r in load_records(root, scale=1.0, extra=[tmp_path]) if r.get("key") == key]
+    h100 = [r for r in recs if r["device"]["name"] == mine["device"]["name"]]
+    assert sorted(r.get("run_id") == "mine" for r in h100) == [False, True]   # the repository's median, and mine
+    assert next(r for r in recs if r.get("run_id") == "mine")["latency_s"] == 1.0
+    assert next(r for r in h100 if r.get("run_id") != "mine")["extra"]["runs"] == 3

@@ -210,12 +210,13 @@ def load_records(root: str | Path, *, scale: float = 1.0, extra: Iterable[str | 
     if (root / "vidur").is_dir():
         records += read_mlp_profiles(root / "vidur", per_file=n(VIDUR_PER_FILE))
     paths = sorted((root / "measured").glob("*/measurements.jsonl.gz"))
-    measured: list[dict[str, Any]] = []
-    for path in [*paths, *(p for p in extra_files if p.resolve() not in {q.resolve() for q in paths})]:
-        recs = read_measurements(path)
-        step = max(1, round(1 / scale)) if scale < 1 else 1
-        measured += recs[::step]
-    return records + median_over_runs(measured)
+    step = max(1, round(1 / scale)) if scale < 1 else 1
+    committed = [rec for path in paths for rec in read_measurements(path)[::step]]
+    # a user's own runs are merged among themselves only: the repository's runs of the same GPU model must not
+    # outvote the board the user measured
+    own = [rec for path in extra_files if path.resolve() not in {q.resolve() for q in paths}
+           for rec in read_measurements(path)[::step]]
+    return records + median_over_runs(committed) + median_over_runs(own)
 
 
 def median_over_runs(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
