@@ -115,3 +115,42 @@ def test_export_uses_the_engines_job_topology(tmp_path):
     assert manifest["npus"] == 1
     with pytest.raises(ConfigError, match="holds .* GPUs, not l4"):
         export(_scenario(hardware="l4", gpus=8, node="dgx-a100"), tmp_path / "bad")
+
+
+def test_export_zero_reduce_scatters_updates_a_shard_and_gathers_parameters(tmp_path):
+    """ZeRO-1/2, as perfforge's own data-parallel step runs it: the same buckets reduce-scattered instead of
+    all-reduced, the optimizer on 1/n of the parameters, then one all-gather of the updated parameters."""
+    from perfforge.api import run_scenario
+
+    sc = _scenario(gpus=16, zero=2, optimizer="adamw")
+    export(sc, tmp_path)
+    _, nodes = read_et((tmp_path / "workload.0.et").read_bytes())
+    comm = [n for n in nodes if n.type == COMM_COLL_NODE]
+    scatter = [n for n in comm if n.attrs["comm_type"] == COMM_TYPES["reduce_scatter"]]
+    gather = [n for n in comm if n.attrs["comm_type"] == COMM_TYPES["all_gather"]]
+    assert len(scatter) + len(gather) == len(comm) and len(gather) == 1
+    assert sum(n.attrs["comm_size"] for n in scatter) == 25_557_032 * 4   # fp32 gradients, every byte once
+    assert gather[0].attrs["comm_size"] == 25_557_032 * 2                 # the fp16 (cast) parameters
+    update = next(n for n in nodes if n.name == "optimizer.shard")
+    assert gather[0].data_deps == [update.id] and set(update.data_deps) == {n.id for n in scatter}
+    engine = run_scenario(sc).breakdown
+    shard_s = sum(r.time_s for r in engine if r.phase == "optimizer")
+    assert update.duration_micros == max(1, round(shard_s * 1e6))
+    with pytest.raises(ConfigError, match="ZeRO-3"):
+        export(_scenario(gpus=16, zero=3), tmp_path / "z3")
+
+
+def test_cli_export_takes_zero_amp_and_a_scenario_yaml(tmp_path):
+    from perfforge.cli.main import main
+
+    assert main(["astra-sim", "export", "--out", str(tmp_path / "z"), "--model", "resnet50", "--hardware",
+                 "a100-sxm4-80gb", "--gpus", "8", "--batch", "64", "--zero", "1", "--amp", "--fuse-bn-act"]) == 0
+    manifest = json.loads((tmp_path / "z" / "manifest.json").read_text())
+    assert manifest["scenario"]["zero"] == 1 and manifest["scenario"]["amp"] and manifest["scenario"]["fuse_bn_act"]
+    _, nodes = read_et((tmp_path / "z" / "workload.0.et").read_bytes())
+    assert any(n.name == "allgather.parameters" for n in nodes)
+    (tmp_path / "job.yaml").write_text("model: resnet50\nhardware: a100-sxm4-80gb\ngpus: 16\nbatch: 32\n"
+                                       "optimizer: sgd_momentum\n")
+    assert main(["astra-sim", "export", "--out", str(tmp_path / "y"), "--model", str(tmp_path / "job.yaml")]) == 0
+    assert json.loads((tmp_path / "y" / "manifest.json").read_text())["npus"] == 16
+    assert main(["astra-sim", "export", "--out", str(tmp_path / "x"), "--model", "resnet50"]) == 2   # no hardware

@@ -41,13 +41,20 @@ def _network_yaml(topo: Topology) -> tuple[str, int]:
 
 
 def export(scenario: Scenario, out_dir: str | Path) -> dict[str, Any]:
-    """Write ASTRA-sim inputs for a data-parallel training scenario; returns the manifest."""
+    """Write ASTRA-sim inputs for a data-parallel training scenario (DDP, or ZeRO-1/2: gradient buckets
+    reduce-scattered, the optimizer on this rank's shard, the updated parameters all-gathered); returns the
+    manifest."""
     from perfforge.api import run_scenario, scenario_workload
+    from perfforge.distributed.engine import shard_update_s
+    from perfforge.system.catalog import get_device
+    from perfforge.system.system import System
 
     if scenario.mode != "train":
         raise ConfigError("ASTRA-sim export covers training scenarios (mode=train)")
-    if scenario.tp > 1 or scenario.pp > 1 or scenario.zero > 0:
-        raise ConfigError("ASTRA-sim export covers data-parallel scenarios for now (tp = pp = 1, zero = 0)")
+    if scenario.tp > 1 or scenario.pp > 1 or scenario.zero > 2:
+        raise ConfigError("ASTRA-sim export covers data-parallel scenarios, with ZeRO 0-2, for now (tp = pp = 1; "
+                          "ZeRO-3's per-layer gathers are not exported)")
+    zero = scenario.zero if scenario.gpus > 1 else 0
     # the same workload, fabric and gradient width as perfforge's own data-parallel step
     workload = scenario_workload(scenario)
     _, topo = job_topology(scenario.hardware, scenario.node, scenario.gpus)
@@ -66,17 +73,29 @@ def export(scenario: Scenario, out_dir: str | Path) -> dict[str, Any]:
     comm_ids = []
     dims = len(topo.dims)
     grad_bytes = state_bytes(workload.param_dtype)
+    reduce = "reduce_scatter" if zero else "all_reduce"
     for k, (index, size) in enumerate(bucket_plan(records, gradient_producers(workload), grad_bytes=grad_bytes)):
-        node = EtNode(len(nodes), f"allreduce.bucket{k}", COMM_COLL_NODE, data_deps=[rec_node[index]],
-                      attrs={"is_cpu_op": False, "comm_type": COMM_TYPES["all_reduce"], "comm_size": int(size),
+        node = EtNode(len(nodes), f"{reduce.replace('_', '')}.bucket{k}", COMM_COLL_NODE, data_deps=[rec_node[index]],
+                      attrs={"is_cpu_op": False, "comm_type": COMM_TYPES[reduce], "comm_size": int(size),
                              "involved_dim": [True] * dims})
         nodes.append(node)
         comm_ids.append(node.id)
-    for rec in optimizer:
-        node = EtNode(len(nodes), rec.name, COMP_NODE, duration_micros=max(1, round(rec.time_s * 1e6)),
-                      ctrl_deps=[prev] if prev is not None else [], data_deps=comm_ids, attrs={"is_cpu_op": False})
+    updates = [(r.name, r.time_s) for r in optimizer]
+    if zero and updates:   # this rank updates its shard, as perfforge's own ZeRO step does
+        system = System(device=get_device(scenario.hardware), num_devices=scenario.gpus)
+        updates = [("optimizer.shard", shard_update_s(workload, system, scenario))]
+    for name, seconds in updates:
+        node = EtNode(len(nodes), name, COMP_NODE, duration_micros=max(1, round(seconds * 1e6)),
+                      ctrl_deps=[prev] if prev is not None else [], data_deps=list(comm_ids), attrs={"is_cpu_op": False})
         nodes.append(node)
         prev = node.id
+    if zero:
+        node = EtNode(len(nodes), "allgather.parameters", COMM_COLL_NODE, data_deps=[prev] if prev is not None else [],
+                      attrs={"is_cpu_op": False, "comm_type": COMM_TYPES["all_gather"],
+                             "comm_size": int(workload.params * workload.param_dtype.bytes),
+                             "involved_dim": [True] * dims})
+        nodes.append(node)
+        comm_ids.append(node.id)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     net_text, npus = _network_yaml(topo)

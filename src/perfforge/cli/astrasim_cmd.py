@@ -56,24 +56,41 @@ def simulate(
 @astra.command("export")
 def export_cmd(
     out: Path = typer.Option(..., "--out", help="folder for the ASTRA-sim inputs"),
-    model: str = typer.Option(..., "--model", "-m"),
-    hardware: str = typer.Option(..., "--hardware", "-H"),
-    gpus: int = typer.Option(8, "--gpus"),
-    batch: int = typer.Option(1, "--batch", help="per GPU"),
+    model: str = typer.Option(..., "--model", "-m", help="zoo id, HF config.json, or scenario YAML"),
+    hardware: Optional[str] = typer.Option(None, "--hardware", "-H"),
+    gpus: Optional[int] = typer.Option(None, "--gpus", help="data-parallel devices (default 8)"),
+    batch: Optional[int] = typer.Option(None, "--batch", help="per GPU"),
     seq: Optional[int] = typer.Option(None, "--seq"),
-    dtype: str = typer.Option("fp16", "--dtype"),
-    optimizer: str = typer.Option("adamw", "--optimizer"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 | tf32 | fp16 | bf16 | fp64"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer"),
     node: Optional[str] = typer.Option(None, "--node"),
+    zero: Optional[int] = typer.Option(None, "--zero", help="ZeRO stage 0-2 (gradients reduce-scattered)"),
+    algorithm: Optional[str] = typer.Option(None, "--algorithm", help="ring | direct (ASTRA-sim's implementations)"),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="mixed precision as torch.autocast runs it"),
+    fuse_bn_act: Optional[bool] = typer.Option(None, "--fuse-bn-act/--no-fuse-bn-act",
+                                               help="CNNs: batch norm fused with its ReLU (and residual add)"),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="training dropout probability"),
+    calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
 ) -> None:
-    """Write a data-parallel training scenario as ASTRA-sim inputs (Chakra traces, network, system, memory)."""
+    """Write a data-parallel training scenario (DDP or ZeRO-1/2) as ASTRA-sim inputs (Chakra traces, network,
+    system, memory): the same workload, fabric and per-op times perfforge's own distributed engine uses."""
     from perfforge.adapters.astrasim import export
-    from perfforge.scenario import make_scenario
+    from perfforge.scenario import load_scenario, make_scenario
 
-    scenario = make_scenario(model=model, hardware=hardware, mode="train", gpus=gpus, batch=batch, seq=seq,
-                             dtype=dtype, optimizer=optimizer, node=node, engine="distributed")
+    given = {"hardware": hardware, "gpus": gpus, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
+             "node": node, "zero": zero, "collective_algorithm": algorithm, "amp": amp, "fuse_bn_act": fuse_bn_act,
+             "dropout": dropout, "calibration": calibration}
+    given = {k: v for k, v in given.items() if v is not None}
+    if model.endswith((".yaml", ".yml")):
+        base = {**load_scenario(model).model_dump(), **given}
+    else:
+        if "hardware" not in given:
+            raise ConfigError("--hardware is required (see `perfforge hardware` for ids)")
+        base = {"model": model, "gpus": 8, **given}
+    scenario = make_scenario(**{**base, "mode": "train", "engine": "distributed"})
     manifest = export(scenario, out)
     console.print(f"wrote {manifest['npus']} Chakra traces of {manifest['nodes_per_trace']} nodes "
-                  f"({manifest['collectives']} all-reduces) and configs to {out}")
+                  f"({manifest['collectives']} collectives) and configs to {out}")
 
 
 @astra.command("run")

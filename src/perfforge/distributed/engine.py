@@ -22,6 +22,13 @@ BACKEND_KEYS = ("backend", "learned_model", "learned_ops", "fallback_ops", "fall
                 "kernel_time_high_s")
 
 
+
+def shard_update_s(workload: Workload, system: System, scenario: Scenario) -> float:
+    """ZeRO: the time of this rank's optimizer update of its 1/gpus of the parameters."""
+    update = optimizer_op(get_optimizer(scenario.optimizer), -(-workload.params // scenario.gpus),
+                          workload.param_dtype)
+    return op_time(update, system.device, AnalyticalEngine().calibration_for(system, scenario)).time_s
+
 @ENGINES.register("distributed")
 class DistributedEngine:
     """Multi-GPU training over a node x network topology.
@@ -57,10 +64,7 @@ class DistributedEngine:
         records = [r for r in one.breakdown if r.stream == "compute"]
         grad_bytes = state_bytes(workload.param_dtype)   # fp32 (AMP, or cast with fp32 master weights); fp64 stays fp64
         n, zero = scenario.gpus, scenario.zero if scenario.gpus > 1 else 0
-        optimizer_s = None
-        if zero:   # ZeRO: this rank updates its 1/n of the parameters
-            update = optimizer_op(get_optimizer(scenario.optimizer), -(-workload.params // n), workload.param_dtype)
-            optimizer_s = op_time(update, system.device, cal).time_s
+        optimizer_s = shard_update_s(workload, system, scenario) if zero else None
         algorithms = {d.name: scenario.collective_algorithm for d in topology.dims}
         param_bytes = workload.param_dtype.bytes
         layer_params: dict[str, int] = {}
