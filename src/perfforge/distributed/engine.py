@@ -22,12 +22,12 @@ BACKEND_KEYS = ("backend", "learned_model", "learned_ops", "fallback_ops", "fall
                 "kernel_time_high_s")
 
 
-
 def shard_update_s(workload: Workload, system: System, scenario: Scenario) -> float:
     """ZeRO: the time of this rank's optimizer update of its 1/gpus of the parameters."""
     update = optimizer_op(get_optimizer(scenario.optimizer), -(-workload.params // scenario.gpus),
                           workload.param_dtype)
     return op_time(update, system.device, AnalyticalEngine().calibration_for(system, scenario)).time_s
+
 
 @ENGINES.register("distributed")
 class DistributedEngine:

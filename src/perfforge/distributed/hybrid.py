@@ -248,8 +248,9 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
     # what the GPUs execute: recomputation replays each forward once more (not useful work: MFU leaves it out)
     executed_flops = model_flops + (one.forward_flops * batch * par.dp if par.recompute else 0.0)
     compute = m * layers_per_stage * (lf + lb) + m * (ef + eb)
+    pp_comm = 2 * m * p2p * (v if par.schedule == "interleaved" else 1)   # one send per chunk and microbatch
     return HybridStep(
-        step_time_s=step, compute_s=compute, tp_comm_s=m * layers_per_stage * (tp_f + tp_b), pp_comm_s=2 * m * p2p * (v if par.schedule == "interleaved" else 1),
+        step_time_s=step, compute_s=compute, tp_comm_s=m * layers_per_stage * (tp_f + tp_b), pp_comm_s=pp_comm,
         bubble_s=bubble, dp_comm_s=dp_comm, exposed_dp_s=exposed_dp, optimizer_s=opt_s,
         memory={"weights": weights, "gradients": grads, "optimizer_states": opt_states, "activations": activations},
         model_flops=model_flops, executed_flops=executed_flops,
