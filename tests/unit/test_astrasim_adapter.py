@@ -136,8 +136,32 @@ def test_export_zero_reduce_scatters_updates_a_shard_and_gathers_parameters(tmp_
     engine = run_scenario(sc).breakdown
     shard_s = sum(r.time_s for r in engine if r.phase == "optimizer")
     assert update.duration_micros == max(1, round(shard_s * 1e6))
-    with pytest.raises(ConfigError, match="ZeRO-3"):
-        export(_scenario(gpus=16, zero=3), tmp_path / "z3")
+
+
+def test_export_zero3_gathers_each_layer_before_each_pass(tmp_path):
+    """ZeRO-3 / FSDP: the same per-layer all-gathers as perfforge's own step, each one ahead of its layer's first
+    kernel and issued once the previous layer has started (one layer of prefetch); no final parameter gather."""
+    from perfforge.api import run_scenario
+
+    sc = _scenario(gpus=16, zero=3, optimizer="adamw")
+    export(sc, tmp_path)
+    _, nodes = read_et((tmp_path / "workload.0.et").read_bytes())
+    by_id = {n.id: n for n in nodes}
+    gathers = [n for n in nodes if n.type == COMM_COLL_NODE and n.attrs["comm_type"] == COMM_TYPES["all_gather"]]
+    engine = [r for r in run_scenario(sc).breakdown if r.kind == "all_gather"]
+    assert [g.name for g in gathers] == [r.name for r in engine]
+    assert sum(g.attrs["comm_size"] for g in gathers) == pytest.approx(sum(r.bytes for r in engine))
+    assert not any(g.name == "allgather.parameters" for g in gathers)
+    kernels = [n for n in nodes if n.type == COMP_NODE and not n.name.startswith("optimizer")]
+    waiting = {d: n for n in kernels for d in n.data_deps if by_id[d] in gathers}
+    assert set(waiting) == {g.id for g in gathers}            # every gather has one kernel waiting for it
+    order = {n.id: k for k, n in enumerate(kernels)}   # position in the compute stream
+    assert gathers[0].data_deps == [] and gathers[1].data_deps == []   # both ready at the start
+    for earlier, later in zip(gathers[1:], gathers[2:]):
+        # issued once the previous layer has started, i.e. when the kernel before that layer is done: not before
+        # the kernel before the earlier gather's layer, and before the kernel before its own layer
+        (issue,) = later.data_deps
+        assert order[waiting[earlier.id].id] - 1 <= order[issue] < order[waiting[later.id].id] - 1
 
 
 def test_cli_export_takes_zero_amp_and_a_scenario_yaml(tmp_path):

@@ -19,7 +19,7 @@ from typing import Any
 
 from perfforge.adapters.chakra import COMM_COLL_NODE, COMM_TYPES, COMP_NODE, EtNode, write_et
 from perfforge.core.errors import ConfigError
-from perfforge.distributed.data_parallel import bucket_plan, gradient_producers
+from perfforge.distributed.data_parallel import bucket_plan, gradient_producers, layer_params, zero3_segment
 from perfforge.distributed.topology import Topology, job_topology
 from perfforge.scenario import Scenario
 from perfforge.workload.optimizer import state_bytes
@@ -41,9 +41,10 @@ def _network_yaml(topo: Topology) -> tuple[str, int]:
 
 
 def export(scenario: Scenario, out_dir: str | Path) -> dict[str, Any]:
-    """Write ASTRA-sim inputs for a data-parallel training scenario (DDP, or ZeRO-1/2: gradient buckets
-    reduce-scattered, the optimizer on this rank's shard, the updated parameters all-gathered); returns the
-    manifest."""
+    """Write ASTRA-sim inputs for a data-parallel training scenario; returns the manifest. DDP all-reduces the
+    gradient buckets; ZeRO-1/2 reduce-scatters them, updates this rank's shard and all-gathers the updated
+    parameters; ZeRO-3 (FSDP) all-gathers each layer's parameters before its forward and its backward, a gather
+    issued once the previous layer has started (one layer of prefetch), as perfforge's own step does."""
     from perfforge.api import run_scenario, scenario_workload
     from perfforge.distributed.engine import shard_update_s
     from perfforge.system.catalog import get_device
@@ -51,9 +52,8 @@ def export(scenario: Scenario, out_dir: str | Path) -> dict[str, Any]:
 
     if scenario.mode != "train":
         raise ConfigError("ASTRA-sim export covers training scenarios (mode=train)")
-    if scenario.tp > 1 or scenario.pp > 1 or scenario.zero > 2:
-        raise ConfigError("ASTRA-sim export covers data-parallel scenarios, with ZeRO 0-2, for now (tp = pp = 1; "
-                          "ZeRO-3's per-layer gathers are not exported)")
+    if scenario.tp > 1 or scenario.pp > 1:
+        raise ConfigError("ASTRA-sim export covers data-parallel scenarios (with ZeRO 0-3) for now: tp = pp = 1")
     zero = scenario.zero if scenario.gpus > 1 else 0
     # the same workload, fabric and gradient width as perfforge's own data-parallel step
     workload = scenario_workload(scenario)
@@ -64,14 +64,30 @@ def export(scenario: Scenario, out_dir: str | Path) -> dict[str, Any]:
     nodes: list[EtNode] = []
     prev: int | None = None
     rec_node: dict[int, int] = {}
+    comm_ids: list[int] = []
+    dims = len(topo.dims)
+    per_layer = layer_params(workload) if zero == 3 else {}
+    segment, segment_start, gathered = None, None, set()
     for i, rec in enumerate(records):
+        waits: list[int] = []
+        if zero == 3 and zero3_segment(rec) != segment:
+            segment = zero3_segment(rec)
+            if per_layer.get(rec.layer) and segment not in gathered:
+                gathered.add(segment)
+                gather = EtNode(len(nodes), f"allgather.{segment[0]}.{rec.layer}", COMM_COLL_NODE,
+                                data_deps=[segment_start] if segment_start is not None else [],
+                                attrs={"is_cpu_op": False, "comm_type": COMM_TYPES["all_gather"],
+                                       "comm_size": int(per_layer[rec.layer] * workload.param_dtype.bytes),
+                                       "involved_dim": [True] * dims})
+                nodes.append(gather)
+                comm_ids.append(gather.id)
+                waits = [gather.id]
+            segment_start = prev   # this segment starts when that node is done (a data dependency waits for it)
         node = EtNode(len(nodes), rec.name, COMP_NODE, duration_micros=max(1, round(rec.time_s * 1e6)),
-                      ctrl_deps=[prev] if prev is not None else [], attrs={"is_cpu_op": False})
+                      ctrl_deps=[prev] if prev is not None else [], data_deps=waits, attrs={"is_cpu_op": False})
         nodes.append(node)
         rec_node[i] = node.id
         prev = node.id
-    comm_ids = []
-    dims = len(topo.dims)
     grad_bytes = state_bytes(workload.param_dtype)
     reduce = "reduce_scatter" if zero else "all_reduce"
     for k, (index, size) in enumerate(bucket_plan(records, gradient_producers(workload), grad_bytes=grad_bytes)):
@@ -89,7 +105,7 @@ def export(scenario: Scenario, out_dir: str | Path) -> dict[str, Any]:
                       ctrl_deps=[prev] if prev is not None else [], data_deps=list(comm_ids), attrs={"is_cpu_op": False})
         nodes.append(node)
         prev = node.id
-    if zero:
+    if zero in (1, 2):
         node = EtNode(len(nodes), "allgather.parameters", COMM_COLL_NODE, data_deps=[prev] if prev is not None else [],
                       attrs={"is_cpu_op": False, "comm_type": COMM_TYPES["all_gather"],
                              "comm_size": int(workload.params * workload.param_dtype.bytes),

@@ -64,7 +64,7 @@ def export_cmd(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 | tf32 | fp16 | bf16 | fp64"),
     optimizer: Optional[str] = typer.Option(None, "--optimizer"),
     node: Optional[str] = typer.Option(None, "--node"),
-    zero: Optional[int] = typer.Option(None, "--zero", help="ZeRO stage 0-2 (gradients reduce-scattered)"),
+    zero: Optional[int] = typer.Option(None, "--zero", help="ZeRO stage 0-3 (3 = FSDP)"),
     algorithm: Optional[str] = typer.Option(None, "--algorithm", help="ring | direct (ASTRA-sim's implementations)"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="mixed precision as torch.autocast runs it"),
     fuse_bn_act: Optional[bool] = typer.Option(None, "--fuse-bn-act/--no-fuse-bn-act",
@@ -72,7 +72,7 @@ def export_cmd(
     dropout: Optional[float] = typer.Option(None, "--dropout", help="training dropout probability"),
     calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
 ) -> None:
-    """Write a data-parallel training scenario (DDP or ZeRO-1/2) as ASTRA-sim inputs (Chakra traces, network,
+    """Write a data-parallel training scenario (DDP or ZeRO 1-3) as ASTRA-sim inputs (Chakra traces, network,
     system, memory): the same workload, fabric and per-op times perfforge's own distributed engine uses."""
     from perfforge.adapters.astrasim import export
     from perfforge.scenario import load_scenario, make_scenario

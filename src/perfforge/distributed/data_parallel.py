@@ -54,6 +54,19 @@ def gradient_producers(workload: Workload) -> dict[str, int]:
     return out
 
 
+def layer_params(workload: Workload) -> dict[str, int]:
+    """Layer -> its parameter count (what ZeRO-3 all-gathers before the layer runs)."""
+    out: dict[str, int] = {}
+    for op in workload.ops:
+        out[op.layer] = out.get(op.layer, 0) + op.params
+    return out
+
+
+def zero3_segment(rec: OpRecord) -> tuple[str, str]:
+    """The (pass, layer) a record runs in: ZeRO-3 gathers a layer's parameters once per pass."""
+    return ("forward" if rec.phase in ("forward", "recompute") else "backward", rec.layer)
+
+
 def bucket_plan(records: list[OpRecord], producers: dict[str, int], grad_bytes: int) -> list[tuple[int, float]]:
     """DDP buckets as (index of the record that completes the bucket, bytes), in launch order."""
     plan: list[tuple[int, float]] = []
@@ -204,7 +217,7 @@ def simulate_zero3_step(records: list[OpRecord], producers: dict[str, int], laye
         return end
 
     for i, rec in enumerate(body):
-        key = ("forward" if rec.phase in ("forward", "recompute") else "backward", rec.layer)
+        key = zero3_segment(rec)
         if key != current:
             if topology.npus > 1 and layer_params.get(rec.layer) and key not in gathered:
                 gathered.add(key)

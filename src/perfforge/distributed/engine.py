@@ -6,7 +6,12 @@ from typing import ClassVar
 
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
-from perfforge.distributed.data_parallel import gradient_producers, simulate_dp_step, simulate_zero3_step
+from perfforge.distributed.data_parallel import (
+    gradient_producers,
+    layer_params,
+    simulate_dp_step,
+    simulate_zero3_step,
+)
 from perfforge.distributed.topology import default_node, job_topology
 from perfforge.engines.analytical.engine import AnalyticalEngine
 from perfforge.engines.analytical.roofline import op_time
@@ -67,12 +72,10 @@ class DistributedEngine:
         optimizer_s = shard_update_s(workload, system, scenario) if zero else None
         algorithms = {d.name: scenario.collective_algorithm for d in topology.dims}
         param_bytes = workload.param_dtype.bytes
-        layer_params: dict[str, int] = {}
-        for op in workload.ops:
-            layer_params[op.layer] = layer_params.get(op.layer, 0) + op.params
+        per_layer = layer_params(workload)
         if zero == 3:
             timeline = simulate_zero3_step(
-                records, gradient_producers(workload), layer_params, grad_bytes=grad_bytes, gather_bytes=param_bytes,
+                records, gradient_producers(workload), per_layer, grad_bytes=grad_bytes, gather_bytes=param_bytes,
                 topology=topology, algorithms=algorithms, efficiency=cal.collective_efficiency,
                 launch_s=cal.collective_launch_s, optimizer_s=optimizer_s)
         else:
@@ -86,7 +89,7 @@ class DistributedEngine:
         # DDP keeps a flat copy of every gradient in its buckets; ZeRO reduce-scatters from a fixed-size bucket.
         # ZeRO-3 holds 1/n of the weights plus the layers gathered at a time (the current one and the prefetched one)
         buckets = workload.params * grad_bytes if n > 1 and not zero else 0.0
-        weights = (mem.weights / n + 2 * max(layer_params.values(), default=0) * param_bytes if zero == 3
+        weights = (mem.weights / n + 2 * max(per_layer.values(), default=0) * param_bytes if zero == 3
                    else mem.weights)
         memory = MemoryFootprint(weights=weights, gradients=mem.gradients / (n if zero >= 2 else 1) + buckets,
                                  optimizer_states=mem.optimizer_states / (n if zero else 1), activations=mem.activations,
