@@ -38,6 +38,12 @@ def main() -> None:
     one_t = dict(gpus=512, tp=8, pp=64, batch=512, microbatches=512, seq=2048, dtype="fp16", recompute=True)
     t = median_ms(lambda: perfforge.train("megatron-gpt-1t", "a100-sxm4-80gb", **one_t), repeats=3)
     print(f"Megatron GPT 1T, TP 8 x PP 64, 512 microbatches (1F1B, 64 x 512 x 2 pipeline ops): {t:6.1f} ms CPU (median of 3)")
+    # the published 530B layout, interleaved with 3 chunks per stage: 35 x 280 x 3 x 2 pipeline ops simulated
+    mt_nlg = dict(gpus=280, tp=8, pp=35, batch=280, microbatches=280, seq=2048, dtype="fp16", recompute=True,
+                  schedule="interleaved", virtual_stages=3, node="dgx-a100")
+    t = median_ms(lambda: perfforge.train("megatron-gpt-530b", "a100-sxm4-80gb", **mt_nlg), repeats=3)
+    print(f"Megatron GPT 530B, TP 8 x PP 35, 280 microbatches, interleaved v = 3 (35 x 280 x 3 x 2 pipeline ops): "
+          f"{t:6.1f} ms CPU (median of 3)")
 
 
 if __name__ == "__main__":
