@@ -65,7 +65,7 @@ def export_cmd(
     optimizer: Optional[str] = typer.Option(None, "--optimizer"),
     node: Optional[str] = typer.Option(None, "--node"),
     zero: Optional[int] = typer.Option(None, "--zero", help="ZeRO stage 0-3 (3 = FSDP)"),
-    algorithm: Optional[str] = typer.Option(None, "--algorithm", help="ring | direct (ASTRA-sim's implementations)"),
+    algorithm: Optional[str] = typer.Option(None, "--algorithm", help="ring | direct (halving_doubling and double_binary_tree are exported as ring)"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="mixed precision as torch.autocast runs it"),
     fuse_bn_act: Optional[bool] = typer.Option(None, "--fuse-bn-act/--no-fuse-bn-act",
                                                help="CNNs: batch norm fused with its ReLU (and residual add)"),

@@ -1,4 +1,5 @@
-"""Pipeline schedules simulated stage by stage: GPipe and 1F1B, with per-stage forward/backward times.
+"""Pipeline schedules simulated stage by stage: GPipe, 1F1B and interleaved 1F1B, with per-stage (per-chunk)
+forward/backward times.
 
 Each stage runs its own order of microbatch forwards (F) and backwards (B):
 - GPipe: all forwards, then all backwards;
@@ -48,7 +49,7 @@ def stage_order(schedule: str, stage: int, stages: int, microbatches: int) -> li
             order += [("F", warm + i), ("B", i)]
         order += [("B", i) for i in range(m - warm, m)]
         return order
-    raise ConfigError(f"schedule '{schedule}' has no stage-by-stage simulation (simulated: gpipe, 1f1b)")
+    raise ConfigError(f"schedule '{schedule}' is not simulated here (gpipe, 1f1b; interleaved: simulate_interleaved)")
 
 
 def interleaved_order(stage: int, stages: int, microbatches: int, chunks: int) -> list[tuple[str, int, int]]:

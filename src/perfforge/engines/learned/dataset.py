@@ -214,8 +214,8 @@ def load_records(root: str | Path, *, scale: float = 1.0, extra: Iterable[str | 
     committed = [rec for path in paths for rec in read_measurements(path)[::step]]
     # a user's own runs are merged among themselves only: the repository's runs of the same GPU model must not
     # outvote the board the user measured
-    own = [rec for path in extra_files if path.resolve() not in {q.resolve() for q in paths}
-           for rec in read_measurements(path)[::step]]
+    repository = {q.resolve() for q in paths}
+    own = [rec for path in extra_files if path.resolve() not in repository for rec in read_measurements(path)[::step]]
     return records + median_over_runs(committed) + median_over_runs(own)
 
 
