@@ -21,6 +21,10 @@ def profile(
     repeats: Optional[int] = typer.Option(None, help="timed repeats per case"),
     op_breakdown: bool = typer.Option(False, "--op-breakdown", help="whole-model cases also record the GPU time of every "
                                       "ATen op of one profiled call (use a fresh --out: finished cases are not rerun)"),
+    launch_guard: bool = typer.Option(True, "--launch-guard/--no-launch-guard",
+                                      help="GPU kernel cases: a spin kernel holds the GPU while every timed repeat "
+                                      "is enqueued, so a kernel shorter than its host launch is not timed with "
+                                      "the launch gap (runs before 2026-11-27 were unguarded)"),
 ) -> None:
     """Measure operators and whole models; write ground-truth records (JSONL) under --out."""
     from perfforge.profiling.kernels import SUITES
@@ -40,4 +44,4 @@ def profile(
         raise ConfigError("perfforge profile needs PyTorch: pip install 'perfforge[torch]'") from None
 
     run_profile(suite, out, device=device, max_seconds=max_seconds, only=groups, repeats=repeats,
-                op_breakdown=op_breakdown)
+                op_breakdown=op_breakdown, launch_guard=launch_guard)

@@ -22,12 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="override timed repeats per case")
     ap.add_argument("--op-breakdown", action="store_true",
                     help="whole-model cases also record the time of every ATen op of one profiled call")
+    ap.add_argument("--no-launch-guard", action="store_true",
+                    help="time GPU kernel cases without the spin kernel that fills the launch queue first "
+                         "(the behaviour of runs before 2026-11-27; a kernel shorter than its host launch then "
+                         "reads as the launch gap)")
     args = ap.parse_args(argv)
     only = [g.strip() for g in args.only.split(",") if g.strip()] if args.only else None
     try:
         summary = run_profile(args.suite, args.out, device=args.device,
                               max_seconds=args.max_seconds, only=only, repeats=args.repeats,
-                              op_breakdown=args.op_breakdown)
+                              op_breakdown=args.op_breakdown, launch_guard=not args.no_launch_guard)
     except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

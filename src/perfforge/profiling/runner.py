@@ -168,10 +168,13 @@ def _printer() -> Callable[[str], None]:
 
 
 def measure_case(case: Case, dev: Any, base: Measurement, plan: TimingPlan,
-                 flush_bytes: int, op_breakdown: bool = False) -> Measurement:
+                 flush_bytes: int, op_breakdown: bool = False, launch_guard: bool = True) -> Measurement:
     """Run one case; any exception (OOM, missing library) becomes ``error`` on the record. With
     ``op_breakdown`` a whole-model case also records, from one more call under the PyTorch profiler, the time
-    of every ATen op (``extra.ops``, ``extra.kernel_sum_s``; ``perfforge.profiling.op_breakdown.op_table``)."""
+    of every ATen op (``extra.ops``, ``extra.kernel_sum_s``; ``perfforge.profiling.op_breakdown.op_table``).
+    ``launch_guard`` times kernel cases on a GPU behind a spin kernel (``time_callable``), so a kernel shorter
+    than its host launch is not timed with the launch gap; ``extra.launch_guard`` records the outcome. Whole-model
+    cases are never guarded: their host time is part of the step."""
     import torch
 
     cuda = dev.type == "cuda"
@@ -189,7 +192,10 @@ def measure_case(case: Case, dev: Any, base: Measurement, plan: TimingPlan,
         rec.extra.update(extra)
         res = time_callable(fn, device=dev, warmup=plan.warmup, repeats=plan.repeats,
                             l2_flush=rec.l2_flush, max_time_s=plan.max_time_s,
-                            min_repeats=plan.min_repeats, flush_bytes=flush_bytes)
+                            min_repeats=plan.min_repeats, flush_bytes=flush_bytes,
+                            launch_guard=launch_guard and case.kind == "kernel")
+        if res.guard != "off":
+            rec.extra["launch_guard"] = res.guard
         rec.latency_s, rec.latency_p10_s, rec.latency_p90_s = res.median_s, res.p10_s, res.p90_s
         rec.repeats, rec.warmup = res.repeats, res.warmup
         if res.median_s > 0:
@@ -227,8 +233,10 @@ def run_profile(suite: str = "standard", out_dir: str | os.PathLike[str] = ".",
                 device: str | None = None, max_seconds: float | None = None,
                 only: Iterable[str] | None = None, repeats: int | None = None,
                 cases: Sequence[Case] | None = None,
-                log: Callable[[str], None] | None = None, op_breakdown: bool = False) -> ProfileSummary:
-    """Measure ``suite`` (or the given ``cases``) on ``device`` into ``out_dir``."""
+                log: Callable[[str], None] | None = None, op_breakdown: bool = False,
+                launch_guard: bool = True) -> ProfileSummary:
+    """Measure ``suite`` (or the given ``cases``) on ``device`` into ``out_dir`` (``launch_guard``: see
+    ``measure_case``)."""
     start = time.monotonic()
     try:
         import torch
@@ -279,7 +287,7 @@ def run_profile(suite: str = "standard", out_dir: str | os.PathLike[str] = ".",
             if repeats:
                 plan = replace(plan, repeats=repeats)
             t0 = time.monotonic()
-            rec = measure_case(case, dev, base, plan, flush_bytes, op_breakdown)
+            rec = measure_case(case, dev, base, plan, flush_bytes, op_breakdown, launch_guard)
             if case.group == "models":
                 model_time += time.monotonic() - t0
             append_jsonl(summary.out_path, [rec])

@@ -15,6 +15,15 @@ from typing import Any
 from perfforge.profiling.records import make_key
 
 DEFAULT_FLUSH_BYTES = 256 * 1024 * 1024
+# Launch guard (nvbench's "blocking kernel" idea, done with a timed spin kernel): the GPU spins while the host
+# enqueues every timed repeat, so a kernel shorter than its host launch cost is timed back to back with the
+# previous one instead of with the host's launch gap inside its event pair.
+GUARD_MIN_S = 1e-3  # the shortest spin
+GUARD_MAX_S = 0.5  # the longest spin: beyond it the host is not the reason the queue did not fill
+GUARD_HOST_MARGIN = 2.0  # spin this many times the host's measured enqueue time
+GUARD_PER_REPEAT_S = 20e-6  # host cost of a repeat's two events and flush, on top of fn's
+GUARD_ATTEMPTS = 3
+_SLEEP_CYCLES_PER_S: dict[str, float] = {}
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,7 @@ class TimingResult:
     timer: str
     l2_flush: bool
     samples: tuple[float, ...] = ()
+    guard: str = "off"  # "held": every repeat was queued before the GPU reached it; "released_early"; "off"
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,7 @@ def _plan_repeats(est_s: float, repeats: int, min_repeats: int, max_time_s: floa
     return max(1, min(n, max(repeats * 10, 1)))
 
 
-def _summarise(samples: list[float], warmup: int, timer: str, flush: bool) -> TimingResult:
+def _summarise(samples: list[float], warmup: int, timer: str, flush: bool, guard: str = "off") -> TimingResult:
     return TimingResult(
         median_s=statistics.median(samples),
         p10_s=percentile(samples, 10),
@@ -95,6 +105,7 @@ def _summarise(samples: list[float], warmup: int, timer: str, flush: bool) -> Ti
         timer=timer,
         l2_flush=flush,
         samples=tuple(samples),
+        guard=guard,
     )
 
 
@@ -109,6 +120,7 @@ def time_callable(
     max_time_s: float = 1.0,
     min_repeats: int = 3,
     flush_bytes: int | None = None,
+    launch_guard: bool = False,
 ) -> TimingResult:
     """Time ``fn``: median / p10 / p90 seconds per call.
 
@@ -118,12 +130,18 @@ def time_callable(
     Adaptive: the warmup calls estimate the per-call time; repeats are cut so the timed part
     stays under ``max_time_s`` (never below ``min_repeats``), and raised up to 10x when the
     total would be under ``min_time_s``.
+
+    ``launch_guard`` (CUDA only; for single kernels, not whole steps whose host time is part of what is
+    measured): a spin kernel holds the GPU while the host enqueues all repeats, sized from the host's measured
+    enqueue time, so each event pair times the kernel and not the host's launch gap. Whether the queue really
+    filled is checked (the spin must still be running once everything is enqueued); if not, the spin is
+    lengthened and the repeats halved, up to three tries. ``TimingResult.guard`` says how it went.
     """
     dev_type = getattr(device, "type", str(device).split(":")[0])
     warmup = max(1, warmup)
     if dev_type == "cuda":
         return _time_cuda(fn, device, warmup, repeats, l2_flush, min_time_s, max_time_s,
-                          min_repeats, flush_bytes or DEFAULT_FLUSH_BYTES)
+                          min_repeats, flush_bytes or DEFAULT_FLUSH_BYTES, launch_guard)
     return _time_wall(fn, warmup, repeats, min_time_s, max_time_s, min_repeats)
 
 
@@ -151,7 +169,7 @@ def _time_wall(fn: Callable[[], object], warmup: int, repeats: int, min_time_s: 
 
 def _time_cuda(fn: Callable[[], object], device: Any, warmup: int, repeats: int, flush: bool,
                min_time_s: float, max_time_s: float, min_repeats: int,
-               flush_bytes: int) -> TimingResult:
+               flush_bytes: int, launch_guard: bool = False) -> TimingResult:
     import torch
 
     buf = torch.empty(max(1, flush_bytes // 4), dtype=torch.int32, device=device) if flush else None
@@ -160,8 +178,10 @@ def _time_cuda(fn: Callable[[], object], device: Any, warmup: int, repeats: int,
     if warmup > 1:
         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         s.record()
+        host0 = time.perf_counter()
         for _ in range(warmup - 1):
             fn()
+        host_per_call = (time.perf_counter() - host0) / (warmup - 1)  # enqueue cost, read before the sync
         e.record()
         torch.cuda.synchronize(device)
         est = s.elapsed_time(e) / 1e3 / (warmup - 1)
@@ -169,20 +189,51 @@ def _time_cuda(fn: Callable[[], object], device: Any, warmup: int, repeats: int,
         t0 = time.perf_counter()
         fn()
         torch.cuda.synchronize(device)
-        est = time.perf_counter() - t0
+        est = host_per_call = time.perf_counter() - t0
     n = _plan_repeats(est, repeats, min_repeats, max_time_s, min_time_s)
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
-    for i in range(n):
-        if buf is not None:
-            buf.fill_(i)  # evict inputs from L2; enqueued before the start event
-        starts[i].record()
-        fn()
-        ends[i].record()
-    torch.cuda.synchronize(device)
+    guard = "off"
+    hold_s = GUARD_MIN_S + n * (GUARD_HOST_MARGIN * host_per_call + GUARD_PER_REPEAT_S)
+    for attempt in range(GUARD_ATTEMPTS if launch_guard else 1):
+        released = None
+        if launch_guard:
+            torch.cuda._sleep(int(min(hold_s, GUARD_MAX_S) * _sleep_cycles_per_s(torch, device)))
+            released = torch.cuda.Event()
+            released.record()
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+        for i in range(n):
+            if buf is not None:
+                buf.fill_(i)  # evict inputs from L2; enqueued before the start event
+            starts[i].record()
+            fn()
+            ends[i].record()
+        held = released is not None and not released.query()  # still spinning: the whole queue was filled
+        torch.cuda.synchronize(device)
+        if released is not None:
+            guard = "held" if held else "released_early"
+            if held:
+                break
+            # the host outran the spin (a slow or busy host, or a full launch queue): spin longer, queue fewer
+            if attempt + 1 < GUARD_ATTEMPTS:
+                hold_s, n = hold_s * 4, max(min_repeats, n // 2)
     samples = [s.elapsed_time(e) / 1e3 for s, e in zip(starts, ends, strict=True)]
     del buf
-    return _summarise(samples, warmup, "cuda_event", flush)
+    return _summarise(samples, warmup, "cuda_event", flush, guard)
+
+
+def _sleep_cycles_per_s(torch: Any, device: Any) -> float:
+    """Clock cycles per second of ``torch.cuda._sleep``'s spin on ``device``, timed once per device."""
+    key = str(device)
+    if key not in _SLEEP_CYCLES_PER_S:
+        cycles = 20_000_000
+        torch.cuda._sleep(1000)  # load the spin kernel
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        torch.cuda._sleep(cycles)
+        e.record()
+        torch.cuda.synchronize(device)
+        _SLEEP_CYCLES_PER_S[key] = cycles / max(s.elapsed_time(e) / 1e3, 1e-6)
+    return _SLEEP_CYCLES_PER_S[key]
 
 
 def cuda_kernel_us(prof: Any) -> float:
