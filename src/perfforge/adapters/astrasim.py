@@ -2,9 +2,11 @@
 
 ``export`` writes what ASTRA-sim 2.x reads: one Chakra trace per NPU (``workload.<npu>.et``), the analytical
 backend's network YAML, a system JSON and a remote-memory JSON, plus ``manifest.json``. Compute node
-durations are perfforge's per-op predictions (microseconds, at least 1); gradient buckets become all-reduce
-collective nodes that depend on the backward op completing them, exactly as perfforge's data-parallel
-engine schedules them. ``run`` executes a user-provided ASTRA-sim binary (``--binary`` or ``ASTRA_SIM_BIN``)
+durations are perfforge's per-op predictions (microseconds, at least 1). Data parallelism (any model): gradient
+buckets become all-reduce collective nodes that depend on the backward op completing them, exactly as
+perfforge's data-parallel engine schedules them. Tensor and pipeline parallelism (zoo decoder transformers):
+``perfforge.adapters.astrasim_hybrid`` writes per-rank traces with point-to-point sends and receives and
+collectives over communicator groups (``comm_groups.json``). ``run`` executes a user-provided ASTRA-sim binary (``--binary`` or ``ASTRA_SIM_BIN``)
 on an exported folder and parses its report lines. No ASTRA-sim code or binary ships with perfforge.
 """
 
@@ -26,6 +28,10 @@ from perfforge.workload.optimizer import state_bytes
 
 ENV_BINARY = "ASTRA_SIM_BIN"
 GIB = 2**30
+# perfforge's collective algorithms by ASTRA-sim's names for them (ASTRA-sim's Sys.cc,
+# generate_collective_implementation_from_input: "ring", "direct", "halvingDoubling", "doubleBinaryTree")
+ALGORITHMS = {"ring": "ring", "direct": "direct", "halving_doubling": "halvingDoubling",
+              "double_binary_tree": "doubleBinaryTree"}
 
 
 def _network_yaml(topo: Topology) -> tuple[str, int]:
@@ -41,19 +47,52 @@ def _network_yaml(topo: Topology) -> tuple[str, int]:
 
 
 def export(scenario: Scenario, out_dir: str | Path) -> dict[str, Any]:
-    """Write ASTRA-sim inputs for a data-parallel training scenario; returns the manifest. DDP all-reduces the
-    gradient buckets; ZeRO-1/2 reduce-scatters them, updates this rank's shard and all-gathers the updated
-    parameters; ZeRO-3 (FSDP) all-gathers each layer's parameters before its forward and its backward, a gather
-    issued once the previous layer has started (one layer of prefetch), as perfforge's own step does."""
+    """Write ASTRA-sim inputs for a training scenario; returns the manifest.
+
+    Data parallelism: DDP all-reduces the gradient buckets; ZeRO-1/2 reduce-scatters them, updates this rank's
+    shard and all-gathers the updated parameters; ZeRO-3 (FSDP) all-gathers each layer's parameters before its
+    forward and its backward, a gather issued once the previous layer has started (one layer of prefetch), as
+    perfforge's own step does. Tensor/pipeline parallelism and microbatches: ``astrasim_hybrid``."""
+    if scenario.mode != "train":
+        raise ConfigError("ASTRA-sim export covers training scenarios (mode=train)")
+    out = Path(out_dir)
+    if scenario.tp > 1 or scenario.pp > 1 or scenario.microbatches > 1:
+        from perfforge.adapters.astrasim_hybrid import export_hybrid
+
+        part = export_hybrid(scenario, out)
+        topo = part.pop("topology")
+    else:
+        nodes, topo = _data_parallel_trace(scenario)
+        out.mkdir(parents=True, exist_ok=True)
+        for npu in range(topo.npus):  # data parallelism: every NPU runs the same trace
+            with open(out / f"workload.{npu}.et", "wb") as fh:
+                write_et(fh, nodes)
+        part = {"nodes_per_trace": len(nodes), "collectives": sum(n.type == COMM_COLL_NODE for n in nodes),
+                "comm_groups": None}
+    net_text, npus = _network_yaml(topo)
+    (out / "network.yml").write_text(net_text)
+    algo = ALGORITHMS[scenario.collective_algorithm]
+    dims = len(topo.dims)
+    system = {"scheduling-policy": "LIFO", "endpoint-delay": 10, "active-chunks-per-dimension": 1,
+              "preferred-dataset-splits": 4, "all-reduce-implementation": [algo] * dims,
+              "all-gather-implementation": [algo] * dims, "reduce-scatter-implementation": [algo] * dims,
+              "all-to-all-implementation": [algo] * dims, "collective-optimization": "localBWAware",
+              "local-mem-bw": 1600, "boost-mode": 0}
+    (out / "system.json").write_text(json.dumps(system, indent=2))
+    (out / "memory.json").write_text(json.dumps({"memory-type": "NO_MEMORY_EXPANSION"}, indent=2))
+    manifest = {"scenario": scenario.model_dump(mode="json"), "npus": npus, **part, "workload_prefix": "workload",
+                "note": "durations are perfforge predictions in microseconds; comm_size in bytes"}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _data_parallel_trace(scenario: Scenario) -> tuple[list[EtNode], Topology]:
+    """The one trace every rank of a data-parallel step runs, and the job's topology."""
     from perfforge.api import run_scenario, scenario_workload
     from perfforge.distributed.engine import shard_update_s
     from perfforge.system.catalog import get_device
     from perfforge.system.system import System
 
-    if scenario.mode != "train":
-        raise ConfigError("ASTRA-sim export covers training scenarios (mode=train)")
-    if scenario.tp > 1 or scenario.pp > 1:
-        raise ConfigError("ASTRA-sim export covers data-parallel scenarios (with ZeRO 0-3) for now: tp = pp = 1")
     zero = scenario.zero if scenario.gpus > 1 else 0
     # the same workload, fabric and gradient width as perfforge's own data-parallel step
     workload = scenario_workload(scenario)
@@ -112,28 +151,7 @@ def export(scenario: Scenario, out_dir: str | Path) -> dict[str, Any]:
                              "involved_dim": [True] * dims})
         nodes.append(node)
         comm_ids.append(node.id)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    net_text, npus = _network_yaml(topo)
-    for npu in range(npus):  # data parallelism: every NPU runs the same trace
-        with open(out / f"workload.{npu}.et", "wb") as fh:
-            write_et(fh, nodes)
-    (out / "network.yml").write_text(net_text)
-    # only ring and direct are mapped so far: halving_doubling and double_binary_tree go out as ring (ASTRA-sim
-    # names them halvingDoubling and doubleBinaryTree; mapping them is still to do)
-    algo = scenario.collective_algorithm if scenario.collective_algorithm in ("ring", "direct") else "ring"
-    system = {"scheduling-policy": "LIFO", "endpoint-delay": 10, "active-chunks-per-dimension": 1,
-              "preferred-dataset-splits": 4, "all-reduce-implementation": [algo] * dims,
-              "all-gather-implementation": [algo] * dims, "reduce-scatter-implementation": [algo] * dims,
-              "all-to-all-implementation": [algo] * dims, "collective-optimization": "localBWAware",
-              "local-mem-bw": 1600, "boost-mode": 0}
-    (out / "system.json").write_text(json.dumps(system, indent=2))
-    (out / "memory.json").write_text(json.dumps({"memory-type": "NO_MEMORY_EXPANSION"}, indent=2))
-    manifest = {"scenario": scenario.model_dump(mode="json"), "npus": npus, "nodes_per_trace": len(nodes),
-                "collectives": len(comm_ids), "workload_prefix": "workload",
-                "note": "durations are perfforge predictions in microseconds; comm_size in bytes"}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return manifest
+    return nodes, topo
 
 
 def find_binary(binary: str | None) -> str:
@@ -155,8 +173,10 @@ def run(folder: str | Path, binary: str | None = None, timeout_s: float = 3600) 
     f = Path(folder)
     if not (f / "manifest.json").exists():
         raise ConfigError(f"{f}: not an exported folder (run `perfforge astra-sim export` first)")
+    groups = json.loads((f / "manifest.json").read_text()).get("comm_groups")
     cmd = [exe, f"--workload-configuration={f / 'workload'}", f"--system-configuration={f / 'system.json'}",
-           f"--network-configuration={f / 'network.yml'}", f"--remote-memory-configuration={f / 'memory.json'}"]
+           f"--network-configuration={f / 'network.yml'}", f"--remote-memory-configuration={f / 'memory.json'}",
+           f"--comm-group-configuration={f / groups if groups else 'empty'}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise ConfigError(f"ASTRA-sim exited with {proc.returncode}: {proc.stderr.strip()[-300:]}")

@@ -3,21 +3,28 @@
 A ``.et`` file is a stream of length-prefixed protobuf messages: one ``GlobalMetadata`` then ``Node``s
 (schema: mlcommons/chakra ``schema/protobuf/et_def.proto``; field numbers below follow it). Only the fields
 ASTRA-sim uses are encoded: node id, name, type, control/data dependencies, duration, and attributes
-(``is_cpu_op``, ``comm_type``, ``comm_size``, ``involved_dim``).
+(``is_cpu_op``, ``comm_type``, ``comm_size``, ``involved_dim``, ``pg_name`` for a collective's communicator group,
+``comm_src``, ``comm_dst``, ``comm_tag`` for point-to-point sends and receives).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import BinaryIO
 
-COMP_NODE, COMM_COLL_NODE = 4, 7
+COMP_NODE, COMM_SEND_NODE, COMM_RECV_NODE, COMM_COLL_NODE = 4, 5, 6, 7
 COMM_TYPES = {"all_reduce": 0, "all_gather": 2, "all_to_all": 6, "reduce_scatter": 7}
 SCHEMA_VERSION = "0.0.4"
 _VARINT, _LEN = 0, 2
 
 
+_SMALL = [bytes((i,)) for i in range(0x80)]
+
+
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:  # most ids, dependencies and enum values: one byte
+        return _SMALL[value]
     if value < 0:
         value += 1 << 64  # int64 two's complement, as protobuf encodes negative int64
     out = bytearray()
@@ -31,6 +38,7 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
+@lru_cache(maxsize=None)
 def _key(num: int, wire: int) -> bytes:
     return _varint(num << 3 | wire)
 
@@ -39,9 +47,21 @@ def _len_field(num: int, payload: bytes) -> bytes:
     return _key(num, _LEN) + _varint(len(payload)) + payload
 
 
-def _attr(name: str, value: int | bool | list[bool]) -> bytes:
+AttrValue = int | bool | str | list[bool]
+
+
+def _attr(name: str, value: AttrValue) -> bytes:
+    if isinstance(value, list):
+        return _attr_cached(name, tuple(value))
+    return _attr_cached(name, value)
+
+
+@lru_cache(maxsize=65536, typed=True)  # typed: True and 1 encode differently
+def _attr_cached(name: str, value: int | bool | str | tuple[bool, ...]) -> bytes:
     body = _len_field(1, name.encode())
-    if isinstance(value, list):  # bool_list = 28 -> BoolList { repeated bool values = 1 } (packed)
+    if isinstance(value, str):  # string_val = 29
+        body += _len_field(29, value.encode())
+    elif isinstance(value, tuple):  # bool_list = 28 -> BoolList { repeated bool values = 1 } (packed)
         body += _len_field(28, _len_field(1, b"".join(_varint(int(v)) for v in value)))
     elif isinstance(value, bool):
         body += _key(27, _VARINT) + _varint(int(value))
@@ -58,7 +78,7 @@ class EtNode:
     duration_micros: int = 0
     ctrl_deps: list[int] = field(default_factory=list)
     data_deps: list[int] = field(default_factory=list)
-    attrs: dict[str, int | bool | list[bool]] = field(default_factory=dict)
+    attrs: dict[str, AttrValue] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         out = _key(1, _VARINT) + _varint(self.id) + _len_field(2, self.name.encode())
@@ -150,6 +170,8 @@ def read_et(data: bytes) -> tuple[str, list[EtNode]]:
                         name = bytes(av).decode()  # type: ignore[arg-type]
                     elif an in (9, 27):
                         value = int(av) if an == 9 else bool(av)  # type: ignore[arg-type]
+                    elif an == 29:
+                        value = bytes(av).decode()  # type: ignore[arg-type]
                     elif an == 28:
                         value = [bool(x) for x in _packed(next(v for n2, _, v in _fields(av) if n2 == 1))]  # type: ignore[arg-type]
                 node.attrs[name] = value  # type: ignore[assignment]

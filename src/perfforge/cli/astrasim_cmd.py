@@ -58,28 +58,40 @@ def export_cmd(
     out: Path = typer.Option(..., "--out", help="folder for the ASTRA-sim inputs"),
     model: str = typer.Option(..., "--model", "-m", help="zoo id, HF config.json, or scenario YAML"),
     hardware: Optional[str] = typer.Option(None, "--hardware", "-H"),
-    gpus: Optional[int] = typer.Option(None, "--gpus", help="data-parallel devices (default 8)"),
+    gpus: Optional[int] = typer.Option(None, "--gpus", help="devices in all (default 8): tp x pp x data-parallel"),
     batch: Optional[int] = typer.Option(None, "--batch", help="per GPU"),
     seq: Optional[int] = typer.Option(None, "--seq"),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 | tf32 | fp16 | bf16 | fp64"),
     optimizer: Optional[str] = typer.Option(None, "--optimizer"),
     node: Optional[str] = typer.Option(None, "--node"),
-    zero: Optional[int] = typer.Option(None, "--zero", help="ZeRO stage 0-3 (3 = FSDP)"),
-    algorithm: Optional[str] = typer.Option(None, "--algorithm", help="ring | direct (halving_doubling and double_binary_tree are exported as ring)"),
+    zero: Optional[int] = typer.Option(None, "--zero", help="ZeRO stage 0-3 (3 = FSDP; with tp/pp: 0-2)"),
+    tp: Optional[int] = typer.Option(None, "--tp", help="tensor-parallel size (zoo decoder transformers)"),
+    pp: Optional[int] = typer.Option(None, "--pp", help="pipeline stages (zoo decoder transformers)"),
+    microbatches: Optional[int] = typer.Option(None, "--microbatches", help="microbatches per step"),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="1f1b | gpipe | interleaved"),
+    virtual_stages: Optional[int] = typer.Option(None, "--virtual-stages", help="model chunks per stage (interleaved)"),
+    sequence_parallel: Optional[bool] = typer.Option(None, "--sequence-parallel/--no-sequence-parallel"),
+    recompute: Optional[bool] = typer.Option(None, "--recompute/--no-recompute", help="activation recomputation"),
+    algorithm: Optional[str] = typer.Option(None, "--algorithm", help="ring | direct | halving_doubling | double_binary_tree "
+                                            "(written as ASTRA-sim's ring, direct, halvingDoubling, doubleBinaryTree)"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="mixed precision as torch.autocast runs it"),
     fuse_bn_act: Optional[bool] = typer.Option(None, "--fuse-bn-act/--no-fuse-bn-act",
                                                help="CNNs: batch norm fused with its ReLU (and residual add)"),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="training dropout probability"),
     calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
 ) -> None:
-    """Write a data-parallel training scenario (DDP or ZeRO 1-3) as ASTRA-sim inputs (Chakra traces, network,
-    system, memory): the same workload, fabric and per-op times perfforge's own distributed engine uses."""
+    """Write a training scenario as ASTRA-sim inputs (Chakra traces, network, system, memory; communicator groups
+    with tp/pp): the same workload, fabric and per-op times perfforge's own distributed engine uses. Data
+    parallelism (DDP, ZeRO 1-3) for any model; tensor x pipeline x data parallelism (ZeRO 0-2, GPipe, 1F1B,
+    interleaved 1F1B, sequence parallelism, recomputation) for zoo decoder transformers."""
     from perfforge.adapters.astrasim import export
     from perfforge.scenario import load_scenario, make_scenario
 
     given = {"hardware": hardware, "gpus": gpus, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
              "node": node, "zero": zero, "collective_algorithm": algorithm, "amp": amp, "fuse_bn_act": fuse_bn_act,
-             "dropout": dropout, "calibration": calibration}
+             "dropout": dropout, "calibration": calibration, "tp": tp, "pp": pp, "microbatches": microbatches,
+             "schedule": schedule, "virtual_stages": virtual_stages, "sequence_parallel": sequence_parallel,
+             "recompute": recompute}
     given = {k: v for k, v in given.items() if v is not None}
     if model.endswith((".yaml", ".yml")):
         base = {**load_scenario(model).model_dump(), **given}
@@ -89,8 +101,9 @@ def export_cmd(
         base = {"model": model, "gpus": 8, **given}
     scenario = make_scenario(**{**base, "mode": "train", "engine": "distributed"})
     manifest = export(scenario, out)
-    console.print(f"wrote {manifest['npus']} Chakra traces of {manifest['nodes_per_trace']} nodes "
-                  f"({manifest['collectives']} collectives) and configs to {out}")
+    console.print(f"wrote {manifest['npus']} Chakra traces of up to {manifest['nodes_per_trace']} nodes "
+                  f"({manifest['collectives']} collectives) and configs to {out}"
+                  + (f" (communicator groups: {manifest['comm_groups']})" if manifest.get("comm_groups") else ""))
 
 
 @astra.command("run")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
@@ -118,44 +118,12 @@ class DistributedEngine:
                                  cal.loader_samples_per_s_per_worker)
 
     def _run_hybrid(self, workload: Workload, system: System, scenario: Scenario) -> Result:
-        from perfforge.core.errors import ConfigError
-        from perfforge.distributed.hybrid import ParallelConfig, simulate_hybrid
-        from perfforge.distributed.topology import network_link
-        from perfforge.system.catalog import get_node
-        from perfforge.workload.zoo import MODELS
+        from perfforge.distributed.hybrid import simulate_hybrid
 
-        if scenario.loader_workers is not None:
-            raise ConfigError("loader_workers: the input-pipeline bound covers single-device and data-parallel "
-                              "steps, not tensor/pipeline parallelism or ZeRO")
-        if scenario.backend != "analytical":
-            raise ConfigError(f"backend '{scenario.backend}' covers single-device and data-parallel steps; "
-                              "tensor/pipeline parallelism and ZeRO use the analytical backend")
-        # options the Megatron-style model does not describe: refuse them rather than ignore them
-        ignored = [name for name, value, default in (
-            ("attention_impl", scenario.attention_impl, "fused"), ("dropout", scenario.dropout, 0.0),
-            ("collective_algorithm", scenario.collective_algorithm, "ring"), ("comm_streams", scenario.comm_streams, 1),
-            ("shared_links", scenario.shared_links, True), ("memory_format", scenario.memory_format, "nhwc"),
-            ("fuse_bn_act", scenario.fuse_bn_act, False), ("head", scenario.head, None)) if value != default]
-        if ignored:
-            raise ConfigError(f"{', '.join(ignored)}: not modelled with tensor/pipeline parallelism, ZeRO or "
-                              "microbatches (Megatron-style fused layers, ring collectives, one stream); leave "
-                              "them at their defaults")
-        entry = MODELS.get(workload.name) if workload.name in MODELS else None
-        if entry is None or entry.config is None or entry.kind != "decoder":
-            raise ConfigError(f"tensor/pipeline parallelism and microbatches need a zoo decoder transformer, not "
-                              f"{workload.name} (data parallelism with ZeRO 0-3 covers every model)")
+        h = hybrid_inputs(workload, system, scenario)
+        par, node, cal = h.par, h.node, h.cal
         n = scenario.gpus
-        if n % (scenario.tp * scenario.pp):
-            raise ConfigError(f"gpus {n} is not a multiple of tp x pp = {scenario.tp * scenario.pp}")
-        par = ParallelConfig(tp=scenario.tp, pp=scenario.pp, dp=n // (scenario.tp * scenario.pp), zero=scenario.zero,
-                             microbatches=scenario.microbatches, schedule=scenario.schedule,
-                             virtual_stages=scenario.virtual_stages, sequence_parallel=scenario.sequence_parallel,
-                             recompute=scenario.recompute, overlap=scenario.overlap)
-        # job_topology checks the node against the device and that the GPUs fill whole nodes
-        node = get_node(job_topology(system.device.id, scenario.node, n)[0] or default_node(system.device.id))
-        net_bw, net_lat = network_link(node)
-        cal = AnalyticalEngine().calibration_for(system, scenario)
-        step = simulate_hybrid(entry.config, device=system.device, node=node, net_bw=net_bw, net_lat=net_lat, cal=cal,
+        step = simulate_hybrid(h.config, device=system.device, node=node, net_bw=h.net_bw, net_lat=h.net_lat, cal=cal,
                                par=par, batch=workload.batch, seq=workload.seq, dtype=workload.dtype,
                                optimizer=scenario.optimizer)
         mem = MemoryFootprint(weights=step.memory["weights"], gradients=step.memory["gradients"],
@@ -181,3 +149,56 @@ class DistributedEngine:
             provenance={"engine": self.name, "mode": "tensor x pipeline x data parallel", "node": node.id,
                         "calibration": cal.source}, extra=extra,
         )
+
+
+class HybridInputs(NamedTuple):
+    """What the tensor x pipeline x data parallel model needs from a scenario (``hybrid_inputs``)."""
+
+    config: Any          # the zoo decoder's TransformerConfig
+    par: Any             # perfforge.distributed.hybrid.ParallelConfig
+    node: Any            # the NodeSpec the GPUs sit in
+    net_bw: float        # bytes/s per GPU across nodes
+    net_lat: float       # seconds
+    cal: Any             # the analytical engine's Calibration
+
+
+def hybrid_inputs(workload: Workload, system: System, scenario: Scenario) -> HybridInputs:
+    """Check a tensor/pipeline-parallel (or microbatched, or ZeRO with those) scenario and resolve what
+    ``simulate_hybrid`` and ``plan_hybrid`` take; shared by the engine and the ASTRA-sim export."""
+    from perfforge.distributed.hybrid import ParallelConfig
+    from perfforge.distributed.topology import network_link
+    from perfforge.system.catalog import get_node
+    from perfforge.workload.zoo import MODELS
+
+    if scenario.loader_workers is not None:
+        raise ConfigError("loader_workers: the input-pipeline bound covers single-device and data-parallel "
+                          "steps, not tensor/pipeline parallelism or ZeRO")
+    if scenario.backend != "analytical":
+        raise ConfigError(f"backend '{scenario.backend}' covers single-device and data-parallel steps; "
+                          "tensor/pipeline parallelism and ZeRO use the analytical backend")
+    # options the Megatron-style model does not describe: refuse them rather than ignore them
+    ignored = [name for name, value, default in (
+        ("attention_impl", scenario.attention_impl, "fused"), ("dropout", scenario.dropout, 0.0),
+        ("collective_algorithm", scenario.collective_algorithm, "ring"), ("comm_streams", scenario.comm_streams, 1),
+        ("shared_links", scenario.shared_links, True), ("memory_format", scenario.memory_format, "nhwc"),
+        ("fuse_bn_act", scenario.fuse_bn_act, False), ("head", scenario.head, None)) if value != default]
+    if ignored:
+        raise ConfigError(f"{', '.join(ignored)}: not modelled with tensor/pipeline parallelism, ZeRO or "
+                          "microbatches (Megatron-style fused layers, ring collectives, one stream); leave "
+                          "them at their defaults")
+    entry = MODELS.get(workload.name) if workload.name in MODELS else None
+    if entry is None or entry.config is None or entry.kind != "decoder":
+        raise ConfigError(f"tensor/pipeline parallelism and microbatches need a zoo decoder transformer, not "
+                          f"{workload.name} (data parallelism with ZeRO 0-3 covers every model)")
+    n = scenario.gpus
+    if n % (scenario.tp * scenario.pp):
+        raise ConfigError(f"gpus {n} is not a multiple of tp x pp = {scenario.tp * scenario.pp}")
+    par = ParallelConfig(tp=scenario.tp, pp=scenario.pp, dp=n // (scenario.tp * scenario.pp), zero=scenario.zero,
+                         microbatches=scenario.microbatches, schedule=scenario.schedule,
+                         virtual_stages=scenario.virtual_stages, sequence_parallel=scenario.sequence_parallel,
+                         recompute=scenario.recompute, overlap=scenario.overlap)
+    # job_topology checks the node against the device and that the GPUs fill whole nodes
+    node = get_node(job_topology(system.device.id, scenario.node, n)[0] or default_node(system.device.id))
+    net_bw, net_lat = network_link(node)
+    cal = AnalyticalEngine().calibration_for(system, scenario)
+    return HybridInputs(entry.config, par, node, net_bw, net_lat, cal)

@@ -127,10 +127,58 @@ def _groups(node: NodeSpec, net_bw: float, net_lat: float, par: ParallelConfig) 
     return tp_topo, dp_topo, pp_link
 
 
-def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpec, net_bw: float, net_lat: float,
-                    cal: Calibration, par: ParallelConfig, batch: int, seq: int, dtype: DType,
-                    optimizer: str = "adamw") -> HybridStep:
-    """One step; ``batch`` is sequences per data-parallel replica per step (microbatch size x microbatches)."""
+@dataclass(frozen=True)
+class HybridPlan:
+    """What one GPU of a tp x pp x dp step runs, before the pipeline is scheduled: per-layer compute (split into
+    the attention and the MLP block, each followed by its tensor-parallel collective), the first and last stages'
+    extra work, the bytes every collective moves and the groups it runs over. ``simulate_hybrid`` schedules it;
+    the ASTRA-sim export (``perfforge.adapters.astrasim_hybrid``) writes it out as per-rank traces."""
+
+    par: ParallelConfig
+    microbatch_size: int
+    layers_per_stage: int
+    block_fwd_s: tuple[float, float]   # one layer's attention and MLP blocks, forward compute
+    block_bwd_s: tuple[float, float]   # the same, backward (without recomputation)
+    emb_fwd_s: float
+    emb_bwd_s: float
+    head_fwd_s: float                  # final norm, LM head and loss
+    head_bwd_s: float
+    act_bytes: float                   # one microbatch's activations at a layer boundary
+    tp_allreduce_s: float              # one all-reduce of act_bytes over the tensor-parallel group
+    p2p_s: float                       # one stage-to-stage send, scatter/gather included
+    zero3_allgather_s: float           # one layer's parameters all-gathered over the data-parallel group
+    layer_params: int
+    emb_params: int
+    head_params: int
+    layer_saved_bytes: float           # one layer's activations kept for the backward, one microbatch
+    edge_saved_bytes: float            # the same for the embedding, head and loss
+    tp_topo: Topology
+    dp_topo: Topology
+    pp_link: Dimension
+
+    @property
+    def edge_params(self) -> int:
+        """Parameters outside the layers on the GPU that holds the most of them."""
+        if self.par.pp == 1:
+            return self.emb_params + self.head_params
+        return max(self.emb_params, self.head_params)
+
+    @property
+    def params_per_gpu(self) -> int:
+        return self.layer_params * self.layers_per_stage + self.edge_params
+
+
+def _attention_block(ops: list[Op]) -> int:
+    """How many of a layer's ops (in order) make its attention block: up to the last ``.attn.`` op."""
+    last = max((i for i, op in enumerate(ops) if ".attn." in op.name), default=-1)
+    if last < 0:
+        raise ConfigError("a transformer layer without attention ops: the tensor-parallel split needs them")
+    return last + 1
+
+
+def plan_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpec, net_bw: float, net_lat: float,
+                cal: Calibration, par: ParallelConfig, batch: int, seq: int, dtype: DType) -> HybridPlan:
+    """The per-GPU work of one step; ``batch`` is sequences per data-parallel replica per step."""
     if batch % par.microbatches:
         raise ConfigError(f"batch {batch} is not a multiple of microbatches {par.microbatches}")
     if cfg.layers % (par.pp * par.virtual_stages):
@@ -149,38 +197,65 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
         layer0 = [op.with_(flops=op.flops / par.tp, bytes_read=op.bytes_read / par.tp,
                            bytes_written=op.bytes_written / par.tp, saved_bytes=op.saved_bytes / par.tp)
                   if op.kind not in (OpKind.MATMUL, OpKind.ATTENTION, OpKind.BMM) else op for op in layer0]
-    lf, lb = _times(layer0, device, cal, dtype)
+    split = _attention_block(layer0)
+    (af, ab), (mf, mb) = _times(layer0[:split], device, cal, dtype), _times(layer0[split:], device, cal, dtype)
     embed_ops = [op for op in edge if op.layer == "embed"]
     head_ops = [op for op in edge if op.layer != "embed"]  # final norm, LM head, loss
     (emb_f, emb_b), (head_f, head_b) = _times(embed_ops, device, cal, dtype), _times(head_ops, device, cal, dtype)
-    emb_params, head_params = sum(op.params for op in embed_ops), sum(op.params for op in head_ops)
-    if par.pp == 1:
-        ef, eb, edge_params = emb_f + head_f, emb_b + head_b, emb_params + head_params
-    else:  # the slowest stage sets the pace: the last one holds the head and the loss
-        ef, eb, edge_params = max(emb_f, head_f), max(emb_b, head_b), max(emb_params, head_params)
     tp_topo, dp_topo, pp_link = _groups(node, net_bw, net_lat, par)
     act_bytes = mbs * seq * cfg.hidden * dtype.bytes
     nccl = {"efficiency": cal.collective_efficiency, "launch_s": cal.collective_launch_s}
-    tp_ar = collective_time("all_reduce", act_bytes, tp_topo, **nccl)
-    tp_f, tp_b = 2 * tp_ar, 2 * tp_ar
-    if par.recompute:
-        lb += lf
-        tp_b += tp_f
     layer_params = sum(op.params for op in layer0)
     z3_ag = 0.0
     if par.zero == 3 and par.dp > 1:
         z3_ag = collective_time("all_gather", layer_params * dtype.bytes, dp_topo, **nccl)
-        lf, lb = max(lf, z3_ag), max(lb, 2 * z3_ag)  # prefetched gathers hide behind compute when shorter
-    layers_per_stage = cfg.layers // par.pp
     p2p = 0.0
     if par.pp > 1:
         # Megatron-LM's scatter/gather optimization (Narayanan et al. 2021, section 4.1): each of the tp ranks sends
         # 1/tp of the activations over its own link, and the next stage all-gathers them over NVLink (with sequence
         # parallelism the activations are already split, so nothing is gathered)
-        p2p_bytes = act_bytes / par.tp
-        p2p = pp_link.latency_s + p2p_bytes / (pp_link.bytes_per_s * cal.collective_efficiency)
+        p2p = pp_link.latency_s + act_bytes / par.tp / (pp_link.bytes_per_s * cal.collective_efficiency)
         if par.tp > 1 and not par.sequence_parallel:
             p2p += collective_time("all_gather", act_bytes, tp_topo, **nccl)
+    return HybridPlan(
+        par=par, microbatch_size=mbs, layers_per_stage=cfg.layers // par.pp, block_fwd_s=(af, mf),
+        block_bwd_s=(ab, mb), emb_fwd_s=emb_f, emb_bwd_s=emb_b, head_fwd_s=head_f, head_bwd_s=head_b,
+        act_bytes=act_bytes, tp_allreduce_s=collective_time("all_reduce", act_bytes, tp_topo, **nccl), p2p_s=p2p,
+        zero3_allgather_s=z3_ag, layer_params=layer_params, emb_params=sum(op.params for op in embed_ops),
+        head_params=sum(op.params for op in head_ops), layer_saved_bytes=sum(op.saved_bytes for op in layer0),
+        edge_saved_bytes=sum(op.saved_bytes for op in edge), tp_topo=tp_topo, dp_topo=dp_topo, pp_link=pp_link)
+
+
+def optimizer_step_s(plan: HybridPlan, optimizer: str, device: DeviceSpec, cal: Calibration, dtype: DType) -> float:
+    """The optimizer step over this GPU's parameters (its 1/dp shard with ZeRO 1-3)."""
+    shard_params = int(plan.params_per_gpu / (plan.par.dp if plan.par.zero >= 1 else 1))
+    return op_time(optimizer_op(get_optimizer(optimizer), shard_params, dtype), device, cal).time_s
+
+
+def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpec, net_bw: float, net_lat: float,
+                    cal: Calibration, par: ParallelConfig, batch: int, seq: int, dtype: DType,
+                    optimizer: str = "adamw") -> HybridStep:
+    """One step; ``batch`` is sequences per data-parallel replica per step (microbatch size x microbatches)."""
+    plan = plan_hybrid(cfg, device=device, node=node, net_bw=net_bw, net_lat=net_lat, cal=cal, par=par,
+                       batch=batch, seq=seq, dtype=dtype)
+    mbs, layers_per_stage, p2p = plan.microbatch_size, plan.layers_per_stage, plan.p2p_s
+    emb_f, emb_b, head_f, head_b = plan.emb_fwd_s, plan.emb_bwd_s, plan.head_fwd_s, plan.head_bwd_s
+    if par.pp == 1:
+        ef, eb = emb_f + head_f, emb_b + head_b
+    else:  # the slowest stage sets the pace: the last one holds the head and the loss
+        ef, eb = max(emb_f, head_f), max(emb_b, head_b)
+    edge_params, layer_params = plan.edge_params, plan.layer_params
+    lf, lb = sum(plan.block_fwd_s), sum(plan.block_bwd_s)
+    tp_ar = plan.tp_allreduce_s
+    tp_f, tp_b = 2 * tp_ar, 2 * tp_ar
+    if par.recompute:
+        lb += lf
+        tp_b += tp_f
+    z3_ag = plan.zero3_allgather_s
+    if par.zero == 3 and par.dp > 1:
+        lf, lb = max(lf, z3_ag), max(lb, 2 * z3_ag)  # prefetched gathers hide behind compute when shorter
+    dp_topo = plan.dp_topo
+    nccl = {"efficiency": cal.collective_efficiency, "launch_s": cal.collective_launch_s}
     t_b = layers_per_stage * (lb + tp_b) + eb + p2p
     m, p, v = par.microbatches, par.pp, par.virtual_stages
     slots = m + (p - 1) / v if par.schedule == "interleaved" else m + p - 1
@@ -227,22 +302,21 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
             dp_comm = collective_time("all_reduce", grad_bytes, dp_topo, **nccl)
     exposed_dp = max(0.0, dp_comm - t_b) if par.overlap else dp_comm
     opt = get_optimizer(optimizer)
-    shard_params = int(params_gpu / (par.dp if par.zero >= 1 else 1))
-    opt_s = op_time(optimizer_op(opt, shard_params, dtype), device, cal).time_s
+    opt_s = optimizer_step_s(plan, optimizer, device, cal, dtype)
     step = pipeline + exposed_dp + opt_s
     # memory per GPU
     w_b = params_gpu * dtype.bytes
     weights = w_b / (par.dp if par.zero >= 3 else 1)
     grads = w_b / (par.dp if par.zero >= 2 else 1)
     opt_states = params_gpu * optimizer_state_bytes_per_param(opt, dtype) / (par.dp if par.zero >= 1 else 1)
-    per_layer_act = sum(op.saved_bytes for op in layer0)
+    per_layer_act = plan.layer_saved_bytes
     in_flight = m if par.schedule == "gpipe" else min(m, p)
     if par.recompute:
         ckpt = mbs * seq * cfg.hidden * dtype.bytes
         activations = in_flight * layers_per_stage * ckpt + per_layer_act
     else:
         activations = in_flight * layers_per_stage * per_layer_act
-    activations += sum(op.saved_bytes for op in edge)
+    activations += plan.edge_saved_bytes
     one = build_transformer(cfg, batch=1, seq=seq, dtype=dtype)  # FLOPs grow linearly with sequences
     model_flops = (one.forward_flops + one.backward_flops) * batch * par.dp
     # what the GPUs execute: recomputation replays each forward once more (not useful work: MFU leaves it out)
