@@ -9,8 +9,9 @@ deadlock: every receive has its send, every group's members issue the same colle
 
 from __future__ import annotations
 
+import heapq
 import json
-from collections import defaultdict, deque
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -57,43 +58,41 @@ def _read(folder: Path):
 def replay(traces, groups, plan, cal) -> float:
     """Finish time of the last node over all ranks; raises if the traces cannot all run (a deadlock)."""
     nccl = {"efficiency": cal.collective_efficiency, "launch_s": cal.collective_launch_s}
-    topo_of = {plan.tp_topo.dims[0].npus: plan.tp_topo}  # group size -> topology, tensor-parallel groups
+    tp_groups = set(comm_groups(plan.par.tp, plan.par.dp, plan.par.pp)[1].values())
 
     def coll_s(node, group) -> float:
         kind, size = KIND_OF[node.attrs["comm_type"]], node.attrs["comm_size"]
-        tp_group = group is not None and len(groups[group]) == plan.par.tp and node.name.find(".grads") < 0 \
-            and node.name != "allgather.parameters"
-        return collective_time(kind, size, topo_of[plan.par.tp] if tp_group else plan.dp_topo, **nccl)
+        return collective_time(kind, size, plan.tp_topo if group in tp_groups else plan.dp_topo, **nccl)
 
     link = plan.pp_link
     p2p_s = link.latency_s + plan.act_bytes / plan.par.tp / (link.bytes_per_s * cal.collective_efficiency)
     finish: dict[tuple[int, int], float] = {}
     arrivals: dict[tuple[int, int, int], float] = {}   # (src, dst, tag) -> when the bytes are there
-    instances: dict[tuple[int, int], list] = defaultdict(list)   # (group, k) -> [(rank, node id, ready time)]
-    seen_in_group: dict[tuple[int, int], int] = defaultdict(int)  # (rank, group) -> collectives met so far
+    blocked_recv: dict[tuple[int, int, int], tuple[int, int, float]] = {}
+    instances: dict[tuple[int, int], list] = defaultdict(list)   # (group, k) -> members that reached it
+    met: dict[tuple[int, int], int] = defaultdict(int)            # (rank, group) -> collectives reached so far
     waiting = {(r, n.id): len(set(n.ctrl_deps) | set(n.data_deps)) for r, t in enumerate(traces) for n in t}
+    ready_at = {key: 0.0 for key in waiting}
     children = defaultdict(list)
     for r, t in enumerate(traces):
         for n in t:
             for dep in set(n.ctrl_deps) | set(n.data_deps):
                 children[r, dep].append(n.id)
-    ready = deque((r, n.id) for r, t in enumerate(traces) for n in t if not waiting[r, n.id])
-    blocked_recv: dict[tuple[int, int, int], tuple[int, int, float]] = {}
-
-    def start_time(r, n) -> float:
-        return max((finish[r, d] for d in set(n.ctrl_deps) | set(n.data_deps)), default=0.0)
+    # time order, as a simulator issues them: a group's k-th collective is the k-th one each member reaches
+    heap = [(0.0, r, n.id) for r, t in enumerate(traces) for n in t if not waiting[r, n.id]]
+    heapq.heapify(heap)
 
     def done(r, nid, t) -> None:
         finish[r, nid] = t
         for c in children[r, nid]:
             waiting[r, c] -= 1
+            ready_at[r, c] = max(ready_at[r, c], t)
             if not waiting[r, c]:
-                ready.append((r, c))
+                heapq.heappush(heap, (ready_at[r, c], r, c))
 
-    while ready:
-        r, nid = ready.popleft()
+    while heap:
+        t0, r, nid = heapq.heappop(heap)
         n = traces[r][nid]
-        t0 = start_time(r, n)
         if n.type == COMP_NODE:
             done(r, nid, t0 + n.duration_micros * 1e-6)
         elif n.type == COMM_SEND_NODE:
@@ -110,10 +109,10 @@ def replay(traces, groups, plan, cal) -> float:
             else:
                 blocked_recv[key] = (r, nid, t0)
         elif n.type == COMM_COLL_NODE:
-            group = int(n.attrs["pg_name"]) if "pg_name" in n.attrs else None
-            assert group is not None, "every collective of a hybrid export names its group"
-            k = seen_in_group[r, group]
-            seen_in_group[r, group] += 1
+            assert "pg_name" in n.attrs, "every collective of a hybrid export names its group"
+            group = int(n.attrs["pg_name"])
+            k = met[r, group]
+            met[r, group] += 1
             inst = instances[group, k]
             inst.append((r, nid, t0, n))
             assert all(x[3].attrs["comm_type"] == n.attrs["comm_type"] and x[3].attrs["comm_size"] ==
@@ -122,7 +121,7 @@ def replay(traces, groups, plan, cal) -> float:
                 t_all = max(x[2] for x in inst) + coll_s(n, group)
                 for rr, rid, _, _ in inst:
                     done(rr, rid, t_all)
-    stuck = [key for key, left in waiting.items() if left or key not in finish]
+    stuck = [key for key in waiting if key not in finish]
     assert not stuck and not blocked_recv, f"deadlock: {len(stuck)} nodes never ran"
     return max(finish.values())
 
@@ -134,6 +133,8 @@ CASES = {
     "interleaved v2 + recompute + zero1": {"schedule": "interleaved", "virtual_stages": 2, "recompute": True,
                                            "zero": 1},
     "tp8 sequence parallel": {"tp": 8, "pp": 1, "gpus": 16, "sequence_parallel": True},
+    "zero3 tp2 pp2": {"zero": 3},
+    "zero3 pp2 dp4 + recompute": {"tp": 1, "gpus": 8, "zero": 3, "recompute": True},
 }
 
 
@@ -145,11 +146,12 @@ def test_replayed_export_reproduces_perfforge_step_time(tmp_path, case):
     plan, cal = _plan(scenario)
     replayed = replay(traces, groups, plan, cal)
     own = run_scenario(scenario).step_time_s
-    # Known differences, both small: the replay's sends do not block the sender (perfforge's stage times carry
-    # the send on both sides), and each layer's gradients are reduced as soon as the last microbatch is done with
-    # it (perfforge exposes the part of one reduction longer than the last backward). Compute durations are
-    # rounded to whole microseconds.
-    assert replayed == pytest.approx(own, rel=0.02), (replayed, own)
+    # Known differences, all small: the replay's sends do not block the sender (perfforge's stage times carry
+    # the send on both sides); each layer's gradients are reduced as soon as the last microbatch is done with
+    # it (perfforge exposes the part of one reduction longer than the last backward); with ZeRO-3 the first
+    # layer's gather of each chunk has no earlier layer to hide behind (perfforge hides every gather shorter
+    # than a layer). Compute durations are rounded to whole microseconds. Measured: 0.999-1.024.
+    assert replayed == pytest.approx(own, rel=0.03), (replayed, own)
     assert manifest["npus"] == scenario.gpus
 
 
@@ -206,8 +208,6 @@ def test_algorithms_are_written_under_astra_sims_names(tmp_path):
 
 
 def test_what_the_export_refuses(tmp_path):
-    with pytest.raises(ConfigError, match="ZeRO-3 with tensor or pipeline"):
-        export(_scenario(zero=3), tmp_path / "a")
     with pytest.raises(ConfigError, match="zoo decoder transformer"):
         export(make_scenario(model="resnet50", hardware="a100-sxm4-80gb", mode="train", gpus=8, batch=32,
                              engine="distributed", pp=2, microbatches=2), tmp_path / "b")

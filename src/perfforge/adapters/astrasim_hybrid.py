@@ -16,9 +16,13 @@ One Chakra trace per rank, from the same ``HybridPlan`` perfforge's own hybrid m
   (reduce-scattered with ZeRO-1/2) over the data-parallel group as soon as that layer is done; the optimizer waits
   for all of them and every send; ZeRO-1/2 then all-gathers the updated parameters. Without ``overlap`` the
   reductions start after the last backward.
+- ZeRO-3 (FSDP): every microbatch, each layer's parameters are all-gathered over the data-parallel group before
+  its forward and again before its backward, each gather issued when the previous layer starts (one layer of
+  prefetch, as perfforge prices it), and its gradients are reduce-scattered as soon as its backward is done; the
+  parameters stay sharded after the optimizer step.
 - Collectives name their communicator group (``pg_name``), listed in ``comm_groups.json`` (ASTRA-sim's
   ``--comm-group-configuration``: group id -> ranks), and set ``involved_dim`` to the network dimensions the group
-  spans. ZeRO-3 with tensor or pipeline parallelism is not exported.
+  spans.
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ from perfforge.adapters.chakra import (
     EtNode,
     write_et,
 )
-from perfforge.core.errors import ConfigError
 from perfforge.distributed.hybrid import FP32_BYTES, HybridPlan
 from perfforge.distributed.pipeline import interleaved_order, stage_order
 from perfforge.distributed.topology import Topology
@@ -98,11 +101,15 @@ class _RankTrace:
         self.sends: list[int] = []
         self.reductions: list[int] = []
         self.pending: list[tuple[str, float]] = []   # gradient reductions left for the chain's end (no overlap)
+        self.zero3 = par.zero == 3 and par.dp > 1
+        self.param_bytes = 2
+        self.anchor: int | None = None   # ZeRO-3: the chain node after which the next layer's gather is issued
 
     # ---- nodes -----------------------------------------------------------------------------------------------
     def add(self, name: str, type_: int, *, chain: bool = True, after: list[int] | None = None,
             duration_s: float = 0.0, **attrs: Any) -> int:
-        ctrl = [self.tail] if self.tail is not None else []
+        # a node off the chain with its own dependencies (a prefetched gather) does not wait for the chain's tail
+        ctrl = [self.tail] if self.tail is not None and (chain or after is None) else []
         node = EtNode(len(self.nodes), name, type_, ctrl_deps=ctrl, data_deps=list(after or []),
                       duration_micros=max(1, round(duration_s * 1e6)) if type_ == COMP_NODE else 0,
                       attrs={"is_cpu_op": False, **attrs})
@@ -118,12 +125,13 @@ class _RankTrace:
             attrs |= {"pg_name": str(group), "involved_dim": self.dims[group]}
         return self.add(name, COMM_COLL_NODE, chain=chain, after=after, **attrs)
 
-    def block(self, name: str, seconds: float, mb: int) -> int:
-        """One attention or MLP block with its tensor-parallel collectives; returns the compute node."""
+    def block(self, name: str, seconds: float, mb: int, after: list[int] | None = None) -> int:
+        """One attention or MLP block with its tensor-parallel collectives; returns the compute node. ``after``:
+        what its compute also waits for (a ZeRO-3 parameter gather)."""
         tp = self.par.tp
         if tp > 1 and self.sp:
             self.coll(f"{name}.allgather.mb{mb}", "all_gather", self.act, self.tp_group)
-        node = self.add(f"{name}.mb{mb}", COMP_NODE, duration_s=seconds)
+        node = self.add(f"{name}.mb{mb}", COMP_NODE, duration_s=seconds, after=after)
         if tp > 1:
             if self.sp:
                 self.coll(f"{name}.reducescatter.mb{mb}", "reduce_scatter", self.act, self.tp_group)
@@ -131,9 +139,20 @@ class _RankTrace:
                 self.coll(f"{name}.allreduce.mb{mb}", "all_reduce", self.act, self.tp_group)
         return node
 
-    def layer_forward(self, prefix: str, mb: int) -> None:
-        self.block(f"{prefix}.attn.fwd", self.plan.block_fwd_s[0], mb)
+    def layer_forward(self, prefix: str, mb: int, after: list[int] | None = None) -> None:
+        self.block(f"{prefix}.attn.fwd", self.plan.block_fwd_s[0], mb, after)
         self.block(f"{prefix}.mlp.fwd", self.plan.block_fwd_s[1], mb)
+
+    def gather_layer(self, name: str, mb: int) -> list[int]:
+        """ZeRO-3: this layer's parameters all-gathered over the data-parallel group, issued when the previous
+        layer started (``self.anchor``); returns what the layer's first compute must wait for."""
+        if not self.zero3:
+            return []
+        size = self.plan.layer_params * self.param_bytes
+        node = self.coll(f"{name}.allgather.mb{mb}", "all_gather", size, self.dp_group, chain=False,
+                         after=[self.anchor] if self.anchor is not None else [])
+        self.anchor = self.tail
+        return [node]
 
     def peer(self, chunk: int) -> int:
         """The rank of this rank's tensor/data position in the stage that holds model chunk ``chunk``."""
@@ -177,8 +196,9 @@ class _RankTrace:
             self.receive("act", g - 1, mb, self.tag(mb, g, False))
         else:
             self.add(f"embed.fwd.mb{mb}", COMP_NODE, duration_s=self.plan.emb_fwd_s)
+        self.anchor = self.tail
         for layer in range(self.plan.layers_per_stage // self.v):
-            self.layer_forward(f"c{c}.layer{layer}", mb)
+            self.layer_forward(f"c{c}.layer{layer}", mb, self.gather_layer(f"c{c}.layer{layer}.fwd", mb))
         if g == self.chunks - 1:
             self.add(f"head.fwd.mb{mb}", COMP_NODE, duration_s=self.plan.head_fwd_s)
         else:
@@ -193,13 +213,18 @@ class _RankTrace:
             node = self.add(f"head.bwd.mb{mb}", COMP_NODE, duration_s=plan.head_bwd_s)
             if grads_now:
                 self.reduce_grads("head.grads", plan.head_params, node)
+        self.anchor = self.tail
         for layer in reversed(range(plan.layers_per_stage // self.v)):
             name = f"c{c}.layer{layer}"
+            gathered = self.gather_layer(f"{name}.bwd", mb)
             if self.par.recompute:
-                self.layer_forward(f"{name}.recompute", mb)
-            self.block(f"{name}.mlp.bwd", plan.block_bwd_s[1], mb)
+                self.layer_forward(f"{name}.recompute", mb, gathered)
+                gathered = []
+            self.block(f"{name}.mlp.bwd", plan.block_bwd_s[1], mb, gathered)
             node = self.block(f"{name}.attn.bwd", plan.block_bwd_s[0], mb)
-            if grads_now:
+            if self.zero3:   # sharded gradients: reduce-scattered every microbatch
+                self.reduce_grads(f"{name}.grads.mb{mb}", plan.layer_params, node)
+            elif grads_now:
                 self.reduce_grads(f"{name}.grads", plan.layer_params, node)
         if g == 0:
             node = self.add(f"embed.bwd.mb{mb}", COMP_NODE, duration_s=plan.emb_bwd_s)
@@ -210,6 +235,7 @@ class _RankTrace:
 
     def build(self, optimizer_s: float, param_bytes: int) -> list[EtNode]:
         par, plan = self.par, self.plan
+        self.param_bytes = param_bytes
         order = self.order()
         last_backward = {c: max(i for i, (k, cc, _) in enumerate(order) if k == "B" and cc == c)
                          for c in range(self.v)}
@@ -224,7 +250,7 @@ class _RankTrace:
         sharded = par.zero and par.dp > 1
         self.add("optimizer.shard" if sharded else "optimizer", COMP_NODE, duration_s=optimizer_s,
                  after=self.reductions + self.sends)
-        if sharded:
+        if sharded and not self.zero3:   # ZeRO-1/2 gather the updated parameters; ZeRO-3 keeps them sharded
             params = (plan.layer_params * plan.layers_per_stage + (plan.emb_params if self.s == 0 else 0)
                       + (plan.head_params if self.s == par.pp - 1 else 0))
             self.coll("allgather.parameters", "all_gather", params * param_bytes, self.dp_group)
@@ -235,9 +261,6 @@ def build_traces(plan: HybridPlan, topo: Topology, *, optimizer_s: float,
                  param_bytes: int) -> tuple[list[list[EtNode]], dict[int, list[int]]]:
     """Every rank's trace and the communicator groups. ``param_bytes``: bytes per parameter (the model's dtype)."""
     par = plan.par
-    if par.zero == 3 and par.dp > 1:
-        raise ConfigError("ASTRA-sim export: ZeRO-3 with tensor or pipeline parallelism is not exported (ZeRO-3 "
-                          "exports with data parallelism alone; use zero 0-2 here)")
     groups, tp_id, dp_id = comm_groups(par.tp, par.dp, par.pp)
     dims = {g: involved_dims(r, topo) for g, r in groups.items()}
     traces = []

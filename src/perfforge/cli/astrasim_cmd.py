@@ -64,7 +64,7 @@ def export_cmd(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 | tf32 | fp16 | bf16 | fp64"),
     optimizer: Optional[str] = typer.Option(None, "--optimizer"),
     node: Optional[str] = typer.Option(None, "--node"),
-    zero: Optional[int] = typer.Option(None, "--zero", help="ZeRO stage 0-3 (3 = FSDP; with tp/pp: 0-2)"),
+    zero: Optional[int] = typer.Option(None, "--zero", help="ZeRO stage 0-3 (3 = FSDP)"),
     tp: Optional[int] = typer.Option(None, "--tp", help="tensor-parallel size (zoo decoder transformers)"),
     pp: Optional[int] = typer.Option(None, "--pp", help="pipeline stages (zoo decoder transformers)"),
     microbatches: Optional[int] = typer.Option(None, "--microbatches", help="microbatches per step"),
@@ -82,7 +82,7 @@ def export_cmd(
 ) -> None:
     """Write a training scenario as ASTRA-sim inputs (Chakra traces, network, system, memory; communicator groups
     with tp/pp): the same workload, fabric and per-op times perfforge's own distributed engine uses. Data
-    parallelism (DDP, ZeRO 1-3) for any model; tensor x pipeline x data parallelism (ZeRO 0-2, GPipe, 1F1B,
+    parallelism (DDP, ZeRO 1-3) for any model; tensor x pipeline x data parallelism (ZeRO 0-3, GPipe, 1F1B,
     interleaved 1F1B, sequence parallelism, recomputation) for zoo decoder transformers."""
     from perfforge.adapters.astrasim import export
     from perfforge.scenario import load_scenario, make_scenario
