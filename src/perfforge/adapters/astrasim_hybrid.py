@@ -86,7 +86,7 @@ class _RankTrace:
     overlapped gradient reductions)."""
 
     def __init__(self, plan: HybridPlan, rank: int, groups: tuple[int | None, int | None],
-                 dims: dict[int, list[bool]]) -> None:
+                 dims: dict[int, list[bool]], param_bytes: int) -> None:
         par = plan.par
         self.plan, self.par, self.rank = plan, par, rank
         self.t, self.d, self.s = rank % par.tp, (rank // par.tp) % par.dp, rank // (par.tp * par.dp)
@@ -102,7 +102,7 @@ class _RankTrace:
         self.reductions: list[int] = []
         self.pending: list[tuple[str, float]] = []   # gradient reductions left for the chain's end (no overlap)
         self.zero3 = par.zero == 3 and par.dp > 1
-        self.param_bytes = 2
+        self.param_bytes = param_bytes   # bytes per parameter as gathered (the model's dtype)
         self.anchor: int | None = None   # ZeRO-3: the chain node after which the next layer's gather is issued
 
     # ---- nodes -----------------------------------------------------------------------------------------------
@@ -233,9 +233,8 @@ class _RankTrace:
         else:
             self.send("grad", g - 1, mb, self.tag(mb, g - 1, True))
 
-    def build(self, optimizer_s: float, param_bytes: int) -> list[EtNode]:
+    def build(self, optimizer_s: float) -> list[EtNode]:
         par, plan = self.par, self.plan
-        self.param_bytes = param_bytes
         order = self.order()
         last_backward = {c: max(i for i, (k, cc, _) in enumerate(order) if k == "B" and cc == c)
                          for c in range(self.v)}
@@ -253,7 +252,7 @@ class _RankTrace:
         if sharded and not self.zero3:   # ZeRO-1/2 gather the updated parameters; ZeRO-3 keeps them sharded
             params = (plan.layer_params * plan.layers_per_stage + (plan.emb_params if self.s == 0 else 0)
                       + (plan.head_params if self.s == par.pp - 1 else 0))
-            self.coll("allgather.parameters", "all_gather", params * param_bytes, self.dp_group)
+            self.coll("allgather.parameters", "all_gather", params * self.param_bytes, self.dp_group)
         return self.nodes
 
 
@@ -266,8 +265,8 @@ def build_traces(plan: HybridPlan, topo: Topology, *, optimizer_s: float,
     traces = []
     for rank in range(par.gpus):
         t, d, s = rank % par.tp, (rank // par.tp) % par.dp, rank // (par.tp * par.dp)
-        rt = _RankTrace(plan, rank, (tp_id.get((s, d)), dp_id.get((s, t))), dims)
-        traces.append(rt.build(optimizer_s, param_bytes))
+        rt = _RankTrace(plan, rank, (tp_id.get((s, d)), dp_id.get((s, t))), dims, param_bytes)
+        traces.append(rt.build(optimizer_s))
     return traces, groups
 
 
