@@ -136,3 +136,24 @@ def test_guard_says_when_it_never_held(fake_gpu) -> None:  # noqa: ANN001
 def test_cpu_timing_ignores_the_guard() -> None:
     res = timing.time_callable(lambda: None, device="cpu", warmup=1, repeats=3, launch_guard=True)
     assert res.guard == "off" and res.timer == "wall"
+
+
+def test_both_command_lines_pass_the_guard_choice(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    import perfforge.profiling.__main__ as module_cli
+    import perfforge.profiling.runner as runner
+
+    seen: list[bool] = []
+
+    def fake_run_profile(*args: object, launch_guard: bool = True, **kw: object) -> object:
+        seen.append(launch_guard)
+        return types.SimpleNamespace(interrupted=False)
+
+    monkeypatch.setattr(module_cli, "run_profile", fake_run_profile)
+    assert module_cli.main(["--out", str(tmp_path)]) == 0
+    assert module_cli.main(["--out", str(tmp_path), "--no-launch-guard"]) == 0
+    pytest.importorskip("torch")
+    monkeypatch.setattr(runner, "run_profile", fake_run_profile)
+    from perfforge.cli.main import main
+
+    main(["profile", "--out", str(tmp_path), "--suite", "tiny", "--device", "cpu", "--no-launch-guard"])
+    assert seen == [True, False, False]
