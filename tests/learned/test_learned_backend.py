@@ -34,9 +34,10 @@ def test_training_step_and_bad_backend():
 
 
 def test_backward_convolutions_are_covered_only_where_they_were_measured():
-    """The shipped model's data holds an H100's backward convs (data/ground_truth/measured/h100-conv-backward-
-    20261126) and no other GPU's: it times a ResNet-50 training step's dgrad and wgrad convs on an H100, and on a
-    V100 leaves them to the roofline and says so."""
+    """The shipped model's data holds H100 and H200 backward convs (data/ground_truth/measured/h100-conv-backward-
+    2026112*, and the standard kernel runs since they include them: h100-sxm-20261127-run3,
+    h*-kernels-guarded-20261127) and no other GPU's: it times a ResNet-50 training step's dgrad and wgrad convs on
+    an H100, and on a V100 leaves them to the roofline and says so."""
     import dataclasses
 
     from perfforge.engines.learned.backend import using_model
@@ -44,9 +45,9 @@ def test_backward_convolutions_are_covered_only_where_they_were_measured():
     from perfforge.engines.learned.model import load_model
 
     shipped = load_model()
-    assert shipped.conv_backward_groups == ("H100",)
+    assert shipped.conv_backward_groups == ("H100", "H200")
     root = Path(__file__).resolve().parents[2] / "data" / "ground_truth"
-    assert conv_backward_groups(load_records(root, scale=0.01)) == ("H100",)
+    assert conv_backward_groups(load_records(root, scale=0.01)) == ("H100", "H200")
     kw = dict(mode="train", batch=32, dtype="fp16", optimizer="sgd_momentum", backend="learned")
     r = perfforge.predict("resnet50", "v100-sxm2-16gb", **kw)
     n_backward_convs = sum(1 for x in r.breakdown if x.kind == "conv2d" and x.phase.startswith("backward"))

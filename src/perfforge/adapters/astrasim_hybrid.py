@@ -284,7 +284,8 @@ def export_hybrid(scenario: Any, out: Path) -> dict[str, Any]:
     device = get_device(scenario.hardware)
     h = hybrid_inputs(workload, System(device=device, num_devices=scenario.gpus), scenario)
     plan = plan_hybrid(h.config, device=device, node=h.node, net_bw=h.net_bw, net_lat=h.net_lat, cal=h.cal,
-                       par=h.par, batch=workload.batch, seq=workload.seq, dtype=workload.dtype)
+                       par=h.par, batch=workload.batch, seq=workload.seq, dtype=workload.dtype,
+                       backend=scenario.backend)
     _, topo = job_topology(scenario.hardware, scenario.node, scenario.gpus)
     traces, groups = build_traces(plan, topo, optimizer_s=optimizer_step_s(plan, scenario.optimizer, device, h.cal,
                                                                            workload.dtype),

@@ -125,14 +125,15 @@ class DistributedEngine:
         n = scenario.gpus
         step = simulate_hybrid(h.config, device=system.device, node=node, net_bw=h.net_bw, net_lat=h.net_lat, cal=cal,
                                par=par, batch=workload.batch, seq=workload.seq, dtype=workload.dtype,
-                               optimizer=scenario.optimizer)
+                               optimizer=scenario.optimizer, backend=scenario.backend)
         mem = MemoryFootprint(weights=step.memory["weights"], gradients=step.memory["gradients"],
                               optimizer_states=step.memory["optimizer_states"], activations=step.memory["activations"],
                               kv_cache=0.0, overhead=cal.framework_overhead_bytes, capacity=system.device.memory_bytes,
                               usable=system.device.memory_bytes * cal.usable_memory_fraction)
         samples = workload.batch * par.dp
         # Megatron-style half-precision modules (amp is rejected for these scenarios)
-        extra = {"gpus": n, "node": node.id, "precision": "cast", "tp": par.tp, "pp": par.pp, "dp": par.dp,
+        extra = {"backend": scenario.backend, **step.backend_info,
+                 "gpus": n, "node": node.id, "precision": "cast", "tp": par.tp, "pp": par.pp, "dp": par.dp,
                  "zero": par.zero,
                  "microbatches": par.microbatches, "schedule": par.schedule, "compute_s": step.compute_s,
                  "tp_comm_s": step.tp_comm_s, "pp_comm_s": step.pp_comm_s, "pipeline_bubble_s": step.bubble_s,
@@ -173,9 +174,6 @@ def hybrid_inputs(workload: Workload, system: System, scenario: Scenario) -> Hyb
     if scenario.loader_workers is not None:
         raise ConfigError("loader_workers: the input-pipeline bound covers single-device and data-parallel "
                           "steps, not tensor/pipeline parallelism or ZeRO")
-    if scenario.backend != "analytical":
-        raise ConfigError(f"backend '{scenario.backend}' covers single-device and data-parallel steps; "
-                          "tensor/pipeline parallelism and ZeRO use the analytical backend")
     # options the Megatron-style model does not describe: refuse them rather than ignore them
     ignored = [name for name, value, default in (
         ("attention_impl", scenario.attention_impl, "fused"), ("dropout", scenario.dropout, 0.0),

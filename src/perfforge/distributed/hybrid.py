@@ -22,10 +22,12 @@ group's links are NVLink or the network.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from perfforge.core.dtypes import DType
-from perfforge.core.errors import ConfigError, InfeasibleError
+from perfforge.core.errors import ConfigError, InfeasibleError, UnmodelledOpError
 from perfforge.distributed.collectives import collective_time
 from perfforge.distributed.pipeline import simulate_interleaved, simulate_pipeline
 from perfforge.distributed.topology import Dimension, Topology
@@ -100,12 +102,47 @@ class HybridStep:
     detail: dict[str, float]
     executed_flops: float = 0.0
     records: tuple = ()
+    backend_info: dict = field(default_factory=dict)
 
 
-def _times(ops: list[Op], device: DeviceSpec, cal: Calibration, dtype: DType) -> tuple[float, float]:
-    fwd = sum(op_time(op, device, cal, dtype).time_s for op in ops)
-    bwd = sum(op_time(b, device, cal, dtype).time_s for op in ops for b in backward_ops(op))
-    return fwd, bwd
+def op_timer(backend: str) -> Any:
+    """The per-op timer of ``backend`` (``perfforge.engines.analytical.timers.OP_TIMERS``)."""
+    from perfforge.engines.analytical.timers import OP_TIMERS
+
+    if backend not in OP_TIMERS:
+        import perfforge.engines.learned  # noqa: F401  (registers the learned backend)
+    return OP_TIMERS.get(backend)()
+
+
+def _times(ops: list[Op], device: DeviceSpec, cal: Calibration, dtype: DType,
+           timer: Any) -> tuple[float, float, dict[str, Any]]:
+    """(forward seconds, backward seconds, the timer's facts) of ``ops``; an op no rule covers is an error."""
+    every = list(ops) + [b for op in ops for b in backward_ops(op)]
+    timings, info = timer.time_ops(every, device, cal, dtype)
+    missing = sorted({op.name for op, t in zip(every, timings) if t is None})
+    if missing:
+        raise UnmodelledOpError(f"no rule times {', '.join(missing)} (backend '{timer.name}')")
+    n = len(ops)
+    return sum(t.time_s for t in timings[:n]), sum(t.time_s for t in timings[n:]), info
+
+
+def _merge_info(infos: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result's backend facts from several ``time_ops`` calls: op counts and fallbacks summed."""
+    out: dict[str, Any] = {}
+    fallback: Counter[str] = Counter()
+    for info in infos:
+        for key, value in info.items():
+            if key == "fallback_ops":
+                fallback.update(value)
+            elif key in ("learned_ops", "kernel_time_low_s", "kernel_time_high_s"):
+                out[key] = out.get(key, 0) + value
+            elif value or key not in out:
+                out[key] = value
+    if infos and any("fallback_ops" in i for i in infos):
+        out["fallback_ops"] = dict(sorted(fallback.items()))
+    out.pop("kernel_time_low_s", None)   # per-call sums over different op sets: not a step's interval
+    out.pop("kernel_time_high_s", None)
+    return out
 
 
 def _groups(node: NodeSpec, net_bw: float, net_lat: float, par: ParallelConfig) -> tuple[Topology, Topology, Dimension]:
@@ -155,6 +192,7 @@ class HybridPlan:
     tp_topo: Topology
     dp_topo: Topology
     pp_link: Dimension
+    backend_info: dict[str, Any] = field(default_factory=dict)   # how the ops were timed (learned: fallbacks)
 
     @property
     def edge_params(self) -> int:
@@ -177,8 +215,11 @@ def _attention_block(ops: list[Op]) -> int:
 
 
 def plan_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpec, net_bw: float, net_lat: float,
-                cal: Calibration, par: ParallelConfig, batch: int, seq: int, dtype: DType) -> HybridPlan:
-    """The per-GPU work of one step; ``batch`` is sequences per data-parallel replica per step."""
+                cal: Calibration, par: ParallelConfig, batch: int, seq: int, dtype: DType,
+                backend: str = "analytical") -> HybridPlan:
+    """The per-GPU work of one step; ``batch`` is sequences per data-parallel replica per step. ``backend`` times
+    the ops (``analytical``: the roofline; ``learned``: the learned kernel model, the roofline for op kinds it does
+    not cover, listed in ``backend_info``)."""
     if batch % par.microbatches:
         raise ConfigError(f"batch {batch} is not a multiple of microbatches {par.microbatches}")
     if cfg.layers % (par.pp * par.virtual_stages):
@@ -198,10 +239,11 @@ def plan_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpec, n
                            bytes_written=op.bytes_written / par.tp, saved_bytes=op.saved_bytes / par.tp)
                   if op.kind not in (OpKind.MATMUL, OpKind.ATTENTION, OpKind.BMM) else op for op in layer0]
     split = _attention_block(layer0)
-    (af, ab), (mf, mb) = _times(layer0[:split], device, cal, dtype), _times(layer0[split:], device, cal, dtype)
+    timer = op_timer(backend)
     embed_ops = [op for op in edge if op.layer == "embed"]
     head_ops = [op for op in edge if op.layer != "embed"]  # final norm, LM head, loss
-    (emb_f, emb_b), (head_f, head_b) = _times(embed_ops, device, cal, dtype), _times(head_ops, device, cal, dtype)
+    (af, ab, i1), (mf, mb, i2), (emb_f, emb_b, i3), (head_f, head_b, i4) = (
+        _times(group, device, cal, dtype, timer) for group in (layer0[:split], layer0[split:], embed_ops, head_ops))
     tp_topo, dp_topo, pp_link = _groups(node, net_bw, net_lat, par)
     act_bytes = mbs * seq * cfg.hidden * dtype.bytes
     nccl = {"efficiency": cal.collective_efficiency, "launch_s": cal.collective_launch_s}
@@ -223,7 +265,8 @@ def plan_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpec, n
         act_bytes=act_bytes, tp_allreduce_s=collective_time("all_reduce", act_bytes, tp_topo, **nccl), p2p_s=p2p,
         zero3_allgather_s=z3_ag, layer_params=layer_params, emb_params=sum(op.params for op in embed_ops),
         head_params=sum(op.params for op in head_ops), layer_saved_bytes=sum(op.saved_bytes for op in layer0),
-        edge_saved_bytes=sum(op.saved_bytes for op in edge), tp_topo=tp_topo, dp_topo=dp_topo, pp_link=pp_link)
+        edge_saved_bytes=sum(op.saved_bytes for op in edge), tp_topo=tp_topo, dp_topo=dp_topo, pp_link=pp_link,
+        backend_info=_merge_info([i1, i2, i3, i4]))
 
 
 def optimizer_step_s(plan: HybridPlan, optimizer: str, device: DeviceSpec, cal: Calibration, dtype: DType) -> float:
@@ -234,10 +277,10 @@ def optimizer_step_s(plan: HybridPlan, optimizer: str, device: DeviceSpec, cal: 
 
 def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpec, net_bw: float, net_lat: float,
                     cal: Calibration, par: ParallelConfig, batch: int, seq: int, dtype: DType,
-                    optimizer: str = "adamw") -> HybridStep:
+                    optimizer: str = "adamw", backend: str = "analytical") -> HybridStep:
     """One step; ``batch`` is sequences per data-parallel replica per step (microbatch size x microbatches)."""
     plan = plan_hybrid(cfg, device=device, node=node, net_bw=net_bw, net_lat=net_lat, cal=cal, par=par,
-                       batch=batch, seq=seq, dtype=dtype)
+                       batch=batch, seq=seq, dtype=dtype, backend=backend)
     mbs, layers_per_stage, p2p = plan.microbatch_size, plan.layers_per_stage, plan.p2p_s
     emb_f, emb_b, head_f, head_b = plan.emb_fwd_s, plan.emb_bwd_s, plan.head_fwd_s, plan.head_bwd_s
     if par.pp == 1:
@@ -330,5 +373,5 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
         model_flops=model_flops, executed_flops=executed_flops,
         detail={"microbatch_size": mbs, "layer_fwd_s": lf, "layer_bwd_s": lb, "tp_allreduce_s": tp_ar,
                 "zero3_allgather_s": z3_ag, "params_per_gpu": params_gpu, "pipeline_slots": slots},
-        records=records,
+        records=records, backend_info=plan.backend_info,
     )

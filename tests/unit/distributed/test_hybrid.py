@@ -125,3 +125,20 @@ def test_bad_parallel_configs():
         ParallelConfig(zero=4)
     with pytest.raises(ConfigError, match="interleaved"):
         ParallelConfig(virtual_stages=2)
+
+
+def test_learned_backend_times_the_tensor_parallel_layers_and_names_its_fallbacks():
+    """``--backend learned`` with tp/pp: the learned model times the GEMMs, norms, softmax and pointwise ops of the
+    shard, and the roofline the op kinds it has no data for (attention, embedding), listed in the result."""
+    import perfforge
+
+    kw = dict(gpus=64, tp=8, pp=2, batch=16, microbatches=8, seq=2048, dtype="fp16")
+    ana = perfforge.train("megatron-gpt-22b", "a100-sxm4-80gb", backend="analytical", **kw)
+    lrn = perfforge.train("megatron-gpt-22b", "a100-sxm4-80gb", backend="learned", **kw)
+    assert ana.extra["backend"] == "analytical" and "learned_ops" not in ana.extra
+    assert lrn.extra["backend"] == "learned" and lrn.extra["learned_ops"] > 0
+    assert set(lrn.extra["fallback_ops"]) == {"attention", "embedding"}
+    assert lrn.step_time_s != ana.step_time_s
+    assert 0.5 < lrn.step_time_s / ana.step_time_s < 2.0   # the two backends describe the same step
+    # the communication is the same model whichever backend times the compute
+    assert lrn.extra["tp_comm_s"] == ana.extra["tp_comm_s"] and lrn.extra["dp_comm_s"] == ana.extra["dp_comm_s"]
