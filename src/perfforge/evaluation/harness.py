@@ -105,11 +105,6 @@ def _predict_model(task: Task) -> Row:
             row.status, row.reason = "not run", "the analytical engine models one device; the distributed engine covers multi-GPU rows"
             return row
         parallel = p.get("parallel") or {}
-        hybrid = any(parallel.get(k, 1) > 1 for k in ("tp", "pp", "microbatches")) or parallel.get("zero", 0) > 0
-        if row.backend != "analytical" and hybrid:
-            row.status, row.reason = "not run", (f"the {row.backend} backend covers single-device and "
-                                                 "data-parallel steps; tensor/pipeline parallelism uses the roofline")
-            return row
         scenario = make_scenario(model=workload.name, hardware=row.hardware, mode=row.mode, dtype=workload.dtype,
                                  amp=workload.amp, batch=workload.batch, seq=workload.seq,
                                  optimizer=p.get("optimizer", "adamw"),
