@@ -123,7 +123,7 @@ def _data_parallel_trace(scenario: Scenario) -> tuple[list[EtNode], Topology]:
                 waits = [gather.id]
             segment_start = prev   # this segment starts when that node is done (a data dependency waits for it)
         node = EtNode(len(nodes), rec.name, COMP_NODE, duration_micros=max(1, round(rec.time_s * 1e6)),
-                      ctrl_deps=[prev] if prev is not None else [], data_deps=waits, attrs={"is_cpu_op": False})
+                      data_deps=([prev] if prev is not None else []) + waits, attrs={"is_cpu_op": False})
         nodes.append(node)
         rec_node[i] = node.id
         prev = node.id
@@ -141,7 +141,8 @@ def _data_parallel_trace(scenario: Scenario) -> tuple[list[EtNode], Topology]:
         updates = [("optimizer.shard", shard_update_s(workload, system, scenario))]
     for name, seconds in updates:
         node = EtNode(len(nodes), name, COMP_NODE, duration_micros=max(1, round(seconds * 1e6)),
-                      ctrl_deps=[prev] if prev is not None else [], data_deps=list(comm_ids), attrs={"is_cpu_op": False})
+                      data_deps=([prev] if prev is not None else []) + list(comm_ids),
+                      attrs={"is_cpu_op": False})
         nodes.append(node)
         prev = node.id
     if zero in (1, 2):

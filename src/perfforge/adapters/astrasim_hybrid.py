@@ -108,9 +108,10 @@ class _RankTrace:
     # ---- nodes -----------------------------------------------------------------------------------------------
     def add(self, name: str, type_: int, *, chain: bool = True, after: list[int] | None = None,
             duration_s: float = 0.0, **attrs: Any) -> int:
-        # a node off the chain with its own dependencies (a prefetched gather) does not wait for the chain's tail
-        ctrl = [self.tail] if self.tail is not None and (chain or after is None) else []
-        node = EtNode(len(self.nodes), name, type_, ctrl_deps=ctrl, data_deps=list(after or []),
+        # a node off the chain with its own dependencies (a prefetched gather) does not wait for the chain's tail;
+        # every dependency is a data dependency, the kind every Chakra reader resolves (``chakra`` module)
+        tail = [self.tail] if self.tail is not None and (chain or after is None) else []
+        node = EtNode(len(self.nodes), name, type_, data_deps=tail + [a for a in after or [] if a not in tail],
                       duration_micros=max(1, round(duration_s * 1e6)) if type_ == COMP_NODE else 0,
                       attrs={"is_cpu_op": False, **attrs})
         self.nodes.append(node)

@@ -5,6 +5,12 @@ A ``.et`` file is a stream of length-prefixed protobuf messages: one ``GlobalMet
 ASTRA-sim uses are encoded: node id, name, type, control/data dependencies, duration, and attributes
 (``is_cpu_op``, ``comm_type``, ``comm_size``, ``involved_dim``, ``pg_name`` for a collective's communicator group,
 ``comm_src``, ``comm_dst``, ``comm_tag`` for point-to-point sends and receives).
+
+Types follow the readers: Chakra's ETFeederNode (mlcommons/chakra ``src/feeder/et_feeder_node.cpp``) reads
+``comm_type`` and ``comm_size`` as int64, ``comm_src``, ``comm_dst``, ``comm_tag`` and ``comm_priority`` as int32,
+``is_cpu_op`` as bool and ``pg_name`` as string, and resolves data dependencies only; ASTRA-sim's feeder_v3
+(``astra-sim/workload/feeder_v3``) converts any integer type and resolves control dependencies too. So the
+exporters put every dependency in ``data_deps``.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ def _len_field(num: int, payload: bytes) -> bytes:
 
 
 AttrValue = int | bool | str | list[bool]
+INT32_ATTRS = frozenset({"comm_src", "comm_dst", "comm_tag", "comm_priority"})  # int32_val = 7 for these
 
 
 def _attr(name: str, value: AttrValue) -> bytes:
@@ -65,6 +72,8 @@ def _attr_cached(name: str, value: int | bool | str | tuple[bool, ...]) -> bytes
         body += _len_field(28, _len_field(1, b"".join(_varint(int(v)) for v in value)))
     elif isinstance(value, bool):
         body += _key(27, _VARINT) + _varint(int(value))
+    elif name in INT32_ATTRS:
+        body += _key(7, _VARINT) + _varint(int(value))  # int32_val = 7
     else:
         body += _key(9, _VARINT) + _varint(int(value))  # int64_val = 9
     return body
@@ -168,8 +177,8 @@ def read_et(data: bytes) -> tuple[str, list[EtNode]]:
                 for an, _, av in _fields(val):  # type: ignore[arg-type]
                     if an == 1:
                         name = bytes(av).decode()  # type: ignore[arg-type]
-                    elif an in (9, 27):
-                        value = int(av) if an == 9 else bool(av)  # type: ignore[arg-type]
+                    elif an in (7, 9, 27):
+                        value = bool(av) if an == 27 else int(av)  # type: ignore[arg-type]
                     elif an == 29:
                         value = bytes(av).decode()  # type: ignore[arg-type]
                     elif an == 28:
