@@ -28,6 +28,17 @@ def test_chakra_attribute_types_follow_the_feeders():
     assert read_et(buf.getvalue())[1][0].attrs == {"comm_src": 1, "comm_dst": 9, "comm_tag": 70000, "pg_name": "4"}
 
 
+def test_chakra_cache_writes_the_same_bytes():
+    nodes = [EtNode(i, f"n{i % 3}", COMP_NODE, duration_micros=i % 2 + 1, data_deps=[i - 1] if i else [],
+                    attrs={"is_cpu_op": False, "involved_dim": [True, i % 2 == 0], "comm_size": i % 2})
+             for i in range(12)]
+    plain, cached, cache = io.BytesIO(), io.BytesIO(), {}
+    write_et(plain, nodes)
+    write_et(cached, nodes, cache)
+    write_et(cached := io.BytesIO(), nodes, cache)   # the second trace comes from the cache
+    assert cached.getvalue() == plain.getvalue() and len(cache) == 12
+
+
 def test_chakra_round_trip():
     nodes = [EtNode(0, "fwd", COMP_NODE, duration_micros=12, attrs={"is_cpu_op": False}),
              EtNode(1, "ar", COMM_COLL_NODE, data_deps=[0], attrs={"comm_type": 0, "comm_size": 2**40,

@@ -292,9 +292,10 @@ def export_hybrid(scenario: Any, out: Path) -> dict[str, Any]:
                                                                            workload.dtype),
                                   param_bytes=workload.dtype.bytes)
     out.mkdir(parents=True, exist_ok=True)
+    cache: dict[tuple, bytes] = {}
     for rank, nodes in enumerate(traces):
         with open(out / f"workload.{rank}.et", "wb") as fh:
-            write_et(fh, nodes)
+            write_et(fh, nodes, cache)
     (out / COMM_GROUPS_FILE).write_text(json.dumps({str(k): v for k, v in groups.items()}, indent=1))
     return {"topology": topo, "nodes_per_trace": max(len(n) for n in traces),
             "collectives": max(sum(x.type == COMM_COLL_NODE for x in n) for n in traces),
