@@ -211,3 +211,16 @@ def test_what_the_export_refuses(tmp_path):
     with pytest.raises(ConfigError, match="zoo decoder transformer"):
         export(make_scenario(model="resnet50", hardware="a100-sxm4-80gb", mode="train", gpus=8, batch=32,
                              engine="distributed", pp=2, microbatches=2), tmp_path / "b")
+
+
+def test_cli_exports_a_pipeline_layout(tmp_path):
+    from perfforge.cli.main import main
+
+    main(["astra-sim", "export", "--out", str(tmp_path), "--model", "gpt3-1.3b", "--hardware", "h100-sxm5-80gb",
+          "--gpus", "8", "--tp", "2", "--pp", "2", "--microbatches", "4", "--batch", "8", "--seq", "1024",
+          "--dtype", "bf16", "--schedule", "interleaved", "--virtual-stages", "2", "--sequence-parallel"])
+    manifest, traces, groups = _read(tmp_path)
+    assert manifest["parallel"] == {"tp": 2, "pp": 2, "dp": 2, "zero": 0, "microbatches": 4,
+                                    "schedule": "interleaved", "virtual_stages": 2, "sequence_parallel": True,
+                                    "recompute": False}
+    assert len(traces) == 8 and len(groups) == 8   # four tensor-parallel pairs and four data-parallel pairs
