@@ -79,6 +79,7 @@ def export_cmd(
                                                help="CNNs: batch norm fused with its ReLU (and residual add)"),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="training dropout probability"),
     calibration: Optional[str] = typer.Option(None, help="YAML overriding calibration constants"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="analytical | learned: what times each op"),
 ) -> None:
     """Write a training scenario as ASTRA-sim inputs (Chakra traces, network, system, memory; communicator groups
     with tp/pp): the same workload, fabric and per-op times perfforge's own distributed engine uses. Data
@@ -91,7 +92,7 @@ def export_cmd(
              "node": node, "zero": zero, "collective_algorithm": algorithm, "amp": amp, "fuse_bn_act": fuse_bn_act,
              "dropout": dropout, "calibration": calibration, "tp": tp, "pp": pp, "microbatches": microbatches,
              "schedule": schedule, "virtual_stages": virtual_stages, "sequence_parallel": sequence_parallel,
-             "recompute": recompute}
+             "recompute": recompute, "backend": backend}
     given = {k: v for k, v in given.items() if v is not None}
     if model.endswith((".yaml", ".yml")):
         base = {**load_scenario(model).model_dump(), **given}

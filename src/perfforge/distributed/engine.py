@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
@@ -22,6 +22,12 @@ from perfforge.system.input_pipeline import apply_input_bound
 from perfforge.system.system import System
 from perfforge.workload.graph import Workload
 from perfforge.workload.optimizer import get_optimizer, optimizer_op, state_bytes
+
+if TYPE_CHECKING:
+    from perfforge.distributed.hybrid import ParallelConfig
+    from perfforge.engines.analytical.calibration import Calibration
+    from perfforge.system.network import NodeSpec
+    from perfforge.workload.models.transformer import TransformerConfig
 
 BACKEND_KEYS = ("backend", "learned_model", "learned_ops", "fallback_ops", "fallback_note", "kernel_time_low_s",
                 "kernel_time_high_s")
@@ -155,12 +161,12 @@ class DistributedEngine:
 class HybridInputs(NamedTuple):
     """What the tensor x pipeline x data parallel model needs from a scenario (``hybrid_inputs``)."""
 
-    config: Any          # the zoo decoder's TransformerConfig
-    par: Any             # perfforge.distributed.hybrid.ParallelConfig
-    node: Any            # the NodeSpec the GPUs sit in
-    net_bw: float        # bytes/s per GPU across nodes
-    net_lat: float       # seconds
-    cal: Any             # the analytical engine's Calibration
+    config: TransformerConfig   # the zoo decoder's
+    par: ParallelConfig
+    node: NodeSpec              # the node the GPUs sit in
+    net_bw: float               # bytes/s per GPU across nodes
+    net_lat: float              # seconds
+    cal: Calibration
 
 
 def hybrid_inputs(workload: Workload, system: System, scenario: Scenario) -> HybridInputs:
