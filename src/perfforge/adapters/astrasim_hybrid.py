@@ -28,6 +28,7 @@ One Chakra trace per rank, from the same ``HybridPlan`` perfforge's own hybrid m
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -257,18 +258,23 @@ class _RankTrace:
         return self.nodes
 
 
-def build_traces(plan: HybridPlan, topo: Topology, *, optimizer_s: float,
-                 param_bytes: int) -> tuple[list[list[EtNode]], dict[int, list[int]]]:
-    """Every rank's trace and the communicator groups. ``param_bytes``: bytes per parameter (the model's dtype)."""
+def iter_traces(plan: HybridPlan, topo: Topology, *, optimizer_s: float,
+                param_bytes: int) -> Iterator[tuple[int, list[EtNode]]]:
+    """(rank, trace) for every rank in rank order, one at a time (a 1024-rank export never holds them all).
+    ``param_bytes``: bytes per parameter (the model's dtype)."""
     par = plan.par
     groups, tp_id, dp_id = comm_groups(par.tp, par.dp, par.pp)
     dims = {g: involved_dims(r, topo) for g, r in groups.items()}
-    traces = []
     for rank in range(par.gpus):
         t, d, s = rank % par.tp, (rank // par.tp) % par.dp, rank // (par.tp * par.dp)
-        rt = _RankTrace(plan, rank, (tp_id.get((s, d)), dp_id.get((s, t))), dims, param_bytes)
-        traces.append(rt.build(optimizer_s))
-    return traces, groups
+        yield rank, _RankTrace(plan, rank, (tp_id.get((s, d)), dp_id.get((s, t))), dims, param_bytes).build(optimizer_s)
+
+
+def build_traces(plan: HybridPlan, topo: Topology, *, optimizer_s: float,
+                 param_bytes: int) -> tuple[list[list[EtNode]], dict[int, list[int]]]:
+    """Every rank's trace and the communicator groups."""
+    traces = [nodes for _, nodes in iter_traces(plan, topo, optimizer_s=optimizer_s, param_bytes=param_bytes)]
+    return traces, comm_groups(plan.par.tp, plan.par.dp, plan.par.pp)[0]
 
 
 def export_hybrid(scenario: Any, out: Path) -> dict[str, Any]:
@@ -288,18 +294,22 @@ def export_hybrid(scenario: Any, out: Path) -> dict[str, Any]:
                        par=h.par, batch=workload.batch, seq=workload.seq, dtype=workload.dtype,
                        backend=scenario.backend)
     _, topo = job_topology(scenario.hardware, scenario.node, scenario.gpus)
-    traces, groups = build_traces(plan, topo, optimizer_s=optimizer_step_s(plan, scenario.optimizer, device, h.cal,
-                                                                           workload.dtype),
-                                  param_bytes=workload.dtype.bytes)
+    groups = comm_groups(h.par.tp, h.par.dp, h.par.pp)[0]
     out.mkdir(parents=True, exist_ok=True)
     cache: dict[tuple, bytes] = {}
-    for rank, nodes in enumerate(traces):
+    stage_size = h.par.tp * h.par.dp
+    longest = collectives = p2p = 0
+    for rank, nodes in iter_traces(plan, topo, param_bytes=workload.dtype.bytes,
+                                   optimizer_s=optimizer_step_s(plan, scenario.optimizer, device, h.cal, workload.dtype)):
+        if rank % stage_size == 0:
+            cache.clear()   # ranks of one stage share nodes; the next stage's are different
         with open(out / f"workload.{rank}.et", "wb") as fh:
             write_et(fh, nodes, cache)
+        longest = max(longest, len(nodes))
+        collectives = max(collectives, sum(x.type == COMM_COLL_NODE for x in nodes))
+        p2p = max(p2p, sum(x.type in (COMM_SEND_NODE, COMM_RECV_NODE) for x in nodes))
     (out / COMM_GROUPS_FILE).write_text(json.dumps({str(k): v for k, v in groups.items()}, indent=1))
-    return {"topology": topo, "nodes_per_trace": max(len(n) for n in traces),
-            "collectives": max(sum(x.type == COMM_COLL_NODE for x in n) for n in traces),
-            "point_to_point": max(sum(x.type in (COMM_SEND_NODE, COMM_RECV_NODE) for x in n) for n in traces),
+    return {"topology": topo, "nodes_per_trace": longest, "collectives": collectives, "point_to_point": p2p,
             "comm_groups": COMM_GROUPS_FILE if groups else None,
             "parallel": {"tp": h.par.tp, "pp": h.par.pp, "dp": h.par.dp, "zero": h.par.zero,
                          "microbatches": h.par.microbatches, "schedule": h.par.schedule,
