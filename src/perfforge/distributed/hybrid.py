@@ -333,17 +333,20 @@ def simulate_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpe
     # data-parallel gradient sync of this GPU's parameters
     params_gpu = layer_params * layers_per_stage + edge_params
     grad_bytes = params_gpu * FP32_BYTES
-    dp_comm = 0.0
+    reduce = gather = 0.0
     if par.dp > 1:
         if par.zero >= 1:
-            # each rank updates its shard: gradients reduce-scattered, updated parameters all-gathered (the
-            # all-reduce's volume, split around the optimizer step)
-            dp_comm = (collective_time("reduce_scatter", grad_bytes, dp_topo, **nccl)
-                       + collective_time("all_gather", params_gpu * dtype.bytes, dp_topo,
-                                         **nccl))
+            # each rank updates its shard: gradients reduce-scattered (hidden behind the last backward when
+            # ``overlap``), then ZeRO-1/2 all-gather the updated parameters after the optimizer step, with nothing
+            # left to hide behind (the all-reduce's volume, split around the step; the data-parallel engine and the
+            # ASTRA-sim export do the same). ZeRO-3 keeps them sharded: each layer gathers its own (layer times).
+            reduce = collective_time("reduce_scatter", grad_bytes, dp_topo, **nccl)
+            if par.zero < 3:
+                gather = collective_time("all_gather", params_gpu * dtype.bytes, dp_topo, **nccl)
         else:
-            dp_comm = collective_time("all_reduce", grad_bytes, dp_topo, **nccl)
-    exposed_dp = max(0.0, dp_comm - t_b) if par.overlap else dp_comm
+            reduce = collective_time("all_reduce", grad_bytes, dp_topo, **nccl)
+    dp_comm = reduce + gather
+    exposed_dp = (max(0.0, reduce - t_b) if par.overlap else reduce) + gather
     opt = get_optimizer(optimizer)
     opt_s = optimizer_step_s(plan, optimizer, device, cal, dtype)
     step = pipeline + exposed_dp + opt_s
