@@ -1,5 +1,5 @@
 #!/bin/bash
-# The launch guard checked on a lent GPU machine, in one call (about 6 minutes on an H100):
+# The launch guard checked on a lent GPU machine, in one call (about 2.5 minutes on an H100 or H200):
 # 1. benchmarks/device/launch_guard.py: every kernel case timed unguarded, guarded, and (under 100 us) by CUPTI,
 #    into $OUT/guard/;
 # 2. the profiler's `kernels` group, guarded (the default now), into $OUT/run/: a new ground-truth run;
