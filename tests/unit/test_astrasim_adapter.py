@@ -207,3 +207,15 @@ def test_cli_export_takes_zero_amp_and_a_scenario_yaml(tmp_path):
     assert main(["astra-sim", "export", "--out", str(tmp_path / "y"), "--model", str(tmp_path / "job.yaml")]) == 0
     assert json.loads((tmp_path / "y" / "manifest.json").read_text())["npus"] == 16
     assert main(["astra-sim", "export", "--out", str(tmp_path / "x"), "--model", "resnet50"]) == 2   # no hardware
+
+
+def test_a_data_parallel_export_replays_to_perfforges_step(tmp_path):
+    from perfforge.adapters.chakra_replay import replay_export
+    from perfforge.cli.main import main
+
+    for zero in (0, 1, 3):
+        folder = tmp_path / f"z{zero}"
+        export(_scenario(zero=zero), folder)
+        out = replay_export(folder)
+        assert out["ratio"] == pytest.approx(1.0, abs=0.01) and out["ranks_replayed"] == 1   # identical ranks
+    main(["astra-sim", "replay", str(tmp_path / "z0"), "--json"])

@@ -107,6 +107,23 @@ def export_cmd(
                   + (f" (communicator groups: {manifest['comm_groups']})" if manifest.get("comm_groups") else ""))
 
 
+@astra.command("replay")
+def replay_cmd(
+    folder: Path = typer.Argument(..., help="a folder written by `perfforge astra-sim export`"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Replay exported traces with perfforge's own collective and link costs (an event-driven check of the export,
+    no ASTRA-sim needed) and compare with perfforge's step time."""
+    from perfforge.adapters.chakra_replay import replay_export
+
+    res = replay_export(folder)
+    if as_json:
+        print(dumps_json(res, indent=2))
+    else:
+        console.print(f"replayed {res['ranks_replayed']} traces ({res['nodes']:,} nodes): {res['replay_s'] * 1e3:,.2f} ms, "
+                      f"perfforge's step {res['perfforge_step_s'] * 1e3:,.2f} ms ({res['ratio']:.3f}x)")
+
+
 @astra.command("run")
 def run_cmd(
     folder: Path = typer.Argument(..., help="a folder written by `perfforge astra-sim export`"),

@@ -193,10 +193,11 @@ def simulate_zero3_step(records: list[OpRecord], producers: dict[str, int], laye
                         efficiency: float, launch_s: float = 0.0, optimizer_s: float | None = None) -> DPTimeline:
     """ZeRO-3 / FSDP data parallelism (Rajbhandari et al. 2020; PyTorch FSDP with FULL_SHARD): each layer's
     parameters (``layer_params``, ``gather_bytes`` each) are all-gathered before its forward and again before its
-    backward, prefetched one layer ahead (a layer's gather starts once the previous layer has started computing),
-    and its gradients are reduce-scattered in the same buckets DDP would use. One communication stream, first come
-    first served; a layer cannot start before its parameters have arrived, so gathers longer than a layer's compute
-    show as exposed communication."""
+    backward, prefetched one layer ahead (a layer's gather is issued once the previous layer has started computing,
+    so it goes ahead of that layer's gradient reduce-scatters, as FSDP's backward prefetch does), and its gradients
+    are reduce-scattered in the same buckets DDP would use. One communication stream, served in the order
+    collectives are issued; a layer cannot start before its parameters have arrived, so gathers longer than a
+    layer's compute show as exposed communication."""
     compute: list[OpRecord] = []
     comm: list[OpRecord] = []
     optimizer = [r for r in records if r.phase == "optimizer"]
@@ -216,15 +217,30 @@ def simulate_zero3_step(records: list[OpRecord], producers: dict[str, int], laye
         comm_free = end
         return end
 
+    # the segments in program order, each with the layer whose parameters it needs (ZeRO-3 gathers each once)
+    segments: list[tuple[str, str]] = []
+    for rec in body:
+        if not segments or zero3_segment(rec) != segments[-1]:
+            segments.append(zero3_segment(rec))
+    arrival: dict[tuple[str, str], float] = {}
+
+    def gather(key: tuple[str, str], ready: float) -> None:
+        """Queue ``key``'s gather when it is issued; the stream serves collectives in the order they are issued."""
+        if topology.npus > 1 and layer_params.get(key[1]) and key not in gathered:
+            gathered.add(key)
+            arrival[key] = place(f"allgather.{key[0]}.{key[1]}", "all_gather", layer_params[key[1]] * gather_bytes,
+                                 ready)
+
+    seg = -1
     for i, rec in enumerate(body):
         key = zero3_segment(rec)
         if key != current:
-            if topology.npus > 1 and layer_params.get(rec.layer) and key not in gathered:
-                gathered.add(key)
-                arrived = place(f"allgather.{key[0]}.{rec.layer}", "all_gather",
-                                layer_params[rec.layer] * gather_bytes, layer_start)
-                clock = max(clock, arrived)
+            seg += 1
+            gather(key, clock)   # the first segment's own gather (the others were prefetched)
+            clock = max(clock, arrival.get(key, 0.0))
             current, layer_start = key, clock
+            if seg + 1 < len(segments):   # prefetch: the next segment's gather is issued as this one starts,
+                gather(segments[seg + 1], layer_start)   # ahead of this segment's reduce-scatters
         compute.append(OpRecord(rec.name, rec.kind, rec.layer, rec.phase, rec.time_s, rec.flops, rec.bytes,
                                 rec.bound, start_s=clock))
         clock += rec.time_s

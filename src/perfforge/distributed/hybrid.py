@@ -181,7 +181,7 @@ class HybridPlan:
     head_fwd_s: float                  # final norm, LM head and loss
     head_bwd_s: float
     act_bytes: float                   # one microbatch's activations at a layer boundary
-    tp_allreduce_s: float              # one all-reduce of act_bytes over the tensor-parallel group
+    tp_allreduce_s: float              # one all-reduce of act_bytes over the tensor-parallel group (SP: RS + AG)
     p2p_s: float                       # one stage-to-stage send, scatter/gather included
     zero3_allgather_s: float           # one layer's parameters all-gathered over the data-parallel group
     layer_params: int
@@ -248,6 +248,13 @@ def plan_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpec, n
     act_bytes = mbs * seq * cfg.hidden * dtype.bytes
     nccl = {"efficiency": cal.collective_efficiency, "launch_s": cal.collective_launch_s}
     layer_params = sum(op.params for op in layer0)
+    if par.sequence_parallel and par.tp > 1:
+        # each all-reduce becomes a reduce-scatter and an all-gather of the same bytes (Korthikanti et al. 2022):
+        # the same volume, but two calls, each with its own launch
+        tp_ar = (collective_time("reduce_scatter", act_bytes, tp_topo, **nccl)
+                 + collective_time("all_gather", act_bytes, tp_topo, **nccl))
+    else:
+        tp_ar = collective_time("all_reduce", act_bytes, tp_topo, **nccl)
     z3_ag = 0.0
     if par.zero == 3 and par.dp > 1:
         z3_ag = collective_time("all_gather", layer_params * dtype.bytes, dp_topo, **nccl)
@@ -262,7 +269,7 @@ def plan_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpec, n
     return HybridPlan(
         par=par, microbatch_size=mbs, layers_per_stage=cfg.layers // par.pp, block_fwd_s=(af, mf),
         block_bwd_s=(ab, mb), emb_fwd_s=emb_f, emb_bwd_s=emb_b, head_fwd_s=head_f, head_bwd_s=head_b,
-        act_bytes=act_bytes, tp_allreduce_s=collective_time("all_reduce", act_bytes, tp_topo, **nccl), p2p_s=p2p,
+        act_bytes=act_bytes, tp_allreduce_s=tp_ar, p2p_s=p2p,
         zero3_allgather_s=z3_ag, layer_params=layer_params, emb_params=sum(op.params for op in embed_ops),
         head_params=sum(op.params for op in head_ops), layer_saved_bytes=sum(op.saved_bytes for op in layer0),
         edge_saved_bytes=sum(op.saved_bytes for op in edge), tp_topo=tp_topo, dp_topo=dp_topo, pp_link=pp_link,
