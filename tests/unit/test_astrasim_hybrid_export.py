@@ -150,3 +150,18 @@ def test_cli_exports_a_pipeline_layout(tmp_path):
                                     "schedule": "interleaved", "virtual_stages": 2, "sequence_parallel": True,
                                     "recompute": False}
     assert len(traces) == 8 and len(groups) == 8   # four tensor-parallel pairs and four data-parallel pairs
+
+
+def test_run_passes_the_communicator_groups(tmp_path, monkeypatch):
+    import stat
+
+    from perfforge.adapters.astrasim import run
+
+    fake = tmp_path / "fake-astra-sim"   # prints its arguments and one report line per rank
+    fake.write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n'
+                    'echo "[workload] [info] sys[0] finished, 2000 cycles, exposed communication 500 cycles."\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    export(_scenario(), tmp_path / "hybrid")
+    monkeypatch.setenv("ASTRA_SIM_BIN", str(fake))
+    assert run(tmp_path / "hybrid")["finish_ns"] == 2000
+    assert f"--comm-group-configuration={tmp_path / 'hybrid' / 'comm_groups.json'}" in (tmp_path / "args").read_text()

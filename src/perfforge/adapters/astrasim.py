@@ -176,8 +176,9 @@ def run(folder: str | Path, binary: str | None = None, timeout_s: float = 3600) 
         raise ConfigError(f"{f}: not an exported folder (run `perfforge astra-sim export` first)")
     groups = json.loads((f / "manifest.json").read_text()).get("comm_groups")
     cmd = [exe, f"--workload-configuration={f / 'workload'}", f"--system-configuration={f / 'system.json'}",
-           f"--network-configuration={f / 'network.yml'}", f"--remote-memory-configuration={f / 'memory.json'}",
-           f"--comm-group-configuration={f / groups if groups else 'empty'}"]
+           f"--network-configuration={f / 'network.yml'}", f"--remote-memory-configuration={f / 'memory.json'}"]
+    if groups:   # only where needed: binaries older than ASTRA-sim's communicator groups do not know the option
+        cmd.append(f"--comm-group-configuration={f / groups}")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise ConfigError(f"ASTRA-sim exited with {proc.returncode}: {proc.stderr.strip()[-300:]}")
