@@ -2,7 +2,8 @@
 
 One Chakra trace per rank is written in Python (no protobuf codegen), so the export grows with the rank count,
 unlike perfforge's own symmetric simulation; the same scenario's `perfforge.train` in the same process is the
-baseline. Run: `python benchmarks/bench_astrasim_export.py` (writes into a temporary folder).
+baseline. `perfforge astra-sim replay` of each export is timed too. Run: `python benchmarks/bench_astrasim_export.py`
+(writes into a temporary folder).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import perfforge
 from perfforge.adapters.astrasim import export
+from perfforge.adapters.chakra_replay import replay_export
 from perfforge.scenario import make_scenario
 
 CASES = {
@@ -36,8 +38,12 @@ def main() -> None:
             manifest = export(scenario, tmp)
             took = time.process_time() - t0
             size = sum(f.stat().st_size for f in Path(tmp).iterdir())
+            t0 = time.process_time()
+            out = replay_export(tmp)
+            replayed = time.process_time() - t0
         print(f"{name}: export {took:.2f} s CPU, {manifest['npus']} traces of up to {manifest['nodes_per_trace']} "
-              f"nodes, {size / 1e6:.1f} MB; perfforge.train {own * 1e3:.0f} ms CPU ({took / own:.0f}x)")
+              f"nodes, {size / 1e6:.1f} MB; perfforge.train {own * 1e3:.0f} ms CPU ({took / own:.0f}x); "
+              f"replay {replayed:.2f} s CPU, {out['ratio']:.3f}x perfforge's step")
 
 
 if __name__ == "__main__":
