@@ -24,18 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from perfforge.adapters.chakra import (
-    COMM_COLL_NODE,
-    COMM_RECV_NODE,
-    COMM_SEND_NODE,
-    COMM_TYPES,
-    COMP_NODE,
-    EtNode,
-    read_et,
-)
+from perfforge.adapters import chakra as et
+from perfforge.adapters.chakra import EtNode
 from perfforge.core.errors import ConfigError
 
-KIND_OF = {code: kind for kind, code in COMM_TYPES.items()}
+KIND_OF = {code: kind for kind, code in et.COMM_TYPES.items()}
 ALL_RANKS = 0   # a collective without a communicator group runs over every rank (ASTRA-sim's reading of 0)
 
 
@@ -92,22 +85,22 @@ def replay(traces: Sequence[Sequence[EtNode]], groups: dict[int, list[int]], *,
     while heap:   # in time order, as a simulator issues them
         t0, r, nid = heapq.heappop(heap)
         n = traces[r][nid]
-        if n.type == COMP_NODE:
+        if n.type == et.COMP_NODE:
             done(r, nid, t0 + n.duration_micros * 1e-6)
-        elif n.type == COMM_SEND_NODE:
+        elif n.type == et.COMM_SEND_NODE:
             key = (int(n.attrs["comm_src"]), int(n.attrs["comm_dst"]), int(n.attrs["comm_tag"]))
             arrivals[key] = t0 + p2p_s(int(n.attrs["comm_size"]))
             done(r, nid, t0)
             if key in blocked:
                 rr, rid, rt = blocked.pop(key)
                 done(rr, rid, max(rt, arrivals[key]))
-        elif n.type == COMM_RECV_NODE:
+        elif n.type == et.COMM_RECV_NODE:
             key = (int(n.attrs["comm_src"]), int(n.attrs["comm_dst"]), int(n.attrs["comm_tag"]))
             if key in arrivals:
                 done(r, nid, max(t0, arrivals[key]))
             else:
                 blocked[key] = (r, nid, t0)
-        elif n.type == COMM_COLL_NODE:
+        elif n.type == et.COMM_COLL_NODE:
             group = int(n.attrs.get("pg_name") or ALL_RANKS)
             if group not in members:
                 raise ConfigError(f"rank {names[r]} node {n.id} ({n.name}): communicator group {group} is not defined")
@@ -136,7 +129,7 @@ def replay(traces: Sequence[Sequence[EtNode]], groups: dict[int, list[int]], *,
         raise ConfigError(f"the traces cannot all run: {len(stuck)} nodes never started (first: rank {stuck[0][0]} "
                           f"{stuck[0][1]})")
     rank_finish = tuple(max((finish[r, n.id] for n in trace), default=0.0) for r, trace in enumerate(traces))
-    compute = tuple(sum(n.duration_micros for n in trace if n.type == COMP_NODE) * 1e-6 for trace in traces)
+    compute = tuple(sum(n.duration_micros for n in trace if n.type == et.COMP_NODE) * 1e-6 for trace in traces)
     return ReplayResult(max(rank_finish, default=0.0), rank_finish, compute, sum(len(t) for t in traces))
 
 
@@ -195,7 +188,7 @@ def replay_export(folder: str | Path) -> dict[str, Any]:
             raise ConfigError("a data-parallel export has no point-to-point nodes")
 
         ranks = [0]
-    traces = [read_et((f / f"{manifest['workload_prefix']}.{r}.et").read_bytes())[1] for r in ranks]
+    traces = [et.read_et((f / f"{manifest['workload_prefix']}.{r}.et").read_bytes())[1] for r in ranks]
     res = replay(traces, groups, collective_s=collective_s, p2p_s=p2p_s, ranks=ranks)
     own = run_scenario(scenario).step_time_s
     return {"replay_s": res.finish_s, "perfforge_step_s": own, "ratio": res.finish_s / own,
