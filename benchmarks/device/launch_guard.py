@@ -34,19 +34,15 @@ def cupti_kernel_s(torch: Any, fn: Any, buf: Any) -> float:
     the L2 flush (whose ``FillFunctor<int>`` kernels are excluded)."""
     from torch.profiler import ProfilerActivity, profile
 
+    from perfforge.profiling.timing import cuda_kernel_us
+
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for i in range(CUPTI_CALLS):
             if buf is not None:
                 buf.fill_(i)
             fn()
         torch.cuda.synchronize()
-    total_us = 0.0
-    for e in prof.events():
-        if not str(e.device_type).endswith("CUDA"):
-            continue
-        if buf is not None and "FillFunctor<int>" in e.name:
-            continue
-        total_us += e.time_range.elapsed_us()
+    total_us = cuda_kernel_us(prof, exclude="FillFunctor<int>" if buf is not None else None)
     if total_us <= 0:
         raise RuntimeError("the profiler reported no CUDA kernels")
     return total_us * 1e-6 / CUPTI_CALLS

@@ -17,14 +17,11 @@ from perfforge.adapters.astrasim import export
 from perfforge.adapters.astrasim_hybrid import comm_groups, involved_dims, rank_of
 from perfforge.adapters.chakra import COMM_COLL_NODE, COMM_RECV_NODE, COMM_SEND_NODE, COMM_TYPES, COMP_NODE, read_et
 from perfforge.adapters.chakra_replay import replay_export
-from perfforge.api import scenario_workload
 from perfforge.core.errors import ConfigError
-from perfforge.distributed.engine import hybrid_inputs
-from perfforge.distributed.hybrid import FP32_BYTES, plan_hybrid
+from perfforge.distributed.engine import hybrid_plan
+from perfforge.distributed.hybrid import FP32_BYTES
 from perfforge.distributed.topology import Dimension, Topology
 from perfforge.scenario import make_scenario
-from perfforge.system.catalog import get_device
-from perfforge.system.system import System
 
 KIND_OF = {v: k for k, v in COMM_TYPES.items()}
 
@@ -37,11 +34,7 @@ def _scenario(**kw):
 
 
 def _plan(scenario):
-    workload = scenario_workload(scenario)
-    device = get_device(scenario.hardware)
-    h = hybrid_inputs(workload, System(device=device, num_devices=scenario.gpus), scenario)
-    plan = plan_hybrid(h.config, device=device, node=h.node, net_bw=h.net_bw, net_lat=h.net_lat, cal=h.cal,
-                       par=h.par, batch=workload.batch, seq=workload.seq, dtype=workload.dtype)
+    plan, h, _ = hybrid_plan(scenario)
     return plan, h.cal
 
 

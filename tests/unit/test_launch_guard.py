@@ -157,3 +157,14 @@ def test_both_command_lines_pass_the_guard_choice(monkeypatch: pytest.MonkeyPatc
 
     main(["profile", "--out", str(tmp_path), "--suite", "tiny", "--device", "cpu", "--no-launch-guard"])
     assert seen == [True, False, False]
+
+
+def test_kernel_sum_leaves_out_the_named_kernels() -> None:
+    def event(name: str, us: float, device: str = "DeviceType.CUDA") -> types.SimpleNamespace:
+        return types.SimpleNamespace(name=name, device_type=device,
+                                     time_range=types.SimpleNamespace(elapsed_us=lambda: us))
+
+    prof = types.SimpleNamespace(events=lambda: [event("gemm", 7.0), event("FillFunctor<int> flush", 90.0),
+                                                 event("cpu op", 50.0, "DeviceType.CPU")])
+    assert timing.cuda_kernel_us(prof) == 97.0
+    assert timing.cuda_kernel_us(prof, exclude="FillFunctor<int>") == 7.0

@@ -280,19 +280,13 @@ def build_traces(plan: HybridPlan, topo: Topology, *, optimizer_s: float,
 def export_hybrid(scenario: Any, out: Path) -> dict[str, Any]:
     """Write the traces and ``comm_groups.json`` for a scenario with tp > 1, pp > 1 or microbatches > 1; returns
     the manifest's scenario-specific part (the caller writes the network, system and memory files)."""
-    from perfforge.api import scenario_workload
-    from perfforge.distributed.engine import hybrid_inputs
-    from perfforge.distributed.hybrid import optimizer_step_s, plan_hybrid
+    from perfforge.distributed.engine import hybrid_plan
+    from perfforge.distributed.hybrid import optimizer_step_s
     from perfforge.distributed.topology import job_topology
     from perfforge.system.catalog import get_device
-    from perfforge.system.system import System
 
-    workload = scenario_workload(scenario)
+    plan, h, workload = hybrid_plan(scenario)
     device = get_device(scenario.hardware)
-    h = hybrid_inputs(workload, System(device=device, num_devices=scenario.gpus), scenario)
-    plan = plan_hybrid(h.config, device=device, node=h.node, net_bw=h.net_bw, net_lat=h.net_lat, cal=h.cal,
-                       par=h.par, batch=workload.batch, seq=workload.seq, dtype=workload.dtype,
-                       backend=scenario.backend)
     _, topo = job_topology(scenario.hardware, scenario.node, scenario.gpus)
     groups = comm_groups(h.par.tp, h.par.dp, h.par.pp)[0]
     out.mkdir(parents=True, exist_ok=True)

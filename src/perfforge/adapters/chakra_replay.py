@@ -138,10 +138,10 @@ def replay_export(folder: str | Path) -> dict[str, Any]:
     its scenario, next to perfforge's own step time. A data-parallel export's ranks are identical: rank 0 alone is
     replayed, its collectives over every rank."""
     from perfforge.adapters.astrasim_hybrid import comm_groups
-    from perfforge.api import run_scenario, scenario_workload
+    from perfforge.api import run_scenario
     from perfforge.distributed.collectives import collective_time
-    from perfforge.distributed.engine import hybrid_inputs
-    from perfforge.distributed.hybrid import plan_hybrid
+    from perfforge.distributed.engine import hybrid_plan
+    from perfforge.distributed.hybrid import send_s
     from perfforge.distributed.topology import job_topology
     from perfforge.engines.analytical.engine import AnalyticalEngine
     from perfforge.scenario import Scenario
@@ -154,16 +154,10 @@ def replay_export(folder: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"{f}: not an exported folder (run `perfforge astra-sim export` first)") from None
     scenario = Scenario.model_validate(manifest["scenario"])
-    device = get_device(scenario.hardware)
-    system = System(device=device, num_devices=scenario.gpus)
-    workload = scenario_workload(scenario)
     groups: dict[int, list[int]] = {}
     if manifest.get("comm_groups"):
         groups = {int(k): v for k, v in json.loads((f / manifest["comm_groups"]).read_text()).items()}
-        h = hybrid_inputs(workload, system, scenario)
-        plan = plan_hybrid(h.config, device=device, node=h.node, net_bw=h.net_bw, net_lat=h.net_lat, cal=h.cal,
-                           par=h.par, batch=workload.batch, seq=workload.seq, dtype=workload.dtype,
-                           backend=scenario.backend)
+        plan, h, _ = hybrid_plan(scenario)
         tp_groups = set(comm_groups(h.par.tp, h.par.dp, h.par.pp)[1].values())
         nccl = {"efficiency": h.cal.collective_efficiency, "launch_s": h.cal.collective_launch_s}
         link = plan.pp_link
@@ -172,10 +166,11 @@ def replay_export(folder: str | Path) -> dict[str, Any]:
             return collective_time(kind, size, plan.tp_topo if group in tp_groups else plan.dp_topo, **nccl)
 
         def p2p_s(size: int) -> float:
-            return link.latency_s + size / (link.bytes_per_s * h.cal.collective_efficiency)
+            return send_s(link, size, h.cal.collective_efficiency)
 
         ranks = list(range(manifest["npus"]))
     else:
+        system = System(device=get_device(scenario.hardware), num_devices=scenario.gpus)
         cal = AnalyticalEngine().calibration_for(system, scenario)
         _, topo = job_topology(scenario.hardware, scenario.node, scenario.gpus)
         algorithms = {d.name: scenario.collective_algorithm for d in topo.dims}

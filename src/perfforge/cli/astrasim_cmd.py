@@ -86,21 +86,14 @@ def export_cmd(
     parallelism (DDP, ZeRO 1-3) for any model; tensor x pipeline x data parallelism (ZeRO 0-3, GPipe, 1F1B,
     interleaved 1F1B, sequence parallelism, recomputation) for zoo decoder transformers."""
     from perfforge.adapters.astrasim import export
-    from perfforge.scenario import load_scenario, make_scenario
+    from perfforge.cli.scenario_options import scenario_from_options
 
     given = {"hardware": hardware, "gpus": gpus, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
              "node": node, "zero": zero, "collective_algorithm": algorithm, "amp": amp, "fuse_bn_act": fuse_bn_act,
              "dropout": dropout, "calibration": calibration, "tp": tp, "pp": pp, "microbatches": microbatches,
              "schedule": schedule, "virtual_stages": virtual_stages, "sequence_parallel": sequence_parallel,
              "recompute": recompute, "backend": backend}
-    given = {k: v for k, v in given.items() if v is not None}
-    if model.endswith((".yaml", ".yml")):
-        base = {**load_scenario(model).model_dump(), **given}
-    else:
-        if "hardware" not in given:
-            raise ConfigError("--hardware is required (see `perfforge hardware` for ids)")
-        base = {"model": model, "gpus": 8, **given}
-    scenario = make_scenario(**{**base, "mode": "train", "engine": "distributed"})
+    scenario = scenario_from_options(model, given, defaults={"gpus": 8}, mode="train", engine="distributed")
     manifest = export(scenario, out)
     console.print(f"wrote {manifest['npus']} Chakra traces of up to {manifest['nodes_per_trace']} nodes "
                   f"({manifest['collectives']} collectives) and configs to {out}"

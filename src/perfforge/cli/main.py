@@ -57,22 +57,13 @@ def predict(
         print_result,
         write_atomic,
     )
-    from perfforge.scenario import load_scenario, make_scenario
+    from perfforge.cli.scenario_options import scenario_from_options
 
     given = {"hardware": hardware, "mode": mode, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
              "recompute": recompute, "attention_impl": attention, "calibration": calibration,
              "execution": execution, "backend": backend, "memory_format": memory_format, "dropout": dropout,
              "amp": amp, "head": head, "fuse_bn_act": fuse_bn_act}
-    given = {k: v for k, v in given.items() if v is not None}
-    if model.endswith((".yaml", ".yml")):
-        base = load_scenario(model).model_dump(exclude_unset=False)
-        base.update(given)
-        scenario = make_scenario(**base)
-    else:
-        if "hardware" not in given:
-            raise PerfforgeError("--hardware is required (see `perfforge hardware` for ids)")
-        scenario = make_scenario(model=model, **given)
-    result = run_scenario(scenario)
+    result = run_scenario(scenario_from_options(model, given))
     if csv_path:
         write_atomic(csv_path, breakdown_csv(result))
     if trace_path:

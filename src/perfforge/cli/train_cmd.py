@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from perfforge.cli.main import app, console
-from perfforge.core.errors import ConfigError
 from perfforge.workload.optimizer import OPTIMIZERS
 
 
@@ -58,7 +57,7 @@ def train(
     """Predict one data-parallel training step (compute overlapped with bucketed all-reduce)."""
     from perfforge.api import run_scenario
     from perfforge.cli.output import chrome_trace_json, print_result, write_atomic
-    from perfforge.scenario import load_scenario, make_scenario
+    from perfforge.cli.scenario_options import scenario_from_options
 
     given = {"hardware": hardware, "gpus": gpus, "batch": batch, "seq": seq, "dtype": dtype, "optimizer": optimizer,
              "node": node, "collective_algorithm": algorithm, "recompute": recompute, "calibration": calibration,
@@ -72,18 +71,9 @@ def train(
         given["comm_streams"] = comm_streams
     if independent_links:
         given["shared_links"] = False
-    given = {k: v for k, v in given.items() if v is not None}
     if no_overlap:
         given["overlap"] = False
-    if model.endswith((".yaml", ".yml")):
-        base = load_scenario(model).model_dump()
-        base.update(given)
-    else:
-        if "hardware" not in given:
-            raise ConfigError("--hardware is required (see `perfforge hardware` for ids)")
-        base = {"model": model, **given}
-    base.update(mode="train", engine="distributed")
-    result = run_scenario(make_scenario(**base))
+    result = run_scenario(scenario_from_options(model, given, mode="train", engine="distributed"))
     if trace_path:
         write_atomic(trace_path, chrome_trace_json(result))
     if as_json:

@@ -203,7 +203,7 @@ def simulate_zero3_step(records: list[OpRecord], producers: dict[str, int], laye
     optimizer = [r for r in records if r.phase == "optimizer"]
     body = [r for r in records if r.phase != "optimizer"]
     buckets = dict(bucket_plan(body, producers, grad_bytes)) if topology.npus > 1 else {}
-    clock = comm_free = layer_start = 0.0
+    clock = comm_free = 0.0
     current: tuple[str, str] | None = None
     gathered: set[tuple[str, str]] = set()
 
@@ -238,9 +238,9 @@ def simulate_zero3_step(records: list[OpRecord], producers: dict[str, int], laye
             seg += 1
             gather(key, clock)   # the first segment's own gather (the others were prefetched)
             clock = max(clock, arrival.get(key, 0.0))
-            current, layer_start = key, clock
+            current = key
             if seg + 1 < len(segments):   # prefetch: the next segment's gather is issued as this one starts,
-                gather(segments[seg + 1], layer_start)   # ahead of this segment's reduce-scatters
+                gather(segments[seg + 1], clock)   # ahead of this segment's reduce-scatters
         compute.append(OpRecord(rec.name, rec.kind, rec.layer, rec.phase, rec.time_s, rec.flops, rec.bytes,
                                 rec.bound, start_s=clock))
         clock += rec.time_s

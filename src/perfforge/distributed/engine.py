@@ -24,7 +24,7 @@ from perfforge.workload.graph import Workload
 from perfforge.workload.optimizer import get_optimizer, optimizer_op, state_bytes
 
 if TYPE_CHECKING:
-    from perfforge.distributed.hybrid import ParallelConfig
+    from perfforge.distributed.hybrid import HybridPlan, ParallelConfig
     from perfforge.engines.analytical.calibration import Calibration
     from perfforge.system.network import NodeSpec
     from perfforge.workload.models.transformer import TransformerConfig
@@ -206,3 +206,19 @@ def hybrid_inputs(workload: Workload, system: System, scenario: Scenario) -> Hyb
     net_bw, net_lat = network_link(node)
     cal = AnalyticalEngine().calibration_for(system, scenario)
     return HybridInputs(entry.config, par, node, net_bw, net_lat, cal)
+
+
+def hybrid_plan(scenario: Scenario) -> tuple[HybridPlan, HybridInputs, Workload]:
+    """A tensor/pipeline-parallel scenario's ``HybridPlan`` as the engine builds it (with the inputs and the
+    workload it came from): what the ASTRA-sim export writes out and its replay prices."""
+    from perfforge.api import scenario_workload
+    from perfforge.distributed.hybrid import plan_hybrid
+    from perfforge.system.catalog import get_device
+
+    workload = scenario_workload(scenario)
+    device = get_device(scenario.hardware)
+    h = hybrid_inputs(workload, System(device=device, num_devices=scenario.gpus), scenario)
+    plan = plan_hybrid(h.config, device=device, node=h.node, net_bw=h.net_bw, net_lat=h.net_lat, cal=h.cal,
+                       par=h.par, batch=workload.batch, seq=workload.seq, dtype=workload.dtype,
+                       backend=scenario.backend)
+    return plan, h, workload

@@ -206,6 +206,11 @@ class HybridPlan:
         return self.layer_params * self.layers_per_stage + self.edge_params
 
 
+def send_s(link: Dimension, nbytes: float, efficiency: float) -> float:
+    """One point-to-point send of ``nbytes`` over ``link`` (a pipeline stage boundary)."""
+    return link.latency_s + nbytes / (link.bytes_per_s * efficiency)
+
+
 def _attention_block(ops: list[Op]) -> int:
     """How many of a layer's ops (in order) make its attention block: up to the last ``.attn.`` op."""
     last = max((i for i, op in enumerate(ops) if ".attn." in op.name), default=-1)
@@ -263,7 +268,7 @@ def plan_hybrid(cfg: TransformerConfig, *, device: DeviceSpec, node: NodeSpec, n
         # Megatron-LM's scatter/gather optimization (Narayanan et al. 2021, section 4.1): each of the tp ranks sends
         # 1/tp of the activations over its own link, and the next stage all-gathers them over NVLink (with sequence
         # parallelism the activations are already split, so nothing is gathered)
-        p2p = pp_link.latency_s + act_bytes / par.tp / (pp_link.bytes_per_s * cal.collective_efficiency)
+        p2p = send_s(pp_link, act_bytes / par.tp, cal.collective_efficiency)
         if par.tp > 1 and not par.sequence_parallel:
             p2p += collective_time("all_gather", act_bytes, tp_topo, **nccl)
     return HybridPlan(

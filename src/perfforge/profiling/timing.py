@@ -236,9 +236,11 @@ def _sleep_cycles_per_s(torch: Any, device: Any) -> float:
     return _SLEEP_CYCLES_PER_S[key]
 
 
-def cuda_kernel_us(prof: Any) -> float:
-    """Sum of the CUDA kernels' own durations in a finished ``torch.profiler.profile`` (microseconds)."""
-    return float(sum(e.time_range.elapsed_us() for e in prof.events() if str(e.device_type).endswith("CUDA")))
+def cuda_kernel_us(prof: Any, exclude: str | None = None) -> float:
+    """Sum of the CUDA kernels' own durations in a finished ``torch.profiler.profile`` (microseconds), leaving out
+    kernels whose name contains ``exclude`` (an L2 flush's fill kernels, say)."""
+    return float(sum(e.time_range.elapsed_us() for e in prof.events() if str(e.device_type).endswith("CUDA")
+                     and (exclude is None or exclude not in e.name)))
 
 
 def kernel_time_s(fn: Callable[[], object], *, repeats: int = 5, calls: int = 1) -> float:
