@@ -97,3 +97,20 @@ def test_bad_inputs(kwargs, match):
 def test_decode_needs_a_decoder():
     with pytest.raises(ConfigError, match="decoder"):
         perfforge.predict("bert-base", "a100-sxm4-80gb", mode="decode")
+
+
+def test_lars_reads_weights_and_gradients_once_more_than_momentum_sgd():
+    # LARS = momentum SGD + a norm pass over fp16 gradients (2 bytes) and fp32 master weights (4 bytes)
+    from perfforge.core.dtypes import DType
+    from perfforge.workload.optimizer import get_optimizer, optimizer_op
+
+    p = 1000
+    sgd = optimizer_op(get_optimizer("sgd_momentum"), p, DType.FP16)
+    lars = optimizer_op(get_optimizer("lars"), p, DType.FP16)
+    assert lars.bytes_read - sgd.bytes_read == (2 + 4) * p
+    assert lars.bytes_written == sgd.bytes_written
+    assert lars.flops == 10 * p
+    r = perfforge.predict("resnet50", "a100-sxm4-80gb", mode="train", batch=32, dtype="fp16", optimizer="lars")
+    m = perfforge.predict("resnet50", "a100-sxm4-80gb", mode="train", batch=32, dtype="fp16", optimizer="sgd_momentum")
+    assert r.memory.optimizer_states == m.memory.optimizer_states  # one momentum buffer each
+    assert r.step_time_s > m.step_time_s

@@ -214,7 +214,9 @@ def plan(suite: Suite, root: Path) -> list[Task]:
                         row.extra["amp"] = "autocast"
                     if rec.fuse_bn_act:
                         row.extra["fuse_bn_act"] = True
-                    tasks.append(Task(row, {"optimizer": "sgd_momentum" if rec.model == "resnet50" else "adamw",
+                    if rec.optimizer:
+                        row.extra["optimizer"] = rec.optimizer
+                    tasks.append(Task(row, {"optimizer": rec.train_optimizer,
                                             "gpus": rec.gpus, "node": rec.node, "parallel": rec.parallel,
                                             "amp": "autocast" if rec.amp else None, "fuse_bn_act": rec.fuse_bn_act,
                                             "scenario": {"memory_format": rec.memory_format}}))

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from perfforge.core.errors import ConfigError
 from perfforge.core.files import read_yaml
+from perfforge.workload.optimizer import OPTIMIZERS
 
 
 class PublishedRecord(BaseModel):
@@ -31,10 +32,24 @@ class PublishedRecord(BaseModel):
                            "false: the model ran in its dtype")
     fuse_bn_act: bool = Field(
         False, description="the recipe ran batch norm fused with its ReLU and residual add (its source must say)")
+    optimizer: str | None = Field(
+        None, description="the recipe's optimizer (its source must say); none: momentum SGD for ResNet-50, AdamW else")
     metric: Literal["throughput_samples_per_s", "step_time_s"]
     value: float = Field(gt=0)
     unit: str
     source: str = Field(min_length=20)
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, v: str | None) -> str | None:
+        if v is not None and v not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer '{v}' (allowed: {', '.join(OPTIMIZERS)})")
+        return v
+
+    @property
+    def train_optimizer(self) -> str:
+        """The optimizer a training prediction of this record uses."""
+        return self.optimizer or ("sgd_momentum" if self.model == "resnet50" else "adamw")
 
     @property
     def step_time_s(self) -> float:

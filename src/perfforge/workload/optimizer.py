@@ -23,6 +23,7 @@ class OptimizerSpec:
     states: int               # fp32 state tensors per parameter (Adam: m and v)
     flops_per_param: int      # arithmetic of one update per parameter
     accumulate_only: bool = False   # no update: the new gradient is added into the existing ``.grad``
+    norm_pass: bool = False         # a separate pass reads weights and gradients for per-layer norms (LARS/LAMB)
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {
@@ -31,6 +32,10 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     "adam": OptimizerSpec("adam", states=2, flops_per_param=12),
     "adamw": OptimizerSpec("adamw", states=2, flops_per_param=14),
     "lion": OptimizerSpec("lion", states=1, flops_per_param=8),
+    # LARS (You et al. 2017, arXiv 1708.03888, Algorithm 1): momentum SGD whose per-layer learning rate is scaled
+    # by ||w|| / (||g|| + beta ||w||), so the weights' and gradients' norms are read first (2 FLOPs per element
+    # each) before the momentum update with weight decay and the trust ratio (6 per element)
+    "lars": OptimizerSpec("lars", states=1, flops_per_param=10, norm_pass=True),
     # a backward into gradients that already exist (a gradient-accumulation micro-step, or a timing loop with no
     # zero_grad such as NeuSight's): autograd adds each new gradient into ``.grad`` in place, no optimizer step
     "grad_accumulate": OptimizerSpec("grad_accumulate", states=0, flops_per_param=1, accumulate_only=True),
@@ -66,6 +71,7 @@ def optimizer_op(opt: OptimizerSpec, params: int, dtype: DType) -> Op:
 
     Reads gradient, master weights and states; writes master weights, states and the compute-dtype copy.
     ``grad_accumulate`` instead reads the existing and the new gradient and writes their sum (``grad += new``).
+    A norm pass (LARS) reads the gradient and the master weights once more.
     """
     b = dtype.bytes
     if opt.accumulate_only:
@@ -76,6 +82,8 @@ def optimizer_op(opt: OptimizerSpec, params: int, dtype: DType) -> Op:
     weights = FP32_BYTES if master else b
     states = state_bytes(dtype) * opt.states
     read = params * (b + weights + states)
+    if opt.norm_pass:
+        read += params * (b + weights)
     written = params * (weights + states + (b if master else 0))
     return Op(
         name=f"optimizer.{opt.name}", kind=OpKind.OPTIMIZER, dtype=DType.FP32,
