@@ -19,12 +19,14 @@ def _mlperf_rows():
 
 def test_rows_follow_their_configs_overlap_and_optimizer():
     rows = _mlperf_rows()
-    assert len(rows) == 10
+    assert len(rows) == 13
     # v0.7's 1-node config sets MXNET_HOROVOD_NUM_GROUPS=20 (overlapped); every other config read sets 1 group
     overlapped = {i for i, r in rows.items() if r.parallel.get("overlap", True)}
     assert overlapped == {"mlperf-v0.7-rn50-dgxa100-40gb-8gpu"}
-    assert rows["mlperf-v0.7-rn50-dgxa100-40gb-8gpu"].train_optimizer == "sgd_momentum"
-    assert {r.train_optimizer for i, r in rows.items() if i not in overlapped} == {"lars"}
+    # v0.7's 1- and 2-node runs are momentum SGD (--optimizer sgd --lars-eta 0.0); every other run is LARS
+    sgd = {i for i, r in rows.items() if r.train_optimizer == "sgd_momentum"}
+    assert sgd == {"mlperf-v0.7-rn50-dgxa100-40gb-8gpu", "mlperf-v0.7-rn50-dgxa100-40gb-16gpu"}
+    assert {rows[i].train_optimizer for i in rows.keys() - sgd} == {"lars"}
     # throughput counts every GPU: the step is gpus x batch / images per second
     r = rows["mlperf-v2.0-rn50-dgxa100-64gpu"]
     assert r.step_time_s == pytest.approx(64 * 51 / 167768.60)
