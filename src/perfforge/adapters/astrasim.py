@@ -129,8 +129,11 @@ def _data_parallel_trace(scenario: Scenario) -> tuple[list[EtNode], Topology]:
         prev = node.id
     grad_bytes = state_bytes(workload.param_dtype)
     reduce = "reduce_scatter" if zero else "all_reduce"
+    backward_end = prev
     for k, (index, size) in enumerate(bucket_plan(records, gradient_producers(workload), grad_bytes=grad_bytes)):
-        node = EtNode(len(nodes), f"{reduce.replace('_', '')}.bucket{k}", COMM_COLL_NODE, data_deps=[rec_node[index]],
+        # overlapped: a bucket starts once its last gradient exists; otherwise every bucket waits for backward's end
+        ready = rec_node[index] if scenario.overlap else backward_end
+        node = EtNode(len(nodes), f"{reduce.replace('_', '')}.bucket{k}", COMM_COLL_NODE, data_deps=[ready],
                       attrs={"is_cpu_op": False, "comm_type": COMM_TYPES[reduce], "comm_size": int(size),
                              "involved_dim": [True] * dims})
         nodes.append(node)
