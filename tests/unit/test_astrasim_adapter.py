@@ -108,6 +108,9 @@ def test_export_rejects_what_it_cannot_express(tmp_path):
     # tensor/pipeline parallelism exports too (tests/unit/test_astrasim_hybrid_export.py); inference does not
     with pytest.raises(ConfigError, match="training scenarios"):
         export(_scenario(mode="inference", engine="analytical"), tmp_path)
+    with pytest.raises(ConfigError, match="loader_workers: .*cannot be expressed"):
+        export(_scenario(loader_workers=4), tmp_path / "loader")
+    assert not (tmp_path / "loader").exists()   # nothing half-written
 
 
 def _compute_micros(folder):

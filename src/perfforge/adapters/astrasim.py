@@ -55,6 +55,11 @@ def export(scenario: Scenario, out_dir: str | Path) -> dict[str, Any]:
     perfforge's own step does. Tensor/pipeline parallelism and microbatches: ``astrasim_hybrid``."""
     if scenario.mode != "train":
         raise ConfigError("ASTRA-sim export covers training scenarios (mode=train)")
+    if scenario.loader_workers is not None:
+        # the host's data loader prefetches alongside the whole step; an NPU's trace runs its compute nodes one at
+        # a time, so a loader bound has no place in it
+        raise ConfigError("loader_workers: the host input-pipeline bound cannot be expressed in ASTRA-sim traces; "
+                          "export the scenario without it (the GPU step), or compare with `perfforge train`")
     out = Path(out_dir)
     if scenario.tp > 1 or scenario.pp > 1 or scenario.microbatches > 1:
         from perfforge.adapters.astrasim_hybrid import export_hybrid
