@@ -229,6 +229,10 @@ def test_a_no_overlap_export_waits_for_backward(tmp_path):
     # with perfforge's own step; the overlapped export of the same job finishes earlier
     from perfforge.adapters.chakra_replay import replay_export
 
+    for zero in (1, 3):   # ZeRO's reduce-scatters wait the same way
+        folder = tmp_path / f"z{zero}"
+        export(_scenario(overlap=False, zero=zero), folder)
+        assert replay_export(folder)["ratio"] == pytest.approx(1.0, abs=0.01)
     steps = {}
     for overlap in (True, False):
         folder = tmp_path / f"o{overlap}"

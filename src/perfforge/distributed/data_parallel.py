@@ -190,14 +190,16 @@ def simulate_dp_step(records: list[OpRecord], producers: dict[str, int], *, grad
 
 def simulate_zero3_step(records: list[OpRecord], producers: dict[str, int], layer_params: dict[str, int], *,
                         grad_bytes: int, gather_bytes: int, topology: Topology, algorithms: dict[str, str] | None,
-                        efficiency: float, launch_s: float = 0.0, optimizer_s: float | None = None) -> DPTimeline:
+                        efficiency: float, launch_s: float = 0.0, optimizer_s: float | None = None,
+                        overlap: bool = True) -> DPTimeline:
     """ZeRO-3 / FSDP data parallelism (Rajbhandari et al. 2020; PyTorch FSDP with FULL_SHARD): each layer's
     parameters (``layer_params``, ``gather_bytes`` each) are all-gathered before its forward and again before its
     backward, prefetched one layer ahead (a layer's gather is issued once the previous layer has started computing,
     so it goes ahead of that layer's gradient reduce-scatters, as FSDP's backward prefetch does), and its gradients
     are reduce-scattered in the same buckets DDP would use. One communication stream, served in the order
     collectives are issued; a layer cannot start before its parameters have arrived, so gathers longer than a
-    layer's compute show as exposed communication."""
+    layer's compute show as exposed communication. Without ``overlap`` the reduce-scatters wait for the end of
+    backward (the gathers are still prefetched: a layer needs its parameters to run at all)."""
     compute: list[OpRecord] = []
     comm: list[OpRecord] = []
     optimizer = [r for r in records if r.phase == "optimizer"]
@@ -244,9 +246,12 @@ def simulate_zero3_step(records: list[OpRecord], producers: dict[str, int], laye
         compute.append(OpRecord(rec.name, rec.kind, rec.layer, rec.phase, rec.time_s, rec.flops, rec.bytes,
                                 rec.bound, start_s=clock))
         clock += rec.time_s
-        if i in buckets:
+        if i in buckets and overlap:
             place(f"reducescatter.bucket{len([c for c in comm if c.kind == 'reduce_scatter'])}", "reduce_scatter",
                   buckets[i], clock)
+    if not overlap:   # every bucket waits for the end of backward
+        for k, i in enumerate(sorted(buckets)):
+            place(f"reducescatter.bucket{k}", "reduce_scatter", buckets[i], clock)
     step = _run_optimizer(optimizer, max(clock, comm_free), optimizer_s, compute)
     compute_s = sum(r.time_s for r in compute)
     comm_s = busy_time([(r.start_s, r.start_s + r.time_s) for r in comm])

@@ -83,7 +83,7 @@ class DistributedEngine:
             timeline = simulate_zero3_step(
                 records, gradient_producers(workload), per_layer, grad_bytes=grad_bytes, gather_bytes=param_bytes,
                 topology=topology, algorithms=algorithms, efficiency=cal.collective_efficiency,
-                launch_s=cal.collective_launch_s, optimizer_s=optimizer_s)
+                launch_s=cal.collective_launch_s, optimizer_s=optimizer_s, overlap=scenario.overlap)
         else:
             timeline = simulate_dp_step(
                 records, gradient_producers(workload), grad_bytes=grad_bytes, topology=topology, algorithms=algorithms,

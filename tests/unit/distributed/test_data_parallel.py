@@ -143,3 +143,15 @@ def test_zero_3_gathers_each_layer_before_it_runs():
     slow = perfforge.train("gpt2", "h100-sxm5-80gb", gpus=16, batch=8, seq=1024, dtype="bf16", zero=3,
                            node="pcie-h100-8x")
     assert slow.step_time_s >= r.step_time_s
+
+
+def test_zero3_without_overlap_reduce_scatters_after_backward():
+    kw = dict(gpus=16, batch=32, dtype="fp16", optimizer="sgd_momentum", zero=3)
+    on = perfforge.train("resnet50", "a100-sxm4-80gb", **kw)
+    off = perfforge.train("resnet50", "a100-sxm4-80gb", overlap=False, **kw)
+    backward_end = max(r.start_s + r.time_s for r in off.breakdown if r.stream == "compute" and r.phase != "optimizer")
+    scatters = [r for r in off.breakdown if r.kind == "reduce_scatter"]
+    assert scatters and min(r.start_s for r in scatters) >= backward_end - 1e-12
+    assert off.step_time_s > on.step_time_s
+    # the layers' parameter gathers are still prefetched during the passes
+    assert min(r.start_s for r in off.breakdown if r.kind == "all_gather") < backward_end
