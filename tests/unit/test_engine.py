@@ -114,3 +114,13 @@ def test_lars_reads_weights_and_gradients_once_more_than_momentum_sgd():
     m = perfforge.predict("resnet50", "a100-sxm4-80gb", mode="train", batch=32, dtype="fp16", optimizer="sgd_momentum")
     assert r.memory.optimizer_states == m.memory.optimizer_states  # one momentum buffer each
     assert r.step_time_s > m.step_time_s
+
+
+def test_lamb_is_adam_plus_a_norm_pass():
+    from perfforge.core.dtypes import DType
+    from perfforge.workload.optimizer import get_optimizer, optimizer_op, optimizer_state_bytes_per_param
+
+    adam, lamb = get_optimizer("adam"), get_optimizer("lamb")
+    assert optimizer_state_bytes_per_param(lamb, DType.BF16) == optimizer_state_bytes_per_param(adam, DType.BF16) == 12
+    p = 1000
+    assert optimizer_op(lamb, p, DType.BF16).bytes_read - optimizer_op(adam, p, DType.BF16).bytes_read == (2 + 4) * p

@@ -36,6 +36,9 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     # by ||w|| / (||g|| + beta ||w||), so the weights' and gradients' norms are read first (2 FLOPs per element
     # each) before the momentum update with weight decay and the trust ratio (6 per element)
     "lars": OptimizerSpec("lars", states=1, flops_per_param=10, norm_pass=True),
+    # LAMB (You et al. 2019, arXiv 1904.00962, Algorithm 2): Adam's moments and update, scaled per layer by
+    # ||w|| / ||update||: Adam's arithmetic plus the two norms and the scaling, and a second pass for the norms
+    "lamb": OptimizerSpec("lamb", states=2, flops_per_param=18, norm_pass=True),
     # a backward into gradients that already exist (a gradient-accumulation micro-step, or a timing loop with no
     # zero_grad such as NeuSight's): autograd adds each new gradient into ``.grad`` in place, no optimizer step
     "grad_accumulate": OptimizerSpec("grad_accumulate", states=0, flops_per_param=1, accumulate_only=True),
