@@ -19,10 +19,12 @@ def _mlperf_rows():
 
 def test_rows_follow_their_configs_overlap_and_optimizer():
     rows = _mlperf_rows()
-    assert len(rows) == 13
-    # v0.7's 1-node config sets MXNET_HOROVOD_NUM_GROUPS=20 (overlapped); every other config read sets 1 group
+    assert len(rows) == 16
+    # configs with MXNET_HOROVOD_NUM_GROUPS > 1 overlap (v0.7's 1-node DGX A100: 20; DGX-1: 20, 16 on 130 nodes);
+    # every other config read sets 1 group
     overlapped = {i for i, r in rows.items() if r.parallel.get("overlap", True)}
-    assert overlapped == {"mlperf-v0.7-rn50-dgxa100-40gb-8gpu"}
+    assert overlapped == {"mlperf-v0.7-rn50-dgxa100-40gb-8gpu", "mlperf-v0.6-rn50-dgx1-v100-8gpu",
+                          "mlperf-v0.7-rn50-dgx1-v100-8gpu", "mlperf-v0.6-rn50-dgx1-v100-1040gpu"}
     # v0.7's 1- and 2-node runs are momentum SGD (--optimizer sgd --lars-eta 0.0); every other run is LARS
     sgd = {i for i, r in rows.items() if r.train_optimizer == "sgd_momentum"}
     assert sgd == {"mlperf-v0.7-rn50-dgxa100-40gb-8gpu", "mlperf-v0.7-rn50-dgxa100-40gb-16gpu"}
