@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
 from perfforge.core.files import read_yaml
-from perfforge.workload.optimizer import OPTIMIZERS
+from perfforge.workload.optimizer import OPTIMIZERS, get_optimizer
 from perfforge.workload.precision import AMP_DTYPES
 
 Mode = Literal["train", "inference", "decode"]
@@ -122,10 +122,7 @@ class Scenario(BaseModel):
     @field_validator("optimizer")
     @classmethod
     def _optimizer(cls, v: str) -> str:
-        key = v.lower().replace("-", "_")
-        if key not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer '{v}' (allowed: {', '.join(OPTIMIZERS)})")
-        return key
+        return get_optimizer(v).name   # the catalog's error names the allowed optimizers
 
 
 def validation_message(exc: ValidationError, where: str = "scenario") -> str:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from perfforge.core.errors import ConfigError
 from perfforge.core.files import read_yaml
-from perfforge.workload.optimizer import OPTIMIZERS
+from perfforge.workload.optimizer import get_optimizer
 
 
 class PublishedRecord(BaseModel):
@@ -42,9 +42,7 @@ class PublishedRecord(BaseModel):
     @field_validator("optimizer")
     @classmethod
     def _known_optimizer(cls, v: str | None) -> str | None:
-        if v is not None and v not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer '{v}' (allowed: {', '.join(OPTIMIZERS)})")
-        return v
+        return None if v is None else get_optimizer(v).name   # its error names the allowed optimizers
 
     @property
     def train_optimizer(self) -> str:
