@@ -99,6 +99,16 @@ def test_train_json_carries_the_learned_backend_account(capsys):
     assert d["backend"] == "learned" and d["learned_ops"] > 0 and d["kernel_time_low_s"] < d["kernel_time_high_s"]
 
 
+def test_the_table_says_which_ops_the_learned_backend_timed(capsys):
+    # V100 has no measured backward convolutions, so they fall back; the table must say so, as --json does
+    assert main(["train", "--model", "resnet50", "--hardware", "v100-sxm2-32gb", "--batch", "64", "--dtype", "fp32",
+                 "--backend", "learned"]) == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())   # rich wraps the cell over lines
+    assert "learned kernel model" in text and "conv2d backward 105" in text and "80% interval" in text
+    assert main(["predict", "--model", "gpt2", "--hardware", "t4", "--dtype", "fp16"]) == 0
+    assert "learned kernel model" not in capsys.readouterr().out
+
+
 def test_concurrent_collectives_count_their_wall_time_once():
     import perfforge
 

@@ -45,6 +45,22 @@ def _group_table(title: str, key: str, groups: list[dict[str, Any]], total: floa
     return table
 
 
+def _op_timer_row(result: Result) -> tuple[str, str] | None:
+    """Which ops the learned backend timed and which fell back to the analytical engine (None for analytical)."""
+    x = result.extra
+    if x.get("backend") != "learned":
+        return None
+    text = f"learned kernel model {x.get('learned_model', '?')}: {x.get('learned_ops', 0):,} ops"
+    fallback = x.get("fallback_ops") or {}
+    if fallback:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in fallback.items())
+        text += f"; analytical engine for {sum(fallback.values()):,} it does not cover ({kinds})"
+    low, high = x.get("kernel_time_low_s"), x.get("kernel_time_high_s")
+    if low and high:
+        text += f"; kernel time 80% interval {fmt_time(low)} to {fmt_time(high)}"
+    return "op timer", escape(text)
+
+
 def print_result(result: Result, console: Console, *, layer_limit: int | None = 20) -> None:
     total = result.step_time_s or 1.0
     console.print(_group_table("Time by op class", "kind", result.group_by("kind"), total, None))
@@ -70,6 +86,7 @@ def print_result(result: Result, console: Console, *, layer_limit: int | None = 
                    f"{fmt_bytes(mem.kv_cache)})"),
         ("fits", "yes" if mem.fits else "NO: does not fit in device memory"),
         ("engine", escape(f"{result.engine} ({result.provenance.get('calibration', '')})")),
+        _op_timer_row(result),
     ]
     for row in rows:
         if row:

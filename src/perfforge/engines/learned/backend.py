@@ -65,9 +65,9 @@ class LearnedTimer:
             "learned_model": model.version,
             "learned_ops": int(preds.covered.sum()),
             "fallback_ops": dict(sorted(fallback.items())),
-            "fallback_note": ("op kinds the learned model does not cover (no training data) were timed by the "
-                              "analytical roofline"
-                              if fallback else ""),
+            "fallback_note": ("ops the learned model does not cover were timed by the analytical engine: op kinds "
+                              "it has no training data for, and backward convolutions on GPUs other than those "
+                              "it has measured them on" if fallback else ""),
             # sums of per-op 80% intervals (errors assumed fully correlated); fallback ops add their point time
             "kernel_time_low_s": low, "kernel_time_high_s": high,
         }
