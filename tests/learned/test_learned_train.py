@@ -212,3 +212,20 @@ def test_the_a100_80gb_boards_gemm_test_kernels_are_their_own_held_out_group():
     gemm, conv = samples["gemm"], samples["conv"]
     assert set(gemm.group) == {"A100-80"} and not gemm.trainable.any() and len(gemm) > 20
     assert set(conv.group) == {"A100"} and conv.trainable.all() and len(conv) > 20
+
+
+def test_report_rows_carry_the_oracle_scale_diagnostic(samples):
+    """'own median error removed' rescales each held-out GPU's predictions by its own median error: computed here
+    by hand from the fold's predictions, it must match the report row (and leave a median log error of 0)."""
+    from perfforge.engines.learned.evaluate import kernel_rows
+
+    fold = leave_one_gpu_out(samples["gemm"], groups=["T4", "V100"], params=TINY, mlp_params=TINY_MLP)
+    rows = kernel_rows({"gemm": fold})
+    assert {r["gpu"] for r in rows} == {"T4", "V100"}
+    s = fold.samples
+    for r in rows:
+        m = (s.group == r["gpu"]) & (s.op_class == r["op_class"]) & np.isfinite(fold.pred_s)
+        scaled = fold.pred_s[m] * np.exp(np.median(np.log(s.latency_s[m] / fold.pred_s[m])))
+        assert np.median(np.log(s.latency_s[m] / scaled)) == pytest.approx(0.0, abs=1e-12)
+        assert r["mape_oracle_scale"] == pytest.approx(100 * np.mean(np.abs(scaled / s.latency_s[m] - 1)))
+        assert r["mape"] == pytest.approx(100 * np.mean(np.abs(fold.pred_s[m] / s.latency_s[m] - 1)))
