@@ -92,6 +92,15 @@ def test_hardware_lists_nodes_and_networks(capsys):
     assert json.loads(capsys.readouterr().out)["devices_per_node"] == 8
 
 
+def test_hardware_list_prints_every_id_whole_at_80_columns(capsys):
+    """The ids are what --hardware, --node and the node YAMLs take: a truncated 'a100-pcie-…' is useless."""
+    from perfforge.system.catalog import list_devices, list_networks, list_nodes
+
+    assert main(["hardware"]) == 0   # captured output: rich's default width of 80 columns
+    words = set(capsys.readouterr().out.replace("│", " ").split())
+    assert set(list_devices()) | set(list_nodes()) | set(list_networks()) <= words
+
+
 def test_train_json_carries_the_learned_backend_account(capsys):
     assert main(["train", "--model", "resnet50", "--hardware", "a100-sxm4-80gb", "--gpus", "8", "--batch", "64",
                  "--backend", "learned", "--json"]) == 0

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from perfforge.core.errors import PerfforgeError
 from perfforge.workload.optimizer import OPTIMIZERS
@@ -126,7 +126,8 @@ def hardware(
         if as_json:   # the devices (nodes and networks: `perfforge hardware ID --json`)
             print(json.dumps([d.model_dump(mode="json") for d in devices], indent=2))
             return
-        table = Table("id", "name", "bf16/fp16 TFLOP/s", "fp32 TFLOP/s", "memory", "bandwidth")
+        # ids are what --hardware/--node take: never truncated or wrapped (the name column wraps instead)
+        table = Table(Column("id", no_wrap=True), "name", "bf16/fp16 TFLOP/s", "fp32 TFLOP/s", "memory", "bandwidth")
         for d in devices:
             half = d.peak_flops.get("bf16") or d.peak_flops.get("fp16")  # type: ignore[call-overload]
             fp32 = d.peak_flops.get("fp32")  # type: ignore[call-overload]
@@ -134,12 +135,13 @@ def hardware(
                           f"{fp32.value / 1e12:.1f}" if fp32 else "-", f"{d.memory_bytes / 1e9:.0f} GB",
                           f"{d.memory_bytes_per_s / 1e9:,.0f} GB/s")
         console.print(table)
-        nt = Table("node (--node)", "devices", "fabric", "GB/s per GPU", "NICs", "network")
+        nt = Table(Column("node (--node)", no_wrap=True), Column("devices", no_wrap=True),
+                   Column("fabric", overflow="fold"), "GB/s per GPU", "NICs", Column("network", no_wrap=True))
         for n in nodes:
             nt.add_row(n.id, f"{n.devices_per_node} x {n.device}", n.fabric_kind,
                        f"{n.fabric_bandwidth.value / 1e9:g}", str(n.nics_per_node), n.network or "-")
         console.print(nt)
-        wt = Table("network", "name", "kind", "GB/s per port", "latency")
+        wt = Table(Column("network", no_wrap=True), "name", "kind", "GB/s per port", "latency")
         for w in networks:
             wt.add_row(w.id, w.name, w.kind, f"{w.link_bytes_per_s / 1e9:g}", f"{w.latency_s * 1e6:g} us")
         console.print(wt)
