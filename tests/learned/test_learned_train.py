@@ -229,3 +229,26 @@ def test_report_rows_carry_the_oracle_scale_diagnostic(samples):
         assert np.median(np.log(s.latency_s[m] / scaled)) == pytest.approx(0.0, abs=1e-12)
         assert r["mape_oracle_scale"] == pytest.approx(100 * np.mean(np.abs(scaled / s.latency_s[m] - 1)))
         assert r["mape"] == pytest.approx(100 * np.mean(np.abs(fold.pred_s[m] / s.latency_s[m] - 1)))
+
+
+def test_dtype_rows_split_only_pairs_measured_in_several_dtypes():
+    """A GPU's FC kernels in fp32 and fp16 get one row per dtype with that dtype's own error; a class measured in
+    one dtype only gets none (the per-GPU table already has it)."""
+    from types import SimpleNamespace
+
+    from perfforge.engines.learned.evaluate import dtype_rows
+
+    n = 40
+    dtype = np.array(["fp32"] * 20 + ["fp16"] * 20)
+    op_class = np.array(["FC"] * 40)
+    latency = np.ones(n)
+    pred = np.where(dtype == "fp32", 1.1, 0.5)           # fp32 10% slow, fp16 2x fast
+    s = Samples("gemm", np.zeros((n, 1)), np.ones(n), latency, np.array(["H100"] * n), np.array(["h100-sxm5-80gb"] * n),
+                op_class, np.array(["measured"] * n), dtype, np.ones(n), np.full(n, 2.0))
+    rows = {r["dtype"]: r for r in dtype_rows({"gemm": SimpleNamespace(samples=s, pred_s=pred)})}
+    assert set(rows) == {"fp32", "fp16"}
+    assert rows["fp32"]["mape"] == pytest.approx(10.0) and rows["fp16"]["mape"] == pytest.approx(50.0)
+    assert rows["fp16"]["bias"] == pytest.approx(np.log(0.5)) and rows["fp32"]["analytical_priors_mape"] == 100.0
+    one = Samples("gemm", s.x, s.bound_s, latency, s.group, s.device, op_class, s.source, np.array(["fp32"] * n),
+                  s.analytical_s, s.analytical_priors_s)
+    assert dtype_rows({"gemm": SimpleNamespace(samples=one, pred_s=pred)}) == []

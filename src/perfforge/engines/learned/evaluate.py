@@ -103,6 +103,32 @@ def kernel_rows(folds: dict[str, FoldResult]) -> list[dict[str, Any]]:
     return rows
 
 
+def dtype_rows(folds: dict[str, FoldResult]) -> list[dict[str, Any]]:
+    """The shipped model's held-out error per (GPU group, op class, compute dtype), for the (GPU, class) pairs
+    measured in more than one dtype (FP32 CUDA-core kernels and FP16/BF16/TF32 tensor-core kernels differ)."""
+    rows = []
+    for fam, fold in folds.items():
+        s, shipped = fold.samples, fold.pred_s
+        ok = np.isfinite(shipped)
+        for g in sorted(np.unique(s.group[ok])):
+            for c in sorted(np.unique(s.op_class[ok & (s.group == g)])):
+                pair = ok & (s.group == g) & (s.op_class == c)
+                dtypes = sorted(np.unique(s.dtype[pair]))
+                if len(dtypes) < 2:
+                    continue
+                for dt in dtypes:
+                    m = pair & (s.dtype == dt)
+                    if m.sum() < MIN_ROWS:
+                        continue
+                    ape = _ape(shipped[m], s.latency_s[m])
+                    rows.append({"family": fam, "gpu": str(g), "op_class": str(c), "dtype": str(dt), "n": int(m.sum()),
+                                 "sources": ",".join(sorted(set(s.source[m]))), "mape": float(ape.mean()),
+                                 "median_ape": float(np.median(ape)),
+                                 "bias": float(np.median(np.log(shipped[m] / s.latency_s[m]))),
+                                 "analytical_priors_mape": float(_ape(s.analytical_priors_s[m], s.latency_s[m]).mean())})
+    return rows
+
+
 def run(root: str | Path, *, scale: float = 1.0, progress: Callable[[str], None] | None = None,
         with_e2e: bool = True, extra: tuple[str | Path, ...] = ()) -> dict[str, Any]:
     """Everything ``perfforge learn train`` needs: samples, folds, the trained model and the report rows.
@@ -120,6 +146,7 @@ def run(root: str | Path, *, scale: float = 1.0, progress: Callable[[str], None]
     folds = {fam: leave_one_gpu_out(s, progress=progress) for fam, s in samples.items()}
     model = train_model(samples, folds, conv_backward_groups=conv_backward_groups(records))
     out = {"samples": samples, "folds": folds, "model": model, "kernel_rows": kernel_rows(folds),
+           "dtype_rows": dtype_rows(folds),
            "data": describe(samples), "train_s": time.perf_counter() - t0}
     if with_e2e:
         from perfforge.engines.learned.perop import held_out_models, logo_perop_rows
@@ -228,6 +255,16 @@ def render_report(result: dict[str, Any], *, command: str) -> str:
                      f"{_pct(r['median_ape'])} | {_pct(100 * r['coverage'])} | {_pct(100 * r['coverage_pooled'])} | "
                      f"{r['bias']:+.3f} | {_pct(r['roofline_mape'])} | {_pct(r['analytical_priors_mape'])} | "
                      f"{_pct(r['analytical_mape'])} | {_pct(r['mape_oracle_scale'])} |")
+    if result.get("dtype_rows"):
+        lines += ["", "## Per held-out GPU, op class and compute dtype", "",
+                  "The (GPU, op class) pairs above that were measured in more than one dtype, split by dtype: FP32 runs "
+                  "on CUDA cores, FP16/BF16 (and TF32) on tensor cores. Same held-out predictions as above.", "",
+                  "| held-out GPU | op class | dtype | kernels | sources | shipped MAPE | shipped median APE | bias | "
+                  "analytical, priors MAPE |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(result["dtype_rows"], key=lambda r: (r["gpu"], OP_CLASSES.index(r["op_class"]), r["dtype"])):
+            lines.append(f"| {r['gpu']} | {r['op_class']} | {r['dtype']} | {r['n']} | {r['sources']} | "
+                         f"{_pct(r['mape'])} | {_pct(r['median_ape'])} | {r['bias']:+.3f} | "
+                         f"{_pct(r['analytical_priors_mape'])} |")
     lines += render_e2e(result.get("e2e_rows") or [])
     lines += render_reproduction(result.get("label_reproduction") or [])
     if result.get("perop_rows"):
@@ -252,7 +289,8 @@ def write_outputs(result: dict[str, Any], folder: str | Path, *, command: str) -
 
     folder = Path(folder)
     write_atomic(folder / "report.md", render_report(result, command=command))
-    payload = {"command": command, "kernel_rows": result["kernel_rows"], "e2e_rows": result.get("e2e_rows", []),
+    payload = {"command": command, "kernel_rows": result["kernel_rows"], "dtype_rows": result.get("dtype_rows", []),
+               "e2e_rows": result.get("e2e_rows", []),
                "perop_rows": result.get("perop_rows", []), "label_reproduction": result.get("label_reproduction", []),
                "summary": summary_by_class(result["kernel_rows"]), "data": result["data"]}
     write_atomic(folder / "results.json", json.dumps(payload, indent=2, default=str) + "\n")
