@@ -57,3 +57,92 @@ def test_errors(tmp_path):
         perfforge.from_hf_config(path)
     with pytest.raises(ConfigError, match="not found"):
         perfforge.from_hf_config(tmp_path / "missing.json")
+
+
+# Published configs of the newer families (field values as in each model's config.json on the HF hub). The
+# parameter totals were counted with transformers 5.24.0's own modules on the meta device (the test below
+# recounts them where transformers is installed); they round to the model cards' 8.2B, 30.5B, 3.8B and 8.5B.
+QWEN3_8B = {"model_type": "qwen3", "hidden_size": 4096, "intermediate_size": 12288, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "num_hidden_layers": 36, "vocab_size": 151936, "head_dim": 128,
+            "tie_word_embeddings": False}
+QWEN3_30B_A3B = {"model_type": "qwen3_moe", "hidden_size": 2048, "intermediate_size": 6144,
+                 "moe_intermediate_size": 768, "num_attention_heads": 32, "num_key_value_heads": 4,
+                 "num_hidden_layers": 48, "vocab_size": 151936, "head_dim": 128, "num_experts": 128,
+                 "num_experts_per_tok": 8, "decoder_sparse_step": 1, "mlp_only_layers": [],
+                 "tie_word_embeddings": False}
+PHI3_MINI = {"model_type": "phi3", "hidden_size": 3072, "intermediate_size": 8192, "num_attention_heads": 32,
+             "num_key_value_heads": 32, "num_hidden_layers": 32, "vocab_size": 32064, "tie_word_embeddings": False}
+GEMMA_7B = {"model_type": "gemma", "hidden_size": 3072, "intermediate_size": 24576, "num_attention_heads": 16,
+            "num_key_value_heads": 16, "head_dim": 256, "num_hidden_layers": 28, "vocab_size": 256000,
+            "hidden_activation": "gelu_pytorch_tanh"}
+PUBLISHED = {"qwen3-8b": (QWEN3_8B, 8_190_735_360), "qwen3-30b-a3b": (QWEN3_30B_A3B, 30_532_122_624),
+             "phi-3-mini-4k": (PHI3_MINI, 3_821_079_552), "gemma-7b": (GEMMA_7B, 8_537_680_896)}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_newer_families_have_transformers_parameter_counts(tmp_path, name):
+    cfg, params = PUBLISHED[name]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    assert perfforge.from_hf_config(path, batch=1, seq=64).params == params
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        return
+    with torch.device("meta"):
+        module = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**cfg))
+    assert sum(p.numel() for p in module.parameters()) == params
+
+
+# Tiny configs of the same families: transformers' modules traced by from_torch (eager attention) must launch
+# the same GEMM FLOPs as perfforge's graph of the config, and hold the same parameters
+TINY = {
+    "qwen3": {"model_type": "qwen3", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000, "head_dim": 32,
+              "tie_word_embeddings": True},
+    "qwen3_moe": {"model_type": "qwen3_moe", "hidden_size": 64, "intermediate_size": 128, "moe_intermediate_size": 32,
+                  "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000,
+                  "head_dim": 16, "num_experts": 8, "num_experts_per_tok": 2},
+    "phi3": {"model_type": "phi3", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+             "num_key_value_heads": 4, "num_hidden_layers": 2, "vocab_size": 1000, "pad_token_id": 0,
+             "bos_token_id": 1, "eos_token_id": 1},
+    "gemma": {"model_type": "gemma", "hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4,
+              "num_key_value_heads": 1, "head_dim": 32, "num_hidden_layers": 2, "vocab_size": 1000},
+}
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_newer_families_launch_the_gemms_transformers_runs(family):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from perfforge.core.dtypes import DType
+    from perfforge.workload.importers.hf_config import config_from_dict
+    from perfforge.workload.models.transformer import build_transformer
+
+    cfg = TINY[family]
+    with torch.device("meta"):
+        module = transformers.AutoModelForCausalLM.from_config(
+            transformers.AutoConfig.for_model(**cfg, attn_implementation="eager"))
+    ids = torch.ones(2, 16, dtype=torch.long, device="meta")
+    # transformers runs MoE experts with torch._grouped_mm, which takes bf16 operands only
+    traced = perfforge.from_torch(module, ids, dtype="bf16" if family == "qwen3_moe" else "fp32")
+    ours = build_transformer(config_from_dict(cfg, name=family), batch=2, seq=16, dtype=DType.FP32,
+                             attention_impl="unfused")
+    gemm_flops = lambda w: sum(o.flops for o in w.ops if o.kind.value in ("matmul", "bmm"))  # noqa: E731
+    assert gemm_flops(traced) == gemm_flops(ours) > 0
+    assert traced.params == ours.params == sum(p.numel() for p in module.parameters())
+    assert "_grouped_mm" not in traced.meta.get("unmodelled", [])
+
+
+def test_newer_families_refuse_what_they_do_not_model():
+    from perfforge.core.dtypes import DType
+    from perfforge.serving.optable import _ops_for
+    from perfforge.workload.importers.hf_config import config_from_dict
+
+    with pytest.raises(ConfigError, match="dense MLP layers between the MoE layers"):
+        config_from_dict({**QWEN3_30B_A3B, "mlp_only_layers": [0, 1]})
+    with pytest.raises(ConfigError, match="hidden_activation 'relu' is not a GELU"):
+        config_from_dict({**GEMMA_7B, "hidden_activation": "relu"})
+    with pytest.raises(ConfigError, match="no per-head Q/K norm"):
+        _ops_for(config_from_dict(QWEN3_8B), 1, 16, DType.FP16)

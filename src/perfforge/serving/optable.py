@@ -103,7 +103,10 @@ def _ops_for(cfg: TransformerConfig, tp: int, tokens: int, dtype: DType) -> dict
 
     h, d, nh, nkv = cfg.hidden, cfg.d_head, cfg.heads // tp, max(1, cfg.n_kv_heads // tp)
     ffn = cfg.ffn // tp
-    up = 2 * ffn if cfg.activation == "swiglu" else ffn
+    if cfg.qk_norm or cfg.embed_scale:
+        raise ConfigError(f"{cfg.name}: the serving operator table has no per-head Q/K norm or embedding scale "
+                          "(Vidur's operator set); serve a model without them")
+    up = 2 * ffn if cfg.gated else ffn
     norm = L.rms_norm if cfg.norm == "rms" else L.layer_norm
     ops: dict[str, object] = {
         "input_layernorm": norm("norm1", (tokens, h), dtype),
@@ -111,8 +114,7 @@ def _ops_for(cfg: TransformerConfig, tp: int, tokens: int, dtype: DType) -> dict
         "attn_post_proj": L.linear("out", tokens, nh * d, h, dtype, bias=cfg.out_bias),
         "post_attention_layernorm": norm("norm2", (tokens, h), dtype),
         "mlp_up_proj": L.linear("up", tokens, h, up, dtype, bias=cfg.mlp_bias),
-        "mlp_act": L.elementwise("act", (tokens, ffn), dtype, fn="swiglu" if cfg.activation == "swiglu"
-                                 else cfg.activation, n_inputs=2 if cfg.activation == "swiglu" else 1),
+        "mlp_act": L.elementwise("act", (tokens, ffn), dtype, fn=cfg.activation, n_inputs=2 if cfg.gated else 1),
         "mlp_down_proj": L.linear("down", tokens, ffn, h, dtype, bias=cfg.mlp_bias),
         # two residual adds per block (after attention, after the MLP)
         "add": L.elementwise("add", (2 * tokens, h), dtype, fn="add", n_inputs=2),

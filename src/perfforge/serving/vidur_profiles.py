@@ -203,7 +203,7 @@ def write_profile_dir(table: OperatorTable, folder: str | Path, *, model: str, t
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     tokens = table.tokens[table.tokens <= max_tokens]
-    dims = [cfg.heads, cfg.n_kv_heads, cfg.hidden, cfg.ffn, cfg.vocab, cfg.activation == "swiglu"]
+    dims = [cfg.heads, cfg.n_kv_heads, cfg.hidden, cfg.ffn, cfg.vocab, cfg.gated]
     ops = [op for op in MLP_OPS if op not in table.absent]
     header = [c for op in ops for c in _stats_cols(op)] + ["n_head", "n_kv_head", "n_embd", "n_expanded_embd",
                                                            "vocab_size", "use_gated_mlp", "num_tokens",

@@ -1,11 +1,13 @@
 """HuggingFace ``config.json`` -> ``TransformerConfig`` (no transformers dependency, no network).
 
-Supported ``model_type`` values: gpt2, bert, llama, mistral, mixtral, qwen2. Field names follow each
-architecture's ``configuration_*.py`` in huggingface/transformers.
+Supported ``model_type`` values: gpt2, bert, llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, phi3, gemma. Field
+names and defaults follow each architecture's ``configuration_*.py`` in huggingface/transformers, and the graph its
+``modeling_*.py``: parameter counts match transformers' own modules (``tests/unit/test_hf_config.py``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,8 +55,43 @@ def _llama(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
     )
 
 
+def _qwen3(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
+    """Qwen3 (dense and MoE): Llama's block with an RMSNorm on each head of Q and K (``q_norm``/``k_norm``);
+    Qwen3-MoE's sparse MLP is ``num_experts`` experts of ``moe_intermediate_size`` on every layer."""
+    cfg = replace(_llama(c, name, path), qk_norm=True)
+    if c.get("model_type") != "qwen3_moe":
+        return cfg
+    dense = c.get("mlp_only_layers") or []
+    step = c.get("decoder_sparse_step", 1)
+    if dense or step != 1:
+        raise ConfigError(f"{path}: dense MLP layers between the MoE layers (mlp_only_layers {dense}, "
+                          f"decoder_sparse_step {step}) are not modelled; every layer must be sparse")
+    return replace(cfg, ffn=_req(c, "moe_intermediate_size", path), num_experts=_req(c, "num_experts", path),
+                   top_k=_req(c, "num_experts_per_tok", path))
+
+
+def _phi3(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
+    """Phi-3: Llama's block with one fused QKV projection (``qkv_proj``) and a fused gate/up projection."""
+    return replace(_llama(c, name, path), separate_qkv=False)
+
+
+# HF's names for the tanh approximation of GELU (Gemma's ``hidden_activation``); the exact GELU costs the same
+_GEMMA_ACTIVATIONS = ("gelu_pytorch_tanh", "gelu", "gelu_new", "gelu_fast")
+
+
+def _gemma(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
+    """Gemma (1): a gated GELU MLP (GeGLU), embeddings scaled by sqrt(hidden) and always tied to the LM head, an
+    explicit ``head_dim`` (256 in the published models)."""
+    act = c.get("hidden_activation") or c.get("hidden_act") or "gelu_pytorch_tanh"
+    if act not in _GEMMA_ACTIVATIONS:
+        raise ConfigError(f"{path}: hidden_activation {act!r} is not a GELU (allowed: {', '.join(_GEMMA_ACTIVATIONS)})")
+    return replace(_llama(c, name, path), activation="geglu", embed_scale=True,
+                   tied_embeddings=bool(c.get("tie_word_embeddings", True)))
+
+
 _BUILDERS: dict[str, Callable[[dict[str, Any], str, str], TransformerConfig]] = {
     "gpt2": _gpt2, "bert": _bert, "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _llama,
+    "qwen3": _qwen3, "qwen3_moe": _qwen3, "phi3": _phi3, "gemma": _gemma,
 }
 
 

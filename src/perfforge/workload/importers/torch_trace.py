@@ -203,6 +203,21 @@ class _Recorder(TorchDispatchMode):
                 self._emit(L.linear(name, m, k, b.shape[2], dt, bias=False, batch=bsz), owns_params=True)
             else:
                 self._emit(L.bmm(name, bsz, m, b.shape[2], k, dt), owns_params=False)
+        elif name == "_grouped_mm":
+            # torch._grouped_mm: transformers' MoE experts (its default "grouped_mm" experts implementation). With
+            # ``offs``, the rows of a 2-D `a` go in groups to the experts' matrices `b` [E, K, N]; the split per
+            # expert is data-dependent (unknown on the meta device), so the rows are spread evenly: the FLOPs,
+            # 2 x rows x K x N, do not depend on it
+            a, b = args[0], args[1]
+            if a.dim() == 2 and b.dim() == 3:
+                groups, k, n = b.shape
+                op = L.linear(name, -(-a.shape[0] // groups), k, n, dt, bias=False, batch=groups)
+            elif a.dim() == 3 and b.dim() == 3:
+                groups, m, k = a.shape
+                op = L.linear(name, m, k, b.shape[2], dt, bias=False, batch=groups)
+            else:
+                raise ValueError(f"_grouped_mm of a {a.dim()}-D and a {b.dim()}-D operand")
+            self._emit(op, owns_params=True)
         elif name == "convolution":
             x, w = args[0], args[1]
             stride, padding, groups = args[3], args[4], args[8]

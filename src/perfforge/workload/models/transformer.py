@@ -35,8 +35,9 @@ class TransformerConfig:
     position_offset: int = 0             # table rows before position 0 (OPT's 2): the longest sequence is the rest
     type_vocab: int = 0                  # BERT token-type embeddings
     norm: Literal["layer", "rms"] = "layer"
-    # gelu_tanh: the tanh approximation (HF "gelu_new", GPT-2/GPT-3); eager execution runs it as 8 kernels
-    activation: Literal["gelu", "gelu_tanh", "swiglu", "relu"] = "gelu"
+    # gelu_tanh: the tanh approximation (HF "gelu_new", GPT-2/GPT-3); eager execution runs it as 8 kernels.
+    # swiglu and geglu are gated MLPs (Llama's SiLU, Gemma's tanh GELU): the up projection is twice as wide
+    activation: Literal["gelu", "gelu_tanh", "swiglu", "geglu", "relu"] = "gelu"
     qkv_bias: bool = True
     out_bias: bool = True
     mlp_bias: bool = True
@@ -53,6 +54,8 @@ class TransformerConfig:
     # eager graphs (attention_impl unfused/sdpa) run them as three GEMMs, the fused graph as one
     separate_qkv: bool = False
     attention_dropout: bool = True       # training dropout on the attention probabilities (OPT: off)
+    qk_norm: bool = False                # Qwen3: an RMSNorm over each head of Q and of K before the rotary embedding
+    embed_scale: bool = False            # Gemma: the token embeddings times sqrt(hidden) (one pointwise kernel)
     source: str = ""                     # where the architecture numbers come from
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -66,6 +69,11 @@ class TransformerConfig:
             raise ConfigError(f"{self.name}: hidden ({self.hidden}) is not divisible by heads ({self.heads})")
         if self.num_experts and not (0 < self.top_k <= self.num_experts):
             raise ConfigError(f"{self.name}: top_k must be in 1..num_experts ({self.num_experts})")
+
+    @property
+    def gated(self) -> bool:
+        """A gated MLP (SwiGLU, GeGLU): gate and up projections, their product into the down projection."""
+        return self.activation in ("swiglu", "geglu")
 
     @property
     def n_kv_heads(self) -> int:
@@ -100,7 +108,7 @@ def _mlp(cfg: TransformerConfig, ops: list[Op], prefix: str, tokens: int, prec: 
     """The MLP (or mixture of experts) on the norm's output (``prec.high``); returns its output's dtype."""
     h, f = cfg.hidden, cfg.ffn
     lo, hi = prec.compute, prec.high
-    gated = cfg.activation == "swiglu"
+    gated = cfg.gated
     up_width = 2 * f if gated else f
     if cfg.num_experts:
         e, k = cfg.num_experts, cfg.top_k
@@ -111,7 +119,7 @@ def _mlp(cfg: TransformerConfig, ops: list[Op], prefix: str, tokens: int, prec: 
         rows = max(1, -(-tokens * k // e))
         ops.extend(prec.gemm(L.linear(f"{prefix}.experts.up", rows, h, up_width, lo, bias=cfg.mlp_bias, layer=layer,
                                       batch=e), hi))
-        ops.append(L.elementwise(f"{prefix}.experts.act", (e, rows, f), lo, fn="swiglu" if gated else cfg.activation,
+        ops.append(L.elementwise(f"{prefix}.experts.act", (e, rows, f), lo, fn=cfg.activation,
                                  n_inputs=2 if gated else 1, layer=layer))
         ops.extend(prec.gemm(L.linear(f"{prefix}.experts.down", rows, f, h, lo, bias=cfg.mlp_bias, layer=layer,
                                       batch=e), lo))
@@ -120,7 +128,7 @@ def _mlp(cfg: TransformerConfig, ops: list[Op], prefix: str, tokens: int, prec: 
                                             layer=layer), 1))
         return hi
     ops.extend(prec.gemm(L.linear(f"{prefix}.up", tokens, h, up_width, lo, bias=cfg.mlp_bias, layer=layer), hi))
-    act = "swiglu" if gated else cfg.activation
+    act = cfg.activation
     act_dtype = lo
     if eager and act == "gelu_tanh":
         ops.extend(L.gelu_tanh_eager(f"{prefix}.act", (tokens, f), lo, layer=layer, high=hi))
@@ -167,6 +175,10 @@ def transformer_layers(cfg: TransformerConfig, *, batch: int, seq: int, dtype: D
         else:
             ops.extend(prec.gemm(L.linear(f"{layer}.attn.qkv", tokens, h, (nh + 2 * nkv) * d, lo, bias=cfg.qkv_bias,
                                           layer=layer), hi))
+        if cfg.qk_norm:
+            # RMSNorm over head_dim, one weight of head_dim per norm; HF computes it in fp32 (kept at `hi` here)
+            ops.append(L.rms_norm(f"{layer}.attn.q_norm", (tokens * nh, d), hi, layer=layer))
+            ops.append(L.rms_norm(f"{layer}.attn.k_norm", (tokens * nkv, d), hi, layer=layer))
         if cfg.rotary:
             rot_shape = (tokens, (nh + nkv) * d)
             # HF builds cos/sin in fp32 and returns them in the hidden states' dtype (fp32 under autocast), so the
@@ -238,6 +250,8 @@ def build_transformer(cfg: TransformerConfig, *, batch: int = 1, seq: int = 128,
     # embedding tables are parameters: fp32 under autocast, and so are the sums and norms that follow
     emb = L.embedding("embed.tokens", tokens, cfg.vocab, h, hi, layer="embed")
     ops.append(emb.with_(attrs={**emb.attrs, "input_grad": False}))
+    if cfg.embed_scale:
+        ops.append(L.elementwise("embed.scale", (tokens, h), hi, fn="mul", n_inputs=1, layer="embed"))
     if cfg.max_positions:
         ops.append(L.embedding("embed.positions", tokens, cfg.max_positions, h, hi, layer="embed"))
         ops.append(L.elementwise("embed.add_positions", (tokens, h), hi, fn="add", n_inputs=2, layer="embed"))
