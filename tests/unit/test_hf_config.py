@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import perfforge
 from perfforge.core.errors import ConfigError
@@ -109,6 +111,13 @@ TINY = {
              "bos_token_id": 1, "eos_token_id": 1},
     "gemma": {"model_type": "gemma", "hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4,
               "num_key_value_heads": 1, "head_dim": 32, "num_hidden_layers": 2, "vocab_size": 1000},
+    # local/global layers, sandwich norms, soft caps (Gemma 2), per-head Q/K norms (Gemma 3)
+    "gemma2": {"model_type": "gemma2", "hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4,
+               "num_key_value_heads": 2, "head_dim": 32, "num_hidden_layers": 4, "vocab_size": 1000,
+               "sliding_window": 8},
+    "gemma3_text": {"model_type": "gemma3_text", "hidden_size": 64, "intermediate_size": 256,
+                    "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "num_hidden_layers": 7,
+                    "vocab_size": 1000, "sliding_window": 8},
 }
 
 
@@ -133,6 +142,14 @@ def test_newer_families_launch_the_gemms_transformers_runs(family):
     assert gemm_flops(traced) == gemm_flops(ours) > 0
     assert traced.params == ours.params == sum(p.numel() for p in module.parameters())
     assert "_grouped_mm" not in traced.meta.get("unmodelled", [])
+    # the soft caps' tanh kernels (scores of every layer, logits) as transformers launches them
+    tanh = lambda w: sum(o.attrs.get("fn") == "tanh" for o in w.ops)  # noqa: E731
+    assert tanh(traced) == tanh(ours)
+    cfg_hf = module.config
+    ours_cfg = config_from_dict(cfg, name=family)
+    if getattr(cfg_hf, "layer_types", None):   # the same layers windowed as transformers'
+        assert [ours_cfg.layer_window(i) > 0 for i in range(ours_cfg.layers)] == \
+            [t == "sliding_attention" and bool(getattr(cfg_hf, "sliding_window", None)) for t in cfg_hf.layer_types]
 
 
 def test_newer_families_refuse_what_they_do_not_model():
@@ -146,3 +163,58 @@ def test_newer_families_refuse_what_they_do_not_model():
         config_from_dict({**GEMMA_7B, "hidden_activation": "relu"})
     with pytest.raises(ConfigError, match="no per-head Q/K norm"):
         _ops_for(config_from_dict(QWEN3_8B), 1, 16, DType.FP16)
+
+
+def test_sliding_window_attention_counts_only_the_window():
+    """Mistral v0.1's 4096-key window (every layer) and Gemma 2's alternation: fused attention FLOPs by hand, a
+    decode step reads only the window's K/V, and the KV cache keeps at most the window on the local layers."""
+    from perfforge.core.dtypes import DType
+    from perfforge.workload.importers.hf_config import config_from_dict
+    from perfforge.workload.models.transformer import build_transformer
+
+    mistral = {"model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32,
+               "num_key_value_heads": 8, "num_hidden_layers": 32, "vocab_size": 32000, "sliding_window": 4096}
+    s, w = 8192, 4096
+    pairs = w * (w + 1) / 2 + (s - w) * w          # query i sees min(i + 1, w) keys
+    for window, expected in ((4096, pairs), (None, s * (s + 1) / 2)):
+        cfg = config_from_dict({**mistral, "sliding_window": window})
+        core = [o for o in build_transformer(cfg, batch=1, seq=s, dtype=DType.BF16).ops if o.name.endswith("attn.core")]
+        assert len(core) == 32 and all(o.flops == 4 * 32 * expected * 128 for o in core)
+    assert config_from_dict({k: v for k, v in mistral.items() if k != "sliding_window"}).sliding_window == 4096
+    decode = build_transformer(config_from_dict(mistral), batch=1, seq=s, dtype=DType.BF16, phase="decode")
+    core = next(o for o in decode.ops if o.name.endswith("attn.core"))
+    assert core.flops == 4 * 32 * w * 128 and core.bytes_read == (32 * 128 + 2 * 8 * w * 128) * 2
+    assert decode.kv_cache_bytes() == 2 * 32 * w * 8 * 128 * 2
+    assert decode.kv_cache_bytes(context=1000) == 2 * 32 * 1000 * 8 * 128 * 2
+    gemma2 = config_from_dict(TINY["gemma2"])    # window 8 on layers 0 and 2 of 4
+    wl = build_transformer(gemma2, batch=1, seq=64, dtype=DType.BF16)
+    assert wl.kv_cache_bytes() == 2 * (2 * 64 + 2 * 8) * 2 * 32 * 2
+
+
+def test_sliding_window_configs_are_validated():
+    from perfforge.workload.importers.hf_config import config_from_dict
+
+    with pytest.raises(ConfigError, match="layer_types must list 4 entries"):
+        config_from_dict({**TINY["gemma2"], "layer_types": ["sliding_attention"] * 3})
+    with pytest.raises(ConfigError, match="use_bidirectional_attention"):
+        config_from_dict({**TINY["gemma3_text"], "use_bidirectional_attention": True})
+    with pytest.raises(ConfigError, match="sliding_window must be a positive integer"):
+        config_from_dict({**TINY["gemma2"], "sliding_window": -8})
+    # Qwen's window applies only with use_sliding_window, from layer max_window_layers on
+    qwen = {**TINY["qwen3"], "sliding_window": 8}
+    assert config_from_dict(qwen).windowed_layers == 0
+    assert config_from_dict({**qwen, "use_sliding_window": True, "max_window_layers": 1}).windowed_layers == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(seq_kv=st.integers(1, 300), q_frac=st.floats(0.0, 1.0), window=st.integers(0, 400))
+def test_windowed_causal_pairs_match_counting_them(seq_kv, q_frac, window):
+    """The closed form against a count of each query's visible keys (the last seq_q positions query)."""
+    from perfforge.workload.layers import _causal_pairs
+
+    seq_q = max(1, round(q_frac * seq_kv))
+    count = 0
+    for i in range(seq_q):
+        last = seq_kv - seq_q + i                       # the newest key query i sees
+        count += last + 1 - (max(0, last - window + 1) if window else 0)
+    assert _causal_pairs(seq_q, seq_kv, window) == count

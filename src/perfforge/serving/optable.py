@@ -103,9 +103,9 @@ def _ops_for(cfg: TransformerConfig, tp: int, tokens: int, dtype: DType) -> dict
 
     h, d, nh, nkv = cfg.hidden, cfg.d_head, cfg.heads // tp, max(1, cfg.n_kv_heads // tp)
     ffn = cfg.ffn // tp
-    if cfg.qk_norm or cfg.embed_scale:
-        raise ConfigError(f"{cfg.name}: the serving operator table has no per-head Q/K norm or embedding scale "
-                          "(Vidur's operator set); serve a model without them")
+    if cfg.qk_norm or cfg.embed_scale or cfg.windowed_layers or cfg.sandwich_norm or cfg.attn_softcap:
+        raise ConfigError(f"{cfg.name}: the serving operator table (Vidur's operator set) has no per-head Q/K norm, "
+                          "embedding scale, sliding-window attention or extra norms; serve a model without them")
     up = 2 * ffn if cfg.gated else ffn
     norm = L.rms_norm if cfg.norm == "rms" else L.layer_norm
     ops: dict[str, object] = {

@@ -145,13 +145,16 @@ class Workload:
         return self.params * self.param_dtype.bytes
 
     def kv_cache_bytes(self, context: int | None = None, batch: int | None = None) -> float:
-        """K and V for every layer at ``context`` tokens (0 for models without decoder attention)."""
+        """K and V for every layer at ``context`` tokens (0 for models without decoder attention); a layer with a
+        sliding window (``meta["kv_window"]``, ``meta["kv_window_layers"]`` of them) keeps at most its window."""
         layers = self.meta.get("kv_layers", 0)
         if not layers:
             return 0.0
         ctx = self.seq if context is None else context
         bsz = self.batch if batch is None else batch
-        return 2.0 * layers * bsz * ctx * self.meta["kv_heads"] * self.meta["head_dim"] * self.dtype.bytes
+        windowed = self.meta.get("kv_window_layers", 0)
+        tokens = (layers - windowed) * ctx + windowed * min(ctx, self.meta.get("kv_window", ctx))
+        return 2.0 * tokens * bsz * self.meta["kv_heads"] * self.meta["head_dim"] * self.dtype.bytes
 
     # ---- grouping ------------------------------------------------------------------------
     def flops_by_kind(self) -> dict[OpKind, float]:

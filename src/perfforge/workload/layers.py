@@ -16,6 +16,7 @@ import math
 from typing import Sequence
 
 from perfforge.core.dtypes import DType
+from perfforge.core.errors import ConfigError
 from perfforge.workload.op import FMA_FLOPS, Op, OpKind
 
 # FLOPs per element of the non-matrix ops (sub/mul/add/rsqrt per normalised element and a share of the
@@ -100,25 +101,41 @@ def conv2d(
     return op, (ho, wo)
 
 
+def _causal_pairs(seq_q: int, seq_kv: int, window: int) -> float:
+    """(query, key) pairs of causal attention with the queries the last ``seq_q`` of ``seq_kv`` positions: query
+    i attends to keys [0, seq_kv - seq_q + i], or with a sliding ``window`` (> 0) to the last ``window`` of those."""
+    first = seq_kv - seq_q + 1                 # keys visible to the first query
+    if not window or window >= seq_kv:
+        return seq_q * first + seq_q * (seq_q - 1) / 2
+    if window <= first:
+        return float(seq_q * window)
+    growing = window - first                   # queries that still see fewer than `window` keys
+    return growing * first + growing * (growing - 1) / 2 + (seq_q - growing) * window
+
+
 def attention(
     name: str, batch: int, heads: int, kv_heads: int, seq_q: int, seq_kv: int, head_dim: int, dtype: DType, *,
-    causal: bool = True, layer: str = "",
+    causal: bool = True, layer: str = "", window: int = 0,
 ) -> Op:
     """Fused (flash-style) attention core. Prefill has ``seq_q == seq_kv``; decode has ``seq_q == 1``.
 
-    Causal masking halves the useful work in prefill: pairs = Sq*(Sq+1)/2 when Sq == Skv. Bytes are Q, K, V
+    Causal masking halves the useful work in prefill: pairs = Sq*(Sq+1)/2 when Sq == Skv. A sliding ``window``
+    (Mistral, Gemma 2/3's local layers; causal only) keeps each query to its last ``window`` keys: the kernel
+    skips the blocks outside it, and a decode step reads only those keys' K and V. Bytes are Q, K, V
     read once and O written once (flash attention never materialises the score matrix). Grouped-query
     attention shares each K/V head among ``heads / kv_heads`` query heads.
     """
     b = dtype.bytes
-    if causal and seq_q > 1:
-        # query i attends to keys [0, seq_kv - seq_q + i]
-        pairs = seq_q * (seq_kv - seq_q) + seq_q * (seq_q + 1) / 2
+    if window and not causal:
+        raise ConfigError(f"{name}: a sliding window needs causal attention")
+    if causal and (seq_q > 1 or window):
+        pairs = _causal_pairs(seq_q, seq_kv, window)
     else:
         pairs = seq_q * seq_kv
     flops = 2 * FMA_FLOPS * batch * heads * pairs * head_dim
     q = batch * heads * seq_q * head_dim
-    kv = 2 * batch * kv_heads * seq_kv * head_dim
+    kv_read = min(seq_kv, window) if window and seq_q == 1 else seq_kv
+    kv = 2 * batch * kv_heads * kv_read * head_dim
     o = q
     lse = batch * heads * seq_q * 4  # fp32 log-sum-exp saved for the backward
     return Op(
@@ -128,7 +145,8 @@ def attention(
         outputs=((batch, heads, seq_q, head_dim),),
         saved_bytes=(q + kv + o) * b + lse, layer=layer,
         attrs={"batch": batch, "heads": heads, "kv_heads": kv_heads, "seq_q": seq_q, "seq_kv": seq_kv,
-               "head_dim": head_dim, "causal": causal, "form": "decode" if seq_q == 1 else "prefill", "fused": True},
+               "head_dim": head_dim, "causal": causal, "form": "decode" if seq_q == 1 else "prefill", "fused": True,
+               **({"window": window} if window else {})},
     )
 
 

@@ -88,7 +88,8 @@ def _compute_peak_and_eff(op: Op, device: DeviceSpec, cal: Calibration, compute_
     if op.kind is OpKind.ATTENTION:
         backward = op.phase is not Phase.FORWARD
         group = max(1, int(a["heads"]) // int(a["kv_heads"]))
-        eff = attention_efficiency(int(a["seq_q"]), int(a["seq_kv"]), int(a["head_dim"]), group, backward, cal)
+        keys = int(a["seq_kv"]) if not a.get("window") else min(int(a["seq_kv"]), int(a["window"]))  # inner loop
+        eff = attention_efficiency(int(a["seq_q"]), keys, int(a["head_dim"]), group, backward, cal)
         return device.peak_flop_per_s(compute_dtype), eff
     if op.kind in VECTOR_KINDS:
         return device.vector_flop_per_s(op.dtype), cal.vector_efficiency

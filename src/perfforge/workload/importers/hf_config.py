@@ -1,8 +1,9 @@
 """HuggingFace ``config.json`` -> ``TransformerConfig`` (no transformers dependency, no network).
 
-Supported ``model_type`` values: gpt2, bert, llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, phi3, gemma. Field
-names and defaults follow each architecture's ``configuration_*.py`` in huggingface/transformers, and the graph its
-``modeling_*.py``: parameter counts match transformers' own modules (``tests/unit/test_hf_config.py``).
+Supported ``model_type`` values: gpt2, bert, llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, phi3, gemma, gemma2,
+gemma3_text. Field names and defaults follow each architecture's ``configuration_*.py`` in huggingface/transformers
+(5.x), and the graph its ``modeling_*.py``: parameter counts and GEMM FLOPs match transformers' own modules
+(``tests/unit/test_hf_config.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,42 @@ def _bert(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
     )
 
 
+# transformers' default ``sliding_window`` per model_type where its config class sets one (MistralConfig: 4096)
+_DEFAULT_WINDOW = {"mistral": 4096, "gemma2": 4096, "gemma3_text": 4096}
+
+
+def _windows(c: dict[str, Any], path: str) -> dict[str, Any]:
+    """``sliding_window`` and ``sliding_layers`` as transformers reads them: a ``layer_types`` list where the
+    config has one ("sliding_attention" / "full_attention"); otherwise Qwen's ``use_sliding_window`` from layer
+    ``max_window_layers`` on, Gemma 2's alternation (local first), Gemma 3's ``sliding_window_pattern`` (every
+    sixth layer global), and every layer for Mistral, Mixtral and Phi-3."""
+    kind = c.get("model_type")
+    if kind in ("qwen2", "qwen3", "qwen3_moe") and not c.get("use_sliding_window", False):
+        return {}
+    window = c.get("sliding_window", _DEFAULT_WINDOW.get(kind)) or 0
+    if not window:
+        return {}
+    if not isinstance(window, int) or window < 0:
+        raise ConfigError(f"{path}: sliding_window must be a positive integer or null, got {window!r}")
+    layers = _req(c, "num_hidden_layers", path)
+    types = c.get("layer_types")
+    if types is not None:
+        allowed = ("sliding_attention", "full_attention")
+        if len(types) != layers or any(t not in allowed for t in types):
+            raise ConfigError(f"{path}: layer_types must list {layers} entries from {', '.join(allowed)}")
+        flags = tuple(t == "sliding_attention" for t in types)
+    elif kind in ("qwen2", "qwen3", "qwen3_moe"):
+        flags = tuple(i >= c.get("max_window_layers", 28) for i in range(layers))
+    elif kind == "gemma2":
+        flags = tuple(i % 2 == 0 for i in range(layers))
+    elif kind == "gemma3_text":
+        pattern = c.get("sliding_window_pattern", 6)
+        flags = tuple(bool((i + 1) % pattern) for i in range(layers))
+    else:
+        flags = ()
+    return {"sliding_window": window, "sliding_layers": flags}
+
+
 def _llama(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
     heads = _req(c, "num_attention_heads", path)
     bias = bool(c.get("attention_bias", False))
@@ -51,7 +88,7 @@ def _llama(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
         activation="swiglu", qkv_bias=bias or c.get("model_type") == "qwen2", out_bias=bias,
         mlp_bias=bool(c.get("mlp_bias", False)), tied_embeddings=bool(c.get("tie_word_embeddings", False)),
         rotary=True, num_experts=c.get("num_local_experts", 0) or 0, top_k=c.get("num_experts_per_tok", 0) or 0,
-        separate_qkv=True, source=path,
+        separate_qkv=True, source=path, **_windows(c, path),
     )
 
 
@@ -89,9 +126,23 @@ def _gemma(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
                    tied_embeddings=bool(c.get("tie_word_embeddings", True)))
 
 
+def _gemma2(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
+    """Gemma 2 and Gemma 3 (text): Gemma's block with a norm after the attention and after the MLP ("sandwich"),
+    sliding-window attention on the local layers, soft caps on the attention scores and the logits (Gemma 2:
+    50 and 30 by default; Gemma 3 has none, and an RMSNorm on each head of Q and K instead)."""
+    gemma3 = c.get("model_type") == "gemma3_text"
+    if c.get("use_bidirectional_attention"):
+        raise ConfigError(f"{path}: use_bidirectional_attention (an encoder such as EmbeddingGemma) is not modelled; "
+                          "the decoder's causal attention is")
+    caps = {"attn_logit_softcapping": None if gemma3 else 50.0, "final_logit_softcapping": None if gemma3 else 30.0}
+    attn_cap, final_cap = (c.get(k, default) or 0.0 for k, default in caps.items())
+    return replace(_gemma(c, name, path), sandwich_norm=True, qk_norm=gemma3, attn_softcap=float(attn_cap),
+                   final_softcap=float(final_cap))
+
+
 _BUILDERS: dict[str, Callable[[dict[str, Any], str, str], TransformerConfig]] = {
     "gpt2": _gpt2, "bert": _bert, "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _llama,
-    "qwen3": _qwen3, "qwen3_moe": _qwen3, "phi3": _phi3, "gemma": _gemma,
+    "qwen3": _qwen3, "qwen3_moe": _qwen3, "phi3": _phi3, "gemma": _gemma, "gemma2": _gemma2, "gemma3_text": _gemma2,
 }
 
 

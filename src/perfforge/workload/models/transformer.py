@@ -56,6 +56,13 @@ class TransformerConfig:
     attention_dropout: bool = True       # training dropout on the attention probabilities (OPT: off)
     qk_norm: bool = False                # Qwen3: an RMSNorm over each head of Q and of K before the rotary embedding
     embed_scale: bool = False            # Gemma: the token embeddings times sqrt(hidden) (one pointwise kernel)
+    # sliding-window attention (Mistral v0.1, Phi-3, Gemma 2/3's local layers): each query sees its last
+    # `sliding_window` keys; `sliding_layers` flags the windowed layers (empty: every layer, if a window is set)
+    sliding_window: int = 0
+    sliding_layers: tuple[bool, ...] = ()
+    sandwich_norm: bool = False          # Gemma 2/3: a norm on the attention's and the MLP's output before each add
+    attn_softcap: float = 0.0            # Gemma 2: scores -> cap * tanh(scores / cap) (three eager kernels)
+    final_softcap: float = 0.0           # Gemma 2: the same on the logits
     source: str = ""                     # where the architecture numbers come from
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -69,6 +76,21 @@ class TransformerConfig:
             raise ConfigError(f"{self.name}: hidden ({self.hidden}) is not divisible by heads ({self.heads})")
         if self.num_experts and not (0 < self.top_k <= self.num_experts):
             raise ConfigError(f"{self.name}: top_k must be in 1..num_experts ({self.num_experts})")
+        if self.sliding_window < 0:
+            raise ConfigError(f"{self.name}: sliding_window must be >= 0, got {self.sliding_window}")
+        if self.sliding_layers and len(self.sliding_layers) != self.layers:
+            raise ConfigError(f"{self.name}: sliding_layers flags {len(self.sliding_layers)} layers, the model has "
+                              f"{self.layers}")
+
+    def layer_window(self, i: int) -> int:
+        """Layer ``i``'s attention window in keys (0: full causal attention)."""
+        if not self.sliding_window or (self.sliding_layers and not self.sliding_layers[i]):
+            return 0
+        return self.sliding_window
+
+    @property
+    def windowed_layers(self) -> int:
+        return sum(1 for i in range(self.layers) if self.layer_window(i))
 
     @property
     def gated(self) -> bool:
@@ -188,10 +210,16 @@ def transformer_layers(cfg: TransformerConfig, *, batch: int, seq: int, dtype: D
             ops.extend(prec.cast(f"{layer}.attn.rotary_cast", rot_shape, hi, lo, layer=layer))
         attn_args = (f"{layer}.attn.core", batch, nh, nkv, q_len, seq, d, lo)
         if attention_impl in ("fused", "sdpa"):
-            ops.append(L.attention(*attn_args, causal=causal, layer=layer))
+            # a flash kernel skips the blocks outside a sliding window (and applies a soft cap inside)
+            ops.append(L.attention(*attn_args, causal=causal, layer=layer, window=cfg.layer_window(i)))
             out_saved = False  # the attention op already saved its output
         else:
+            # HF's eager attention computes the whole score matrix and masks it, window or not
             core = L.attention_unfused(*attn_args, causal=causal, layer=layer)
+            if cfg.attn_softcap:   # after the scale: scores / cap, tanh, * cap
+                scores = core[0].outputs[0]
+                core[2:2] = [L.elementwise(f"{layer}.attn.core.softcap_{fn}", scores, lo, fn=fn, layer=layer)
+                             for fn in ("div", "tanh", "mul")]
             probs = core[-2]
             if prec.amp:  # softmax is on autocast's fp32 list; HF casts the probabilities back to V's dtype
                 scores = probs.outputs[0]
@@ -206,12 +234,16 @@ def transformer_layers(cfg: TransformerConfig, *, batch: int, seq: int, dtype: D
                                       save_input=out_saved), lo))
         if dropout:
             ops.append(L.dropout(f"{layer}.attn.dropout", shape, lo, layer=layer))
+        if cfg.sandwich_norm:
+            ops.append(_norm(cfg, f"{layer}.post_attn_norm", shape, hi, layer))
         # the residual stream (`hi`) plus the branch (`lo`): type promotion runs the add in `hi`
         ops.append(prec.mixed(L.elementwise(f"{layer}.attn.residual", shape, hi, fn="add", n_inputs=2, layer=layer), 1))
         ops.append(_norm(cfg, f"{layer}.norm2" if not cfg.post_norm else f"{layer}.norm1", shape, hi, layer))
         branch = _mlp(cfg, ops, f"{layer}.mlp", tokens, prec, layer, eager=attention_impl in ("unfused", "sdpa"))
         if dropout:
             ops.append(L.dropout(f"{layer}.mlp.dropout", shape, branch, layer=layer))
+        if cfg.sandwich_norm:
+            ops.append(_norm(cfg, f"{layer}.post_mlp_norm", shape, hi, layer))
         ops.append(prec.mixed(L.elementwise(f"{layer}.mlp.residual", shape, hi, fn="add", n_inputs=2, layer=layer),
                               1 if branch != hi else 0))
         if cfg.post_norm:
@@ -274,6 +306,9 @@ def build_transformer(cfg: TransformerConfig, *, batch: int = 1, seq: int = 128,
             ops.extend(prec.gemm(lm.with_(params=0), hi, weight_numel=cfg.vocab * h))
         else:
             ops.extend(prec.gemm(lm, hi))
+        if cfg.final_softcap:   # logits / cap, tanh, * cap
+            ops.extend(L.elementwise(f"lm_head.softcap_{fn}", (tokens, cfg.vocab), lo, fn=fn, layer="head")
+                       for fn in ("div", "tanh", "mul"))
         loss_rows, loss_classes = tokens, cfg.vocab
     if cfg.pooler and head in ("default", "pretraining"):
         ops.extend(prec.gemm(L.linear("pooler.dense", batch, h, h, lo, bias=True, layer="head"), hi))
@@ -294,6 +329,8 @@ def build_transformer(cfg: TransformerConfig, *, batch: int = 1, seq: int = 128,
         "family": "transformer", "arch": cfg.arch, "layers": cfg.layers, "hidden": h, "heads": cfg.heads,
         "kv_heads": cfg.n_kv_heads, "head_dim": cfg.d_head, "ffn": cfg.ffn, "vocab": cfg.vocab, "phase": phase,
         "kv_layers": cfg.layers if cfg.arch == "decoder" else 0, "num_experts": cfg.num_experts,
+        # windowed layers keep only their last `kv_window` tokens' K and V (Workload.kv_cache_bytes)
+        **({"kv_window": cfg.sliding_window, "kv_window_layers": cfg.windowed_layers} if cfg.windowed_layers else {}),
         "top_k": cfg.top_k, "loss_rows": loss_rows, "loss_classes": loss_classes, "source": cfg.source,
         **prec.meta,
         # eager graphs list one op per kernel HF launches (the grain of a traced module): the engine charges
