@@ -40,5 +40,5 @@ def test_missing_profiles_need_a_fallback(tmp_path):
         read_profile_dir(tmp_path / "nope", model="llama-2-7b")
     with pytest.raises(ConfigError, match="give --hardware"):
         read_profile_dir(A100_7B, model="llama-2-7b")
-    with pytest.raises(ConfigError, match="not a transformer"):
+    with pytest.raises(ConfigError, match="serving simulates decoder LLMs; .resnet50. is a cnn"):
         read_profile_dir(A100_7B, model="resnet50")

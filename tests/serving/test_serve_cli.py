@@ -51,3 +51,29 @@ def test_serve_learned_backend_times_ops_with_the_learned_model(capsys):
     assert main(["serve", "--model", "llama-2-7b", "--requests", "20", "--backend", "learned", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert "learned backend" in out["operator_source"] and "fallback_ops" in out["operator_source"]
+
+
+# meta-llama/Llama-2-7b-hf's config.json fields (as tests/unit/test_hf_config.py); the zoo's llama-2-7b is the same
+LLAMA2_7B_CONFIG = {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32,
+                    "num_hidden_layers": 32, "num_key_value_heads": 32, "vocab_size": 32000,
+                    "tie_word_embeddings": False}
+
+
+def test_serve_takes_an_hf_config_and_matches_the_zoo_model(capsys, tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(LLAMA2_7B_CONFIG))
+    runs = []
+    for model in ("llama-2-7b", str(path)):
+        assert main(["serve", "--model", model, "--requests", "40", "--qps", "2", "--prefill", "256", "--decode", "32",
+                     "--json"]) == 0
+        runs.append(json.loads(capsys.readouterr().out))
+    for key in ("ttft_p50_s", "tpot_p50_s", "e2e_p99_s", "throughput_tokens_per_s", "kv_capacity_tokens"):
+        assert runs[0].get(key) == runs[1].get(key), key
+    # what the serving table does not model is refused in one line, not left out
+    path.write_text(json.dumps({**LLAMA2_7B_CONFIG, "model_type": "qwen3", "head_dim": 128}))
+    assert main(["serve", "--model", str(path), "--requests", "10"]) == 2
+    assert "no per-head Q/K norm" in capsys.readouterr().err
+    path.write_text(json.dumps({"model_type": "bert", "hidden_size": 64, "num_hidden_layers": 2,
+                                "num_attention_heads": 4, "intermediate_size": 256, "vocab_size": 100}))
+    assert main(["serve", "--model", str(path), "--requests", "10"]) == 2
+    assert "describes an encoder" in capsys.readouterr().err

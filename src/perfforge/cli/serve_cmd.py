@@ -23,7 +23,7 @@ app.add_typer(serve_app, name="serve")
 
 # name -> (type, flag, help); every default comes from ServeSpec (Vidur 0.0.26's defaults)
 SPEC_OPTIONS: dict[str, tuple[Any, str, str]] = {
-    "model": (Optional[str], "--model", "decoder LLM zoo id, e.g. llama-2-7b"),
+    "model": (Optional[str], "--model", "decoder LLM: zoo id (e.g. llama-2-7b) or HF config.json path"),
     "hardware": (Optional[str], "--hardware", "device catalog id"),
     "node": (Optional[str], "--node", "node preset for TP/PP links (default: the device's usual node)"),
     "dtype": (Optional[str], "--dtype", "fp16 | bf16"),

@@ -125,9 +125,17 @@ def _ops_for(cfg: TransformerConfig, tp: int, tokens: int, dtype: DType) -> dict
     return ops
 
 
-@lru_cache(maxsize=32)
 def model_table(model: str, hardware: str, tp: int = 1, dtype: str = "fp16", node: str | None = None,
                 calibration: str | None = None, backend: str = "analytical") -> OperatorTable:
+    """perfforge's operator table for ``model`` (a zoo id or an HF config.json; ``_model_table``)."""
+    from perfforge.serving.models import model_key
+
+    return _model_table(model_key(model), hardware, tp, dtype, node, calibration, backend)
+
+
+@lru_cache(maxsize=32)
+def _model_table(key: str, hardware: str, tp: int = 1, dtype: str = "fp16", node: str | None = None,
+                 calibration: str | None = None, backend: str = "analytical") -> OperatorTable:
     """perfforge's op times for every shape in the grids, from one of the core engine's per-op backends
     (``analytical``: the roofline; ``learned``: the learned kernel model, roofline where it does not cover an
     op kind). A few thousand ops, timed in one batch."""
@@ -135,14 +143,12 @@ def model_table(model: str, hardware: str, tp: int = 1, dtype: str = "fp16", nod
     from perfforge.distributed.topology import DEFAULT_NODE, cluster_topology
     from perfforge.engines.analytical.calibration import load_calibration
     from perfforge.engines.analytical.timers import OP_TIMERS
+    from perfforge.serving.models import decoder_config, model_of
     from perfforge.system.catalog import get_device
     from perfforge.workload import layers as L
-    from perfforge.workload.zoo import ALIASES, MODELS
 
-    entry = MODELS.get(ALIASES.get(model, model))
-    cfg = entry.config
-    if cfg is None or entry.kind != "decoder":
-        raise ConfigError(f"serving simulates decoder LLMs; '{model}' is a {entry.kind} model")
+    model = model_of(key)
+    cfg = decoder_config(model)
     if cfg.num_experts:
         raise ConfigError(f"'{model}' is a mixture-of-experts model; serving does not model expert routing yet")
     if cfg.heads % tp or cfg.ffn % tp:

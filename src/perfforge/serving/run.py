@@ -110,13 +110,20 @@ def request_set(spec: ServeSpec) -> RequestSet:
                     trace=spec.trace, seed=spec.seed)
 
 
-@lru_cache(maxsize=64)
 def _model_facts(model: str, dtype: DType) -> tuple[int, float]:
-    """Parameter count and KV-cache bytes per token (from the zoo's graph; cached: capacity searches call
+    """Parameter count and KV-cache bytes per token (from the model's graph; cached: capacity searches call
     ``simulate`` many times)."""
-    from perfforge.workload.zoo import get_model
+    from perfforge.serving.models import model_key
 
-    one = get_model(model, batch=1, seq=8, dtype=dtype)
+    return _model_facts_cached(model_key(model), dtype)
+
+
+@lru_cache(maxsize=64)
+def _model_facts_cached(key: str, dtype: DType) -> tuple[int, float]:
+    from perfforge.serving.models import decoder_config, model_of
+    from perfforge.workload.models.transformer import build_transformer
+
+    one = build_transformer(decoder_config(model_of(key)), batch=1, seq=8, dtype=dtype)
     return one.params, one.kv_cache_bytes(context=1, batch=1)
 
 
@@ -124,13 +131,10 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
              exact: bool = False, vidur_lookups: bool | tuple[str, ...] = ()) -> ServingReport:
     """``exact``: step every iteration (no fast-forward). ``vidur_lookups``: True, or some of
     ``batch_time.VIDUR_LOOKUPS``, to look times up as Vidur 0.0.26 does (comparisons with Vidur only)."""
+    from perfforge.serving.models import decoder_config
     from perfforge.system.catalog import get_device
-    from perfforge.workload.zoo import ALIASES, MODELS
 
-    entry = MODELS.get(ALIASES.get(spec.model, spec.model))
-    cfg = entry.config
-    if cfg is None or entry.kind != "decoder":
-        raise ConfigError(f"serving simulates decoder LLMs; '{spec.model}' is a {entry.kind} model")
+    cfg = decoder_config(spec.model)
     if cfg.layers % spec.pp:
         raise ConfigError(f"pp={spec.pp} must divide {spec.model}'s {cfg.layers} layers")
     device = get_device(spec.hardware)

@@ -48,12 +48,9 @@ def _median(row: dict[str, str], op: str) -> float | None:
 
 
 def _config(model: str) -> TransformerConfig:
-    from perfforge.workload.zoo import ALIASES, MODELS
+    from perfforge.serving.models import decoder_config
 
-    cfg = MODELS.get(ALIASES.get(model, model)).config
-    if cfg is None:
-        raise ConfigError(f"'{model}' is not a transformer; it has no serving profile")
-    return cfg
+    return decoder_config(model)
 
 
 def _is_true(v: str) -> bool:
