@@ -20,8 +20,10 @@ from perfforge.core.errors import ConfigError
 from perfforge.workload.models.transformer import TransformerConfig
 
 NCCL_CPU_LAUNCH_S = 2e-5   # host launch of one NCCL call: Vidur 0.0.26's default nccl_cpu_launch_overhead_ms = 0.02
-TOKEN_OPS = ("input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "post_attention_layernorm",
-             "mlp_up_proj", "mlp_act", "mlp_down_proj", "add", "all_reduce", "send_recv", "emb", "lm_head")
+# Vidur's operator names, and perfforge's "attn_qk_norm" (Qwen3's RMSNorm on each head of Q and K)
+TOKEN_OPS = ("input_layernorm", "attn_pre_proj", "attn_rope", "attn_qk_norm", "attn_post_proj",
+             "post_attention_layernorm", "mlp_up_proj", "mlp_act", "mlp_down_proj", "add", "all_reduce", "send_recv",
+             "emb", "lm_head")
 
 
 def _grid(points: list[np.ndarray]) -> np.ndarray:
@@ -103,9 +105,9 @@ def _ops_for(cfg: TransformerConfig, tp: int, tokens: int, dtype: DType) -> dict
 
     h, d, nh, nkv = cfg.hidden, cfg.d_head, cfg.heads // tp, max(1, cfg.n_kv_heads // tp)
     ffn = cfg.ffn // tp
-    if cfg.qk_norm or cfg.embed_scale or cfg.windowed_layers or cfg.sandwich_norm or cfg.attn_softcap:
-        raise ConfigError(f"{cfg.name}: the serving operator table (Vidur's operator set) has no per-head Q/K norm, "
-                          "embedding scale, sliding-window attention or extra norms; serve a model without them")
+    if cfg.embed_scale or cfg.windowed_layers or cfg.sandwich_norm or cfg.attn_softcap:
+        raise ConfigError(f"{cfg.name}: the serving operator table has no embedding scale, sliding-window attention "
+                          "or norms after the attention and MLP (Gemma's); serve a model without them")
     up = 2 * ffn if cfg.gated else ffn
     norm = L.rms_norm if cfg.norm == "rms" else L.layer_norm
     ops: dict[str, object] = {
@@ -122,6 +124,8 @@ def _ops_for(cfg: TransformerConfig, tp: int, tokens: int, dtype: DType) -> dict
     }
     if cfg.rotary:
         ops["attn_rope"] = L.elementwise("rope", (tokens, (nh + nkv) * d), dtype, fn="mul", n_inputs=2)
+    if cfg.qk_norm:
+        ops["attn_qk_norm"] = L.rms_norm("qk_norm", (tokens * (nh + nkv), d), dtype)
     return ops
 
 
@@ -183,7 +187,7 @@ def _model_table(key: str, hardware: str, tp: int = 1, dtype: str = "fp16", node
         token_ops.setdefault(name, []).append(sec)
     pre = np.array(secs[len(ops):len(ops) + len(pre_ops)]).reshape(len(CONTEXT_GRID), len(CHUNK_GRID))
     dec = np.array(secs[len(ops) + len(pre_ops):]).reshape(len(BATCH_GRID), len(CONTEXT_GRID))
-    absent: list[str] = [] if cfg.rotary else ["attn_rope"]
+    absent: list[str] = ([] if cfg.rotary else ["attn_rope"]) + ([] if cfg.qk_norm else ["attn_qk_norm"])
     node_id = node or DEFAULT_NODE.get(hardware)
     # the calibration's collective_launch_s is the GPU-side per-call latency (fitted on NCCL kernel times);
     # the host adds its launch on top

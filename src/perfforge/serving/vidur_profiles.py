@@ -151,6 +151,11 @@ def read_profile_dir(folder: str | Path, *, model: str, tp: int = 1, block_size:
             absent.append(name)
     if "lm_head" not in token_ops:
         absent.append("lm_head")   # Vidur does not profile the LM head
+    if not cfg.qk_norm:
+        absent.append("attn_qk_norm")
+    else:   # Vidur's format has no column for Qwen3's per-head Q/K norms
+        fb = from_model("per-head Q/K norms")
+        token_ops["attn_qk_norm"] = np.interp(tokens, fb.tokens, fb.token_ops["attn_qk_norm"])
 
     attn = _open(root, "attention")
     arows = [r for r in _rows_for_model(attn, cfg, tp, "n_q_head") if int(r.get("block_size", block_size)) == block_size] \
@@ -197,6 +202,9 @@ def write_profile_dir(table: OperatorTable, folder: str | Path, *, model: str, t
     """Write ``table`` as Vidur-format CSVs (ms) so Vidur and perfforge can run on the same operator times.
     Only shapes up to ``max_tokens`` are written (Vidur's own profiles stop at 4096 tokens)."""
     cfg = _config(model)
+    if "attn_qk_norm" not in table.absent:
+        raise ConfigError(f"{model}: Vidur's profile format has no column for per-head Q/K norms; its operator "
+                          "table cannot be written as Vidur profiles without losing them")
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     tokens = table.tokens[table.tokens <= max_tokens]
