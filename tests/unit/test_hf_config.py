@@ -161,8 +161,9 @@ def test_newer_families_refuse_what_they_do_not_model():
         config_from_dict({**QWEN3_30B_A3B, "mlp_only_layers": [0, 1]})
     with pytest.raises(ConfigError, match="hidden_activation 'relu' is not a GELU"):
         config_from_dict({**GEMMA_7B, "hidden_activation": "relu"})
-    with pytest.raises(ConfigError, match="no per-head Q/K norm"):
-        _ops_for(config_from_dict(QWEN3_8B), 1, 16, DType.FP16)
+    with pytest.raises(ConfigError, match="no embedding scale, sliding-window attention"):
+        _ops_for(config_from_dict(GEMMA_7B), 1, 16, DType.FP16)
+    assert "attn_qk_norm" in _ops_for(config_from_dict(QWEN3_8B), 1, 16, DType.FP16)
 
 
 def test_sliding_window_attention_counts_only_the_window():
