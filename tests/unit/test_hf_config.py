@@ -205,6 +205,8 @@ def test_sliding_window_configs_are_validated():
     qwen = {**TINY["qwen3"], "sliding_window": 8}
     assert config_from_dict(qwen).windowed_layers == 0
     assert config_from_dict({**qwen, "use_sliding_window": True, "max_window_layers": 1}).windowed_layers == 1
+    moe = {**TINY["qwen3_moe"], "sliding_window": 8, "use_sliding_window": True, "max_window_layers": 1}
+    assert config_from_dict(moe).windowed_layers == 2   # transformers' Qwen3-MoE windows every layer
 
 
 @settings(max_examples=300, deadline=None)

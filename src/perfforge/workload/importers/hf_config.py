@@ -48,9 +48,10 @@ _DEFAULT_WINDOW = {"mistral": 4096, "gemma2": 4096, "gemma3_text": 4096}
 
 def _windows(c: dict[str, Any], path: str) -> dict[str, Any]:
     """``sliding_window`` and ``sliding_layers`` as transformers reads them: a ``layer_types`` list where the
-    config has one ("sliding_attention" / "full_attention"); otherwise Qwen's ``use_sliding_window`` from layer
-    ``max_window_layers`` on, Gemma 2's alternation (local first), Gemma 3's ``sliding_window_pattern`` (every
-    sixth layer global), and every layer for Mistral, Mixtral and Phi-3."""
+    config has one ("sliding_attention" / "full_attention"); otherwise Qwen2/Qwen3's ``use_sliding_window`` from
+    layer ``max_window_layers`` on, Gemma 2's alternation (local first), Gemma 3's ``sliding_window_pattern``
+    (every sixth layer global), and every layer for Mistral, Mixtral, Phi-3 and Qwen3-MoE (whose modeling code
+    windows every layer when ``use_sliding_window`` is set)."""
     kind = c.get("model_type")
     if kind in ("qwen2", "qwen3", "qwen3_moe") and not c.get("use_sliding_window", False):
         return {}
@@ -66,7 +67,7 @@ def _windows(c: dict[str, Any], path: str) -> dict[str, Any]:
         if len(types) != layers or any(t not in allowed for t in types):
             raise ConfigError(f"{path}: layer_types must list {layers} entries from {', '.join(allowed)}")
         flags = tuple(t == "sliding_attention" for t in types)
-    elif kind in ("qwen2", "qwen3", "qwen3_moe"):
+    elif kind in ("qwen2", "qwen3"):
         flags = tuple(i >= c.get("max_window_layers", 28) for i in range(layers))
     elif kind == "gemma2":
         flags = tuple(i % 2 == 0 for i in range(layers))
