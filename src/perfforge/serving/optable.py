@@ -105,7 +105,7 @@ def _ops_for(cfg: TransformerConfig, tp: int, tokens: int, dtype: DType) -> dict
 
     h, d, nh, nkv = cfg.hidden, cfg.d_head, cfg.heads // tp, max(1, cfg.n_kv_heads // tp)
     ffn = cfg.ffn // tp
-    if cfg.embed_scale or cfg.windowed_layers or cfg.sandwich_norm or cfg.attn_softcap:
+    if cfg.embed_scale or cfg.windowed_layers or cfg.sandwich_norm or cfg.attn_softcap or cfg.final_softcap:
         raise ConfigError(f"{cfg.name}: the serving operator table has no embedding scale, sliding-window attention "
                           "or norms after the attention and MLP (Gemma's); serve a model without them")
     up = 2 * ffn if cfg.gated else ffn
