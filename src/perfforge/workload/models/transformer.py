@@ -137,14 +137,20 @@ def _mlp(cfg: TransformerConfig, ops: list[Op], prefix: str, tokens: int, prec: 
         ops.extend(prec.gemm(L.linear(f"{prefix}.router", tokens, h, e, lo, bias=False, layer=layer), hi))
         # the routing softmax runs in fp32 under autocast (on its fp32 list) over the low-precision logits
         ops.append(prec.mixed(L.moe_router(f"{prefix}.route", tokens, e, k, hi, layer=layer), 1))
-        # tokens are balanced across experts: each expert sees tokens*k/e rows (a grouped GEMM)
-        rows = max(1, -(-tokens * k // e))
-        ops.extend(prec.gemm(L.linear(f"{prefix}.experts.up", rows, h, up_width, lo, bias=cfg.mlp_bias, layer=layer,
-                                      batch=e), hi))
-        ops.append(L.elementwise(f"{prefix}.experts.act", (e, rows, f), lo, fn=cfg.activation,
-                                 n_inputs=2 if gated else 1, layer=layer))
-        ops.extend(prec.gemm(L.linear(f"{prefix}.experts.down", rows, f, h, lo, bias=cfg.mlp_bias, layer=layer,
-                                      batch=e), lo))
+        # Only experts that receive a token run, and only their weights are read: with each token routed to k
+        # distinct experts uniformly, e * (1 - (1 - k/e)^tokens) of them in expectation (k for one decoding
+        # token; all e once tokens*k >> e). The token-expert pairs spread evenly over them (a grouped GEMM);
+        # the parameters are every expert's
+        active = max(1, min(e, round(e * (1.0 - (1.0 - k / e) ** tokens))))
+        rows = max(1, -(-tokens * k // active))
+        for name, (d_in, d_out, dt) in (("up", (h, up_width, hi)), ("down", (f, h, lo))):
+            gemm = L.linear(f"{prefix}.experts.{name}", rows, d_in, d_out, lo, bias=cfg.mlp_bias, layer=layer,
+                            batch=active)
+            gemm = gemm.with_(params=e * (d_in * d_out + (d_out if cfg.mlp_bias else 0)))
+            ops.extend(prec.gemm(gemm, dt))
+            if name == "up":
+                ops.append(L.elementwise(f"{prefix}.experts.act", (active, rows, f), lo, fn=cfg.activation,
+                                         n_inputs=2 if gated else 1, layer=layer))
         # expert outputs times the fp32 routing weights
         ops.append(prec.mixed(L.elementwise(f"{prefix}.combine", (tokens, k, h), hi, fn="mul", n_inputs=2,
                                             layer=layer), 1))
