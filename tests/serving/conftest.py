@@ -11,7 +11,7 @@ from perfforge.serving.optable import BATCH_GRID, CHUNK_GRID, CONTEXT_GRID, TOKE
 A, B = 1e-5, 1e-8
 PREFILL_ATTN, DECODE_ATTN = 2e-5, 3e-5
 # a Llama-style block on one device without rotary cost: no collectives, embedding, LM head or Q/K norms
-ABSENT = ("all_reduce", "send_recv", "emb", "lm_head", "attn_rope", "attn_qk_norm")
+ABSENT = ("all_reduce", "send_recv", "emb", "lm_head", "attn_rope", "attn_qk_norm", "mlp_router")
 
 
 def linear_table() -> OperatorTable:

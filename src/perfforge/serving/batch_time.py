@@ -32,7 +32,7 @@ from perfforge.serving.optable import OperatorTable
 VIDUR_LOOKUPS = ("tokens_x8", "decode_context_x256", "prefill_context_with_chunk", "gqa_decode_overhead")
 
 _PER_LAYER_TOKEN_OPS = ("input_layernorm", "attn_pre_proj", "attn_rope", "attn_qk_norm", "attn_post_proj",
-                        "post_attention_layernorm", "mlp_up_proj", "mlp_act", "mlp_down_proj", "add")
+                        "post_attention_layernorm", "mlp_router", "mlp_up_proj", "mlp_act", "mlp_down_proj", "add")
 
 
 @dataclass(frozen=True)

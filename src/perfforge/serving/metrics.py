@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from perfforge.serving.simulator import SimulationOutput
+from perfforge.workload.models.transformer import experts_reached
 
 PERCENTILES = (50, 90, 99)
 
@@ -71,8 +72,11 @@ def request_metrics(out: SimulationOutput) -> RequestMetrics:
 def summarize(out: SimulationOutput, *, ttft_slo_s: float | None = None, tbt_slo_s: float | None = None,
               flops_per_token: float = 0.0, attn_flops_per_pair: float = 0.0, weight_bytes: float = 0.0,
               kv_bytes_per_token: float = 0.0, peak_flop_per_s: float = 0.0, peak_bytes_per_s: float = 0.0,
-              devices_per_replica: int = 1, replicas: int = 1) -> dict[str, float | int]:
-    """Aggregates as a flat dict (seconds, tokens/s); ``flops``/``bytes`` figures feed MFU and MBU."""
+              devices_per_replica: int = 1, replicas: int = 1, expert_bytes: float = 0.0, experts: int = 0,
+              top_k: int = 0) -> dict[str, float | int]:
+    """Aggregates as a flat dict (seconds, tokens/s); ``flops``/``bytes`` figures feed MFU and MBU. Every iteration
+    reads ``weight_bytes``, and of a mixture of experts' ``expert_bytes`` the share of the experts its tokens
+    reach (``transformer.routed_experts``)."""
     m = request_metrics(out)
     log = out.log
     done = ~np.isnan(m.completed_at)
@@ -119,6 +123,11 @@ def summarize(out: SimulationOutput, *, ttft_slo_s: float | None = None, tbt_slo
         res["mfu"] = flops / (span * peak_flop_per_s * devices_per_replica * replicas)
     if peak_bytes_per_s > 0:
         moved = float(iters.sum()) * weight_bytes + float(np.sum(log.kv_tokens)) * kv_bytes_per_token
+        if experts and expert_bytes:
+            # tokens of one iteration: a batch's prefill runs in its single iteration, its decodes in each
+            per_iter = np.asarray(log.prefill_tokens, dtype=np.float64) / np.maximum(iters, 1) + \
+                np.asarray(log.decode_tokens, dtype=np.float64)
+            moved += float((iters * experts_reached(per_iter, experts, top_k)).sum()) / experts * expert_bytes
         res["mbu"] = moved / (span * peak_bytes_per_s * devices_per_replica * replicas)
     res["events"] = int(out.events)
     return res

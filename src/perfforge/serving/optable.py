@@ -20,10 +20,11 @@ from perfforge.core.errors import ConfigError
 from perfforge.workload.models.transformer import TransformerConfig
 
 NCCL_CPU_LAUNCH_S = 2e-5   # host launch of one NCCL call: Vidur 0.0.26's default nccl_cpu_launch_overhead_ms = 0.02
-# Vidur's operator names, and perfforge's "attn_qk_norm" (Qwen3's RMSNorm on each head of Q and K)
+# Vidur's operator names, and perfforge's "attn_qk_norm" (Qwen3's RMSNorm on each head of Q and K) and
+# "mlp_router" (a mixture of experts' router GEMM, top-k selection and weighted combine of the experts' outputs)
 TOKEN_OPS = ("input_layernorm", "attn_pre_proj", "attn_rope", "attn_qk_norm", "attn_post_proj",
-             "post_attention_layernorm", "mlp_up_proj", "mlp_act", "mlp_down_proj", "add", "all_reduce", "send_recv",
-             "emb", "lm_head")
+             "post_attention_layernorm", "mlp_router", "mlp_up_proj", "mlp_act", "mlp_down_proj", "add", "all_reduce",
+             "send_recv", "emb", "lm_head")
 
 
 def _grid(points: list[np.ndarray]) -> np.ndarray:
@@ -100,8 +101,11 @@ class OperatorTable:
 
 
 def _ops_for(cfg: TransformerConfig, tp: int, tokens: int, dtype: DType) -> dict[str, object]:
-    """One layer's ops (one TP shard) at ``tokens`` tokens, as perfforge Ops, keyed by Vidur's names."""
+    """One layer's ops (one TP shard) at ``tokens`` tokens, as perfforge Ops (or lists of Ops, whose times add),
+    keyed by Vidur's names. A mixture of experts runs the experts its tokens reach
+    (``transformer.routed_experts``), each split over the tensor-parallel ranks."""
     from perfforge.workload import layers as L
+    from perfforge.workload.models.transformer import routed_experts
 
     h, d, nh, nkv = cfg.hidden, cfg.d_head, cfg.heads // tp, max(1, cfg.n_kv_heads // tp)
     ffn = cfg.ffn // tp
@@ -126,6 +130,15 @@ def _ops_for(cfg: TransformerConfig, tp: int, tokens: int, dtype: DType) -> dict
         ops["attn_rope"] = L.elementwise("rope", (tokens, (nh + nkv) * d), dtype, fn="mul", n_inputs=2)
     if cfg.qk_norm:
         ops["attn_qk_norm"] = L.rms_norm("qk_norm", (tokens * (nh + nkv), d), dtype)
+    if cfg.num_experts:
+        e, k = cfg.num_experts, cfg.top_k
+        active, rows = routed_experts(tokens, e, k)
+        ops["mlp_router"] = [L.linear("router", tokens, h, e, dtype, bias=False), L.moe_router("route", tokens, e, k, dtype),
+                             L.elementwise("combine", (tokens, k, h), dtype, fn="mul", n_inputs=2)]
+        ops["mlp_up_proj"] = L.linear("experts.up", rows, h, up, dtype, bias=cfg.mlp_bias, batch=active)
+        ops["mlp_act"] = L.elementwise("experts.act", (active, rows, ffn), dtype, fn=cfg.activation,
+                                       n_inputs=2 if cfg.gated else 1)
+        ops["mlp_down_proj"] = L.linear("experts.down", rows, ffn, h, dtype, bias=cfg.mlp_bias, batch=active)
     return ops
 
 
@@ -153,8 +166,6 @@ def _model_table(key: str, hardware: str, tp: int = 1, dtype: str = "fp16", node
 
     model = model_of(key)
     cfg = decoder_config(model)
-    if cfg.num_experts:
-        raise ConfigError(f"'{model}' is a mixture-of-experts model; serving does not model expert routing yet")
     if cfg.heads % tp or cfg.ffn % tp:
         raise ConfigError(f"tp={tp} must divide {model}'s heads ({cfg.heads}) and ffn ({cfg.ffn})")
     dt = DType.parse(dtype)
@@ -164,14 +175,15 @@ def _model_table(key: str, hardware: str, tp: int = 1, dtype: str = "fp16", node
         import perfforge.engines.learned  # noqa: F401  (registers the learned backend)
     timer = OP_TIMERS.get(backend)()
 
-    names: list[str] = []
+    slots: list[tuple[str, int]] = []   # (token op, index in TOKEN_GRID) of each timed op; a list's times add
     ops: list[object] = []
-    for n in TOKEN_GRID.astype(int):
+    for i, n in enumerate(TOKEN_GRID.astype(int)):
         for name, op in _ops_for(cfg, tp, int(n), dt).items():
-            names.append(name)
-            ops.append(op)
+            for one in op if isinstance(op, list) else [op]:
+                slots.append((name, i))
+                ops.append(one)
         # the LM head runs on the last position of each sequence; its rows are sequences, bounded by tokens
-        names.append("lm_head")
+        slots.append(("lm_head", i))
         ops.append(L.linear("lm_head", int(n), cfg.hidden, max(1, cfg.vocab // tp), dt, bias=False))
     nh, nkv = cfg.heads // tp, max(1, cfg.n_kv_heads // tp)
     pre_ops = [L.attention("a", 1, nh, nkv, int(c), int(k + c), cfg.d_head, dt, causal=True)
@@ -182,12 +194,13 @@ def _model_table(key: str, hardware: str, tp: int = 1, dtype: str = "fp16", node
     if any(x is None for x in timings):
         raise ConfigError(f"backend '{backend}' cannot time every serving op of {model}")
     secs = [x.time_s for x in timings]  # type: ignore[union-attr]
-    token_ops: dict[str, list[float]] = {}
-    for name, sec in zip(names, secs[:len(ops)]):
-        token_ops.setdefault(name, []).append(sec)
+    token_ops: dict[str, np.ndarray] = {}
+    for (name, i), sec in zip(slots, secs[:len(ops)]):
+        token_ops.setdefault(name, np.zeros(len(TOKEN_GRID)))[i] += sec
     pre = np.array(secs[len(ops):len(ops) + len(pre_ops)]).reshape(len(CONTEXT_GRID), len(CHUNK_GRID))
     dec = np.array(secs[len(ops) + len(pre_ops):]).reshape(len(BATCH_GRID), len(CONTEXT_GRID))
-    absent: list[str] = ([] if cfg.rotary else ["attn_rope"]) + ([] if cfg.qk_norm else ["attn_qk_norm"])
+    absent: list[str] = ([] if cfg.rotary else ["attn_rope"]) + ([] if cfg.qk_norm else ["attn_qk_norm"]) + \
+        ([] if cfg.num_experts else ["mlp_router"])
     node_id = node or DEFAULT_NODE.get(hardware)
     # the calibration's collective_launch_s is the GPU-side per-call latency (fitted on NCCL kernel times);
     # the host adds its launch on top
@@ -200,14 +213,16 @@ def _model_table(key: str, hardware: str, tp: int = 1, dtype: str = "fp16", node
     else:
         if tp > 1:
             topo = cluster_topology(node_id, tp)
-            token_ops["all_reduce"] = [collective_time("all_reduce", m, topo, efficiency=cal.collective_efficiency,
-                                                       launch_s=cal.collective_launch_s) + launch_s for m in msg]
+            token_ops["all_reduce"] = np.array([collective_time("all_reduce", m, topo,
+                                                                efficiency=cal.collective_efficiency,
+                                                                launch_s=cal.collective_launch_s) + launch_s
+                                                for m in msg])
         else:
             absent.append("all_reduce")
         # pipeline stages hand activations to the next stage over the node fabric (one hop)
         hop = cluster_topology(node_id, 2)
-        token_ops["send_recv"] = [collective_time("p2p", m, hop, efficiency=cal.collective_efficiency,
-                                                  launch_s=cal.collective_launch_s) + launch_s for m in msg]
+        token_ops["send_recv"] = np.array([collective_time("p2p", m, hop, efficiency=cal.collective_efficiency,
+                                                           launch_s=cal.collective_launch_s) + launch_s for m in msg])
 
     return OperatorTable(
         tokens=TOKEN_GRID, token_ops={k: np.asarray(v) for k, v in token_ops.items()},

@@ -110,21 +110,22 @@ def request_set(spec: ServeSpec) -> RequestSet:
                     trace=spec.trace, seed=spec.seed)
 
 
-def _model_facts(model: str, dtype: DType) -> tuple[int, float]:
-    """Parameter count and KV-cache bytes per token (from the model's graph; cached: capacity searches call
-    ``simulate`` many times)."""
+def _model_facts(model: str, dtype: DType) -> tuple[int, float, int]:
+    """Parameter count, KV-cache bytes per token and the experts' share of the parameters (a mixture of experts;
+    0 otherwise), from the model's graph; cached: capacity searches call ``simulate`` many times."""
     from perfforge.serving.models import model_key
 
     return _model_facts_cached(model_key(model), dtype)
 
 
 @lru_cache(maxsize=64)
-def _model_facts_cached(key: str, dtype: DType) -> tuple[int, float]:
+def _model_facts_cached(key: str, dtype: DType) -> tuple[int, float, int]:
     from perfforge.serving.models import decoder_config, model_of
     from perfforge.workload.models.transformer import build_transformer
 
     one = build_transformer(decoder_config(model_of(key)), batch=1, seq=8, dtype=dtype)
-    return one.params, one.kv_cache_bytes(context=1, batch=1)
+    experts = sum(op.params for op in one.ops if ".experts." in op.name)
+    return one.params, one.kv_cache_bytes(context=1, batch=1), experts
 
 
 def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: OperatorTable | None = None, *,
@@ -139,7 +140,7 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
         raise ConfigError(f"pp={spec.pp} must divide {spec.model}'s {cfg.layers} layers")
     device = get_device(spec.hardware)
     dtype = DType.parse(spec.dtype)
-    params, kv_bytes_per_token = _model_facts(spec.model, dtype)
+    params, kv_bytes_per_token, expert_params = _model_facts(spec.model, dtype)
     kv = plan_kv(params=params, layers=cfg.layers, kv_heads=cfg.n_kv_heads, head_dim=cfg.d_head, tp=spec.tp,
                  pp=spec.pp, dtype=dtype, memory_bytes=device.memory_bytes, memory_fraction=spec.memory_fraction,
                  block_size=spec.block_size)
@@ -177,12 +178,16 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
                         seed=spec.seed, fast_forward=fast_forward).run()
     wall = time.perf_counter() - t0
     devices = spec.tp * spec.pp
-    per_layer_params = (params - cfg.vocab * cfg.hidden) / cfg.layers
+    # a token runs the dense weights and top_k of each layer's experts; an iteration reads the dense weights and
+    # the experts its tokens reach (summarize)
+    dense_params = params - cfg.vocab * cfg.hidden - expert_params
+    active_share = cfg.top_k / cfg.num_experts if cfg.num_experts else 0.0
     summary = summarize(
         out, ttft_slo_s=spec.ttft_slo_s, tbt_slo_s=spec.tbt_slo_s,
-        flops_per_token=2.0 * (params - cfg.vocab * cfg.hidden),
+        flops_per_token=2.0 * (dense_params + expert_params * active_share),
         attn_flops_per_pair=4.0 * cfg.layers * cfg.heads * cfg.d_head,
-        weight_bytes=per_layer_params * cfg.layers * dtype.bytes,
+        weight_bytes=dense_params * dtype.bytes, expert_bytes=expert_params * dtype.bytes,
+        experts=cfg.num_experts, top_k=cfg.top_k,
         kv_bytes_per_token=kv_bytes_per_token,
         peak_flop_per_s=device.peak_flop_per_s(dtype), peak_bytes_per_s=device.memory_bytes_per_s,
         devices_per_replica=devices, replicas=spec.replicas)

@@ -102,7 +102,8 @@ def read_profile_dir(folder: str | Path, *, model: str, tp: int = 1, block_size:
         return fallback
 
     mlp = _open(root, "mlp")
-    rows = _rows_for_model(mlp, cfg, tp, "n_head") if mlp else []
+    # Vidur profiles dense MLPs only: a mixture of experts takes its MLP ops from perfforge's model
+    rows = _rows_for_model(mlp, cfg, tp, "n_head") if mlp and not cfg.num_experts else []
     rows = [r for r in rows if int(r["n_expanded_embd"]) == cfg.ffn] if rows else rows
     if rows:
         tokens = np.array(sorted({int(r["num_tokens"]) for r in rows}), dtype=np.float64)
@@ -151,11 +152,14 @@ def read_profile_dir(folder: str | Path, *, model: str, tp: int = 1, block_size:
             absent.append(name)
     if "lm_head" not in token_ops:
         absent.append("lm_head")   # Vidur does not profile the LM head
-    if not cfg.qk_norm:
-        absent.append("attn_qk_norm")
-    else:   # Vidur's format has no column for Qwen3's per-head Q/K norms
-        fb = from_model("per-head Q/K norms")
-        token_ops["attn_qk_norm"] = np.interp(tokens, fb.tokens, fb.token_ops["attn_qk_norm"])
+    # Vidur's format has no column for Qwen3's per-head Q/K norms or a mixture of experts' routing
+    for op, present, what in (("attn_qk_norm", cfg.qk_norm, "per-head Q/K norms"),
+                              ("mlp_router", cfg.num_experts, "expert routing")):
+        if not present:
+            absent.append(op)
+        else:
+            fb = from_model(what)
+            token_ops[op] = np.interp(tokens, fb.tokens, fb.token_ops[op])
 
     attn = _open(root, "attention")
     arows = [r for r in _rows_for_model(attn, cfg, tp, "n_q_head") if int(r.get("block_size", block_size)) == block_size] \
@@ -202,9 +206,10 @@ def write_profile_dir(table: OperatorTable, folder: str | Path, *, model: str, t
     """Write ``table`` as Vidur-format CSVs (ms) so Vidur and perfforge can run on the same operator times.
     Only shapes up to ``max_tokens`` are written (Vidur's own profiles stop at 4096 tokens)."""
     cfg = _config(model)
-    if "attn_qk_norm" not in table.absent:
-        raise ConfigError(f"{model}: Vidur's profile format has no column for per-head Q/K norms; its operator "
-                          "table cannot be written as Vidur profiles without losing them")
+    for op, what in (("attn_qk_norm", "per-head Q/K norms"), ("mlp_router", "expert routing")):
+        if op not in table.absent:
+            raise ConfigError(f"{model}: Vidur's profile format has no column for {what}; its operator table "
+                              "cannot be written as Vidur profiles without losing them")
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     tokens = table.tokens[table.tokens <= max_tokens]

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from perfforge.core.dtypes import DType
 from perfforge.core.errors import ConfigError
 from perfforge.workload import layers as L
@@ -125,6 +127,21 @@ def _norm(cfg: TransformerConfig, name: str, shape: tuple[int, ...], dtype: DTyp
     return L.layer_norm(name, shape, dtype, layer=layer)
 
 
+def experts_reached(tokens: float | np.ndarray, experts: int, top_k: int) -> float | np.ndarray:
+    """Experts that receive a token when ``tokens`` tokens are each routed to ``top_k`` distinct experts of
+    ``experts`` uniformly: e * (1 - (1 - k/e)^tokens) in expectation, rounded (k for one decoding token; all of
+    them once tokens*k >> e). Works on arrays."""
+    return np.clip(np.round(experts * (1.0 - (1.0 - top_k / experts) ** np.asarray(tokens, dtype=np.float64))),
+                   1, experts)
+
+
+def routed_experts(tokens: int, experts: int, top_k: int) -> tuple[int, int]:
+    """(experts that run, token rows each): the tokens*k token-expert pairs shared evenly by the experts reached
+    (a grouped GEMM)."""
+    active = int(experts_reached(tokens, experts, top_k))
+    return active, max(1, -(-tokens * top_k // active))
+
+
 def _mlp(cfg: TransformerConfig, ops: list[Op], prefix: str, tokens: int, prec: Precision, layer: str,
          eager: bool = False) -> DType:
     """The MLP (or mixture of experts) on the norm's output (``prec.high``); returns its output's dtype."""
@@ -137,12 +154,9 @@ def _mlp(cfg: TransformerConfig, ops: list[Op], prefix: str, tokens: int, prec: 
         ops.extend(prec.gemm(L.linear(f"{prefix}.router", tokens, h, e, lo, bias=False, layer=layer), hi))
         # the routing softmax runs in fp32 under autocast (on its fp32 list) over the low-precision logits
         ops.append(prec.mixed(L.moe_router(f"{prefix}.route", tokens, e, k, hi, layer=layer), 1))
-        # Only experts that receive a token run, and only their weights are read: with each token routed to k
-        # distinct experts uniformly, e * (1 - (1 - k/e)^tokens) of them in expectation (k for one decoding
-        # token; all e once tokens*k >> e). The token-expert pairs spread evenly over them (a grouped GEMM);
-        # the parameters are every expert's
-        active = max(1, min(e, round(e * (1.0 - (1.0 - k / e) ** tokens))))
-        rows = max(1, -(-tokens * k // active))
+        # only the experts that receive a token run, and only their weights are read; the parameters are every
+        # expert's
+        active, rows = routed_experts(tokens, e, k)
         for name, (d_in, d_out, dt) in (("up", (h, up_width, hi)), ("down", (f, h, lo))):
             gemm = L.linear(f"{prefix}.experts.{name}", rows, d_in, d_out, lo, bias=cfg.mlp_bias, layer=layer,
                             batch=active)
