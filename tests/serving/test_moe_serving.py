@@ -7,10 +7,10 @@ import pytest
 from perfforge.cli.main import main
 from perfforge.core.dtypes import DType
 from perfforge.serving.batch_time import _PER_LAYER_TOKEN_OPS
-from perfforge.serving.models import decoder_config
 from perfforge.serving.optable import _ops_for, model_table
 from perfforge.serving.run import simulate
 from perfforge.serving.spec import make_spec
+from perfforge.workload.decoders import decoder_config
 
 # Mixtral-8x7B: 8 experts, top-2, hidden 4096, expert MLP 14336, 32 layers
 H, F = 4096, 14336

@@ -127,7 +127,7 @@ def test_algorithms_are_written_under_astra_sims_names(tmp_path):
 
 
 def test_what_the_export_refuses(tmp_path):
-    with pytest.raises(ConfigError, match="zoo decoder transformer"):
+    with pytest.raises(ConfigError, match="need a decoder transformer"):
         export(make_scenario(model="resnet50", hardware="a100-sxm4-80gb", mode="train", gpus=8, batch=32,
                              engine="distributed", pp=2, microbatches=2), tmp_path / "b")
 

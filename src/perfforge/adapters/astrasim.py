@@ -4,7 +4,7 @@
 backend's network YAML, a system JSON and a remote-memory JSON, plus ``manifest.json``. Compute node
 durations are perfforge's per-op predictions (microseconds, at least 1). Data parallelism (any model): gradient
 buckets become all-reduce collective nodes that depend on the backward op completing them, exactly as
-perfforge's data-parallel engine schedules them. Tensor and pipeline parallelism (zoo decoder transformers):
+perfforge's data-parallel engine schedules them. Tensor and pipeline parallelism (decoder transformers, zoo or HF config.json):
 ``perfforge.adapters.astrasim_hybrid`` writes per-rank traces with point-to-point sends and receives and
 collectives over communicator groups (``comm_groups.json``). ``run`` executes a user-provided ASTRA-sim binary (``--binary`` or ``ASTRA_SIM_BIN``)
 on an exported folder and parses its report lines. No ASTRA-sim code or binary ships with perfforge.

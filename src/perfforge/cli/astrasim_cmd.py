@@ -65,8 +65,8 @@ def export_cmd(
     optimizer: Optional[str] = typer.Option(None, "--optimizer"),
     node: Optional[str] = typer.Option(None, "--node"),
     zero: Optional[int] = typer.Option(None, "--zero", help="ZeRO stage 0-3 (3 = FSDP)"),
-    tp: Optional[int] = typer.Option(None, "--tp", help="tensor-parallel size (zoo decoder transformers)"),
-    pp: Optional[int] = typer.Option(None, "--pp", help="pipeline stages (zoo decoder transformers)"),
+    tp: Optional[int] = typer.Option(None, "--tp", help="tensor-parallel size (decoders: zoo or HF config)"),
+    pp: Optional[int] = typer.Option(None, "--pp", help="pipeline stages (decoders: zoo or HF config)"),
     microbatches: Optional[int] = typer.Option(None, "--microbatches", help="microbatches per step"),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="1f1b | gpipe | interleaved"),
     virtual_stages: Optional[int] = typer.Option(None, "--virtual-stages", help="model chunks per stage (interleaved)"),
@@ -84,7 +84,7 @@ def export_cmd(
     """Write a training scenario as ASTRA-sim inputs (Chakra traces, network, system, memory; communicator groups
     with tp/pp): the same workload, fabric and per-op times perfforge's own distributed engine uses. Data
     parallelism (DDP, ZeRO 1-3) for any model; tensor x pipeline x data parallelism (ZeRO 0-3, GPipe, 1F1B,
-    interleaved 1F1B, sequence parallelism, recomputation) for zoo decoder transformers."""
+    interleaved 1F1B, sequence parallelism, recomputation) for decoder transformers (zoo ids or HF config.json)."""
     from perfforge.adapters.astrasim import export
     from perfforge.cli.scenario_options import scenario_from_options
 

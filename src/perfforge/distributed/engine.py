@@ -46,7 +46,7 @@ class DistributedEngine:
 
     Pure data parallelism (any model) simulates one device's timeline with DDP-style gradient buckets;
     gradients are reduced in fp32 (PyTorch AMP keeps fp32 parameters, so DDP all-reduces fp32 gradients).
-    Tensor/pipeline parallelism, microbatching and ZeRO (zoo decoder transformers) go through
+    Tensor/pipeline parallelism, microbatching and ZeRO (decoders: zoo ids or HF config.json) go through
     ``perfforge.distributed.hybrid``.
     """
 
@@ -161,7 +161,7 @@ class DistributedEngine:
 class HybridInputs(NamedTuple):
     """What the tensor x pipeline x data parallel model needs from a scenario (``hybrid_inputs``)."""
 
-    config: TransformerConfig   # the zoo decoder's
+    config: TransformerConfig   # the decoder's (zoo or HF config.json)
     par: ParallelConfig
     node: NodeSpec              # the node the GPUs sit in
     net_bw: float               # bytes/s per GPU across nodes
@@ -175,6 +175,7 @@ def hybrid_inputs(workload: Workload, system: System, scenario: Scenario) -> Hyb
     from perfforge.distributed.hybrid import ParallelConfig
     from perfforge.distributed.topology import network_link
     from perfforge.system.catalog import get_node
+    from perfforge.workload.decoders import decoder_config, is_config_path
     from perfforge.workload.zoo import MODELS
 
     if scenario.loader_workers is not None:
@@ -190,10 +191,14 @@ def hybrid_inputs(workload: Workload, system: System, scenario: Scenario) -> Hyb
         raise ConfigError(f"{', '.join(ignored)}: not modelled with tensor/pipeline parallelism, ZeRO or "
                           "microbatches (Megatron-style fused layers, ring collectives, one stream); leave "
                           "them at their defaults")
-    entry = MODELS.get(workload.name) if workload.name in MODELS else None
-    if entry is None or entry.config is None or entry.kind != "decoder":
-        raise ConfigError(f"tensor/pipeline parallelism and microbatches need a zoo decoder transformer, not "
-                          f"{workload.name} (data parallelism with ZeRO 0-3 covers every model)")
+    # the decoder's architecture, from the zoo or the scenario's HF config.json (a traced or hand-built workload
+    # has none to shard)
+    source = scenario.model if isinstance(scenario.model, str) and is_config_path(scenario.model) else workload.name
+    if source not in MODELS and not is_config_path(source):
+        raise ConfigError(f"tensor/pipeline parallelism and microbatches need a decoder transformer (a zoo id or an "
+                          f"HF config.json), not {workload.name} (data parallelism with ZeRO 0-3 covers every model)")
+    config = decoder_config(source, needs="tensor/pipeline parallelism and microbatches need a decoder transformer "
+                                          "(data parallelism with ZeRO 0-3 covers every model)")
     n = scenario.gpus
     if n % (scenario.tp * scenario.pp):
         raise ConfigError(f"gpus {n} is not a multiple of tp x pp = {scenario.tp * scenario.pp}")
@@ -205,7 +210,7 @@ def hybrid_inputs(workload: Workload, system: System, scenario: Scenario) -> Hyb
     node = get_node(job_topology(system.device.id, scenario.node, n)[0] or default_node(system.device.id))
     net_bw, net_lat = network_link(node)
     cal = AnalyticalEngine().calibration_for(system, scenario)
-    return HybridInputs(entry.config, par, node, net_bw, net_lat, cal)
+    return HybridInputs(config, par, node, net_bw, net_lat, cal)
 
 
 def hybrid_plan(scenario: Scenario) -> tuple[HybridPlan, HybridInputs, Workload]:

@@ -145,7 +145,7 @@ def _ops_for(cfg: TransformerConfig, tp: int, tokens: int, dtype: DType) -> dict
 def model_table(model: str, hardware: str, tp: int = 1, dtype: str = "fp16", node: str | None = None,
                 calibration: str | None = None, backend: str = "analytical") -> OperatorTable:
     """perfforge's operator table for ``model`` (a zoo id or an HF config.json; ``_model_table``)."""
-    from perfforge.serving.models import model_key
+    from perfforge.workload.decoders import model_key
 
     return _model_table(model_key(model), hardware, tp, dtype, node, calibration, backend)
 
@@ -160,9 +160,9 @@ def _model_table(key: str, hardware: str, tp: int = 1, dtype: str = "fp16", node
     from perfforge.distributed.topology import DEFAULT_NODE, cluster_topology
     from perfforge.engines.analytical.calibration import load_calibration
     from perfforge.engines.analytical.timers import OP_TIMERS
-    from perfforge.serving.models import decoder_config, model_of
     from perfforge.system.catalog import get_device
     from perfforge.workload import layers as L
+    from perfforge.workload.decoders import decoder_config, model_of
 
     model = model_of(key)
     cfg = decoder_config(model)

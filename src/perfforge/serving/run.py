@@ -113,14 +113,14 @@ def request_set(spec: ServeSpec) -> RequestSet:
 def _model_facts(model: str, dtype: DType) -> tuple[int, float, int]:
     """Parameter count, KV-cache bytes per token and the experts' share of the parameters (a mixture of experts;
     0 otherwise), from the model's graph; cached: capacity searches call ``simulate`` many times."""
-    from perfforge.serving.models import model_key
+    from perfforge.workload.decoders import model_key
 
     return _model_facts_cached(model_key(model), dtype)
 
 
 @lru_cache(maxsize=64)
 def _model_facts_cached(key: str, dtype: DType) -> tuple[int, float, int]:
-    from perfforge.serving.models import decoder_config, model_of
+    from perfforge.workload.decoders import decoder_config, model_of
     from perfforge.workload.models.transformer import build_transformer
 
     one = build_transformer(decoder_config(model_of(key)), batch=1, seq=8, dtype=dtype)
@@ -132,8 +132,8 @@ def simulate(spec: ServeSpec, requests: RequestSet | None = None, table: Operato
              exact: bool = False, vidur_lookups: bool | tuple[str, ...] = ()) -> ServingReport:
     """``exact``: step every iteration (no fast-forward). ``vidur_lookups``: True, or some of
     ``batch_time.VIDUR_LOOKUPS``, to look times up as Vidur 0.0.26 does (comparisons with Vidur only)."""
-    from perfforge.serving.models import decoder_config
     from perfforge.system.catalog import get_device
+    from perfforge.workload.decoders import decoder_config
 
     cfg = decoder_config(spec.model)
     if cfg.layers % spec.pp:

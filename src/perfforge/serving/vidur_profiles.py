@@ -48,7 +48,7 @@ def _median(row: dict[str, str], op: str) -> float | None:
 
 
 def _config(model: str) -> TransformerConfig:
-    from perfforge.serving.models import decoder_config
+    from perfforge.workload.decoders import decoder_config
 
     return decoder_config(model)
 

@@ -71,7 +71,7 @@ def test_bad_inputs():
         perfforge.train("resnet50", "t4", gpus=2)
     p = subprocess.run([sys.executable, "-m", "perfforge.cli.main", "train", "--model", "resnet50", "--hardware",
                         "a100-sxm4-80gb", "--gpus", "8", "--pp", "4"], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 2 and "need a zoo decoder transformer" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "need a decoder transformer" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_concurrent_collectives_share_links():

@@ -119,7 +119,7 @@ def test_bad_parallel_configs():
         perfforge.train("gpt3-1.3b", "a100-sxm4-80gb", gpus=16, tp=16, **KW)
     with pytest.raises(InfeasibleError, match="at least pp"):
         perfforge.train("gpt3-1.3b", "a100-sxm4-80gb", gpus=8, pp=8, batch=2, microbatches=2, **KW)
-    with pytest.raises(ConfigError, match="zoo decoder"):
+    with pytest.raises(ConfigError, match="need a decoder transformer.*.resnet50. is a cnn model"):
         perfforge.train("resnet50", "a100-sxm4-80gb", gpus=8, tp=2)
     with pytest.raises(ConfigError):
         ParallelConfig(zero=4)
@@ -155,3 +155,20 @@ def test_zero_1_2_gather_parameters_after_the_optimizer_step():
     assert exposed[0]["exposed_comm_s"] == pytest.approx(0.0, abs=1e-9)   # the all-reduce hides
     assert exposed[1]["exposed_comm_s"] > 0.3 * exposed[1]["dp_comm_s"]       # the gather half does not
     assert exposed[3]["dp_comm_s"] < exposed[1]["dp_comm_s"] and exposed[3]["exposed_comm_s"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_tensor_parallel_training_takes_an_hf_config(tmp_path):
+    """Llama-2-7B's config.json trains with TP and PP exactly as the zoo's llama-2-7b does; a Qwen3 config (per-head
+    Q/K norms) trains too."""
+    import json
+
+    cfg = {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32,
+           "num_hidden_layers": 32, "num_key_value_heads": 32, "vocab_size": 32000, "tie_word_embeddings": False}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    kw = dict(gpus=16, tp=4, pp=2, batch=8, microbatches=4, seq=2048, dtype="bf16")
+    zoo = perfforge.train("llama-2-7b", "h100-sxm5-80gb", **kw)
+    hf = perfforge.train(str(path), "h100-sxm5-80gb", **kw)
+    assert hf.step_time_s == zoo.step_time_s and hf.extra["tp_comm_s"] == zoo.extra["tp_comm_s"]
+    path.write_text(json.dumps({**cfg, "model_type": "qwen3", "head_dim": 128}))
+    assert perfforge.train(str(path), "h100-sxm5-80gb", **kw).step_time_s > zoo.step_time_s

@@ -1,4 +1,5 @@
-"""The decoder a serving simulation runs: a zoo id or a HuggingFace ``config.json`` (path or folder)."""
+"""A decoder LLM's architecture from a zoo id or a HuggingFace ``config.json`` (path or folder): what serving and
+the tensor/pipeline-parallel training model take."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ def is_config_path(model: str) -> bool:
 
 
 def model_key(model: str) -> str:
-    """The key the serving caches file a model under: a zoo id as it is; a config file with its modification
-    time and size, so that a file edited between two runs in one process is read anew."""
+    """The key caches file a model under: a zoo id as it is; a config file with its modification time and size,
+    so that a file edited between two runs in one process is read anew."""
     if not is_config_path(model):
         return model
     path = Path(model) / "config.json" if Path(model).is_dir() else Path(model)
@@ -33,24 +34,25 @@ def model_of(key: str) -> str:
     return key.split(_STAMP, 1)[0]
 
 
-def decoder_config(model: str) -> TransformerConfig:
-    """The decoder's architecture; anything else (an encoder, a CNN, an unknown id) is one ConfigError line."""
-    return _decoder_config(model_key(model))
+def decoder_config(model: str, *, needs: str = "serving simulates decoder LLMs") -> TransformerConfig:
+    """The decoder's architecture; anything else (an encoder, a CNN) is one ConfigError line starting ``needs``,
+    an unknown id the zoo's own error."""
+    kind, cfg = _architecture(model_key(model))
+    if cfg is None or kind != "decoder":
+        what = f"{model} describes an {kind}" if is_config_path(model) else f"'{model}' is a {kind} model"
+        raise ConfigError(f"{needs}; {what}")
+    return cfg
 
 
 @lru_cache(maxsize=64)
-def _decoder_config(key: str) -> TransformerConfig:
+def _architecture(key: str) -> tuple[str, TransformerConfig | None]:
     model = model_of(key)
     if is_config_path(model):
         from perfforge.workload.importers.hf_config import load_hf_config
 
         cfg = load_hf_config(model)
-        if cfg.arch != "decoder":
-            raise ConfigError(f"serving simulates decoder LLMs; {model} describes an {cfg.arch}")
-        return cfg
+        return cfg.arch, cfg
     from perfforge.workload.zoo import ALIASES, MODELS
 
     entry = MODELS.get(ALIASES.get(model, model))
-    if entry.config is None or entry.kind != "decoder":
-        raise ConfigError(f"serving simulates decoder LLMs; '{model}' is a {entry.kind} model")
-    return entry.config
+    return entry.kind, entry.config
