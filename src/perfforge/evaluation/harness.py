@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -428,9 +429,12 @@ def run_suite(suite: Suite, root: Path, *, jobs: int = 1, executor: str = "local
 
 
 def _in_plan_order(tasks: list[Task], rows: list[Row]) -> list[Row]:
-    """Worker processes return copies; put rows back in the order the plan listed their cases."""
+    """Worker processes return copies; put rows back in the order the plan listed their cases. Rows that share a
+    case id (one case measured on two boards) are ordered by what they measured, not by which worker finished
+    first, so that a report regenerated with ``--jobs`` is the same file."""
     rank = {(t.row.case_id, t.row.engine, t.row.variant): i for i, t in enumerate(tasks)}
-    return sorted(rows, key=lambda r: rank[(r.case_id, r.engine, r.variant)])
+    return sorted(rows, key=lambda r: (rank[(r.case_id, r.engine, r.variant)], r.measured_s,
+                                       json.dumps(r.extra, sort_keys=True, default=str)))
 
 
 def check_claims(suite: Suite, root: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
