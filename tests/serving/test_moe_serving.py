@@ -60,3 +60,22 @@ def test_moe_bandwidth_and_flop_utilisation_count_the_experts_that_run():
     cfg = decoder_config("mixtral-8x7b")
     active = params - experts + experts * cfg.top_k / cfg.num_experts
     assert experts == 32 * 8 * 3 * H * F and active == pytest.approx(12.88e9, rel=0.01)   # Mixtral's 12.9B active
+
+
+def test_a_shared_expert_runs_on_every_token(tmp_path):
+    """Qwen1.5-MoE-A2.7B's gated shared expert (5632 wide) joins the routed experts' up/down operators, its gate the
+    router's; one decoding token's up projections read 4 routed experts' and the shared expert's weights."""
+    qwen15_moe = {"model_type": "qwen2_moe", "hidden_size": 2048, "intermediate_size": 5632,
+                  "moe_intermediate_size": 1408, "shared_expert_intermediate_size": 5632, "num_attention_heads": 16,
+                  "num_key_value_heads": 16, "num_hidden_layers": 24, "vocab_size": 151936, "num_experts": 60,
+                  "num_experts_per_tok": 4, "tie_word_embeddings": False}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(qwen15_moe))
+    cfg = decoder_config(str(path))
+    one = _ops_for(cfg, 1, 1, DType.BF16)
+    routed, shared = one["mlp_up_proj"]
+    assert routed.attrs["batch"] == 4 and shared.attrs["n"] == 2 * 5632 and shared.attrs["m"] == 1
+    assert [op.name for op in one["mlp_router"]][-4:] == ["shared.gate", "shared.gate_act", "shared.scale", "shared.add"]
+    report = json.loads(simulate(make_spec(model=str(path), hardware="h100-sxm5-80gb", dtype="bf16", qps=1,
+                                           requests=20, prefill=256, decode=32)).to_json())
+    assert report["completed_requests"] == 20 and 0 < report["mbu"] <= 1

@@ -77,7 +77,13 @@ PHI3_MINI = {"model_type": "phi3", "hidden_size": 3072, "intermediate_size": 819
 GEMMA_7B = {"model_type": "gemma", "hidden_size": 3072, "intermediate_size": 24576, "num_attention_heads": 16,
             "num_key_value_heads": 16, "head_dim": 256, "num_hidden_layers": 28, "vocab_size": 256000,
             "hidden_activation": "gelu_pytorch_tanh"}
+# Qwen/Qwen1.5-MoE-A2.7B: 60 experts of 1408 (top 4) and a gated shared expert of 5632 on every layer; "14.3B" total
+QWEN15_MOE = {"model_type": "qwen2_moe", "hidden_size": 2048, "intermediate_size": 5632, "moe_intermediate_size": 1408,
+              "shared_expert_intermediate_size": 5632, "num_attention_heads": 16, "num_key_value_heads": 16,
+              "num_hidden_layers": 24, "vocab_size": 151936, "num_experts": 60, "num_experts_per_tok": 4,
+              "tie_word_embeddings": False}
 PUBLISHED = {"qwen3-8b": (QWEN3_8B, 8_190_735_360), "qwen3-30b-a3b": (QWEN3_30B_A3B, 30_532_122_624),
+             "qwen1.5-moe-a2.7b": (QWEN15_MOE, 14_315_784_192),
              "phi-3-mini-4k": (PHI3_MINI, 3_821_079_552), "gemma-7b": (GEMMA_7B, 8_537_680_896)}
 
 
@@ -106,6 +112,16 @@ TINY = {
     "qwen3_moe": {"model_type": "qwen3_moe", "hidden_size": 64, "intermediate_size": 128, "moe_intermediate_size": 32,
                   "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000,
                   "head_dim": 16, "num_experts": 8, "num_experts_per_tok": 2},
+    # a gated shared expert beside the routed ones, and a dense layer (mlp_only_layers) among the MoE layers
+    "qwen2_moe": {"model_type": "qwen2_moe", "hidden_size": 64, "intermediate_size": 128, "moe_intermediate_size": 32,
+                  "shared_expert_intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 2,
+                  "num_hidden_layers": 4, "vocab_size": 1000, "num_experts": 8, "num_experts_per_tok": 2,
+                  "mlp_only_layers": [1]},
+    # every second layer sparse (decoder_sparse_step 2), the others dense
+    "qwen3_moe_step2": {"model_type": "qwen3_moe", "hidden_size": 64, "intermediate_size": 128,
+                        "moe_intermediate_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2,
+                        "num_hidden_layers": 4, "vocab_size": 1000, "head_dim": 16, "num_experts": 8,
+                        "num_experts_per_tok": 2, "decoder_sparse_step": 2},
     "phi3": {"model_type": "phi3", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
              "num_key_value_heads": 4, "num_hidden_layers": 2, "vocab_size": 1000, "pad_token_id": 0,
              "bos_token_id": 1, "eos_token_id": 1},
@@ -135,7 +151,7 @@ def test_newer_families_launch_the_gemms_transformers_runs(family):
             transformers.AutoConfig.for_model(**cfg, attn_implementation="eager"))
     ids = torch.ones(2, 16, dtype=torch.long, device="meta")
     # transformers runs MoE experts with torch._grouped_mm, which takes bf16 operands only
-    traced = perfforge.from_torch(module, ids, dtype="bf16" if family == "qwen3_moe" else "fp32")
+    traced = perfforge.from_torch(module, ids, dtype="bf16" if "moe" in family else "fp32")
     ours = build_transformer(config_from_dict(cfg, name=family), batch=2, seq=16, dtype=DType.FP32,
                              attention_impl="unfused")
     gemm_flops = lambda w: sum(o.flops for o in w.ops if o.kind.value in ("matmul", "bmm"))  # noqa: E731
@@ -157,8 +173,12 @@ def test_newer_families_refuse_what_they_do_not_model():
     from perfforge.serving.optable import _ops_for
     from perfforge.workload.importers.hf_config import config_from_dict
 
-    with pytest.raises(ConfigError, match="dense MLP layers between the MoE layers"):
-        config_from_dict({**QWEN3_30B_A3B, "mlp_only_layers": [0, 1]})
+    with pytest.raises(ConfigError, match="decoder_sparse_step must be a positive integer"):
+        config_from_dict({**QWEN3_30B_A3B, "decoder_sparse_step": 0})
+    assert [config_from_dict({**QWEN3_30B_A3B, "mlp_only_layers": [0, 1]}).moe_layer(i) for i in range(3)] == \
+        [False, False, True]
+    with pytest.raises(ConfigError, match="dense MLP layers between the MoE layers are not in the serving"):
+        _ops_for(config_from_dict(TINY["qwen2_moe"]), 1, 16, DType.FP16)
     with pytest.raises(ConfigError, match="hidden_activation 'relu' is not a GELU"):
         config_from_dict({**GEMMA_7B, "hidden_activation": "relu"})
     with pytest.raises(ConfigError, match="no embedding scale, sliding-window attention"):

@@ -77,13 +77,16 @@ def shard_config(cfg: TransformerConfig, tp: int) -> TransformerConfig:
     """The per-GPU slice of a tensor-parallel transformer: heads, KV heads, MLP width, vocabulary / tp."""
     if cfg.heads % tp:
         raise InfeasibleError(f"tp {tp} does not divide {cfg.name}'s {cfg.heads} attention heads")
-    if cfg.ffn % tp:
-        raise InfeasibleError(f"tp {tp} does not divide {cfg.name}'s MLP width {cfg.ffn}")
+    for what, width in (("MLP width", cfg.ffn), ("shared expert width", cfg.shared_expert_ffn),
+                        ("dense MLP width", cfg.dense_ffn)):
+        if width % tp:
+            raise InfeasibleError(f"tp {tp} does not divide {cfg.name}'s {what} {width}")
     kv = cfg.n_kv_heads
     kv_shard = kv // tp if kv >= tp else 1  # fewer KV heads than ranks: each rank keeps one (replicated)
     if kv >= tp and kv % tp:
         raise InfeasibleError(f"tp {tp} does not divide {cfg.name}'s {kv} KV heads")
     return replace(cfg, heads=cfg.heads // tp, kv_heads=kv_shard, head_dim=cfg.d_head, ffn=cfg.ffn // tp,
+                   shared_expert_ffn=cfg.shared_expert_ffn // tp, dense_ffn=cfg.dense_ffn // tp,
                    vocab=-(-cfg.vocab // tp), name=f"{cfg.name} (tp={tp} shard)")
 
 

@@ -109,6 +109,9 @@ def _ops_for(cfg: TransformerConfig, tp: int, tokens: int, dtype: DType) -> dict
 
     h, d, nh, nkv = cfg.hidden, cfg.d_head, cfg.heads // tp, max(1, cfg.n_kv_heads // tp)
     ffn = cfg.ffn // tp
+    if any(cfg.dense_layers):
+        raise ConfigError(f"{cfg.name}: dense MLP layers between the MoE layers are not in the serving operator table "
+                          "(one layer's operators, repeated); serve a model whose layers are alike")
     if cfg.embed_scale or cfg.windowed_layers or cfg.sandwich_norm or cfg.attn_softcap or cfg.final_softcap:
         raise ConfigError(f"{cfg.name}: the serving operator table has no embedding scale, sliding-window attention "
                           "or norms after the attention and MLP (Gemma's); serve a model without them")
@@ -139,6 +142,19 @@ def _ops_for(cfg: TransformerConfig, tp: int, tokens: int, dtype: DType) -> dict
         ops["mlp_act"] = L.elementwise("experts.act", (active, rows, ffn), dtype, fn=cfg.activation,
                                        n_inputs=2 if cfg.gated else 1)
         ops["mlp_down_proj"] = L.linear("experts.down", rows, ffn, h, dtype, bias=cfg.mlp_bias, batch=active)
+        if cfg.shared_expert_ffn:   # every token also runs the shared expert (Qwen2-MoE), gated, added
+            sf = cfg.shared_expert_ffn // tp
+            ops["mlp_up_proj"] = [ops["mlp_up_proj"], L.linear("shared.up", tokens, h, 2 * sf if cfg.gated else sf,
+                                                               dtype, bias=cfg.mlp_bias)]
+            ops["mlp_act"] = [ops["mlp_act"], L.elementwise("shared.act", (tokens, sf), dtype, fn=cfg.activation,
+                                                            n_inputs=2 if cfg.gated else 1)]
+            ops["mlp_down_proj"] = [ops["mlp_down_proj"], L.linear("shared.down", tokens, sf, h, dtype,
+                                                                   bias=cfg.mlp_bias)]
+            if cfg.shared_expert_gate:
+                ops["mlp_router"] += [L.linear("shared.gate", tokens, h, 1, dtype, bias=False),
+                                      L.elementwise("shared.gate_act", (tokens, 1), dtype, fn="sigmoid"),
+                                      L.elementwise("shared.scale", (tokens, h), dtype, fn="mul", n_inputs=2)]
+            ops["mlp_router"].append(L.elementwise("shared.add", (tokens, h), dtype, fn="add", n_inputs=2))
     return ops
 
 
@@ -166,8 +182,9 @@ def _model_table(key: str, hardware: str, tp: int = 1, dtype: str = "fp16", node
 
     model = model_of(key)
     cfg = decoder_config(model)
-    if cfg.heads % tp or cfg.ffn % tp:
-        raise ConfigError(f"tp={tp} must divide {model}'s heads ({cfg.heads}) and ffn ({cfg.ffn})")
+    if cfg.heads % tp or cfg.ffn % tp or cfg.shared_expert_ffn % tp:
+        raise ConfigError(f"tp={tp} must divide {model}'s heads ({cfg.heads}) and MLP widths (ffn {cfg.ffn}"
+                          + (f", shared expert {cfg.shared_expert_ffn}" if cfg.shared_expert_ffn else "") + ")")
     dt = DType.parse(dtype)
     device = get_device(hardware)
     cal = load_calibration(device.architecture, calibration)

@@ -1,7 +1,7 @@
 """HuggingFace ``config.json`` -> ``TransformerConfig`` (no transformers dependency, no network).
 
-Supported ``model_type`` values: gpt2, bert, llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, phi3, gemma, gemma2,
-gemma3_text. Field names and defaults follow each architecture's ``configuration_*.py`` in huggingface/transformers
+Supported ``model_type`` values: gpt2, bert, llama, mistral, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe, phi3,
+gemma, gemma2, gemma3_text. Field names and defaults follow each architecture's ``configuration_*.py`` in huggingface/transformers
 (5.x), and the graph its ``modeling_*.py``: parameter counts and GEMM FLOPs match transformers' own modules
 (``tests/unit/test_hf_config.py``).
 """
@@ -53,7 +53,7 @@ def _windows(c: dict[str, Any], path: str) -> dict[str, Any]:
     (every sixth layer global), and every layer for Mistral, Mixtral, Phi-3 and Qwen3-MoE (whose modeling code
     windows every layer when ``use_sliding_window`` is set)."""
     kind = c.get("model_type")
-    if kind in ("qwen2", "qwen3", "qwen3_moe") and not c.get("use_sliding_window", False):
+    if kind in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe") and not c.get("use_sliding_window", False):
         return {}
     window = c.get("sliding_window", _DEFAULT_WINDOW.get(kind)) or 0
     if not window:
@@ -69,6 +69,8 @@ def _windows(c: dict[str, Any], path: str) -> dict[str, Any]:
         flags = tuple(t == "sliding_attention" for t in types)
     elif kind in ("qwen2", "qwen3"):
         flags = tuple(i >= c.get("max_window_layers", 28) for i in range(layers))
+    elif kind == "qwen2_moe":   # its config class windows the first max_window_layers layers instead
+        flags = tuple(i < c.get("max_window_layers", 28) for i in range(layers))
     elif kind == "gemma2":
         flags = tuple(i % 2 == 0 for i in range(layers))
     elif kind == "gemma3_text":
@@ -86,7 +88,9 @@ def _llama(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
         name=name, layers=_req(c, "num_hidden_layers", path), hidden=_req(c, "hidden_size", path), heads=heads,
         kv_heads=c.get("num_key_value_heads") or heads, head_dim=c.get("head_dim"),
         ffn=_req(c, "intermediate_size", path), vocab=_req(c, "vocab_size", path), norm="rms",
-        activation="swiglu", qkv_bias=bias or c.get("model_type") == "qwen2", out_bias=bias,
+        # Qwen2 always biases Q, K and V; Qwen2-MoE's config says so (``qkv_bias``, default True)
+        activation="swiglu", out_bias=bias,
+        qkv_bias=bias or c.get("model_type") == "qwen2" or bool(c.get("qkv_bias", c.get("model_type") == "qwen2_moe")),
         mlp_bias=bool(c.get("mlp_bias", False)), tied_embeddings=bool(c.get("tie_word_embeddings", False)),
         rotary=True, num_experts=c.get("num_local_experts", 0) or 0, top_k=c.get("num_experts_per_tok", 0) or 0,
         separate_qkv=True, source=path, **_windows(c, path),
@@ -94,18 +98,32 @@ def _llama(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
 
 
 def _qwen3(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
-    """Qwen3 (dense and MoE): Llama's block with an RMSNorm on each head of Q and K (``q_norm``/``k_norm``);
-    Qwen3-MoE's sparse MLP is ``num_experts`` experts of ``moe_intermediate_size`` on every layer."""
+    """Qwen3 (dense and MoE): Llama's block with an RMSNorm on each head of Q and K (``q_norm``/``k_norm``)."""
     cfg = replace(_llama(c, name, path), qk_norm=True)
-    if c.get("model_type") != "qwen3_moe":
-        return cfg
-    dense = c.get("mlp_only_layers") or []
+    return _qwen_moe(c, cfg, path) if c.get("model_type") == "qwen3_moe" else cfg
+
+
+def _qwen2_moe(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
+    """Qwen2-MoE (Qwen1.5-MoE, Qwen2-57B-A14B): Qwen2's block with experts and a gated shared expert."""
+    return _qwen_moe(c, _llama(c, name, path), path)
+
+
+def _qwen_moe(c: dict[str, Any], cfg: TransformerConfig, path: str) -> TransformerConfig:
+    """Qwen's sparse MLP: ``num_experts`` experts of ``moe_intermediate_size`` on the layers where
+    (i + 1) % ``decoder_sparse_step`` == 0 and i is not in ``mlp_only_layers`` (the others run a dense MLP of
+    ``intermediate_size``), plus Qwen2-MoE's shared expert (``shared_expert_intermediate_size``, scaled by a
+    sigmoid gate)."""
+    only = c.get("mlp_only_layers") or []
     step = c.get("decoder_sparse_step", 1)
-    if dense or step != 1:
-        raise ConfigError(f"{path}: dense MLP layers between the MoE layers (mlp_only_layers {dense}, "
-                          f"decoder_sparse_step {step}) are not modelled; every layer must be sparse")
+    if not isinstance(step, int) or step < 1 or not all(isinstance(i, int) for i in only):
+        raise ConfigError(f"{path}: decoder_sparse_step must be a positive integer and mlp_only_layers a list of "
+                          f"layer indices (got {step!r}, {only!r})")
+    dense = tuple(i in only or (i + 1) % step != 0 for i in range(cfg.layers))
+    shared = c.get("shared_expert_intermediate_size") or 0 if c.get("model_type") == "qwen2_moe" else 0
     return replace(cfg, ffn=_req(c, "moe_intermediate_size", path), num_experts=_req(c, "num_experts", path),
-                   top_k=_req(c, "num_experts_per_tok", path))
+                   top_k=_req(c, "num_experts_per_tok", path), dense_layers=dense if any(dense) else (),
+                   dense_ffn=_req(c, "intermediate_size", path) if any(dense) else 0,
+                   shared_expert_ffn=shared, shared_expert_gate=bool(shared))
 
 
 def _phi3(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
@@ -143,7 +161,8 @@ def _gemma2(c: dict[str, Any], name: str, path: str) -> TransformerConfig:
 
 _BUILDERS: dict[str, Callable[[dict[str, Any], str, str], TransformerConfig]] = {
     "gpt2": _gpt2, "bert": _bert, "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _llama,
-    "qwen3": _qwen3, "qwen3_moe": _qwen3, "phi3": _phi3, "gemma": _gemma, "gemma2": _gemma2, "gemma3_text": _gemma2,
+    "qwen2_moe": _qwen2_moe, "qwen3": _qwen3, "qwen3_moe": _qwen3, "phi3": _phi3, "gemma": _gemma, "gemma2": _gemma2,
+    "gemma3_text": _gemma2,
 }
 
 

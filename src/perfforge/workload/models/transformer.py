@@ -49,8 +49,12 @@ class TransformerConfig:
     post_norm: bool = False              # BERT: norm after each residual add
     lm_head: bool = True
     pooler: bool = False                 # BERT pooler (dense + tanh on the first token)
-    num_experts: int = 0                 # >0: mixture-of-experts MLP
+    num_experts: int = 0                 # >0: mixture-of-experts MLP (`ffn` is then each expert's width)
     top_k: int = 0
+    shared_expert_ffn: int = 0           # Qwen2-MoE: a dense MLP of this width on every token beside the experts
+    shared_expert_gate: bool = False     # Qwen2-MoE: sigmoid(Linear(hidden, 1)) scales the shared expert's output
+    dense_layers: tuple[bool, ...] = ()  # an MoE model's layers with a dense MLP instead (Qwen's mlp_only_layers)
+    dense_ffn: int = 0                   # their width (0: `ffn`)
     rotary: bool = False
     # HF's module projects Q, K and V with three Linear layers (BERT, OPT, Llama; GPT-2's Conv1D is one): the
     # eager graphs (attention_impl unfused/sdpa) run them as three GEMMs, the fused graph as one
@@ -78,11 +82,18 @@ class TransformerConfig:
             raise ConfigError(f"{self.name}: hidden ({self.hidden}) is not divisible by heads ({self.heads})")
         if self.num_experts and not (0 < self.top_k <= self.num_experts):
             raise ConfigError(f"{self.name}: top_k must be in 1..num_experts ({self.num_experts})")
+        if self.dense_layers and len(self.dense_layers) != self.layers:
+            raise ConfigError(f"{self.name}: dense_layers flags {len(self.dense_layers)} layers, the model has "
+                              f"{self.layers}")
         if self.sliding_window < 0:
             raise ConfigError(f"{self.name}: sliding_window must be >= 0, got {self.sliding_window}")
         if self.sliding_layers and len(self.sliding_layers) != self.layers:
             raise ConfigError(f"{self.name}: sliding_layers flags {len(self.sliding_layers)} layers, the model has "
                               f"{self.layers}")
+
+    def moe_layer(self, i: int) -> bool:
+        """Whether layer ``i`` routes its tokens to experts (else it runs a dense MLP)."""
+        return bool(self.num_experts) and not (self.dense_layers and self.dense_layers[i])
 
     def layer_window(self, i: int) -> int:
         """Layer ``i``'s attention window in keys (0: full causal attention)."""
@@ -143,33 +154,55 @@ def routed_experts(tokens: int, experts: int, top_k: int) -> tuple[int, int]:
 
 
 def _mlp(cfg: TransformerConfig, ops: list[Op], prefix: str, tokens: int, prec: Precision, layer: str,
-         eager: bool = False) -> DType:
-    """The MLP (or mixture of experts) on the norm's output (``prec.high``); returns its output's dtype."""
+         eager: bool = False, moe: bool = False) -> DType:
+    """The MLP (or, ``moe``, the mixture of experts) on the norm's output (``prec.high``); returns its output's
+    dtype."""
     h, f = cfg.hidden, cfg.ffn
     lo, hi = prec.compute, prec.high
     gated = cfg.gated
     up_width = 2 * f if gated else f
-    if cfg.num_experts:
-        e, k = cfg.num_experts, cfg.top_k
-        ops.extend(prec.gemm(L.linear(f"{prefix}.router", tokens, h, e, lo, bias=False, layer=layer), hi))
-        # the routing softmax runs in fp32 under autocast (on its fp32 list) over the low-precision logits
-        ops.append(prec.mixed(L.moe_router(f"{prefix}.route", tokens, e, k, hi, layer=layer), 1))
-        # only the experts that receive a token run, and only their weights are read; the parameters are every
-        # expert's
-        active, rows = routed_experts(tokens, e, k)
-        for name, (d_in, d_out, dt) in (("up", (h, up_width, hi)), ("down", (f, h, lo))):
-            gemm = L.linear(f"{prefix}.experts.{name}", rows, d_in, d_out, lo, bias=cfg.mlp_bias, layer=layer,
-                            batch=active)
-            gemm = gemm.with_(params=e * (d_in * d_out + (d_out if cfg.mlp_bias else 0)))
-            ops.extend(prec.gemm(gemm, dt))
-            if name == "up":
-                ops.append(L.elementwise(f"{prefix}.experts.act", (active, rows, f), lo, fn=cfg.activation,
-                                         n_inputs=2 if gated else 1, layer=layer))
-        # expert outputs times the fp32 routing weights
-        ops.append(prec.mixed(L.elementwise(f"{prefix}.combine", (tokens, k, h), hi, fn="mul", n_inputs=2,
-                                            layer=layer), 1))
-        return hi
-    ops.extend(prec.gemm(L.linear(f"{prefix}.up", tokens, h, up_width, lo, bias=cfg.mlp_bias, layer=layer), hi))
+    if not moe:
+        return _dense_mlp(cfg, ops, prefix, tokens, prec, layer, eager, (cfg.dense_ffn or f) if cfg.num_experts else f)
+    e, k = cfg.num_experts, cfg.top_k
+    ops.extend(prec.gemm(L.linear(f"{prefix}.router", tokens, h, e, lo, bias=False, layer=layer), hi))
+    # the routing softmax runs in fp32 under autocast (on its fp32 list) over the low-precision logits
+    ops.append(prec.mixed(L.moe_router(f"{prefix}.route", tokens, e, k, hi, layer=layer), 1))
+    # only the experts that receive a token run, and only their weights are read; the parameters are every
+    # expert's
+    active, rows = routed_experts(tokens, e, k)
+    for name, (d_in, d_out, dt) in (("up", (h, up_width, hi)), ("down", (f, h, lo))):
+        gemm = L.linear(f"{prefix}.experts.{name}", rows, d_in, d_out, lo, bias=cfg.mlp_bias, layer=layer,
+                        batch=active)
+        gemm = gemm.with_(params=e * (d_in * d_out + (d_out if cfg.mlp_bias else 0)))
+        ops.extend(prec.gemm(gemm, dt))
+        if name == "up":
+            ops.append(L.elementwise(f"{prefix}.experts.act", (active, rows, f), lo, fn=cfg.activation,
+                                     n_inputs=2 if gated else 1, layer=layer))
+    # expert outputs times the fp32 routing weights
+    ops.append(prec.mixed(L.elementwise(f"{prefix}.combine", (tokens, k, h), hi, fn="mul", n_inputs=2,
+                                        layer=layer), 1))
+    if cfg.shared_expert_ffn:   # every token also runs the shared expert, added to the routed experts' sum
+        _dense_mlp(cfg, ops, f"{prefix}.shared_expert", tokens, prec, layer, eager, cfg.shared_expert_ffn)
+        if cfg.shared_expert_gate:   # sigmoid(x W_g) scales it
+            ops.extend(prec.gemm(L.linear(f"{prefix}.shared_expert_gate", tokens, h, 1, lo, bias=False,
+                                          layer=layer), hi))
+            ops.append(L.elementwise(f"{prefix}.shared_expert_gate.act", (tokens, 1), lo, fn="sigmoid",
+                                     layer=layer))
+            ops.append(L.elementwise(f"{prefix}.shared_expert.scale", (tokens, h), lo, fn="mul", n_inputs=2,
+                                     layer=layer))
+        ops.append(prec.mixed(L.elementwise(f"{prefix}.shared_expert.add", (tokens, h), hi, fn="add",
+                                            n_inputs=2, layer=layer), 1))
+    return hi
+
+
+def _dense_mlp(cfg: TransformerConfig, ops: list[Op], prefix: str, tokens: int, prec: Precision, layer: str,
+               eager: bool, f: int) -> DType:
+    """A dense MLP of width ``f`` (gated when the model's activation is); returns its output's dtype."""
+    h = cfg.hidden
+    lo, hi = prec.compute, prec.high
+    gated = cfg.gated
+    ops.extend(prec.gemm(L.linear(f"{prefix}.up", tokens, h, 2 * f if gated else f, lo, bias=cfg.mlp_bias,
+                                  layer=layer), hi))
     act = cfg.activation
     act_dtype = lo
     if eager and act == "gelu_tanh":
@@ -259,7 +292,8 @@ def transformer_layers(cfg: TransformerConfig, *, batch: int, seq: int, dtype: D
         # the residual stream (`hi`) plus the branch (`lo`): type promotion runs the add in `hi`
         ops.append(prec.mixed(L.elementwise(f"{layer}.attn.residual", shape, hi, fn="add", n_inputs=2, layer=layer), 1))
         ops.append(_norm(cfg, f"{layer}.norm2" if not cfg.post_norm else f"{layer}.norm1", shape, hi, layer))
-        branch = _mlp(cfg, ops, f"{layer}.mlp", tokens, prec, layer, eager=attention_impl in ("unfused", "sdpa"))
+        branch = _mlp(cfg, ops, f"{layer}.mlp", tokens, prec, layer, eager=attention_impl in ("unfused", "sdpa"),
+                      moe=cfg.moe_layer(i))
         if dropout:
             ops.append(L.dropout(f"{layer}.mlp.dropout", shape, branch, layer=layer))
         if cfg.sandwich_norm:
