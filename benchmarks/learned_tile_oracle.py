@@ -28,6 +28,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.neighbors import KNeighborsClassifier
 
 from perfforge.engines.learned.dataset import Samples, samples_from_records
+from perfforge.engines.learned.features import tile_features
 from perfforge.engines.learned.train import GBDT_PARAMS, SEED, group_weights
 from perfforge.evaluation.measured import resolve_device_id
 from perfforge.evaluation.neusight import read_kernels
@@ -46,16 +47,12 @@ def launched_tile(kernel_name: str) -> tuple[int, int, bool]:
     raise ValueError(f"no tile in kernel name {kernel_name!r}")
 
 
-def tile_features(params: dict, tile: tuple[int, int, bool], sms: int) -> list[float]:
-    """Tiles, waves and wave/edge efficiency of the output (m x n; NeuSight's M x K) in both orientations."""
-    b, m, n = params.get("b", 1), params["m"], params["n"]
+def launched_tile_features(params: dict, tile: tuple[int, int, bool], sms: int) -> list[float]:
+    """The model's own tile/wave features (``features.tile_features``) of the launched tile over the output
+    (m x n; NeuSight's M x K), in both orientations, plus its area and whether it splits inside the CTA."""
     a, c, sliced = tile
-    out: list[float] = []
-    for tm, tn in ((a, c), (c, a)):
-        tiles = b * -(-m // tm) * -(-n // tn)
-        waves = -(-tiles // sms)
-        out += [np.log2(tiles), np.log2(waves), tiles / (waves * sms), (m * n) / (-(-m // tm) * tm * -(-n // tn) * tn)]
-    return out + [np.log2(a * c), float(sliced)]
+    return [*tile_features(params["m"], params["n"], params.get("b", 1), sms, tiles=((a, c), (c, a))),
+            np.log2(a * c), float(sliced)]
 
 
 def fit_predict(s: Samples, x: np.ndarray, train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
@@ -70,7 +67,7 @@ def main(op: str) -> None:
     assert len(s) == len(records), "every NeuSight GEMM record maps to a sample, in order"
     devices = {r["device"]["name"]: get_device(resolve_device_id(r["device"]["name"])) for r in records}
     tiles = [launched_tile(r["extra"]["kernel_name"]) for r in records]
-    actual = np.array([tile_features(r["params"], t, devices[r["device"]["name"]].sms) for r, t in zip(records, tiles)])
+    actual = np.array([launched_tile_features(r["params"], t, devices[r["device"]["name"]].sms) for r, t in zip(records, tiles)])
     labels = np.array([f"{a}x{c}|{int(sl)}" for a, c, sl in tiles])
     near = np.array([[np.log2(r["params"].get("b", 1)), np.log2(r["params"]["m"]), np.log2(r["params"]["n"]),
                       np.log2(r["params"]["k"]), np.log2(d.sms), np.log2(d.memory_bytes_per_s), np.log2(d.l2_bytes)]
@@ -82,10 +79,10 @@ def main(op: str) -> None:
     for g in sorted(set(s.group)):
         train, test = (s.group != g) & s.trainable, s.group == g
         guess = KNeighborsClassifier(n_neighbors=1).fit(near[train], labels[train]).predict(near[test])
-        guessed = np.array([tile_features(records[i]["params"], (*map(int, lab.split("|")[0].split("x")),
-                                                                  lab.endswith("|1")),
-                                          devices[records[i]["device"]["name"]].sms)
-                            for i, lab in zip(np.where(test)[0], guess)])
+        guessed = np.array([
+            launched_tile_features(records[i]["params"], (*map(int, lab.split("|")[0].split("x")), lab.endswith("|1")),
+                                   devices[records[i]["device"]["name"]].sms)
+            for i, lab in zip(np.where(test)[0], guess)])
         for name, x, x_test in (("shipped features", s.x, s.x[test]),
                                 ("+ launched tile (oracle)", with_actual, with_actual[test]),
                                 ("+ nearest training row's tile", with_actual, np.hstack([s.x[test], guessed]))):

@@ -15,6 +15,7 @@ from perfforge.result import Result
 from perfforge.scenario import Scenario, make_scenario
 from perfforge.system.catalog import get_device
 from perfforge.system.system import System
+from perfforge.workload.decoders import is_config_path
 from perfforge.workload.graph import Workload
 from perfforge.workload.importers.hf_config import load_hf_config
 from perfforge.workload.models.transformer import build_transformer, builder_head
@@ -58,7 +59,7 @@ def resolve_workload(model: str | Workload, *, mode: str = "inference", batch: i
         return model
     phase = "decode" if mode == "decode" else "prefill"
     dropout = dropout if mode == "train" else 0.0
-    if model.endswith(".json") or Path(model).is_dir():
+    if is_config_path(model):
         if dropout:
             raise ConfigError("dropout is modelled for the zoo's transformers, not for HF config.json imports")
         if fuse_bn_act:

@@ -25,6 +25,7 @@ from perfforge.serving.optable import (
     OperatorTable,
     model_table,
 )
+from perfforge.workload.decoders import decoder_config
 from perfforge.workload.models.transformer import TransformerConfig
 
 MLP_OPS = ("input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "post_attention_layernorm",
@@ -45,12 +46,6 @@ def _open(folder: Path, stem: str) -> list[dict[str, str]] | None:
 def _median(row: dict[str, str], op: str) -> float | None:
     v = row.get(f"time_stats.{op}.median", "")
     return float(v) * 1e-3 if v not in ("", None) else None
-
-
-def _config(model: str) -> TransformerConfig:
-    from perfforge.workload.decoders import decoder_config
-
-    return decoder_config(model)
 
 
 def _is_true(v: str) -> bool:
@@ -88,7 +83,7 @@ def read_profile_dir(folder: str | Path, *, model: str, tp: int = 1, block_size:
     root = Path(folder)
     if not root.is_dir():
         raise ConfigError(f"profile directory not found: {root}")
-    cfg = _config(model)
+    cfg = decoder_config(model)
     notes: list[str] = []
     token_ops: dict[str, np.ndarray] = {}
     absent: list[str] = []
@@ -205,7 +200,7 @@ def write_profile_dir(table: OperatorTable, folder: str | Path, *, model: str, t
                       max_tokens: int = 4096) -> list[Path]:
     """Write ``table`` as Vidur-format CSVs (ms) so Vidur and perfforge can run on the same operator times.
     Only shapes up to ``max_tokens`` are written (Vidur's own profiles stop at 4096 tokens)."""
-    cfg = _config(model)
+    cfg = decoder_config(model)
     for op, what in (("attn_qk_norm", "per-head Q/K norms"), ("mlp_router", "expert routing")):
         if op not in table.absent:
             raise ConfigError(f"{model}: Vidur's profile format has no column for {what}; its operator table "

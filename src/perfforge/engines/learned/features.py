@@ -87,9 +87,12 @@ def gpu_features(op: Op, device: DeviceSpec, compute_dtype: DType) -> list[float
             _log2(peak / bw), _log2(peak / device.sms), 1.0 if peak > 1.01 * fp32 else 0.0]
 
 
-def _tile_features(m: int, n: int, batch: int, sms: int) -> list[float]:
+def tile_features(m: int, n: int, batch: int, sms: int,
+                  tiles: tuple[tuple[int, int], ...] = GEMM_TILES) -> list[float]:
+    """Per output tile (tm x tn) of an m x n output, ``batch`` deep: log2 waves over the SMs, the last wave's
+    fill (wave efficiency) and the padded tiles' useful share."""
     out: list[float] = []
-    for tm, tn in GEMM_TILES:
+    for tm, tn in tiles:
         tiles_m, tiles_n = -(-m // tm), -(-n // tn)
         tiles = batch * tiles_m * tiles_n
         waves = -(-tiles // sms)
@@ -116,13 +119,13 @@ def op_features(op: Op, device: DeviceSpec, compute_dtype: DType | None = None) 
         ld_n, ld_k = a.get("ld_dims", (n, k))
         aligned = (ld_n * dtype.bytes) % 16 == 0 and (ld_k * dtype.bytes) % 16 == 0
         row += [_log2(b), _log2(m), _log2(n), _log2(k), 1.0 if op.kind is OpKind.BMM else 0.0, float(aligned),
-                _log2(b * m * n / sms), *_tile_features(m, n, b, sms)]
+                _log2(b * m * n / sms), *tile_features(m, n, b, sms)]
     elif family == "conv":
         m, n, k = int(a["m"]), int(a["n"]), int(a["k"])
         h, _w = a.get("hw", (1, 1))
         row += [_log2(m), _log2(n), _log2(k), _log2(op.inputs[0][0] if op.inputs else 1), _log2(a.get("in_ch", 1)),
                 _log2(h), float(a.get("kernel", 1)), float(a.get("stride", 1)), float(a.get("padding", 0)),
-                *_tile_features(m, n, 1, sms)]
+                *tile_features(m, n, 1, sms)]
     else:
         numel = int(a.get("numel", 1))
         # norms and softmax reduce over the last dimension; pointwise kernels see a flat array
